@@ -1,0 +1,203 @@
+//! Auto Scaling: the self-managed groups ngm migrates from, and the managed groups' backing ASGs
+//! that ngm pins while Cluster Autoscaler is frozen.
+
+use async_trait::async_trait;
+use aws_sdk_autoscaling::Client;
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
+use ngm_core::model::{AsgInfo, AsgInstance, Labels, LaunchTemplateRef, Scaling};
+use ngm_core::ports::{AsgPort, PortError, PortResult};
+
+use super::classify;
+
+#[derive(Debug, Clone)]
+pub struct AsgAdapter {
+    client: Client,
+}
+
+impl AsgAdapter {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn info_of(g: &AutoScalingGroup) -> AsgInfo {
+    let lt = g.launch_template().or_else(|| {
+        g.mixed_instances_policy()
+            .and_then(|m| m.launch_template())
+            .and_then(|l| l.launch_template_specification())
+    });
+    AsgInfo {
+        name: g.auto_scaling_group_name().unwrap_or_default().to_owned(),
+        arn: g.auto_scaling_group_arn().map(str::to_owned),
+        scaling: Scaling {
+            min: g.min_size().unwrap_or(0),
+            max: g.max_size().unwrap_or(0),
+            desired: g.desired_capacity().unwrap_or(0),
+        },
+        instances: g
+            .instances()
+            .iter()
+            .map(|i| AsgInstance {
+                instance_id: i.instance_id().unwrap_or_default().to_owned(),
+                lifecycle_state: i
+                    .lifecycle_state()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                availability_zone: i.availability_zone().unwrap_or_default().to_owned(),
+                instance_type: i.instance_type().map(str::to_owned),
+            })
+            .collect(),
+        tags: g
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+            .collect(),
+        suspended_processes: g
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name().map(str::to_owned))
+            .collect(),
+        launch_template: lt.map(|l| LaunchTemplateRef {
+            id: l.launch_template_id().map(str::to_owned),
+            name: l.launch_template_name().map(str::to_owned),
+            version: l.version().map(str::to_owned),
+        }),
+        override_instance_types: g
+            .mixed_instances_policy()
+            .and_then(|m| m.launch_template())
+            .map(|l| {
+                l.overrides()
+                    .iter()
+                    .filter_map(|o| o.instance_type().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        subnets: g
+            .vpc_zone_identifier()
+            .map(|v| {
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        availability_zones: g.availability_zones().to_vec(),
+    }
+}
+
+#[async_trait]
+impl AsgPort for AsgAdapter {
+    async fn describe(&self, name: &str) -> PortResult<Option<AsgInfo>> {
+        let out = self
+            .client
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .map_err(|e| classify("autoscaling:DescribeAutoScalingGroups", e))?;
+        // An unknown name is an empty list, not an error.
+        Ok(out
+            .auto_scaling_groups()
+            .iter()
+            .find(|g| g.auto_scaling_group_name() == Some(name))
+            .map(info_of))
+    }
+
+    async fn update_size(&self, name: &str, scaling: Scaling) -> PortResult<()> {
+        self.client
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .min_size(scaling.min)
+            .max_size(scaling.max)
+            .desired_capacity(scaling.desired)
+            .send()
+            .await
+            .map_err(|e| classify("autoscaling:UpdateAutoScalingGroup", e))?;
+        Ok(())
+    }
+
+    async fn suspend_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
+        self.client
+            .suspend_processes()
+            .auto_scaling_group_name(name)
+            .set_scaling_processes(Some(processes.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify("autoscaling:SuspendProcesses", e))?;
+        Ok(())
+    }
+
+    async fn resume_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
+        self.client
+            .resume_processes()
+            .auto_scaling_group_name(name)
+            .set_scaling_processes(Some(processes.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify("autoscaling:ResumeProcesses", e))?;
+        Ok(())
+    }
+
+    async fn tag(&self, name: &str, tags: &Labels) -> PortResult<()> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let tags = tags
+            .iter()
+            .map(|(k, v)| {
+                Tag::builder()
+                    .resource_id(name)
+                    .resource_type("auto-scaling-group")
+                    .key(k)
+                    .value(v)
+                    .propagate_at_launch(false)
+                    .build()
+            })
+            .collect();
+        self.client
+            .create_or_update_tags()
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| classify("autoscaling:CreateOrUpdateTags", e))?;
+        Ok(())
+    }
+
+    async fn untag(&self, name: &str, keys: &[String]) -> PortResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let tags = keys
+            .iter()
+            .map(|k| {
+                Tag::builder()
+                    .resource_id(name)
+                    .resource_type("auto-scaling-group")
+                    .key(k)
+                    .build()
+            })
+            .collect();
+        self.client
+            .delete_tags()
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| classify("autoscaling:DeleteTags", e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str) -> PortResult<()> {
+        let out = self
+            .client
+            .delete_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .force_delete(true)
+            .send()
+            .await
+            .map_err(|e| classify("autoscaling:DeleteAutoScalingGroup", e));
+        match out {
+            Ok(_) | Err(PortError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

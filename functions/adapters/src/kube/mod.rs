@@ -1,0 +1,405 @@
+//! The Kubernetes port over the real kube client.
+//!
+//! Every list is paginated (`limit`/`continue`) and converted page by page, so memory stays
+//! bounded on large clusters; pods are read per node or per selector, so a step makes requests
+//! in proportion to nodes plus workloads, never nodes × pods.
+
+mod client;
+mod convert;
+
+pub use client::{ClusterEndpoint, client_for_cluster};
+
+use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Client, Resource};
+use ngm_core::model::{
+    DaemonSetView, EndpointSliceView, EventType, HpaView, LabelSelector, NodeView, ObjectRef,
+    PdbView, PodView, ReplicaSetView, ServiceView, Taint, WorkloadKind, WorkloadRef, WorkloadView,
+};
+use ngm_core::ports::{EvictOutcome, HpaPatch, KubePort, MetadataPatch, PortError, PortResult};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// Items per list page: large enough to keep request counts low, small enough to bound memory.
+pub const PAGE_SIZE: u32 = 500;
+/// The field manager ngm writes as, so its changes are attributable in managedFields.
+const MANAGER: &str = "ngm";
+
+/// Classifies a kube client error once.
+pub fn classify_kube(op: &str, err: kube::Error) -> PortError {
+    let op = op.to_owned();
+    match err {
+        kube::Error::Api(status) => match status.code {
+            404 => PortError::NotFound { what: format!("{op}: {}", status.message) },
+            409 => PortError::Conflict { op, detail: status.message },
+            429 => PortError::Throttled { op },
+            401 | 403 => PortError::AccessDenied { op },
+            400 | 422 => PortError::Invalid { op, detail: status.message },
+            504 => PortError::Timeout { op },
+            _ => PortError::Unexpected { op, detail: format!("{} {}", status.code, status.message) },
+        },
+        kube::Error::HyperError(e) => PortError::Timeout { op: format!("{op}: {e}") },
+        kube::Error::Service(e) => PortError::Timeout { op: format!("{op}: {e}") },
+        other => PortError::Unexpected { op, detail: other.to_string() },
+    }
+}
+
+fn none_if_missing<T>(r: PortResult<T>) -> PortResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(PortError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `{"k": "v", "gone": null}` from a metadata patch: null removes the key under merge patch.
+fn metadata_json(patch: &MetadataPatch) -> Value {
+    Value::Object(
+        patch
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map_or(Value::Null, |s| json!(s))))
+            .collect(),
+    )
+}
+
+/// The pod name an eviction 429 blames, from the API server's `DisruptionBudget` cause
+/// ("The disruption budget NAME needs N healthy pods and has M currently").
+pub fn blocking_pdb(status: &kube::core::Status) -> Option<String> {
+    let causes = &status.details.as_ref()?.causes;
+    causes
+        .iter()
+        .filter(|c| c.reason == "DisruptionBudget")
+        .find_map(|c| {
+            c.message
+                .strip_prefix("The disruption budget ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+}
+
+#[derive(Clone)]
+pub struct KubeAdapter {
+    client: Client,
+}
+
+impl std::fmt::Debug for KubeAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeAdapter")
+    }
+}
+
+impl KubeAdapter {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    fn all<K: Resource<Scope = kube::core::NamespaceResourceScope>>(&self) -> Api<K>
+    where
+        K::DynamicType: Default,
+    {
+        Api::all(self.client.clone())
+    }
+
+    fn ns<K: Resource<Scope = kube::core::NamespaceResourceScope>>(&self, ns: &str) -> Api<K>
+    where
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    async fn merge_patch<K>(&self, api: &Api<K>, op: &str, name: &str, body: Value) -> PortResult<()>
+    where
+        K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        api.patch(name, &PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() }, &Patch::Merge(body))
+            .await
+            .map_err(|e| classify_kube(op, e))?;
+        Ok(())
+    }
+}
+
+/// Lists every page of `api` with `lp`, converting each page as it arrives.
+async fn list_all<K, T>(
+    api: &Api<K>,
+    op: &str,
+    mut lp: ListParams,
+    convert: impl Fn(&K) -> T,
+) -> PortResult<Vec<T>>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    lp = lp.limit(PAGE_SIZE);
+    let mut out = Vec::new();
+    loop {
+        let page = api.list(&lp).await.map_err(|e| classify_kube(op, e))?;
+        out.extend(page.items.iter().map(&convert));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => lp = lp.continue_token(&token),
+            _ => return Ok(out),
+        }
+    }
+}
+
+fn selector_params(selector: &LabelSelector) -> ListParams {
+    let q = selector.to_query();
+    if q.is_empty() {
+        ListParams::default()
+    } else {
+        ListParams::default().labels(&q)
+    }
+}
+
+#[async_trait]
+impl KubePort for KubeAdapter {
+    async fn list_nodes(&self, selector: &LabelSelector) -> PortResult<Vec<NodeView>> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        list_all(&api, "list nodes", selector_params(selector), convert::node).await
+    }
+
+    async fn patch_node_labels(&self, name: &str, labels: &MetadataPatch) -> PortResult<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let body = json!({"metadata": {"labels": metadata_json(labels)}});
+        self.merge_patch(&api, "patch node labels", name, body).await
+    }
+
+    async fn patch_node_annotations(&self, name: &str, annotations: &MetadataPatch) -> PortResult<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let body = json!({"metadata": {"annotations": metadata_json(annotations)}});
+        self.merge_patch(&api, "patch node annotations", name, body).await
+    }
+
+    async fn patch_node_taints(&self, name: &str, add: &[Taint], remove: &[Taint]) -> PortResult<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let Some(node) = none_if_missing(api.get(name).await.map_err(|e| classify_kube("get node", e)))? else {
+            return Err(PortError::NotFound { what: format!("node {name}") });
+        };
+        let current = convert::node(&node).taints;
+        let mut next: Vec<Taint> = current
+            .iter()
+            .filter(|t| !remove.iter().chain(add).any(|r| r.same_slot(t)))
+            .cloned()
+            .collect();
+        next.extend(add.iter().cloned());
+        let unchanged = next.len() == current.len() && next.iter().all(|t| current.contains(t));
+        if unchanged {
+            return Ok(());
+        }
+        let taints: Vec<Value> = next
+            .iter()
+            .map(|t| json!({"key": t.key, "value": t.value, "effect": t.effect.kube_name()}))
+            .collect();
+        // Merge patch replaces the whole list; carrying resourceVersion makes the API server
+        // refuse it with 409 if anything else changed the taints since we read them.
+        let body = json!({
+            "metadata": {"resourceVersion": node.metadata.resource_version},
+            "spec": {"taints": taints},
+        });
+        self.merge_patch(&api, "patch node taints", name, body).await
+    }
+
+    async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> PortResult<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let body = json!({"spec": {"unschedulable": unschedulable}});
+        self.merge_patch(&api, "cordon node", name, body).await
+    }
+
+    async fn list_pods_on_node(&self, node: &str) -> PortResult<Vec<PodView>> {
+        let api: Api<Pod> = self.all();
+        let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        list_all(&api, "list pods on node", lp, convert::pod).await
+    }
+
+    async fn list_pods(&self, namespace: Option<&str>, selector: &LabelSelector) -> PortResult<Vec<PodView>> {
+        let api: Api<Pod> = match namespace {
+            Some(ns) => self.ns(ns),
+            None => self.all(),
+        };
+        list_all(&api, "list pods", selector_params(selector), convert::pod).await
+    }
+
+    async fn annotate_pod(&self, namespace: &str, name: &str, annotations: &MetadataPatch) -> PortResult<()> {
+        let api: Api<Pod> = self.ns(namespace);
+        let body = json!({"metadata": {"annotations": metadata_json(annotations)}});
+        self.merge_patch(&api, "annotate pod", name, body).await
+    }
+
+    async fn evict_pod(&self, namespace: &str, name: &str, uid: &str) -> PortResult<EvictOutcome> {
+        let api: Api<Pod> = self.ns(namespace);
+        let params = EvictParams {
+            delete_options: Some(DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.to_owned()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            }),
+            post_options: PostParams::default(),
+        };
+        match api.evict(name, &params).await {
+            Ok(_) => Ok(EvictOutcome::Evicted),
+            Err(kube::Error::Api(status)) => match status.code {
+                // 429 while a PDB is at its limit: blocked, try again later.
+                429 => Ok(EvictOutcome::PdbBlocked { pdb: blocking_pdb(&status) }),
+                // 404: the pod is gone; 409: the UID precondition failed, so a new pod took
+                // the name and ours is gone too.
+                404 | 409 => Ok(EvictOutcome::AlreadyGone),
+                _ => Err(classify_kube("evict pod", kube::Error::Api(status))),
+            },
+            Err(e) => Err(classify_kube("evict pod", e)),
+        }
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> PortResult<()> {
+        let api: Api<Pod> = self.ns(namespace);
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_owned()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &dp).await {
+            Ok(_) => Ok(()),
+            // 404 gone; 409 the UID precondition failed: a different pod has the name now.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+            Err(e) => Err(classify_kube("delete pod", e)),
+        }
+    }
+
+    async fn get_workload(&self, w: &WorkloadRef) -> PortResult<Option<WorkloadView>> {
+        match w.kind {
+            WorkloadKind::Deployment => {
+                let api: Api<Deployment> = self.ns(&w.namespace);
+                Ok(api.get_opt(&w.name).await.map_err(|e| classify_kube("get deployment", e))?.as_ref().map(convert::deployment))
+            }
+            WorkloadKind::StatefulSet => {
+                let api: Api<StatefulSet> = self.ns(&w.namespace);
+                Ok(api.get_opt(&w.name).await.map_err(|e| classify_kube("get statefulset", e))?.as_ref().map(convert::statefulset))
+            }
+        }
+    }
+
+    async fn scale_workload(&self, w: &WorkloadRef, replicas: i32) -> PortResult<()> {
+        let body = Patch::Merge(json!({"spec": {"replicas": replicas}}));
+        let pp = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
+        let result = match w.kind {
+            WorkloadKind::Deployment => self.ns::<Deployment>(&w.namespace).patch_scale(&w.name, &pp, &body).await,
+            WorkloadKind::StatefulSet => self.ns::<StatefulSet>(&w.namespace).patch_scale(&w.name, &pp, &body).await,
+        };
+        result.map_err(|e| classify_kube("scale workload", e))?;
+        Ok(())
+    }
+
+    async fn patch_workload_annotations(&self, w: &WorkloadRef, annotations: &MetadataPatch) -> PortResult<()> {
+        let body = json!({"metadata": {"annotations": metadata_json(annotations)}});
+        match w.kind {
+            WorkloadKind::Deployment => {
+                self.merge_patch(&self.ns::<Deployment>(&w.namespace), "annotate deployment", &w.name, body).await
+            }
+            WorkloadKind::StatefulSet => {
+                self.merge_patch(&self.ns::<StatefulSet>(&w.namespace), "annotate statefulset", &w.name, body).await
+            }
+        }
+    }
+
+    async fn list_workloads(&self, kind: WorkloadKind) -> PortResult<Vec<WorkloadView>> {
+        match kind {
+            WorkloadKind::Deployment => {
+                list_all(&self.all::<Deployment>(), "list deployments", ListParams::default(), convert::deployment).await
+            }
+            WorkloadKind::StatefulSet => {
+                list_all(&self.all::<StatefulSet>(), "list statefulsets", ListParams::default(), convert::statefulset).await
+            }
+        }
+    }
+
+    async fn list_replicasets(&self, namespace: Option<&str>) -> PortResult<Vec<ReplicaSetView>> {
+        let api: Api<ReplicaSet> = match namespace {
+            Some(ns) => self.ns(ns),
+            None => self.all(),
+        };
+        list_all(&api, "list replicasets", ListParams::default(), convert::replicaset).await
+    }
+
+    async fn list_daemonsets(&self) -> PortResult<Vec<DaemonSetView>> {
+        list_all(&self.all::<DaemonSet>(), "list daemonsets", ListParams::default(), convert::daemonset).await
+    }
+
+    async fn list_hpas(&self) -> PortResult<Vec<HpaView>> {
+        list_all(&self.all::<HorizontalPodAutoscaler>(), "list hpas", ListParams::default(), convert::hpa).await
+    }
+
+    async fn patch_hpa(&self, namespace: &str, name: &str, patch: &HpaPatch) -> PortResult<()> {
+        let mut spec = serde_json::Map::new();
+        if let Some(min) = patch.min_replicas {
+            spec.insert("minReplicas".into(), json!(min));
+        }
+        if let Some(max) = patch.max_replicas {
+            spec.insert("maxReplicas".into(), json!(max));
+        }
+        let body = json!({
+            "metadata": {"annotations": metadata_json(&patch.annotations)},
+            "spec": spec,
+        });
+        self.merge_patch(&self.ns::<HorizontalPodAutoscaler>(namespace), "patch hpa", name, body).await
+    }
+
+    async fn list_pdbs(&self) -> PortResult<Vec<PdbView>> {
+        list_all(&self.all::<PodDisruptionBudget>(), "list pdbs", ListParams::default(), convert::pdb).await
+    }
+
+    async fn list_services(&self) -> PortResult<Vec<ServiceView>> {
+        list_all(&self.all::<Service>(), "list services", ListParams::default(), convert::service).await
+    }
+
+    async fn list_endpointslices(&self, namespace: &str, service: &str) -> PortResult<Vec<EndpointSliceView>> {
+        let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+        list_all(&self.ns::<EndpointSlice>(namespace), "list endpointslices", lp, convert::endpointslice).await
+    }
+
+    async fn record_event(&self, object: &ObjectRef, event_type: EventType, reason: &str, message: &str) -> PortResult<()> {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let ns = object.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{:x}", object.name, now.as_nanosecond())),
+                namespace: Some(ns.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some(object.api_version.clone()),
+                kind: Some(object.kind.clone()),
+                name: Some(object.name.clone()),
+                namespace: object.namespace.clone(),
+                uid: object.uid.clone(),
+                ..ObjectReference::default()
+            },
+            reason: Some(reason.to_owned()),
+            message: Some(message.to_owned()),
+            type_: Some(match event_type {
+                EventType::Normal => "Normal".to_owned(),
+                EventType::Warning => "Warning".to_owned(),
+            }),
+            source: Some(k8s_openapi::api::core::v1::EventSource {
+                component: Some(MANAGER.to_owned()),
+                host: None,
+            }),
+            reporting_component: Some(MANAGER.to_owned()),
+            reporting_instance: Some(MANAGER.to_owned()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            count: Some(1),
+            ..Event::default()
+        };
+        let api: Api<Event> = self.ns(&ns);
+        api.create(&PostParams::default(), &event).await.map_err(|e| classify_kube("create event", e))?;
+        Ok(())
+    }
+}

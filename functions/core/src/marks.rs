@@ -1,0 +1,69 @@
+//! The names of every annotation, label, taint and tag ngm writes.
+//!
+//! Originals are recorded on the objects themselves (so a crash loses nothing and the state
+//! stays small), and every object ngm touches carries [`EXECUTION`] so a sweep can find
+//! markers left by an aborted run.
+
+/// On every object ngm changed: the execution name.
+pub const EXECUTION: &str = "ngm.io/execution";
+/// On a workload: `spec.replicas` before the surge.
+pub const ORIGINAL_REPLICAS: &str = "ngm.io/original-replicas";
+/// On a workload: the replica count ngm surged it to.
+pub const SURGED_REPLICAS: &str = "ngm.io/surged-replicas";
+/// On an HPA: `spec.minReplicas` before the freeze (`default` when it was unset).
+pub const ORIGINAL_HPA_MIN: &str = "ngm.io/original-hpa-min";
+/// On an HPA: `spec.maxReplicas` before the freeze.
+pub const ORIGINAL_HPA_MAX: &str = "ngm.io/original-hpa-max";
+/// Value of [`ORIGINAL_HPA_MIN`] when `minReplicas` was unset.
+pub const UNSET: &str = "default";
+
+/// The ReplicaSet controller deletes pods with a lower cost first (best effort).
+pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+/// The cost ngm gives pods on old nodes.
+pub const RETIRE_COST: i32 = -1000;
+/// On a pod: its deletion cost before ngm marked it (`none` when it had none).
+pub const ORIGINAL_DELETION_COST: &str = "ngm.io/original-pod-deletion-cost";
+/// Value of original-value annotations when the original was absent.
+pub const NONE: &str = "none";
+
+/// Taint ngm puts on old nodes (NoSchedule), valued with the execution digest.
+pub const TAINT_KEY: &str = "ngm.io/migrating";
+/// Label ngm puts on old nodes so later steps find them without listing names in the state.
+pub const RETIRING_LABEL: &str = "ngm.io/retiring";
+/// On a node ngm cordoned (it was schedulable before).
+pub const CORDONED: &str = "ngm.io/cordoned";
+/// On a node ngm added [`EXCLUDE_FROM_LB_LABEL`] to (it lacked it before).
+pub const EXCLUDED_FROM_LB: &str = "ngm.io/excluded-from-lb";
+
+/// The AWS Load Balancer Controller and the cloud provider drop a node carrying this label
+/// from load balancers, whatever its value; cordon alone does not since Kubernetes 1.19.
+pub const EXCLUDE_FROM_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// Cluster Autoscaler skips scale-down of a node with this annotation set to `true`.
+pub const CA_SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+/// On a node ngm set [`CA_SCALE_DOWN_DISABLED`] on (it lacked it before).
+pub const SCALE_DOWN_DISABLED_BY_NGM: &str = "ngm.io/scale-down-disabled";
+/// Cluster Autoscaler auto-discovery tag on an Auto Scaling group.
+pub const CA_ENABLED_TAG: &str = "k8s.io/cluster-autoscaler/enabled";
+
+/// The Cluster Autoscaler auto-discovery tag naming the cluster.
+pub fn ca_cluster_tag(cluster: &str) -> String {
+    format!("k8s.io/cluster-autoscaler/{cluster}")
+}
+
+/// Tag on the old group (EKS node group or Auto Scaling group): its `min/max/desired` before
+/// ngm pinned it.
+pub const ORIGINAL_SCALING_TAG: &str = "ngm.io/original-scaling";
+/// Tag on an old Auto Scaling group: the Cluster Autoscaler tags ngm removed, `k=v,k=v`.
+pub const ORIGINAL_CA_TAGS_TAG: &str = "ngm.io/original-ca-tags";
+/// Auto Scaling processes ngm suspends on an old self-managed group: rebalancing and scheduled
+/// or alarm-driven scaling would launch or terminate nodes mid-migration.
+pub const SUSPENDED_PROCESSES: &[&str] = &["AZRebalance", "ScheduledActions", "AlarmNotification"];
+
+/// Tag on the EKS cluster holding the per-cluster lock: the holding execution's name.
+pub const LOCK_TAG: &str = "ngm.io/lock";
+
+/// Label EKS puts on every node of a managed node group.
+pub const EKS_NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
+/// Annotation the kubelet puts on a static pod's mirror.
+pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";

@@ -1,0 +1,304 @@
+//! Step 9: drain what is left on the old nodes, kubectl-drain style: filters first, then act.
+//!
+//! Each filter looks at one pod and answers ok, skip, warn or error with a reason. Evictions go
+//! through the Eviction API, which refuses (429) while a PDB is at its limit; StatefulSet pods
+//! go one ordinal at a time, highest first, each only once the set is fully Ready again.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{PodPhase, PodView, Timestamp, WorkloadKind, WorkloadView};
+use crate::plan::action::Action;
+use crate::request::{BarePodPolicy, EmptyDirPolicy, OnPdbBlocked, Policy};
+use crate::state::Blocked;
+
+/// A filter's answer for one pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "verdict", content = "reason")]
+pub enum Verdict {
+    Ok,
+    Skip(String),
+    Warn(String),
+    Error(String),
+}
+
+/// A drain filter.
+pub type Filter = fn(&PodView, &Policy) -> Verdict;
+
+pub fn mirror_filter(p: &PodView, _: &Policy) -> Verdict {
+    // The kubelet owns static pods; deleting the API mirror does nothing.
+    if p.is_mirror {
+        Verdict::Skip("mirror pod".into())
+    } else {
+        Verdict::Ok
+    }
+}
+
+pub fn daemonset_filter(p: &PodView, _: &Policy) -> Verdict {
+    // The DaemonSet controller would recreate it on the same node at once.
+    if p.owner_kind() == Some("DaemonSet") {
+        Verdict::Skip("DaemonSet pod".into())
+    } else {
+        Verdict::Ok
+    }
+}
+
+pub fn terminating_filter(p: &PodView, _: &Policy) -> Verdict {
+    if p.terminating {
+        Verdict::Skip("already terminating".into())
+    } else {
+        Verdict::Ok
+    }
+}
+
+pub fn namespace_filter(p: &PodView, policy: &Policy) -> Verdict {
+    if policy.namespaces.allows(&p.namespace) {
+        Verdict::Ok
+    } else {
+        Verdict::Skip(format!("namespace {} is out of scope", p.namespace))
+    }
+}
+
+pub fn opt_out_filter(p: &PodView, policy: &Policy) -> Verdict {
+    if p.annotations.contains_key(&policy.opt_out_annotation) {
+        Verdict::Skip(format!("opted out with {}", policy.opt_out_annotation))
+    } else {
+        Verdict::Ok
+    }
+}
+
+pub fn unreplicated_filter(p: &PodView, policy: &Policy) -> Verdict {
+    // A finished bare pod holds nothing; evicting it only tidies up, as kubectl drain does.
+    if p.owner.is_some() || matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed) {
+        return Verdict::Ok;
+    }
+    match policy.pods_without_controller {
+        BarePodPolicy::Fail => Verdict::Error(format!("{} has no controller", p.key())),
+        BarePodPolicy::Skip => Verdict::Skip("no controller (policy: skip)".into()),
+        BarePodPolicy::Evict => Verdict::Warn(format!(
+            "{} has no controller and will not come back",
+            p.key()
+        )),
+    }
+}
+
+pub fn empty_dir_filter(p: &PodView, policy: &Policy) -> Verdict {
+    if !p.has_empty_dir {
+        return Verdict::Ok;
+    }
+    match policy.empty_dir {
+        EmptyDirPolicy::Fail => Verdict::Error(format!("{} uses emptyDir", p.key())),
+        EmptyDirPolicy::Evict => Verdict::Warn(format!("{} loses its emptyDir data", p.key())),
+    }
+}
+
+/// The filters in kubectl's order: skips first, so a skipped pod never raises an error.
+pub const FILTERS: &[Filter] = &[
+    mirror_filter,
+    daemonset_filter,
+    terminating_filter,
+    namespace_filter,
+    opt_out_filter,
+    unreplicated_filter,
+    empty_dir_filter,
+];
+
+/// The combined answer for a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "eligibility")]
+pub enum Eligibility {
+    Evict { warnings: Vec<String> },
+    Skip { reason: String },
+    Error { reason: String },
+}
+
+/// Runs [`FILTERS`]: the first skip wins, then any error, else evict with the warnings.
+pub fn eligibility(p: &PodView, policy: &Policy) -> Eligibility {
+    let mut warnings = Vec::new();
+    let mut error = None;
+    for f in FILTERS {
+        match f(p, policy) {
+            Verdict::Ok => {}
+            Verdict::Skip(reason) => return Eligibility::Skip { reason },
+            Verdict::Warn(w) => warnings.push(w),
+            Verdict::Error(e) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    match error {
+        Some(reason) => Eligibility::Error { reason },
+        None => Eligibility::Evict { warnings },
+    }
+}
+
+/// `web-3` → 3.
+pub fn ordinal(pod_name: &str, set_name: &str) -> Option<u32> {
+    pod_name
+        .strip_prefix(set_name)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
+/// The drain's decision after this round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum DrainOutcome {
+    /// Nothing ngm should evict is left.
+    Done,
+    /// Evict (or wait), then call again.
+    Continue { retry_after_seconds: u64 },
+    /// A PDB kept blocking past the deadline; the policy decides.
+    Blocked {
+        pod: String,
+        pdb: Option<String>,
+        then: OnPdbBlocked,
+    },
+    /// Pods the policy forbids evicting.
+    Refused { reasons: Vec<String> },
+}
+
+/// One drain round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrainPlan {
+    pub actions: Vec<Action>,
+    pub skipped: usize,
+    pub warnings: Vec<String>,
+    pub outcome: DrainOutcome,
+}
+
+/// Evictions per round, so a Lambda call stays short on a large cluster.
+pub const MAX_EVICTIONS_PER_ROUND: usize = 200;
+/// Seconds between drain rounds.
+pub const DRAIN_POLL_SECS: u64 = 15;
+
+/// Plans one drain round over the pods still on retiring nodes.
+pub fn plan_drain(
+    old_pods: &[PodView],
+    statefulsets: &[WorkloadView],
+    policy: &Policy,
+    blocked: Option<&Blocked>,
+    drain_by: Timestamp,
+    now: Timestamp,
+) -> DrainPlan {
+    let mut skipped = 0;
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    let mut evictable: Vec<&PodView> = Vec::new();
+    let mut terminating = 0;
+    for p in old_pods {
+        if p.terminating && !p.is_mirror && p.owner_kind() != Some("DaemonSet") {
+            terminating += 1;
+        }
+        match eligibility(p, policy) {
+            Eligibility::Skip { .. } => skipped += 1,
+            Eligibility::Error { reason } => errors.push(reason),
+            Eligibility::Evict { warnings: w } => {
+                warnings.extend(w);
+                evictable.push(p);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return DrainPlan {
+            actions: vec![],
+            skipped,
+            warnings,
+            outcome: DrainOutcome::Refused { reasons: errors },
+        };
+    }
+
+    let mut chosen: Vec<&PodView> = Vec::new();
+    let mut by_set: BTreeMap<(&str, &str), Vec<&PodView>> = BTreeMap::new();
+    for p in &evictable {
+        match p.owner.as_ref().filter(|o| o.kind == "StatefulSet") {
+            Some(o) => by_set
+                .entry((p.namespace.as_str(), o.name.as_str()))
+                .or_default()
+                .push(p),
+            None => chosen.push(p),
+        }
+    }
+    for ((ns, set), mut pods) in by_set {
+        let settled = statefulsets
+            .iter()
+            .find(|s| s.kind == WorkloadKind::StatefulSet && s.namespace == ns && s.name == set)
+            .is_some_and(WorkloadView::is_settled);
+        // One ordinal at a time: only when every replica, including the last replacement, is Ready.
+        if !settled
+            || old_pods.iter().any(|p| {
+                p.terminating
+                    && p.namespace == ns
+                    && p.owner.as_ref().is_some_and(|o| o.name == set)
+            })
+        {
+            continue;
+        }
+        pods.sort_by_key(|p| std::cmp::Reverse(ordinal(&p.name, set)));
+        chosen.push(pods[0]);
+    }
+    chosen.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+
+    let remaining = evictable.len() + terminating;
+    if remaining == 0 {
+        return DrainPlan {
+            actions: vec![],
+            skipped,
+            warnings,
+            outcome: DrainOutcome::Done,
+        };
+    }
+    if let Some(b) = blocked.filter(|_| now >= drain_by) {
+        let actions = if policy.on_pdb_blocked == OnPdbBlocked::Force {
+            chosen
+                .iter()
+                .map(|p| Action::DeletePod {
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    uid: p.uid.clone(),
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        let outcome = if policy.on_pdb_blocked == OnPdbBlocked::Force {
+            DrainOutcome::Continue {
+                retry_after_seconds: DRAIN_POLL_SECS,
+            }
+        } else {
+            DrainOutcome::Blocked {
+                pod: b.pod.clone(),
+                pdb: b.pdb.clone(),
+                then: policy.on_pdb_blocked,
+            }
+        };
+        return DrainPlan {
+            actions,
+            skipped,
+            warnings,
+            outcome,
+        };
+    }
+    let actions = chosen
+        .into_iter()
+        .take(MAX_EVICTIONS_PER_ROUND)
+        .map(|p| Action::EvictPod {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            uid: p.uid.clone(),
+        })
+        .collect();
+    DrainPlan {
+        actions,
+        skipped,
+        warnings,
+        outcome: DrainOutcome::Continue {
+            retry_after_seconds: DRAIN_POLL_SECS,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+use super::*;
+use crate::fixtures::{PodExt, WorkloadExt, deployment, pod};
+use crate::model::PodView;
+use crate::request::{BarePodPolicy, EmptyDirPolicy, Policy};
+
+fn policy() -> Policy {
+    Policy::default()
+}
+
+#[test]
+fn eligibility_follows_the_filters() {
+    let bare_skip = Policy {
+        pods_without_controller: BarePodPolicy::Skip,
+        ..policy()
+    };
+    let bare_evict = Policy {
+        pods_without_controller: BarePodPolicy::Evict,
+        ..policy()
+    };
+    let empty_fail = Policy {
+        empty_dir: EmptyDirPolicy::Fail,
+        ..policy()
+    };
+    let mut excluded = policy();
+    excluded.namespaces.exclude = vec!["a".into()];
+    let p = || pod("a", "p", "web", "old1");
+    type Case = (&'static str, PodView, Policy, fn(&Eligibility) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "plain pod",
+            p(),
+            policy(),
+            |e| matches!(e, Eligibility::Evict { warnings } if warnings.is_empty()),
+        ),
+        (
+            "daemonset",
+            p().owned_by("DaemonSet", "ds"),
+            policy(),
+            |e| matches!(e, Eligibility::Skip { reason } if reason == "DaemonSet pod"),
+        ),
+        (
+            "mirror",
+            p().mirror(),
+            policy(),
+            |e| matches!(e, Eligibility::Skip { reason } if reason == "mirror pod"),
+        ),
+        ("terminating", p().terminating(), policy(), |e| {
+            matches!(e, Eligibility::Skip { .. })
+        }),
+        (
+            "opt-out",
+            p().annotate("ngm.io/skip-migration", ""),
+            policy(),
+            |e| matches!(e, Eligibility::Skip { reason } if reason.contains("opted out")),
+        ),
+        (
+            "excluded namespace",
+            p(),
+            excluded,
+            |e| matches!(e, Eligibility::Skip { reason } if reason.contains("out of scope")),
+        ),
+        (
+            "bare pod, fail",
+            p().bare(),
+            policy(),
+            |e| matches!(e, Eligibility::Error { reason } if reason == "a/p has no controller"),
+        ),
+        ("bare pod, skip", p().bare(), bare_skip, |e| {
+            matches!(e, Eligibility::Skip { .. })
+        }),
+        (
+            "bare pod, evict",
+            p().bare(),
+            bare_evict,
+            |e| matches!(e, Eligibility::Evict { warnings } if warnings.len() == 1),
+        ),
+        (
+            "emptyDir, evict",
+            p().empty_dir(),
+            policy(),
+            |e| matches!(e, Eligibility::Evict { warnings } if warnings[0].contains("emptyDir")),
+        ),
+        ("emptyDir, fail", p().empty_dir(), empty_fail, |e| {
+            matches!(e, Eligibility::Error { .. })
+        }),
+        (
+            "opted-out bare pod is skipped, not refused",
+            p().bare().annotate("ngm.io/skip-migration", ""),
+            policy(),
+            |e| matches!(e, Eligibility::Skip { .. }),
+        ),
+    ];
+    for (name, pod, pol, check) in cases {
+        let e = eligibility(&pod, &pol);
+        assert!(check(&e), "{name}: {e:?}");
+    }
+}
+
+fn evicted(plan: &DrainPlan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::EvictPod { name, .. } | Action::DeletePod { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sts_pod(name: &str) -> PodView {
+    pod("a", name, "db", "old1").owned_by("StatefulSet", "db")
+}
+
+#[test]
+fn statefulsets_go_highest_ordinal_first_and_only_when_ready() {
+    let db = deployment("a", "db", 3).statefulset();
+    let pods = vec![
+        sts_pod("db-0"),
+        sts_pod("db-2"),
+        sts_pod("db-10"),
+        pod("a", "web-1", "web", "old1"),
+    ];
+    let plan = plan_drain(
+        &pods,
+        std::slice::from_ref(&db),
+        &policy(),
+        None,
+        Timestamp(100),
+        Timestamp(0),
+    );
+    assert_eq!(
+        evicted(&plan),
+        vec!["db-10".to_string(), "web-1".to_string()]
+    );
+
+    // A replacement not Ready yet: the set waits.
+    let plan = plan_drain(
+        &pods,
+        &[db.clone().ready(2)],
+        &policy(),
+        None,
+        Timestamp(100),
+        Timestamp(0),
+    );
+    assert_eq!(evicted(&plan), vec!["web-1".to_string()]);
+
+    // A member still terminating: the set waits.
+    let mut pods2 = pods.clone();
+    pods2[2] = sts_pod("db-10").terminating();
+    let plan = plan_drain(
+        &pods2,
+        std::slice::from_ref(&db),
+        &policy(),
+        None,
+        Timestamp(100),
+        Timestamp(0),
+    );
+    assert_eq!(evicted(&plan), vec!["web-1".to_string()]);
+}
+
+#[test]
+fn drain_is_done_when_only_skipped_pods_remain() {
+    let pods = vec![
+        pod("a", "ds-1", "ds", "old1").owned_by("DaemonSet", "ds"),
+        pod("a", "m", "m", "old1").mirror(),
+    ];
+    let plan = plan_drain(&pods, &[], &policy(), None, Timestamp(100), Timestamp(0));
+    assert_eq!(plan.outcome, DrainOutcome::Done);
+    assert_eq!(plan.skipped, 2);
+    // A pod still terminating keeps the drain going.
+    let plan = plan_drain(
+        &[pod("a", "w", "w", "old1").terminating()],
+        &[],
+        &policy(),
+        None,
+        Timestamp(100),
+        Timestamp(0),
+    );
+    assert!(matches!(plan.outcome, DrainOutcome::Continue { .. }));
+}
+
+#[test]
+fn a_refused_pod_stops_the_drain_with_its_reason() {
+    let plan = plan_drain(
+        &[
+            pod("a", "p", "w", "old1").bare(),
+            pod("a", "q", "w", "old1"),
+        ],
+        &[],
+        &policy(),
+        None,
+        Timestamp(100),
+        Timestamp(0),
+    );
+    assert_eq!(plan.actions, vec![]);
+    assert_eq!(
+        plan.outcome,
+        DrainOutcome::Refused {
+            reasons: vec!["a/p has no controller".into()]
+        }
+    );
+}
+
+#[test]
+fn a_pdb_blocked_past_the_deadline_follows_the_policy() {
+    let pods = vec![pod("a", "web-1", "web", "old1")];
+    let blocked = Blocked {
+        pod: "a/web-1".into(),
+        pdb: Some("a/web-pdb".into()),
+        since: Timestamp(10),
+    };
+    // Before the deadline: keep evicting.
+    let plan = plan_drain(
+        &pods,
+        &[],
+        &policy(),
+        Some(&blocked),
+        Timestamp(100),
+        Timestamp(50),
+    );
+    assert_eq!(evicted(&plan), vec!["web-1".to_string()]);
+    for (then, want_blocked, want_delete) in [
+        (OnPdbBlocked::Rollback, true, false),
+        (OnPdbBlocked::WaitForOperator, true, false),
+        (OnPdbBlocked::Force, false, true),
+    ] {
+        let p = Policy {
+            on_pdb_blocked: then,
+            ..policy()
+        };
+        let plan = plan_drain(
+            &pods,
+            &[],
+            &p,
+            Some(&blocked),
+            Timestamp(100),
+            Timestamp(100),
+        );
+        assert_eq!(
+            matches!(plan.outcome, DrainOutcome::Blocked { .. }),
+            want_blocked,
+            "{then:?}"
+        );
+        assert_eq!(
+            plan.actions
+                .iter()
+                .any(|a| matches!(a, Action::DeletePod { .. })),
+            want_delete,
+            "{then:?}"
+        );
+        if let DrainOutcome::Blocked { pod, pdb, .. } = &plan.outcome {
+            assert_eq!(
+                (pod.as_str(), pdb.as_deref()),
+                ("a/web-1", Some("a/web-pdb"))
+            );
+        }
+    }
+}
+
+#[test]
+fn evictions_are_batched_per_round() {
+    let pods: Vec<PodView> = (0..450)
+        .map(|i| pod("a", &format!("p{i:03}"), "w", "old1"))
+        .collect();
+    let plan = plan_drain(&pods, &[], &policy(), None, Timestamp(100), Timestamp(0));
+    assert_eq!(plan.actions.len(), MAX_EVICTIONS_PER_ROUND);
+}
+
+#[test]
+fn ordinals_parse_from_pod_names() {
+    assert_eq!(ordinal("db-12", "db"), Some(12));
+    assert_eq!(ordinal("db-x", "db"), None);
+    assert_eq!(ordinal("other-1", "db"), None);
+}

@@ -1,0 +1,369 @@
+//! Step 1's pre-flight report: everything that would make the migration fail or hurt, found
+//! before anything is touched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    DaemonSetView, LoadBalancerInfo, NodeView, PdbView, PodView, ReplicaSetView, Resources,
+    Scaling, WorkloadKind, WorkloadRef, WorkloadView,
+};
+use crate::plan::drain::{Eligibility, eligibility};
+use crate::plan::lbdrain::{DrainWait, lb_drain_wait, lb_wait};
+use crate::plan::scope::{in_scope, owning_workload};
+use crate::plan::surge::original_replicas;
+use crate::request::Policy;
+use crate::state::PreflightSummary;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Severity {
+    Blocking,
+    Warning,
+    Info,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub severity: Severity,
+    /// Stable kebab-case name: `surge-capacity`, `pdb-blocks`, `no-controller`, `empty-dir`,
+    /// `volume-zone`, `daemonsets`, `load-balancer`, `drain-wait`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// Capacity the new group needs at the peak of the surge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SurgeCapacity {
+    pub needed: Resources,
+    pub at_desired: Resources,
+    pub at_max: Resources,
+}
+
+/// The report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreflightReport {
+    pub findings: Vec<Finding>,
+    pub capacity: SurgeCapacity,
+    pub drain_wait: DrainWait,
+    pub deployments_to_surge: u32,
+    pub pods_to_move: u32,
+}
+
+impl PreflightReport {
+    /// No blocking finding.
+    pub fn ok(&self) -> bool {
+        !self
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Blocking)
+    }
+
+    /// What goes into the state: counts and the first `max` findings, worst first.
+    pub fn summary(&self, max: usize) -> PreflightSummary {
+        let count = |s| {
+            u32::try_from(self.findings.iter().filter(|f| f.severity == s).count())
+                .unwrap_or(u32::MAX)
+        };
+        let mut sorted: Vec<&Finding> = self.findings.iter().collect();
+        sorted.sort_by_key(|f| f.severity);
+        PreflightSummary {
+            ok: self.ok(),
+            blocking: count(Severity::Blocking),
+            warnings: count(Severity::Warning),
+            findings: sorted
+                .into_iter()
+                .take(max)
+                .map(|f| f.message.clone())
+                .collect(),
+            drain_wait_seconds: self.drain_wait.seconds,
+        }
+    }
+}
+
+/// What pre-flight reads.
+#[derive(Debug, Clone, Copy)]
+pub struct PreflightInputs<'a> {
+    pub policy: &'a Policy,
+    pub old_nodes: &'a [NodeView],
+    pub old_pods: &'a [PodView],
+    pub replicasets: &'a [ReplicaSetView],
+    /// Deployments and StatefulSets.
+    pub workloads: &'a [WorkloadView],
+    pub daemonsets: &'a [DaemonSetView],
+    pub pdbs: &'a [PdbView],
+    /// Load balancers in front of Services that select pods on the old nodes.
+    pub load_balancers: &'a [LoadBalancerInfo],
+    /// Allocatable of one node of the new group.
+    pub new_node_allocatable: Resources,
+    pub new_scaling: Scaling,
+    /// Zones of the new group's subnets.
+    pub new_zones: &'a BTreeSet<String>,
+}
+
+fn finding(severity: Severity, kind: &str, message: String) -> Finding {
+    Finding {
+        severity,
+        kind: kind.to_string(),
+        message,
+    }
+}
+
+fn names(pods: &[&PodView], max: usize) -> String {
+    let mut s: Vec<String> = pods.iter().take(max).map(|p| p.key()).collect();
+    if pods.len() > max {
+        s.push(format!("and {} more", pods.len() - max));
+    }
+    s.join(", ")
+}
+
+/// Builds the report.
+pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
+    let mut findings = Vec::new();
+    let movable: Vec<&PodView> = i
+        .old_pods
+        .iter()
+        .filter(|p| matches!(eligibility(p, i.policy), Eligibility::Evict { .. }))
+        .collect();
+
+    // Deployments surged, and the rest that moves by eviction.
+    let mut surged: BTreeSet<WorkloadRef> = BTreeSet::new();
+    let mut evicted_requests = Resources::default();
+    for p in &movable {
+        match owning_workload(p, i.replicasets) {
+            Some(w) if w.kind == WorkloadKind::Deployment => {
+                surged.insert(w);
+            }
+            _ => evicted_requests = evicted_requests.plus(p.requests),
+        }
+    }
+    let mut surge_requests = Resources::default();
+    for w in i
+        .workloads
+        .iter()
+        .filter(|w| surged.contains(&w.workload_ref()))
+    {
+        let original = original_replicas(w);
+        let extra = i.policy.surge_replicas(original) - original;
+        surge_requests = surge_requests.plus(w.pod_requests.times(i64::from(extra)));
+    }
+    // DaemonSet pods take the same share of every new node as of an old one.
+    let ds_per_node = if i.old_nodes.is_empty() {
+        Resources::default()
+    } else {
+        let total = i
+            .old_pods
+            .iter()
+            .filter(|p| p.owner_kind() == Some("DaemonSet"))
+            .fold(Resources::default(), |acc, p| acc.plus(p.requests));
+        let n = i64::try_from(i.old_nodes.len()).unwrap_or(1);
+        Resources {
+            cpu_millis: total.cpu_millis / n,
+            memory_bytes: total.memory_bytes / n,
+        }
+    };
+    let per_node = Resources {
+        cpu_millis: (i.new_node_allocatable.cpu_millis - ds_per_node.cpu_millis).max(0),
+        memory_bytes: (i.new_node_allocatable.memory_bytes - ds_per_node.memory_bytes).max(0),
+    };
+    let needed = surge_requests.plus(evicted_requests);
+    let capacity = SurgeCapacity {
+        needed,
+        at_desired: per_node.times(i64::from(i.new_scaling.desired)),
+        at_max: per_node.times(i64::from(i.new_scaling.max)),
+    };
+    let fits =
+        |r: Resources| needed.cpu_millis <= r.cpu_millis && needed.memory_bytes <= r.memory_bytes;
+    if !fits(capacity.at_max) {
+        findings.push(finding(
+            Severity::Blocking,
+            "surge-capacity",
+            format!(
+                "the new group cannot hold the surge even at its max of {} nodes: {}m CPU and {} MiB needed, {}m and {} MiB available",
+                i.new_scaling.max,
+                needed.cpu_millis,
+                needed.memory_bytes >> 20,
+                capacity.at_max.cpu_millis,
+                capacity.at_max.memory_bytes >> 20
+            ),
+        ));
+    } else if !fits(capacity.at_desired) {
+        findings.push(finding(
+            Severity::Warning,
+            "surge-capacity",
+            format!(
+                "the surge needs more than the new group's desired {} nodes; it relies on the autoscaler to scale it up",
+                i.new_scaling.desired
+            ),
+        ));
+    }
+
+    pdb_findings(&i, &movable, &surged, &mut findings);
+
+    for p in i.old_pods {
+        match eligibility(p, i.policy) {
+            Eligibility::Error { reason } => {
+                let kind = if p.owner.is_none() {
+                    "no-controller"
+                } else {
+                    "empty-dir"
+                };
+                findings.push(finding(Severity::Blocking, kind, reason));
+            }
+            Eligibility::Evict { warnings } => {
+                for w in warnings {
+                    let kind = if p.owner.is_none() {
+                        "no-controller"
+                    } else {
+                        "empty-dir"
+                    };
+                    findings.push(finding(Severity::Warning, kind, w));
+                }
+            }
+            Eligibility::Skip { .. } => {}
+        }
+    }
+
+    let zone_of: BTreeMap<&str, &str> = i
+        .old_nodes
+        .iter()
+        .filter_map(|n| n.zone.as_deref().map(|z| (n.name.as_str(), z)))
+        .collect();
+    for p in movable
+        .iter()
+        .filter(|p| p.owner_kind() == Some("StatefulSet") && !p.pvc_names.is_empty())
+    {
+        // EBS volumes are zonal, so a running pod's claims live in its node's zone.
+        let zone = p.node_name.as_deref().and_then(|n| zone_of.get(n)).copied();
+        if let Some(z) = zone.filter(|z| !i.new_zones.contains(*z)) {
+            findings.push(finding(
+                Severity::Blocking,
+                "volume-zone",
+                format!(
+                    "{} has volumes in {z}, where the new group has no subnet",
+                    p.key()
+                ),
+            ));
+        }
+    }
+
+    if !i.daemonsets.is_empty() {
+        findings.push(finding(
+            Severity::Info,
+            "daemonsets",
+            format!(
+                "{} DaemonSets are skipped; their pods go with the old nodes",
+                i.daemonsets.len()
+            ),
+        ));
+    }
+    for lb in i.load_balancers {
+        findings.push(finding(
+            Severity::Info,
+            "load-balancer",
+            format!(
+                "{} ({:?}) keeps old connections up to {} s",
+                lb.dns_name,
+                lb.kind,
+                lb_wait(lb)
+            ),
+        ));
+    }
+    let drain_wait = lb_drain_wait(i.load_balancers, i.policy.lb_drain_seconds_override);
+    findings.push(finding(
+        Severity::Info,
+        "drain-wait",
+        format!(
+            "old nodes leave the load balancers {} s before pods are retired",
+            drain_wait.seconds
+        ),
+    ));
+
+    PreflightReport {
+        findings,
+        capacity,
+        drain_wait,
+        deployments_to_surge: u32::try_from(surged.len()).unwrap_or(u32::MAX),
+        pods_to_move: u32::try_from(movable.len()).unwrap_or(u32::MAX),
+    }
+}
+
+fn pdb_findings(
+    i: &PreflightInputs<'_>,
+    movable: &[&PodView],
+    surged: &BTreeSet<WorkloadRef>,
+    findings: &mut Vec<Finding>,
+) {
+    for pdb in i.pdbs {
+        let covered: Vec<&PodView> = movable.iter().copied().filter(|p| pdb.covers(p)).collect();
+        if covered.is_empty() {
+            continue;
+        }
+        let never = pdb
+            .max_unavailable
+            .is_some_and(|m| m.resolve(pdb.expected_pods) <= 0)
+            || pdb
+                .min_available
+                .is_some_and(|m| m.resolve(pdb.expected_pods) >= pdb.expected_pods);
+        // Surged Deployments leave by scale-down, which PDBs do not govern; the rest must be evicted.
+        let must_evict: Vec<&PodView> = covered
+            .iter()
+            .copied()
+            .filter(|p| !owning_workload(p, i.replicasets).is_some_and(|w| surged.contains(&w)))
+            .collect();
+        let who = format!("{}/{}", pdb.namespace, pdb.name);
+        if never && !must_evict.is_empty() {
+            findings.push(finding(
+                Severity::Blocking,
+                "pdb-blocks",
+                format!(
+                    "PDB {who} never allows an eviction; it would block {}",
+                    names(&must_evict, 5)
+                ),
+            ));
+        } else if never {
+            findings.push(finding(
+                Severity::Warning,
+                "pdb-blocks",
+                format!(
+                    "PDB {who} never allows an eviction; {} can leave only by the scale-down",
+                    names(&covered, 5)
+                ),
+            ));
+        } else if pdb.disruptions_allowed <= 0 && !must_evict.is_empty() {
+            findings.push(finding(
+                Severity::Warning,
+                "pdb-blocks",
+                format!(
+                    "PDB {who} allows no disruption now ({} of {} healthy); it blocks {} until more are ready",
+                    pdb.current_healthy,
+                    pdb.desired_healthy,
+                    names(&must_evict, 5)
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether pods are in scope; re-exported for steps computing the affected set.
+pub fn affected_deployments(
+    old_pods: &[PodView],
+    replicasets: &[ReplicaSetView],
+    policy: &Policy,
+) -> BTreeSet<WorkloadRef> {
+    old_pods
+        .iter()
+        .filter(|p| !p.terminating && in_scope(p, policy))
+        .filter_map(|p| owning_workload(p, replicasets))
+        .filter(|w| w.kind == WorkloadKind::Deployment)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

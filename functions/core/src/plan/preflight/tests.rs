@@ -1,0 +1,293 @@
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::fixtures::{NodeExt, PodExt, WorkloadExt, deployment, node, pod, replicaset};
+use crate::model::{IntOrPercent, LabelSelector, LbKind, PdbView};
+use crate::request::{EmptyDirPolicy, Policy};
+
+struct World {
+    policy: Policy,
+    nodes: Vec<NodeView>,
+    pods: Vec<PodView>,
+    rs: Vec<ReplicaSetView>,
+    workloads: Vec<WorkloadView>,
+    pdbs: Vec<PdbView>,
+    lbs: Vec<LoadBalancerInfo>,
+    zones: BTreeSet<String>,
+    scaling: Scaling,
+}
+
+fn world() -> World {
+    World {
+        policy: Policy::default(),
+        nodes: vec![
+            node("old1", "ng-a"),
+            node("old2", "ng-a").zone("eu-west-1b"),
+        ],
+        pods: vec![
+            pod("a", "web-1", "web", "old1"),
+            pod("a", "web-2", "web", "old2"),
+        ],
+        rs: vec![replicaset("a", "web")],
+        workloads: vec![deployment("a", "web", 2).requests(500, 1 << 30)],
+        pdbs: vec![],
+        lbs: vec![],
+        zones: ["eu-west-1a".to_string(), "eu-west-1b".to_string()].into(),
+        scaling: Scaling {
+            min: 1,
+            max: 4,
+            desired: 2,
+        },
+    }
+}
+
+fn run(w: &World) -> PreflightReport {
+    plan_preflight(PreflightInputs {
+        policy: &w.policy,
+        old_nodes: &w.nodes,
+        old_pods: &w.pods,
+        replicasets: &w.rs,
+        workloads: &w.workloads,
+        daemonsets: &[],
+        pdbs: &w.pdbs,
+        load_balancers: &w.lbs,
+        new_node_allocatable: Resources {
+            cpu_millis: 2000,
+            memory_bytes: 8 << 30,
+        },
+        new_scaling: w.scaling,
+        new_zones: &w.zones,
+    })
+}
+
+fn kinds(r: &PreflightReport, s: Severity) -> Vec<String> {
+    r.findings
+        .iter()
+        .filter(|f| f.severity == s)
+        .map(|f| f.kind.clone())
+        .collect()
+}
+
+fn pdb(
+    name: &str,
+    app: &str,
+    min: Option<IntOrPercent>,
+    max: Option<IntOrPercent>,
+    allowed: i32,
+) -> PdbView {
+    PdbView {
+        namespace: "a".into(),
+        name: name.into(),
+        selector: LabelSelector::eq([("app", app)]),
+        min_available: min,
+        max_unavailable: max,
+        disruptions_allowed: allowed,
+        current_healthy: 2,
+        desired_healthy: 2,
+        expected_pods: 2,
+    }
+}
+
+#[test]
+fn a_healthy_world_passes_with_the_surge_counted() {
+    let r = run(&world());
+    assert!(r.ok(), "{:?}", r.findings);
+    assert_eq!(r.deployments_to_surge, 1);
+    assert_eq!(r.pods_to_move, 2);
+    // Two extra pods of 500m / 1 GiB each.
+    assert_eq!(
+        r.capacity.needed,
+        Resources {
+            cpu_millis: 1000,
+            memory_bytes: 2 << 30
+        }
+    );
+}
+
+#[test]
+fn preflight_cases() {
+    type Setup = fn(&mut World);
+    let cases: Vec<(&str, Setup, &str, Severity)> = vec![
+        (
+            "surge beyond max",
+            |w| w.workloads[0] = deployment("a", "web", 2).requests(5000, 1 << 30),
+            "surge-capacity",
+            Severity::Blocking,
+        ),
+        (
+            "surge beyond desired",
+            |w| {
+                w.workloads[0] = deployment("a", "web", 2).requests(1500, 1 << 30);
+                w.scaling.desired = 1
+            },
+            "surge-capacity",
+            Severity::Warning,
+        ),
+        (
+            "bare pod with fail policy",
+            |w| w.pods.push(pod("a", "solo", "x", "old1").bare()),
+            "no-controller",
+            Severity::Blocking,
+        ),
+        (
+            "emptyDir with fail policy",
+            |w| {
+                w.policy.empty_dir = EmptyDirPolicy::Fail;
+                w.pods[0] = pod("a", "web-1", "web", "old1").empty_dir()
+            },
+            "empty-dir",
+            Severity::Blocking,
+        ),
+        (
+            "emptyDir with evict policy",
+            |w| w.pods[0] = pod("a", "web-1", "web", "old1").empty_dir(),
+            "empty-dir",
+            Severity::Warning,
+        ),
+        (
+            "statefulset volume in a lost zone",
+            |w| {
+                w.zones = ["eu-west-1a".to_string()].into();
+                w.pods.push(
+                    pod("a", "db-0", "db", "old2")
+                        .owned_by("StatefulSet", "db")
+                        .pvc("data-db-0"),
+                );
+            },
+            "volume-zone",
+            Severity::Blocking,
+        ),
+        (
+            "pdb that never allows eviction of a statefulset",
+            |w| {
+                w.pods
+                    .push(pod("a", "db-0", "db", "old1").owned_by("StatefulSet", "db"));
+                w.pdbs
+                    .push(pdb("db-pdb", "db", None, Some(IntOrPercent::Int(0)), 0));
+            },
+            "pdb-blocks",
+            Severity::Blocking,
+        ),
+        (
+            "pdb at 100% on a surged deployment",
+            |w| {
+                w.pdbs.push(pdb(
+                    "web-pdb",
+                    "web",
+                    Some(IntOrPercent::Percent(100)),
+                    None,
+                    0,
+                ))
+            },
+            "pdb-blocks",
+            Severity::Warning,
+        ),
+        (
+            "pdb momentarily at zero",
+            |w| {
+                w.pods
+                    .push(pod("a", "db-0", "db", "old1").owned_by("StatefulSet", "db"));
+                w.pdbs
+                    .push(pdb("db-pdb", "db", Some(IntOrPercent::Int(1)), None, 0));
+            },
+            "pdb-blocks",
+            Severity::Warning,
+        ),
+        (
+            "load balancer listed",
+            |w| {
+                w.lbs.push(LoadBalancerInfo {
+                    id: "arn".into(),
+                    kind: LbKind::Nlb,
+                    dns_name: "nlb.example".into(),
+                    idle_timeout_secs: None,
+                    tcp_idle_timeout_secs: None,
+                    target_groups: vec![],
+                    classic_draining: None,
+                })
+            },
+            "load-balancer",
+            Severity::Info,
+        ),
+    ];
+    for (name, setup, kind, severity) in cases {
+        let mut w = world();
+        setup(&mut w);
+        let r = run(&w);
+        assert!(
+            kinds(&r, severity).iter().any(|k| k == kind),
+            "{name}: {:#?}",
+            r.findings
+        );
+        assert_eq!(r.ok(), severity != Severity::Blocking, "{name}");
+    }
+}
+
+#[test]
+fn blocking_pdbs_are_named_with_their_pods() {
+    let mut w = world();
+    w.pods
+        .push(pod("a", "db-0", "db", "old1").owned_by("StatefulSet", "db"));
+    w.pdbs
+        .push(pdb("db-pdb", "db", None, Some(IntOrPercent::Int(0)), 0));
+    let r = run(&w);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.kind == "pdb-blocks")
+        .map(|f| f.message.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        f,
+        "PDB a/db-pdb never allows an eviction; it would block a/db-0"
+    );
+}
+
+#[test]
+fn drain_wait_uses_the_load_balancers_or_the_override() {
+    let mut w = world();
+    w.lbs.push(LoadBalancerInfo {
+        id: "arn".into(),
+        kind: LbKind::Alb,
+        dns_name: "alb.example".into(),
+        idle_timeout_secs: Some(60),
+        tcp_idle_timeout_secs: None,
+        target_groups: vec![],
+        classic_draining: None,
+    });
+    assert_eq!(
+        run(&w).drain_wait.seconds,
+        300 + crate::plan::lbdrain::MARGIN_SECS
+    );
+    w.policy.lb_drain_seconds_override = Some(90);
+    assert_eq!(run(&w).drain_wait.seconds, 90);
+}
+
+#[test]
+fn summary_keeps_the_worst_findings_first_and_counts_them() {
+    let mut w = world();
+    w.pods.push(pod("a", "solo", "x", "old1").bare());
+    w.pods.push(pod("a", "web-3", "web", "old1").empty_dir());
+    let s = run(&w).summary(1);
+    assert!(!s.ok);
+    assert_eq!(s.blocking, 1);
+    assert_eq!(s.warnings, 1);
+    assert_eq!(s.findings, vec!["a/solo has no controller".to_string()]);
+}
+
+#[test]
+fn affected_deployments_ignore_opted_out_and_terminating_pods() {
+    let rs = vec![
+        replicaset("a", "web"),
+        replicaset("a", "api"),
+        replicaset("a", "job"),
+    ];
+    let pods = vec![
+        pod("a", "web-1", "web", "old1"),
+        pod("a", "api-1", "api", "old1").annotate("ngm.io/skip-migration", "yes"),
+        pod("a", "job-1", "job", "old1").terminating(),
+    ];
+    let set = affected_deployments(&pods, &rs, &Policy::default());
+    let names: Vec<&str> = set.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, vec!["web"]);
+}

@@ -1,0 +1,144 @@
+//! How a migration behaves: what to surge first, what may be evicted, and what to do when blocked.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The annotation a pod carries to be left out of the migration.
+pub const DEFAULT_OPT_OUT_ANNOTATION: &str = "ngm.io/skip-migration";
+
+/// A namespaced object name.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespacedName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl NamespacedName {
+    pub fn new(namespace: &str, name: &str) -> NamespacedName {
+        NamespacedName {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+/// Which namespaces ngm migrates actively. Empty `include` means all. Pods out of scope are left
+/// alone; the old group's deletion terminates them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespaceFilter {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl NamespaceFilter {
+    pub fn allows(&self, namespace: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|n| n == namespace))
+            && !self.exclude.iter().any(|n| n == namespace)
+    }
+}
+
+/// What to do when a PDB still blocks an eviction at the drain deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OnPdbBlocked {
+    /// Pause on a task token until an operator approves (force) or aborts (rollback).
+    WaitForOperator,
+    /// Roll the whole migration back.
+    Rollback,
+    /// Delete the blocked pods, bypassing the PDB.
+    Force,
+}
+
+/// What to do with pods that no controller would recreate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum BarePodPolicy {
+    /// Refuse to migrate (the pre-flight report fails).
+    Fail,
+    /// Leave them; the old group's deletion terminates them.
+    Skip,
+    /// Evict them; they are gone for good.
+    Evict,
+}
+
+/// What to do with pods that use emptyDir volumes.
+///
+/// The default is `evict`: emptyDir is scratch space by contract, and EKS's own managed-node-group
+/// updates evict such pods too. `fail` is for clusters that keep data there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum EmptyDirPolicy {
+    Fail,
+    Evict,
+}
+
+/// The migration policy. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Policy {
+    /// Deployments surged before all others, in this order.
+    pub system_deployments: Vec<NamespacedName>,
+    /// Each Deployment runs `ceil(replicas × surgeFactor)` pods during the surge. 1 to 4.
+    pub surge_factor: f64,
+    pub namespaces: NamespaceFilter,
+    /// Pods carrying this annotation (any value) are left out of the migration.
+    pub opt_out_annotation: String,
+    /// How long the drain may wait on PDBs before `onPdbBlocked` applies.
+    pub drain_deadline_seconds: u64,
+    pub on_pdb_blocked: OnPdbBlocked,
+    pub pods_without_controller: BarePodPolicy,
+    pub empty_dir: EmptyDirPolicy,
+    /// Seconds to wait after excluding old nodes from load balancers, instead of the value
+    /// computed from the load balancers' idle timeouts and deregistration delays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lb_drain_seconds_override: Option<u64>,
+    /// Whether a rollback deletes the new group (only ever one ngm created).
+    pub rollback_deletes_new_group: bool,
+    /// Plan and report only; change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            system_deployments: vec![
+                NamespacedName::new("kube-system", "coredns"),
+                NamespacedName::new("kube-system", "aws-load-balancer-controller"),
+            ],
+            surge_factor: 2.0,
+            namespaces: NamespaceFilter::default(),
+            opt_out_annotation: DEFAULT_OPT_OUT_ANNOTATION.to_string(),
+            drain_deadline_seconds: 3600,
+            on_pdb_blocked: OnPdbBlocked::Rollback,
+            pods_without_controller: BarePodPolicy::Fail,
+            empty_dir: EmptyDirPolicy::Evict,
+            lb_drain_seconds_override: None,
+            rollback_deletes_new_group: true,
+            dry_run: false,
+        }
+    }
+}
+
+impl Policy {
+    /// The surged replica count for a workload of `replicas`.
+    pub fn surge_replicas(&self, replicas: i32) -> i32 {
+        let factor = if self.surge_factor.is_finite() && self.surge_factor >= 1.0 {
+            self.surge_factor
+        } else {
+            1.0
+        };
+        let surged = (f64::from(replicas) * factor).ceil();
+        if surged >= f64::from(i32::MAX) {
+            i32::MAX
+        } else {
+            // Finite, non-negative and below i32::MAX: the cast is exact.
+            surged as i32
+        }
+    }
+}

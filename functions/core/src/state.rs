@@ -1,0 +1,295 @@
+//! `MigrationState`: the versioned envelope every Lambda takes and returns.
+//!
+//! It holds ids, counts, deadlines and the few originals that live on no Kubernetes object
+//! (Auto Scaling sizes, suspended processes, autoscaler tags). Per-workload originals live on
+//! the workloads as annotations ([`crate::marks`]), and nodes are found again by label, so the
+//! state stays a few KiB however large the cluster (Step Functions caps it at 256 KiB).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{NodeGroupKind, Scaling, Timestamp};
+use crate::request::MigrationRequest;
+
+/// Bumped on every incompatible change of the envelope.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MigrationState {
+    pub schema_version: u32,
+    pub execution: ExecutionRef,
+    /// The input, never mutated.
+    pub request: MigrationRequest,
+    pub phase: Phase,
+    pub source: SourceInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_group: Option<NewGroupInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockInfo>,
+    #[serde(default)]
+    pub deadlines: Deadlines,
+    #[serde(default)]
+    pub originals: Originals,
+    #[serde(default)]
+    pub counts: Counts,
+    /// Digest of the set of objects ngm annotated, to check a restore found them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marks_digest: Option<String>,
+    /// Seconds the LB-drain Wait state waits.
+    #[serde(default)]
+    pub lb_drain_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightSummary>,
+    /// Set when the step wants to be called again after a Wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Blocked>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// The Step Functions execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecutionRef {
+    /// Execution name: unique per state machine, used in tokens, markers and the lock.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    pub started_at: Timestamp,
+}
+
+impl ExecutionRef {
+    /// A short, label-safe digest of the execution name (label values are at most 63 chars).
+    pub fn digest(&self) -> String {
+        crate::digest::hex_of([self.name.as_str()])
+    }
+}
+
+/// Where the migration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    Validated,
+    Planned,
+    /// A dry run stops after planning.
+    DryRunDone,
+    CreatingGroup,
+    GroupReady,
+    Frozen,
+    Tainted,
+    Surged,
+    TrafficCut,
+    Retired,
+    Drained,
+    OldGroupDeleted,
+    Restored,
+    RolledBack,
+}
+
+/// The old group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceInfo {
+    pub name: String,
+    pub kind: NodeGroupKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// The Auto Scaling groups behind it.
+    #[serde(default)]
+    pub asg_names: Vec<String>,
+}
+
+/// The new group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewGroupInfo {
+    pub name: String,
+    /// False when an existing group with the same spec was adopted; a rollback then keeps it.
+    pub created_by_ngm: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// The launch template version ngm created for it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_template_version: Option<i64>,
+}
+
+/// The per-cluster lock this execution holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LockInfo {
+    pub cluster_arn: String,
+    pub acquired_at: Timestamp,
+}
+
+/// Absolute deadlines, set when the step that starts waiting first runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Deadlines {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_ready_by: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surge_ready_by: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_by: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_group_gone_by: Option<Timestamp>,
+}
+
+/// Originals that live on no Kubernetes object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Originals {
+    /// The old group's min/max/desired before it was pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_group_scaling: Option<Scaling>,
+    /// Per old Auto Scaling group: processes that were already suspended before ngm.
+    #[serde(default)]
+    pub suspended_processes: BTreeMap<String, Vec<String>>,
+    /// Per Auto Scaling group: each Cluster Autoscaler tag ngm changed, and its value before
+    /// (`None` when it was absent).
+    #[serde(default)]
+    pub autoscaler_tags: BTreeMap<String, BTreeMap<String, Option<String>>>,
+}
+
+/// What ngm did, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Counts {
+    pub old_nodes: u32,
+    pub new_nodes: u32,
+    pub nodes_tainted: u32,
+    pub nodes_excluded_from_lb: u32,
+    pub hpas_frozen: u32,
+    pub workloads_surged: u32,
+    pub workloads_retired: u32,
+    pub pods_marked: u32,
+    pub pods_evicted: u32,
+    pub pods_skipped: u32,
+    pub pdb_blocks: u32,
+    pub workloads_restored: u32,
+    pub hpas_restored: u32,
+}
+
+impl Counts {
+    /// Counts what a step did from the actions it executed.
+    pub fn record(&mut self, actions: &[crate::plan::Action]) {
+        use crate::plan::Action;
+        let bump = |c: &mut u32| *c = c.saturating_add(1);
+        for a in actions {
+            match a {
+                Action::AddNodeTaints { .. } => bump(&mut self.nodes_tainted),
+                Action::PatchNodeLabels { labels, .. }
+                    if labels
+                        .get(crate::marks::EXCLUDE_FROM_LB_LABEL)
+                        .is_some_and(Option::is_some) =>
+                {
+                    bump(&mut self.nodes_excluded_from_lb)
+                }
+                Action::ScaleWorkload { from, to, .. } if to > from => {
+                    bump(&mut self.workloads_surged)
+                }
+                Action::ScaleWorkload { .. } => bump(&mut self.workloads_retired),
+                Action::PatchHpa { patch, .. }
+                    if patch.min_replicas.is_some_and(|m| m.is_some())
+                        && patch.annotations.values().any(Option::is_some) =>
+                {
+                    bump(&mut self.hpas_frozen)
+                }
+                Action::PatchHpa { .. } => bump(&mut self.hpas_restored),
+                Action::AnnotatePod { annotations, .. }
+                    if annotations
+                        .get(crate::marks::POD_DELETION_COST)
+                        .is_some_and(Option::is_some) =>
+                {
+                    bump(&mut self.pods_marked)
+                }
+                Action::EvictPod { .. } | Action::DeletePod { .. } => bump(&mut self.pods_evicted),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The pre-flight report, cut down to what fits in the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PreflightSummary {
+    pub ok: bool,
+    pub blocking: u32,
+    pub warnings: u32,
+    /// The first few findings, as sentences.
+    #[serde(default)]
+    pub findings: Vec<String>,
+    pub drain_wait_seconds: u64,
+}
+
+/// Call again after this many seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pending {
+    pub retry_after_seconds: u64,
+    pub reason: String,
+}
+
+/// An eviction a PDB keeps refusing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Blocked {
+    /// `namespace/name`.
+    pub pod: String,
+    /// `namespace/name`, when the API named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdb: Option<String>,
+    pub since: Timestamp,
+}
+
+/// Why the execution failed, for the rollback and the summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Failure {
+    pub step: String,
+    pub error: String,
+    pub message: String,
+}
+
+impl MigrationState {
+    /// The state a validated request starts with.
+    pub fn new(execution: ExecutionRef, request: MigrationRequest) -> MigrationState {
+        let source = SourceInfo {
+            name: request.source.name().to_string(),
+            kind: request.source.kind(),
+            arn: None,
+            asg_names: Vec::new(),
+        };
+        MigrationState {
+            schema_version: SCHEMA_VERSION,
+            execution,
+            request,
+            phase: Phase::Validated,
+            source,
+            new_group: None,
+            lock: None,
+            deadlines: Deadlines::default(),
+            originals: Originals::default(),
+            counts: Counts::default(),
+            marks_digest: None,
+            lb_drain_seconds: 0,
+            preflight: None,
+            pending: None,
+            blocked: None,
+            failure: None,
+        }
+    }
+}
+
+/// The JSON Schema of the state envelope.
+pub fn state_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(MigrationState))
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}

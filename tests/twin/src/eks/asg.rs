@@ -1,0 +1,201 @@
+//! The Auto Scaling calls the control plane makes against moto: the groups behind managed
+//! node groups, and the read of every group tagged for the cluster.
+
+use aws_sdk_autoscaling::Client;
+use aws_sdk_autoscaling::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_autoscaling::types::{Filter, Tag};
+
+use super::EksConfig;
+use super::error::EksError;
+
+/// An Auto Scaling client for the moto server in `cfg` (moto accepts any credentials).
+pub(crate) fn client(cfg: &EksConfig) -> Client {
+    let conf = aws_sdk_autoscaling::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(cfg.region.clone()))
+        .credentials_provider(Credentials::new("twin", "twin", None, None, "ngm-twin"))
+        .endpoint_url(cfg.moto_url.clone())
+        .build();
+    Client::from_conf(conf)
+}
+
+fn aws_err(what: &str, e: impl std::fmt::Display) -> EksError {
+    EksError::server(format!("{what} failed in the Auto Scaling backend: {e}"))
+}
+
+/// An instance of a group, as DescribeAutoScalingGroups reports it.
+#[derive(Clone, Debug)]
+pub(crate) struct AsgInstance {
+    pub id: String,
+    pub instance_type: String,
+    pub in_service: bool,
+}
+
+/// A group tagged for the cluster.
+#[derive(Clone, Debug)]
+pub(crate) struct AsgView {
+    pub name: String,
+    pub tags: Vec<(String, String)>,
+    pub zones: Vec<String>,
+    pub instances: Vec<AsgInstance>,
+}
+
+impl AsgView {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a new group is made of.
+pub(crate) struct NewGroup<'a> {
+    pub name: &'a str,
+    pub image_id: &'a str,
+    pub instance_type: &'a str,
+    pub zones: &'a [String],
+    pub min: i32,
+    pub max: i32,
+    pub desired: i32,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Creates a launch configuration and the group (moto needs one of a launch configuration or
+/// template to launch instances).
+pub(crate) async fn create_group(client: &Client, g: NewGroup<'_>) -> Result<(), EksError> {
+    let lc = format!("{}-lc", g.name);
+    client
+        .create_launch_configuration()
+        .launch_configuration_name(&lc)
+        .image_id(g.image_id)
+        .instance_type(g.instance_type)
+        .send()
+        .await
+        .map_err(|e| aws_err("CreateLaunchConfiguration", e))?;
+    let tags = g.tags.iter().map(|(k, v)| {
+        Tag::builder()
+            .resource_id(g.name)
+            .resource_type("auto-scaling-group")
+            .key(k)
+            .value(v)
+            .propagate_at_launch(true)
+            .build()
+    });
+    client
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(g.name)
+        .launch_configuration_name(&lc)
+        .min_size(g.min)
+        .max_size(g.max)
+        .desired_capacity(g.desired)
+        .set_availability_zones(Some(g.zones.to_vec()))
+        .set_tags(Some(tags.collect()))
+        .send()
+        .await
+        .map_err(|e| aws_err("CreateAutoScalingGroup", e))?;
+    Ok(())
+}
+
+pub(crate) async fn set_size(
+    client: &Client,
+    name: &str,
+    min: i32,
+    max: i32,
+    desired: i32,
+) -> Result<(), EksError> {
+    client
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(min)
+        .max_size(max)
+        .desired_capacity(desired)
+        .send()
+        .await
+        .map_err(|e| aws_err("UpdateAutoScalingGroup", e))?;
+    Ok(())
+}
+
+/// Terminates one instance and lowers the desired capacity with it, so the group does not
+/// replace it.
+pub(crate) async fn terminate(client: &Client, instance: &str) -> Result<(), EksError> {
+    client
+        .terminate_instance_in_auto_scaling_group()
+        .instance_id(instance)
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .map_err(|e| aws_err("TerminateInstanceInAutoScalingGroup", e))?;
+    Ok(())
+}
+
+/// Deletes the group with its instances, then its launch configuration.
+pub(crate) async fn delete_group(client: &Client, name: &str) -> Result<(), EksError> {
+    client
+        .delete_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .force_delete(true)
+        .send()
+        .await
+        .map_err(|e| aws_err("DeleteAutoScalingGroup", e))?;
+    // A missing launch configuration only means an earlier attempt already removed it.
+    let _ = client
+        .delete_launch_configuration()
+        .launch_configuration_name(format!("{name}-lc"))
+        .send()
+        .await;
+    Ok(())
+}
+
+/// Every group tagged `kubernetes.io/cluster/<cluster>`, all pages.
+pub(crate) async fn cluster_groups(
+    client: &Client,
+    cluster: &str,
+) -> Result<Vec<AsgView>, EksError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let resp = client
+            .describe_auto_scaling_groups()
+            .filters(
+                Filter::builder()
+                    .name("tag-key")
+                    .values(format!("kubernetes.io/cluster/{cluster}"))
+                    .build(),
+            )
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| aws_err("DescribeAutoScalingGroups", e))?;
+        for g in resp.auto_scaling_groups() {
+            let instances = g
+                .instances()
+                .iter()
+                .map(|i| AsgInstance {
+                    id: i.instance_id().unwrap_or_default().to_string(),
+                    instance_type: i.instance_type().unwrap_or_default().to_string(),
+                    in_service: i.lifecycle_state().map(|s| s.as_str()) == Some("InService"),
+                })
+                .collect();
+            out.push(AsgView {
+                name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+                tags: g
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect(),
+                zones: g.availability_zones().to_vec(),
+                instances,
+            });
+        }
+        match resp.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}

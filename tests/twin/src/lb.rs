@@ -1,0 +1,1 @@
+//! lb (to be written)

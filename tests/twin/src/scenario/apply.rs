@@ -1,0 +1,234 @@
+//! Loading a scenario and creating its initial cluster.
+
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+
+use super::build::{service_object, workload_objects};
+use super::model::{Api, Fault, NodeGroup, NodeGroupKind, Scenario, WorkloadKind};
+use crate::clock::Clock;
+use crate::sim::nodes::{NodeTemplate, register_node};
+use crate::sim::podutil::{is_ready, phase};
+use crate::sim::{Sim, SimConfig};
+use crate::store::{ApiError, FaultRule, Resource, Store};
+
+/// Why a scenario could not be loaded or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid scenario: {0}")]
+    Parse(#[from] serde_yaml::Error),
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
+    #[error("creating {what}: {source}")]
+    Create { what: String, source: ApiError },
+    #[error("the initial cluster did not settle within {0:?}: {1}")]
+    NotSettled(Duration, String),
+}
+
+/// What [`Scenario::apply`] created.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Node names per node group, in creation order.
+    pub nodes: Vec<(String, Vec<String>)>,
+    pub objects: usize,
+}
+
+/// Polls `cond` until it holds or `timeout` of real time passes. On a manual clock each
+/// poll also advances simulated time by `step`, so controllers waiting on a deadline progress.
+pub async fn wait_until(clock: &Clock, timeout: Duration, step: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        if clock.is_manual() {
+            clock.advance(step);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A stable fake AMI id for a release.
+fn ami_for(group: &NodeGroup) -> String {
+    group.ami_id.clone().unwrap_or_else(|| {
+        let h = group.ami_release.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| (a ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        format!("ami-0{:016x}", h)
+    })
+}
+
+impl Scenario {
+    /// Reads a scenario file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and checks scenario YAML.
+    pub fn parse(yaml: &str) -> Result<Self, ScenarioError> {
+        let s: Scenario = serde_yaml::from_str(yaml)?;
+        s.check()?;
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<(), ScenarioError> {
+        let bad = |m: String| Err(ScenarioError::Invalid(m));
+        if self.cluster.node_groups.is_empty() {
+            return bad("cluster.nodeGroups is empty".into());
+        }
+        for g in &self.cluster.node_groups {
+            if g.instance_types.is_empty() || g.zones.is_empty() {
+                return bad(format!("node group {} needs instanceTypes and zones", g.name));
+            }
+            if let Some(t) = g.instance_types.iter().find(|t| crate::sim::instances::instance_type(t).is_none()) {
+                return bad(format!("node group {}: unknown instance type {t}", g.name));
+            }
+        }
+        for s in &self.services {
+            if let Some(w) = &s.workload
+                && !self.workloads.iter().any(|x| &x.name == w && x.namespace == s.namespace)
+            {
+                return bad(format!("service {}/{} names unknown workload {w}", s.namespace, s.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The scenario's clock: simulated time at `cluster.speed`.
+    pub fn clock(&self) -> Clock {
+        Clock::scaled(self.cluster.speed)
+    }
+
+    /// The node template for the `i`-th node of a group (zones and instance types in turn).
+    pub fn node_template(&self, group: &NodeGroup, i: usize) -> NodeTemplate {
+        let managed = group.kind == NodeGroupKind::Managed;
+        let mut labels = group.labels.clone();
+        if !managed {
+            labels.insert("alpha.eksctl.io/nodegroup-name".into(), group.name.clone());
+        }
+        NodeTemplate {
+            nodegroup: managed.then(|| group.name.clone()),
+            asg: Some(if managed { format!("eks-{}-twin", group.name) } else { group.name.clone() }),
+            instance_type: group.instance_types[i % group.instance_types.len()].clone(),
+            zone: group.zones[i % group.zones.len()].clone(),
+            capacity_type: group.capacity_type.clone(),
+            image_id: Some(ami_for(group)),
+            ami_release: Some(group.ami_release.clone()),
+            kubelet_version: format!("v{}.0-eks-twin", self.cluster.version),
+            labels,
+            taints: group.taints.iter().map(|t| (t.key.clone(), t.value.clone(), t.effect.clone())).collect(),
+            instance_id: None,
+            never_ready: false,
+        }
+    }
+
+    /// Registers the Kubernetes call faults with the store (the HTTP layer applies them).
+    /// AWS faults are left to the EKS part ([`Scenario::faults`]).
+    pub fn install_kubernetes_faults(&self, store: &Store) {
+        for f in &self.faults {
+            let (call, code, times, after) = match f {
+                Fault::Throttle { api: Api::Kubernetes, call, times, after } => (call, 429, *times, *after),
+                Fault::Fail { api: Api::Kubernetes, call, code, times, after } => (call, code.unwrap_or(500), *times, *after),
+                _ => continue,
+            };
+            let (verb, resource) = call.split_once(' ').unwrap_or(("*", call.as_str()));
+            store.faults().add(FaultRule::new(verb.trim(), resource.trim(), code).times(times).after(after));
+        }
+    }
+
+    /// Creates the initial cluster without waiting: nodes, namespaces, workloads, services.
+    pub fn create(&self, store: &Store) -> Result<Applied, ScenarioError> {
+        let mut applied = Applied::default();
+        for group in &self.cluster.node_groups {
+            let mut names = Vec::new();
+            for i in 0..group.desired_size as usize {
+                let node = register_node(store, &self.node_template(group, i))
+                    .map_err(|source| ScenarioError::Create { what: format!("node of {}", group.name), source })?;
+                names.push(node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string());
+            }
+            applied.nodes.push((group.name.clone(), names));
+        }
+        let mut create = |resource: Resource, obj: Value| -> Result<(), ScenarioError> {
+            let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            store.ensure_namespace(&ns);
+            store
+                .create(resource, &ns, obj)
+                .map_err(|source| ScenarioError::Create { what: format!("{} {ns}/{name}", resource.kind()), source })?;
+            applied.objects += 1;
+            Ok(())
+        };
+        for w in &self.workloads {
+            for (resource, obj) in workload_objects(w) {
+                create(resource, obj)?;
+            }
+        }
+        for s in &self.services {
+            create(Resource::Service, service_object(s, &self.workloads))?;
+        }
+        self.install_kubernetes_faults(store);
+        Ok(applied)
+    }
+
+    /// Whether every initial workload is fully Running and Ready.
+    pub fn settled(&self, store: &Store) -> Result<(), String> {
+        for w in &self.workloads {
+            let ns = w.namespace.as_str();
+            let ok = match w.kind {
+                WorkloadKind::Deployment => store.try_get_typed::<Deployment>(ns, &w.name).is_some_and(|d| {
+                    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                    let st = d.status.unwrap_or_default();
+                    st.available_replicas.unwrap_or(0) == want && st.replicas.unwrap_or(0) == want && st.updated_replicas.unwrap_or(0) == want
+                }),
+                WorkloadKind::StatefulSet => store.try_get_typed::<StatefulSet>(ns, &w.name).is_some_and(|s| {
+                    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                    s.status.is_some_and(|st| st.ready_replicas.unwrap_or(0) == want && st.replicas == want)
+                }),
+                WorkloadKind::DaemonSet => store.try_get_typed::<DaemonSet>(ns, &w.name).is_some_and(|d| {
+                    d.status.is_some_and(|st| st.number_ready == st.desired_number_scheduled && st.observed_generation.is_some())
+                }),
+                WorkloadKind::Pod => (0..w.replicas).all(|i| {
+                    store.try_get_typed::<Pod>(ns, &format!("{}-{i}", w.name)).is_some_and(|p| phase(&p) == "Running" && is_ready(&p))
+                }),
+            };
+            if !ok {
+                return Err(format!("{:?} {ns}/{} is not ready", w.kind, w.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the initial cluster and waits (up to `timeout` of real time) until every
+    /// workload is Running and Ready. The controllers must be running on `store`.
+    pub async fn apply(&self, store: &Store, clock: &Clock, timeout: Duration) -> Result<Applied, ScenarioError> {
+        let applied = self.create(store)?;
+        let mut last = String::new();
+        let ok = wait_until(clock, timeout, Duration::from_millis(500), || match self.settled(store) {
+            Ok(()) => true,
+            Err(why) => {
+                last = why;
+                false
+            }
+        })
+        .await;
+        if ok { Ok(applied) } else { Err(ScenarioError::NotSettled(timeout, last)) }
+    }
+
+    /// A store on the scenario's clock, the controllers running on it, and the initial
+    /// cluster applied and settled.
+    pub async fn boot(&self, timeout: Duration) -> Result<(Store, Sim, Applied), ScenarioError> {
+        let clock = self.clock();
+        let store = Store::new(clock.clone());
+        let sim = crate::sim::start(&store, SimConfig::default());
+        let applied = self.apply(&store, &clock, timeout).await?;
+        Ok((store, sim, applied))
+    }
+}

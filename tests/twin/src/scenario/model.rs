@@ -1,0 +1,441 @@
+//! The scenario file's types (camelCase YAML; unknown fields are refused so a typo fails
+//! loudly).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A whole scenario file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub workloads: Vec<Workload>,
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+    #[serde(default)]
+    pub traffic: Vec<Traffic>,
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// The `MigrationRequest`, passed through as is to whoever starts the migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expectation>,
+}
+
+fn default_version() -> String {
+    "1.33".into()
+}
+fn default_region() -> String {
+    "us-west-2".into()
+}
+fn default_speed() -> f64 {
+    60.0
+}
+
+/// The EKS cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cluster {
+    pub name: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Simulated seconds per real second.
+    #[serde(default = "default_speed")]
+    pub speed: f64,
+    pub node_groups: Vec<NodeGroup>,
+}
+
+/// How a node group is run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NodeGroupKind {
+    /// An EKS managed node group (backed by an Auto Scaling group EKS owns).
+    #[default]
+    Managed,
+    /// A self-managed Auto Scaling group joined to the cluster.
+    SelfManaged,
+}
+
+fn default_ami_type() -> String {
+    "AL2023_x86_64_STANDARD".into()
+}
+fn default_boot() -> f64 {
+    90.0
+}
+fn default_capacity() -> String {
+    "ON_DEMAND".into()
+}
+
+/// One node group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeGroup {
+    pub name: String,
+    #[serde(default)]
+    pub kind: NodeGroupKind,
+    pub instance_types: Vec<String>,
+    pub zones: Vec<String>,
+    #[serde(default = "default_ami_type")]
+    pub ami_type: String,
+    /// EKS AMI release, e.g. `1.33.4-20251001`.
+    pub ami_release: String,
+    /// AMI id; derived from the release when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ami_id: Option<String>,
+    /// Seconds from instance launch to the node registering Ready.
+    #[serde(default = "default_boot")]
+    pub boot_seconds: f64,
+    pub desired_size: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<u32>,
+    #[serde(default = "default_capacity")]
+    pub capacity_type: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<TaintSpec>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl NodeGroup {
+    pub fn min(&self) -> u32 {
+        self.min_size.unwrap_or(self.desired_size)
+    }
+    pub fn max(&self) -> u32 {
+        self.max_size.unwrap_or(self.desired_size.max(1))
+    }
+}
+
+/// A taint with a Kubernetes effect (`NoSchedule`, `PreferNoSchedule`, `NoExecute`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaintSpec {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: String,
+}
+
+/// The kind of a workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    /// Bare pods (no controller): `replicas` pods named `<name>-<i>`.
+    Pod,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+fn default_replicas() -> i32 {
+    1
+}
+fn default_image() -> String {
+    "registry.k8s.io/e2e-test-images/agnhost:2.53".into()
+}
+fn default_port() -> i32 {
+    8080
+}
+
+/// CPU and memory requests in Kubernetes quantities.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Requests {
+    #[serde(default = "Requests::default_cpu")]
+    pub cpu: String,
+    #[serde(default = "Requests::default_memory")]
+    pub memory: String,
+}
+
+impl Requests {
+    fn default_cpu() -> String {
+        "100m".into()
+    }
+    fn default_memory() -> String {
+        "128Mi".into()
+    }
+}
+
+impl Default for Requests {
+    fn default() -> Self {
+        Self { cpu: Self::default_cpu(), memory: Self::default_memory() }
+    }
+}
+
+/// A Deployment, StatefulSet, DaemonSet or set of bare pods.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default = "default_replicas")]
+    pub replicas: i32,
+    /// Pod labels (also the selector); `app: <name>` when empty.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default = "default_image")]
+    pub image: String,
+    #[serde(default = "default_port")]
+    pub container_port: i32,
+    #[serde(default)]
+    pub requests: Requests,
+    /// Seconds from container start to Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<i64>,
+    /// A preStop `sleep` of this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_stop_seconds: Option<i64>,
+    /// Kubernetes tolerations, as in a pod spec.
+    #[serde(default)]
+    pub tolerations: Vec<Value>,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Mount an emptyDir volume (scratch data lost on eviction).
+    #[serde(default)]
+    pub empty_dir: bool,
+    /// Carry ngm's opt-out annotation (`ngm.io/skip-migration`).
+    #[serde(default)]
+    pub opt_out: bool,
+    /// StatefulSet volume claim templates, by name.
+    #[serde(default)]
+    pub volume_claims: Vec<String>,
+    /// StatefulSet `podManagementPolicy` (`OrderedReady` or `Parallel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_management_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ready_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpa: Option<HpaSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdb: Option<PdbSpec>,
+}
+
+impl Workload {
+    /// The pod labels (and selector).
+    pub fn pod_labels(&self) -> BTreeMap<String, String> {
+        if self.labels.is_empty() {
+            BTreeMap::from([("app".to_string(), self.name.clone())])
+        } else {
+            self.labels.clone()
+        }
+    }
+}
+
+/// An autoscaling/v2 HPA on the workload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HpaSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<i32>,
+    pub max_replicas: i32,
+}
+
+/// A PDB over the workload's pods: `minAvailable` or `maxUnavailable`, an integer or `"N%"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PdbSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_available: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<Value>,
+    /// `IfHealthyBudget` (default) or `AlwaysAllow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_pod_eviction_policy: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    #[default]
+    LoadBalancer,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrafficPolicy {
+    #[default]
+    Cluster,
+    Local,
+}
+
+/// The kind of AWS load balancer in front of a Service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LbKind {
+    Alb,
+    Nlb,
+    #[default]
+    Clb,
+}
+
+/// The load balancer's timing attributes (AWS defaults when omitted).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadBalancerSpec {
+    #[serde(default)]
+    pub kind: LbKind,
+    /// ALB/CLB idle timeout, or the NLB TCP idle timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u32>,
+    /// Target-group deregistration delay (CLB: connection-draining timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregistration_delay_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_interval_seconds: Option<u32>,
+}
+
+impl LoadBalancerSpec {
+    /// The idle timeout, or AWS's default for the kind (ALB/CLB 60 s, NLB 350 s).
+    pub fn idle_timeout(&self) -> u32 {
+        self.idle_timeout_seconds.unwrap_or(match self.kind {
+            LbKind::Nlb => 350,
+            LbKind::Alb | LbKind::Clb => 60,
+        })
+    }
+    /// The deregistration delay, or AWS's default (300 s).
+    pub fn deregistration_delay(&self) -> u32 {
+        self.deregistration_delay_seconds.unwrap_or(300)
+    }
+}
+
+fn default_service_port() -> i32 {
+    80
+}
+
+/// A Service, optionally behind a load balancer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The workload whose pods it selects (same namespace); or give `selector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(default)]
+    pub selector: BTreeMap<String, String>,
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    #[serde(default)]
+    pub external_traffic_policy: TrafficPolicy,
+    #[serde(default = "default_service_port")]
+    pub port: i32,
+    /// The container port; the workload's `containerPort` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancerSpec>,
+}
+
+/// A steady stream of probe requests to one service through its load balancer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Traffic {
+    /// `namespace/name`, or a name in `default`.
+    pub service: String,
+    pub requests_per_second: f64,
+    /// How long each request takes to serve.
+    #[serde(default = "Traffic::default_duration")]
+    pub request_seconds: f64,
+}
+
+impl Traffic {
+    fn default_duration() -> f64 {
+        0.1
+    }
+}
+
+/// Which API a call fault targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Api {
+    /// `call` is `"<verb> <resource>"` as the request counters name it: `"create pods/eviction"`.
+    Kubernetes,
+    /// `call` is `"<service>:<Operation>"`: `"eks:CreateNodegroup"`.
+    Aws,
+}
+
+/// An injected fault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Fault {
+    /// Answer a call with throttling (429 / `ThrottlingException`) `times` times.
+    Throttle {
+        api: Api,
+        call: String,
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(default)]
+        after: u32,
+    },
+    /// Fail a call with a server error (or `code`) `times` times.
+    Fail {
+        api: Api,
+        call: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(default = "one")]
+        times: u32,
+        #[serde(default)]
+        after: u32,
+    },
+    /// The next node group created (or the named one) ends CREATE_FAILED.
+    FailNodegroupCreation {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodegroup: Option<String>,
+    },
+    /// `count` nodes of the next node group created (or the named one) never become Ready.
+    NodeNeverReady {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodegroup: Option<String>,
+        #[serde(default = "one")]
+        count: u32,
+    },
+    /// Kill a pod (`namespace/name`) `atSeconds` after the migration starts.
+    KillPod { pod: String, at_seconds: f64 },
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How the migration should end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    Success,
+    RolledBack,
+    Failed,
+}
+
+/// The expected outcome, and any figures the run must match (e.g. `failedRequests: 0`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Expectation {
+    pub outcome: Outcome,
+    /// The error name a failed or rolled-back run reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub figures: BTreeMap<String, Value>,
+}
