@@ -37,7 +37,9 @@ enum Inner {
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &*self.inner {
-            Inner::Scaled { speed, .. } => write!(f, "Clock::Scaled(speed={speed}, now={})", self.now()),
+            Inner::Scaled { speed, .. } => {
+                write!(f, "Clock::Scaled(speed={speed}, now={})", self.now())
+            }
             Inner::Manual { .. } => write!(f, "Clock::Manual(now={})", self.now()),
         }
     }
@@ -52,7 +54,11 @@ impl Clock {
 
     /// A scaled clock that starts at `start` in simulated time.
     pub fn scaled_from(speed: f64, start: DateTime<Utc>) -> Self {
-        let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
         Self {
             inner: Arc::new(Inner::Scaled {
                 speed,

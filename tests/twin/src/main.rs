@@ -39,7 +39,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
-    let Command::Serve { scenario, port, kubeconfig } = Cli::parse().command;
+    let Command::Serve {
+        scenario,
+        port,
+        kubeconfig,
+    } = Cli::parse().command;
     let store = Store::new(Clock::scaled(1.0));
     if let Some(path) = scenario {
         let text = std::fs::read_to_string(&path)?;
@@ -49,7 +53,9 @@ async fn main() -> anyhow::Result<()> {
     let (url, handle) = server::serve(store, SocketAddr::from(([127, 0, 0, 1], port))).await?;
     println!("{url}");
     std::io::stdout().flush()?;
-    let path = kubeconfig.unwrap_or_else(|| std::env::temp_dir().join(format!("ngm-twin-{}.kubeconfig", handle.addr.port())));
+    let path = kubeconfig.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("ngm-twin-{}.kubeconfig", handle.addr.port()))
+    });
     kubeconfig::write_kubeconfig(&path, &url)?;
     eprintln!("kubeconfig: {}", path.display());
     tokio::signal::ctrl_c().await?;

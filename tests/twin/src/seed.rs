@@ -22,7 +22,11 @@ pub fn seed_manifests(store: &Store, text: &str) -> Result<usize, SeedError> {
     for doc in serde_yaml::Deserializer::from_str(text) {
         let v: Value = serde::Deserialize::deserialize(doc)?;
         match v.get("items").and_then(Value::as_array) {
-            Some(items) if v.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) => {
+            Some(items)
+                if v.get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k.ends_with("List")) =>
+            {
                 objects.extend(items.iter().cloned());
             }
             _ if !v.is_null() => objects.push(v),

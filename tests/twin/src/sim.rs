@@ -32,5 +32,5 @@ pub mod shared;
 pub mod statefulset;
 pub mod workloads;
 
-pub use runner::{Sim, SimConfig, start};
+pub use runner::{Sim, SimConfig, start, start_with};
 pub use shared::{InFlight, InFlightGuard, VolumeZones};

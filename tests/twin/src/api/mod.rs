@@ -7,6 +7,7 @@
 
 mod discovery;
 mod objects;
+mod scale;
 mod table;
 mod watch;
 
@@ -91,16 +92,22 @@ pub(crate) fn parse_path(path: &str) -> Result<Option<Target>, ApiError> {
         ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
         _ => return Ok(None),
     };
-    let lookup = |plural: &str| {
-        Resource::from_plural(group, plural).filter(|r| r.version() == version)
+    let lookup =
+        |plural: &str| Resource::from_plural(group, plural).filter(|r| r.version() == version);
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     };
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
-    let target = |resource, namespace: Option<&str>, name: Option<&&str>, sub: Option<&&str>| Target {
-        resource,
-        namespace: namespace.map(str::to_string),
-        name: name.map(|s| s.to_string()),
-        sub: sub.map(|s| s.to_string()),
-    };
+    let target =
+        |resource, namespace: Option<&str>, name: Option<&&str>, sub: Option<&&str>| Target {
+            resource,
+            namespace: namespace.map(str::to_string),
+            name: name.map(|s| s.to_string()),
+            sub: sub.map(|s| s.to_string()),
+        };
     let t = match rest {
         ["namespaces", ns, plural, tail @ ..] if group.is_empty() || lookup(plural).is_some() => {
             match lookup(plural) {
@@ -162,9 +169,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = value_response(code, &self.status_body());
-        if self.code == 429 {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        // The API server sends Retry-After only when the Status names a delay (throttling
+        // does, a PDB-blocked eviction does not).
+        if let Some(secs) = self
+            .details
+            .as_ref()
+            .and_then(|d| d.get("retryAfterSeconds"))
+            .and_then(Value::as_u64)
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }

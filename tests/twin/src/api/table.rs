@@ -35,7 +35,11 @@ fn int_at(o: &Value, p: &str) -> i64 {
 }
 
 fn or_none(s: &str) -> String {
-    if s.is_empty() { "<none>".into() } else { s.into() }
+    if s.is_empty() {
+        "<none>".into()
+    } else {
+        s.into()
+    }
 }
 
 fn int_or_string(v: Option<&Value>) -> String {
@@ -63,10 +67,9 @@ fn columns(r: Resource) -> Vec<Value> {
             col("Age", "string", 0),
             col("Version", "string", 0),
         ]),
-        Resource::Deployment | Resource::StatefulSet => c.extend([
-            col("Ready", "string", 0),
-            col("Age", "string", 0),
-        ]),
+        Resource::Deployment | Resource::StatefulSet => {
+            c.extend([col("Ready", "string", 0), col("Age", "string", 0)])
+        }
         Resource::PodDisruptionBudget => c.extend([
             col("Min Available", "string", 0),
             col("Max Unavailable", "string", 0),
@@ -80,7 +83,11 @@ fn columns(r: Resource) -> Vec<Value> {
 
 fn cells(r: Resource, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let name = json!(str_at(o, "/metadata/name"));
-    let age = json!(age(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str), now));
+    let age = json!(age(
+        o.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str),
+        now
+    ));
     match r {
         Resource::Pod => {
             let total = o

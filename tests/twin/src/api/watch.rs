@@ -75,8 +75,8 @@ async fn next(mut st: Stream) -> Option<(Result<Bytes, Infallible>, Stream)> {
             Err(_) | Ok(Err(RecvError::Closed)) => return None,
             Ok(Err(RecvError::Lagged(_))) => {
                 st.done = true;
-                let status = ApiError::gone("too old resource version: the watch fell behind")
-                    .status_body();
+                let status =
+                    ApiError::gone("too old resource version: the watch fell behind").status_body();
                 return Some((Ok(line("ERROR", &status)), st));
             }
             Ok(Ok(ev)) if st.filter.admits(&ev) => {

@@ -19,7 +19,10 @@ use crate::store::{ApiError, FaultRule, Resource, Store};
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("cannot read scenario {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid scenario: {0}")]
     Parse(#[from] serde_yaml::Error),
     #[error("invalid scenario: {0}")]
@@ -40,7 +43,12 @@ pub struct Applied {
 
 /// Polls `cond` until it holds or `timeout` of real time passes. On a manual clock each
 /// poll also advances simulated time by `step`, so controllers waiting on a deadline progress.
-pub async fn wait_until(clock: &Clock, timeout: Duration, step: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub async fn wait_until(
+    clock: &Clock,
+    timeout: Duration,
+    step: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if cond() {
@@ -59,7 +67,12 @@ pub async fn wait_until(clock: &Clock, timeout: Duration, step: Duration, mut co
 /// A stable fake AMI id for a release.
 fn ami_for(group: &NodeGroup) -> String {
     group.ami_id.clone().unwrap_or_else(|| {
-        let h = group.ami_release.bytes().fold(0xcbf2_9ce4_8422_2325u64, |a, b| (a ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let h = group
+            .ami_release
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |a, b| {
+                (a ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
         format!("ami-0{:016x}", h)
     })
 }
@@ -68,7 +81,10 @@ impl Scenario {
     /// Reads a scenario file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ScenarioError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text)
     }
 
@@ -86,17 +102,30 @@ impl Scenario {
         }
         for g in &self.cluster.node_groups {
             if g.instance_types.is_empty() || g.zones.is_empty() {
-                return bad(format!("node group {} needs instanceTypes and zones", g.name));
+                return bad(format!(
+                    "node group {} needs instanceTypes and zones",
+                    g.name
+                ));
             }
-            if let Some(t) = g.instance_types.iter().find(|t| crate::sim::instances::instance_type(t).is_none()) {
+            if let Some(t) = g
+                .instance_types
+                .iter()
+                .find(|t| crate::sim::instances::instance_type(t).is_none())
+            {
                 return bad(format!("node group {}: unknown instance type {t}", g.name));
             }
         }
         for s in &self.services {
             if let Some(w) = &s.workload
-                && !self.workloads.iter().any(|x| &x.name == w && x.namespace == s.namespace)
+                && !self
+                    .workloads
+                    .iter()
+                    .any(|x| &x.name == w && x.namespace == s.namespace)
             {
-                return bad(format!("service {}/{} names unknown workload {w}", s.namespace, s.name));
+                return bad(format!(
+                    "service {}/{} names unknown workload {w}",
+                    s.namespace, s.name
+                ));
             }
         }
         Ok(())
@@ -116,7 +145,11 @@ impl Scenario {
         }
         NodeTemplate {
             nodegroup: managed.then(|| group.name.clone()),
-            asg: Some(if managed { format!("eks-{}-twin", group.name) } else { group.name.clone() }),
+            asg: Some(if managed {
+                format!("eks-{}-twin", group.name)
+            } else {
+                group.name.clone()
+            }),
             instance_type: group.instance_types[i % group.instance_types.len()].clone(),
             zone: group.zones[i % group.zones.len()].clone(),
             capacity_type: group.capacity_type.clone(),
@@ -124,7 +157,11 @@ impl Scenario {
             ami_release: Some(group.ami_release.clone()),
             kubelet_version: format!("v{}.0-eks-twin", self.cluster.version),
             labels,
-            taints: group.taints.iter().map(|t| (t.key.clone(), t.value.clone(), t.effect.clone())).collect(),
+            taints: group
+                .taints
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone(), t.effect.clone()))
+                .collect(),
             instance_id: None,
             never_ready: false,
         }
@@ -135,12 +172,27 @@ impl Scenario {
     pub fn install_kubernetes_faults(&self, store: &Store) {
         for f in &self.faults {
             let (call, code, times, after) = match f {
-                Fault::Throttle { api: Api::Kubernetes, call, times, after } => (call, 429, *times, *after),
-                Fault::Fail { api: Api::Kubernetes, call, code, times, after } => (call, code.unwrap_or(500), *times, *after),
+                Fault::Throttle {
+                    api: Api::Kubernetes,
+                    call,
+                    times,
+                    after,
+                } => (call, 429, *times, *after),
+                Fault::Fail {
+                    api: Api::Kubernetes,
+                    call,
+                    code,
+                    times,
+                    after,
+                } => (call, code.unwrap_or(500), *times, *after),
                 _ => continue,
             };
             let (verb, resource) = call.split_once(' ').unwrap_or(("*", call.as_str()));
-            store.faults().add(FaultRule::new(verb.trim(), resource.trim(), code).times(times).after(after));
+            store.faults().add(
+                FaultRule::new(verb.trim(), resource.trim(), code)
+                    .times(times)
+                    .after(after),
+            );
         }
     }
 
@@ -150,19 +202,40 @@ impl Scenario {
         for group in &self.cluster.node_groups {
             let mut names = Vec::new();
             for i in 0..group.desired_size as usize {
-                let node = register_node(store, &self.node_template(group, i))
-                    .map_err(|source| ScenarioError::Create { what: format!("node of {}", group.name), source })?;
-                names.push(node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string());
+                let node =
+                    register_node(store, &self.node_template(group, i)).map_err(|source| {
+                        ScenarioError::Create {
+                            what: format!("node of {}", group.name),
+                            source,
+                        }
+                    })?;
+                names.push(
+                    node.pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                );
             }
             applied.nodes.push((group.name.clone(), names));
         }
         let mut create = |resource: Resource, obj: Value| -> Result<(), ScenarioError> {
-            let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string();
-            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let ns = obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string();
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             store.ensure_namespace(&ns);
             store
                 .create(resource, &ns, obj)
-                .map_err(|source| ScenarioError::Create { what: format!("{} {ns}/{name}", resource.kind()), source })?;
+                .map_err(|source| ScenarioError::Create {
+                    what: format!("{} {ns}/{name}", resource.kind()),
+                    source,
+                })?;
             applied.objects += 1;
             Ok(())
         };
@@ -183,20 +256,35 @@ impl Scenario {
         for w in &self.workloads {
             let ns = w.namespace.as_str();
             let ok = match w.kind {
-                WorkloadKind::Deployment => store.try_get_typed::<Deployment>(ns, &w.name).is_some_and(|d| {
-                    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    let st = d.status.unwrap_or_default();
-                    st.available_replicas.unwrap_or(0) == want && st.replicas.unwrap_or(0) == want && st.updated_replicas.unwrap_or(0) == want
-                }),
-                WorkloadKind::StatefulSet => store.try_get_typed::<StatefulSet>(ns, &w.name).is_some_and(|s| {
-                    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                    s.status.is_some_and(|st| st.ready_replicas.unwrap_or(0) == want && st.replicas == want)
-                }),
-                WorkloadKind::DaemonSet => store.try_get_typed::<DaemonSet>(ns, &w.name).is_some_and(|d| {
-                    d.status.is_some_and(|st| st.number_ready == st.desired_number_scheduled && st.observed_generation.is_some())
-                }),
+                WorkloadKind::Deployment => store
+                    .try_get_typed::<Deployment>(ns, &w.name)
+                    .is_some_and(|d| {
+                        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                        let st = d.status.unwrap_or_default();
+                        st.available_replicas.unwrap_or(0) == want
+                            && st.replicas.unwrap_or(0) == want
+                            && st.updated_replicas.unwrap_or(0) == want
+                    }),
+                WorkloadKind::StatefulSet => store
+                    .try_get_typed::<StatefulSet>(ns, &w.name)
+                    .is_some_and(|s| {
+                        let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                        s.status.is_some_and(|st| {
+                            st.ready_replicas.unwrap_or(0) == want && st.replicas == want
+                        })
+                    }),
+                WorkloadKind::DaemonSet => store
+                    .try_get_typed::<DaemonSet>(ns, &w.name)
+                    .is_some_and(|d| {
+                        d.status.is_some_and(|st| {
+                            st.number_ready == st.desired_number_scheduled
+                                && st.observed_generation.is_some()
+                        })
+                    }),
                 WorkloadKind::Pod => (0..w.replicas).all(|i| {
-                    store.try_get_typed::<Pod>(ns, &format!("{}-{i}", w.name)).is_some_and(|p| phase(&p) == "Running" && is_ready(&p))
+                    store
+                        .try_get_typed::<Pod>(ns, &format!("{}-{i}", w.name))
+                        .is_some_and(|p| phase(&p) == "Running" && is_ready(&p))
                 }),
             };
             if !ok {
@@ -208,18 +296,29 @@ impl Scenario {
 
     /// Creates the initial cluster and waits (up to `timeout` of real time) until every
     /// workload is Running and Ready. The controllers must be running on `store`.
-    pub async fn apply(&self, store: &Store, clock: &Clock, timeout: Duration) -> Result<Applied, ScenarioError> {
+    pub async fn apply(
+        &self,
+        store: &Store,
+        clock: &Clock,
+        timeout: Duration,
+    ) -> Result<Applied, ScenarioError> {
         let applied = self.create(store)?;
         let mut last = String::new();
-        let ok = wait_until(clock, timeout, Duration::from_millis(500), || match self.settled(store) {
-            Ok(()) => true,
-            Err(why) => {
-                last = why;
-                false
+        let ok = wait_until(clock, timeout, Duration::from_millis(500), || {
+            match self.settled(store) {
+                Ok(()) => true,
+                Err(why) => {
+                    last = why;
+                    false
+                }
             }
         })
         .await;
-        if ok { Ok(applied) } else { Err(ScenarioError::NotSettled(timeout, last)) }
+        if ok {
+            Ok(applied)
+        } else {
+            Err(ScenarioError::NotSettled(timeout, last))
+        }
     }
 
     /// A store on the scenario's clock, the controllers running on it, and the initial

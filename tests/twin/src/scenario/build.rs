@@ -38,7 +38,8 @@ fn pod_template(w: &Workload) -> Value {
     }
     if w.empty_dir {
         spec["volumes"] = json!([{ "name": "scratch", "emptyDir": {} }]);
-        spec["containers"][0]["volumeMounts"] = json!([{ "name": "scratch", "mountPath": "/scratch" }]);
+        spec["containers"][0]["volumeMounts"] =
+            json!([{ "name": "scratch", "mountPath": "/scratch" }]);
     }
     let mut meta = json!({ "labels": w.pod_labels() });
     if !annotations.is_empty() {
@@ -55,11 +56,15 @@ pub fn workload_objects(w: &Workload) -> Vec<(Resource, Value)> {
     let template = pod_template(w);
     let mut out = match w.kind {
         WorkloadKind::Deployment => {
-            let mut spec = json!({ "replicas": w.replicas, "selector": selector, "template": template });
+            let mut spec =
+                json!({ "replicas": w.replicas, "selector": selector, "template": template });
             if let Some(m) = w.min_ready_seconds {
                 spec["minReadySeconds"] = json!(m);
             }
-            vec![(Resource::Deployment, json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec }))]
+            vec![(
+                Resource::Deployment,
+                json!({ "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec }),
+            )]
         }
         WorkloadKind::StatefulSet => {
             let claims: Vec<Value> = w
@@ -77,7 +82,10 @@ pub fn workload_objects(w: &Workload) -> Vec<(Resource, Value)> {
             if let Some(p) = &w.pod_management_policy {
                 spec["podManagementPolicy"] = json!(p);
             }
-            vec![(Resource::StatefulSet, json!({ "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": spec }))]
+            vec![(
+                Resource::StatefulSet,
+                json!({ "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta, "spec": spec }),
+            )]
         }
         WorkloadKind::DaemonSet => vec![(
             Resource::DaemonSet,
@@ -148,25 +156,33 @@ pub fn pdb_object(w: &Workload) -> Option<Value> {
 
 /// A Service: its selector is the named workload's pod labels (or `selector`).
 pub fn service_object(s: &ServiceSpec, workloads: &[Workload]) -> Value {
-    let target = s
-        .workload
-        .as_deref()
-        .and_then(|n| workloads.iter().find(|w| w.name == n && w.namespace == s.namespace));
+    let target = s.workload.as_deref().and_then(|n| {
+        workloads
+            .iter()
+            .find(|w| w.name == n && w.namespace == s.namespace)
+    });
     let selector = match target {
         Some(w) if s.selector.is_empty() => w.pod_labels(),
         _ => s.selector.clone(),
     };
-    let target_port = s.target_port.or(target.map(|w| w.container_port)).unwrap_or(s.port);
+    let target_port = s
+        .target_port
+        .or(target.map(|w| w.container_port))
+        .unwrap_or(s.port);
     let type_ = match s.type_ {
         ServiceType::ClusterIP => "ClusterIP",
         ServiceType::NodePort => "NodePort",
         ServiceType::LoadBalancer => "LoadBalancer",
     };
-    let mut port = json!({ "name": "http", "port": s.port, "targetPort": target_port, "protocol": "TCP" });
+    let mut port =
+        json!({ "name": "http", "port": s.port, "targetPort": target_port, "protocol": "TCP" });
     let mut spec = json!({ "type": type_, "selector": selector, "ports": [] });
     if s.type_ != ServiceType::ClusterIP {
         // A stable NodePort per service name in the default range.
-        let h = s.name.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let h = s
+            .name
+            .bytes()
+            .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
         port["nodePort"] = json!(30000 + (h % 2768));
         spec["externalTrafficPolicy"] = json!(match s.external_traffic_policy {
             TrafficPolicy::Cluster => "Cluster",
@@ -184,8 +200,14 @@ pub fn service_object(s: &ServiceSpec, workloads: &[Workload]) -> Value {
         };
         annotations.insert("twin.ngm.io/lb-kind".into(), json!(kind));
         if lb.kind == LbKind::Nlb {
-            annotations.insert("service.beta.kubernetes.io/aws-load-balancer-type".into(), json!("external"));
-            annotations.insert("service.beta.kubernetes.io/aws-load-balancer-nlb-target-type".into(), json!("instance"));
+            annotations.insert(
+                "service.beta.kubernetes.io/aws-load-balancer-type".into(),
+                json!("external"),
+            );
+            annotations.insert(
+                "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type".into(),
+                json!("instance"),
+            );
         }
     }
     json!({

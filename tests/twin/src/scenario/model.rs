@@ -172,7 +172,10 @@ impl Requests {
 
 impl Default for Requests {
     fn default() -> Self {
-        Self { cpu: Self::default_cpu(), memory: Self::default_memory() }
+        Self {
+            cpu: Self::default_cpu(),
+            memory: Self::default_memory(),
+        }
     }
 }
 
@@ -377,7 +380,12 @@ pub enum Api {
 
 /// An injected fault.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum Fault {
     /// Answer a call with throttling (429 / `ThrottlingException`) `times` times.
     Throttle {

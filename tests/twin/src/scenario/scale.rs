@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::model::{Cluster, NodeGroup, NodeGroupKind, PdbSpec, Requests, Scenario, Workload, WorkloadKind};
+use super::model::{
+    Cluster, NodeGroup, NodeGroupKind, PdbSpec, Requests, Scenario, Workload, WorkloadKind,
+};
 
 /// `nodes` m5.4xlarge nodes in three zones running `pods` pods: Deployments of 30 replicas
 /// spread over 10 namespaces, every tenth with a PDB.
@@ -23,7 +25,10 @@ pub fn scale_scenario(nodes: u32, pods: u32) -> Scenario {
                 annotations: BTreeMap::new(),
                 image: "registry.k8s.io/pause:3.10".into(),
                 container_port: 8080,
-                requests: Requests { cpu: "50m".into(), memory: "64Mi".into() },
+                requests: Requests {
+                    cpu: "50m".into(),
+                    memory: "64Mi".into(),
+                },
                 startup_seconds: Some(5.0),
                 termination_grace_period_seconds: Some(30),
                 pre_stop_seconds: None,
@@ -35,7 +40,11 @@ pub fn scale_scenario(nodes: u32, pods: u32) -> Scenario {
                 pod_management_policy: None,
                 min_ready_seconds: None,
                 hpa: None,
-                pdb: (i % 10 == 0).then(|| PdbSpec { min_available: None, max_unavailable: Some(json!(1)), unhealthy_pod_eviction_policy: None }),
+                pdb: (i % 10 == 0).then(|| PdbSpec {
+                    min_available: None,
+                    max_unavailable: Some(json!(1)),
+                    unhealthy_pod_eviction_policy: None,
+                }),
             }
         })
         .collect();
@@ -51,7 +60,11 @@ pub fn scale_scenario(nodes: u32, pods: u32) -> Scenario {
                 name: "bulk".into(),
                 kind: NodeGroupKind::Managed,
                 instance_types: vec!["m5.4xlarge".into()],
-                zones: vec!["us-west-2a".into(), "us-west-2b".into(), "us-west-2c".into()],
+                zones: vec![
+                    "us-west-2a".into(),
+                    "us-west-2b".into(),
+                    "us-west-2c".into(),
+                ],
                 ami_type: "AL2023_x86_64_STANDARD".into(),
                 ami_release: "1.33.4-20251001".into(),
                 ami_id: None,

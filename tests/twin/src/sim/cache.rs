@@ -24,7 +24,10 @@ pub struct Kind<T> {
 
 impl<T> Default for Kind<T> {
     fn default() -> Self {
-        Self { items: BTreeMap::new(), versions: BTreeMap::new() }
+        Self {
+            items: BTreeMap::new(),
+            versions: BTreeMap::new(),
+        }
     }
 }
 
@@ -36,7 +39,12 @@ fn rv_of(v: &Value) -> u64 {
 }
 
 fn key_of(v: &Value) -> Key {
-    let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     (s("/metadata/namespace"), s("/metadata/name"))
 }
 

@@ -28,9 +28,21 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
 /// The daemon pod for one node, as a typed pod to test placement against.
 fn daemon_pod(ds: &DaemonSet, node: &str) -> serde_json::Value {
     let (ns, name) = key(&ds.metadata);
-    let template = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
-    let own = template.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
-    let host_network = template.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    let template = ds
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let own = template
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
+    let host_network = template
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
     let mut pod = pod_from_template(
         &template,
         &ns,
@@ -39,12 +51,14 @@ fn daemon_pod(ds: &DaemonSet, node: &str) -> serde_json::Value {
         controller_ref("apps/v1", "DaemonSet", &ds.metadata),
         &[],
     );
-    pod["spec"]["tolerations"] = serde_json::to_value(daemon_tolerations(&own, host_network)).unwrap_or(json!([]));
+    pod["spec"]["tolerations"] =
+        serde_json::to_value(daemon_tolerations(&own, host_network)).unwrap_or(json!([]));
     let pin = json!({ "nodeSelectorTerms": [{ "matchFields": [{ "key": "metadata.name", "operator": "In", "values": [node] }] }] });
     if !pod["spec"]["affinity"].is_object() {
         pod["spec"]["affinity"] = json!({});
     }
-    pod["spec"]["affinity"]["nodeAffinity"] = json!({ "requiredDuringSchedulingIgnoredDuringExecution": pin });
+    pod["spec"]["affinity"]["nodeAffinity"] =
+        json!({ "requiredDuringSchedulingIgnoredDuringExecution": pin });
     pod
 }
 
@@ -55,9 +69,20 @@ fn sync(ctx: &mut Ctx<'_>, ds: &DaemonSet, nodes: &[Arc<Node>]) {
     // own node selection (not the per-node pin).
     let Some(probe) = ds.spec.as_ref().map(|s| {
         let mut p = pod_from_template(&s.template, &ns, Some("probe"), "", json!({}), &[]);
-        let own = s.template.spec.as_ref().and_then(|t| t.tolerations.clone()).unwrap_or_default();
-        let host_network = s.template.spec.as_ref().and_then(|t| t.host_network).unwrap_or(false);
-        p["spec"]["tolerations"] = serde_json::to_value(daemon_tolerations(&own, host_network)).unwrap_or(json!([]));
+        let own = s
+            .template
+            .spec
+            .as_ref()
+            .and_then(|t| t.tolerations.clone())
+            .unwrap_or_default();
+        let host_network = s
+            .template
+            .spec
+            .as_ref()
+            .and_then(|t| t.host_network)
+            .unwrap_or(false);
+        p["spec"]["tolerations"] =
+            serde_json::to_value(daemon_tolerations(&own, host_network)).unwrap_or(json!([]));
         serde_json::from_value::<Pod>(p).unwrap_or_default()
     }) else {
         return;
@@ -71,11 +96,16 @@ fn sync(ctx: &mut Ctx<'_>, ds: &DaemonSet, nodes: &[Arc<Node>]) {
     let (mut desired, mut scheduled, mut ready, mut misscheduled) = (0, 0, 0, 0);
     for node in nodes {
         let node_name_s = node.metadata.name.clone().unwrap_or_default();
-        let active: Vec<&Arc<Pod>> = by_node.get(&node_name_s).map(|v| v.iter().filter(|p| is_active(p)).collect()).unwrap_or_default();
+        let active: Vec<&Arc<Pod>> = by_node
+            .get(&node_name_s)
+            .map(|v| v.iter().filter(|p| is_active(p)).collect())
+            .unwrap_or_default();
         if should_run_daemon_pod(&probe, node) {
             desired += 1;
             if active.is_empty() {
-                let _ = ctx.store.create(Resource::Pod, &ns, daemon_pod(ds, &node_name_s));
+                let _ = ctx
+                    .store
+                    .create(Resource::Pod, &ns, daemon_pod(ds, &node_name_s));
             } else {
                 scheduled += 1;
                 ready += active.iter().filter(|p| is_ready(p)).count();
@@ -86,7 +116,9 @@ fn sync(ctx: &mut Ctx<'_>, ds: &DaemonSet, nodes: &[Arc<Node>]) {
             }
             for p in active {
                 let (pns, pname) = key(&p.metadata);
-                let _ = ctx.store.delete(Resource::Pod, &pns, &pname, &DeleteOptions::default());
+                let _ = ctx
+                    .store
+                    .delete(Resource::Pod, &pns, &pname, &DeleteOptions::default());
             }
         }
     }

@@ -25,7 +25,10 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
     }
 }
 
-fn status_i32(rs: &ReplicaSet, f: impl Fn(&k8s_openapi::api::apps::v1::ReplicaSetStatus) -> Option<i32>) -> i32 {
+fn status_i32(
+    rs: &ReplicaSet,
+    f: impl Fn(&k8s_openapi::api::apps::v1::ReplicaSetStatus) -> Option<i32>,
+) -> i32 {
     rs.status.as_ref().and_then(f).unwrap_or(0)
 }
 
@@ -39,7 +42,12 @@ fn new_replicaset(d: &Deployment, spec: &DeploymentSpec, hash: &str) -> Value {
     template["metadata"]["labels"][TEMPLATE_HASH_LABEL] = json!(hash);
     let mut selector = serde_json::to_value(&spec.selector).unwrap_or(json!({}));
     selector["matchLabels"][TEMPLATE_HASH_LABEL] = json!(hash);
-    let mut labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    let mut labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     labels.insert(TEMPLATE_HASH_LABEL.into(), hash.into());
     json!({
         "apiVersion": "apps/v1",
@@ -88,10 +96,17 @@ fn sync(ctx: &mut Ctx<'_>, d: &Deployment) {
         .collect();
     owned.sort_by_key(|r| r.metadata.creation_timestamp.clone());
     let is_new = |r: &ReplicaSet| {
-        r.metadata.labels.as_ref().and_then(|l| l.get(TEMPLATE_HASH_LABEL)).map(String::as_str) == Some(hash.as_str())
+        r.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(TEMPLATE_HASH_LABEL))
+            .map(String::as_str)
+            == Some(hash.as_str())
     };
     let Some(new_rs) = owned.iter().find(|r| is_new(r)).cloned() else {
-        let _ = ctx.store.create(Resource::ReplicaSet, &ns, new_replicaset(d, spec, &hash));
+        let _ = ctx
+            .store
+            .create(Resource::ReplicaSet, &ns, new_replicaset(d, spec, &hash));
         return;
     };
     let old: Vec<Arc<ReplicaSet>> = owned.iter().filter(|r| !is_new(r)).cloned().collect();
@@ -102,12 +117,20 @@ fn sync(ctx: &mut Ctx<'_>, d: &Deployment) {
     let ru = strategy.and_then(|s| s.rolling_update.as_ref());
     let (max_surge, max_unavailable) = fenceposts(
         scaled(ru.and_then(|r| r.max_surge.as_ref()), 25, replicas, true),
-        scaled(ru.and_then(|r| r.max_unavailable.as_ref()), 25, replicas, false),
+        scaled(
+            ru.and_then(|r| r.max_unavailable.as_ref()),
+            25,
+            replicas,
+            false,
+        ),
     );
 
     if !paused {
         if recreate {
-            let old_pods: usize = old.iter().map(|r| status_i32(r, |s| Some(s.replicas)) as usize).sum();
+            let old_pods: usize = old
+                .iter()
+                .map(|r| status_i32(r, |s| Some(s.replicas)) as usize)
+                .sum();
             for r in &old {
                 set_replicas(ctx, r, 0);
             }
@@ -121,7 +144,10 @@ fn sync(ctx: &mut Ctx<'_>, d: &Deployment) {
                 max_unavailable,
                 new_spec: spec_replicas(&new_rs),
                 new_available: status_i32(&new_rs, |s| s.available_replicas),
-                old: old.iter().map(|r| (spec_replicas(r), status_i32(r, |s| s.available_replicas))).collect(),
+                old: old
+                    .iter()
+                    .map(|r| (spec_replicas(r), status_i32(r, |s| s.available_replicas)))
+                    .collect(),
             };
             let (new_target, old_targets) = rolling_step(&state);
             set_replicas(ctx, &new_rs, new_target);
@@ -155,17 +181,38 @@ fn sync(ctx: &mut Ctx<'_>, d: &Deployment) {
             &mut holder,
             "Available",
             if has_min { "True" } else { "False" },
-            Some(if has_min { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }),
-            Some(if has_min { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." }),
+            Some(if has_min {
+                "MinimumReplicasAvailable"
+            } else {
+                "MinimumReplicasUnavailable"
+            }),
+            Some(if has_min {
+                "Deployment has minimum availability."
+            } else {
+                "Deployment does not have minimum availability."
+            }),
             now,
         );
         let rs_name = new_rs.metadata.name.clone().unwrap_or_default();
         let (reason, message) = if complete {
-            ("NewReplicaSetAvailable", format!("ReplicaSet \"{rs_name}\" has successfully progressed."))
+            (
+                "NewReplicaSetAvailable",
+                format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+            )
         } else {
-            ("ReplicaSetUpdated", format!("ReplicaSet \"{rs_name}\" is progressing."))
+            (
+                "ReplicaSetUpdated",
+                format!("ReplicaSet \"{rs_name}\" is progressing."),
+            )
         };
-        set_condition(&mut holder, "Progressing", "True", Some(reason), Some(&message), now);
+        set_condition(
+            &mut holder,
+            "Progressing",
+            "True",
+            Some(reason),
+            Some(&message),
+            now,
+        );
         v["status"] = holder["status"].take();
         Ok(())
     });

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
-use super::podutil::{is_ready, is_terminating, key, node_name, ZONE_LABEL};
+use super::podutil::{ZONE_LABEL, is_ready, is_terminating, key, node_name};
 use super::runner::Ctx;
 use crate::store::Resource;
 
@@ -27,11 +27,17 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
 
 fn selects(selector: &std::collections::BTreeMap<String, String>, pod: &Pod) -> bool {
     let labels = pod.metadata.labels.as_ref();
-    selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
 fn pod_ip(pod: &Pod) -> Option<&str> {
-    pod.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())
+    pod.status
+        .as_ref()?
+        .pod_ip
+        .as_deref()
+        .filter(|ip| !ip.is_empty())
 }
 
 /// The container port a service port targets on this pod (named ports resolved).
@@ -52,7 +58,11 @@ fn target_port(port: &ServicePort, pod: &Pod) -> i32 {
 }
 
 /// `(ip, ready, serving, terminating, pod)` for every selected pod with an IP, by name.
-fn endpoints_of<'a>(ctx: &'a Ctx<'_>, ns: &str, selector: &std::collections::BTreeMap<String, String>) -> Vec<&'a Arc<Pod>> {
+fn endpoints_of<'a>(
+    ctx: &'a Ctx<'_>,
+    ns: &str,
+    selector: &std::collections::BTreeMap<String, String>,
+) -> Vec<&'a Arc<Pod>> {
     let mut pods: Vec<&Arc<Pod>> = ctx
         .cache
         .pods
@@ -76,9 +86,7 @@ fn sync(ctx: &mut Ctx<'_>, svc: &Service) {
     };
     let ports = spec.ports.clone().unwrap_or_default();
     let pods = endpoints_of(ctx, &ns, selector);
-    let target_ref = |p: &Pod| {
-        json!({ "kind": "Pod", "namespace": ns, "name": p.metadata.name, "uid": p.metadata.uid })
-    };
+    let target_ref = |p: &Pod| json!({ "kind": "Pod", "namespace": ns, "name": p.metadata.name, "uid": p.metadata.uid });
 
     let first = pods.first().map(|p| p.as_ref());
     let ep_ports: Vec<Value> = ports
@@ -98,8 +106,16 @@ fn sync(ctx: &mut Ctx<'_>, svc: &Service) {
         }
         a
     };
-    let ready: Vec<Value> = pods.iter().filter(|p| is_ready(p) && !is_terminating(p)).map(|p| address(p)).collect();
-    let not_ready: Vec<Value> = pods.iter().filter(|p| !is_ready(p) && !is_terminating(p)).map(|p| address(p)).collect();
+    let ready: Vec<Value> = pods
+        .iter()
+        .filter(|p| is_ready(p) && !is_terminating(p))
+        .map(|p| address(p))
+        .collect();
+    let not_ready: Vec<Value> = pods
+        .iter()
+        .filter(|p| !is_ready(p) && !is_terminating(p))
+        .map(|p| address(p))
+        .collect();
     let mut subset = json!({ "ports": ep_ports });
     if !ready.is_empty() {
         subset["addresses"] = json!(ready);
@@ -107,12 +123,23 @@ fn sync(ctx: &mut Ctx<'_>, svc: &Service) {
     if !not_ready.is_empty() {
         subset["notReadyAddresses"] = json!(not_ready);
     }
-    let subsets = if ready.is_empty() && not_ready.is_empty() { json!([]) } else { json!([subset]) };
-    upsert(ctx, Resource::Endpoints, &ns, &name, json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": { "name": name, "namespace": ns, "labels": { SERVICE_NAME_LABEL: name } },
-        "subsets": subsets,
-    }), &["subsets"]);
+    let subsets = if ready.is_empty() && not_ready.is_empty() {
+        json!([])
+    } else {
+        json!([subset])
+    };
+    upsert(
+        ctx,
+        Resource::Endpoints,
+        &ns,
+        &name,
+        json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": { "name": name, "namespace": ns, "labels": { SERVICE_NAME_LABEL: name } },
+            "subsets": subsets,
+        }),
+        &["subsets"],
+    );
 
     let slice_endpoints: Vec<Value> = pods
         .iter()
@@ -144,22 +171,36 @@ fn sync(ctx: &mut Ctx<'_>, svc: &Service) {
         })
         .collect();
     let slice_name = format!("{name}-twin");
-    upsert(ctx, Resource::EndpointSlice, &ns, &slice_name, json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {
-            "name": slice_name, "namespace": ns,
-            "labels": { SERVICE_NAME_LABEL: name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io" },
-            "ownerReferences": [super::objects::controller_ref("v1", "Service", &svc.metadata)],
-        },
-        "addressType": "IPv4",
-        "endpoints": slice_endpoints,
-        "ports": slice_ports,
-    }), &["endpoints", "ports"]);
+    upsert(
+        ctx,
+        Resource::EndpointSlice,
+        &ns,
+        &slice_name,
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {
+                "name": slice_name, "namespace": ns,
+                "labels": { SERVICE_NAME_LABEL: name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io" },
+                "ownerReferences": [super::objects::controller_ref("v1", "Service", &svc.metadata)],
+            },
+            "addressType": "IPv4",
+            "endpoints": slice_endpoints,
+            "ports": slice_ports,
+        }),
+        &["endpoints", "ports"],
+    );
 }
 
 /// Creates the object, or rewrites the given top-level fields (a no-op write is skipped by
 /// the store).
-fn upsert(ctx: &Ctx<'_>, resource: Resource, ns: &str, name: &str, desired: Value, fields: &[&str]) {
+fn upsert(
+    ctx: &Ctx<'_>,
+    resource: Resource,
+    ns: &str,
+    name: &str,
+    desired: Value,
+    fields: &[&str],
+) {
     if ctx.store.try_get(resource, ns, name).is_none() {
         let _ = ctx.store.create(resource, ns, desired);
         return;

@@ -9,11 +9,33 @@ use crate::store::{DeleteOptions, Resource};
 
 pub fn reconcile(ctx: &mut Ctx<'_>) {
     let c = ctx.cache;
-    let uids = |metas: Vec<Option<&String>>| -> HashSet<String> { metas.into_iter().flatten().cloned().collect() };
-    let deployments = uids(c.deployments.values().map(|d| d.metadata.uid.as_ref()).collect());
-    let replicasets = uids(c.replicasets.values().map(|d| d.metadata.uid.as_ref()).collect());
-    let statefulsets = uids(c.statefulsets.values().map(|d| d.metadata.uid.as_ref()).collect());
-    let daemonsets = uids(c.daemonsets.values().map(|d| d.metadata.uid.as_ref()).collect());
+    let uids = |metas: Vec<Option<&String>>| -> HashSet<String> {
+        metas.into_iter().flatten().cloned().collect()
+    };
+    let deployments = uids(
+        c.deployments
+            .values()
+            .map(|d| d.metadata.uid.as_ref())
+            .collect(),
+    );
+    let replicasets = uids(
+        c.replicasets
+            .values()
+            .map(|d| d.metadata.uid.as_ref())
+            .collect(),
+    );
+    let statefulsets = uids(
+        c.statefulsets
+            .values()
+            .map(|d| d.metadata.uid.as_ref())
+            .collect(),
+    );
+    let daemonsets = uids(
+        c.daemonsets
+            .values()
+            .map(|d| d.metadata.uid.as_ref())
+            .collect(),
+    );
 
     for rs in c.replicasets.values() {
         if let Some(owner) = controller_of(&rs.metadata)
@@ -21,7 +43,9 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
             && !deployments.contains(&owner.uid)
         {
             let (ns, name) = key(&rs.metadata);
-            let _ = ctx.store.delete(Resource::ReplicaSet, &ns, &name, &DeleteOptions::default());
+            let _ = ctx
+                .store
+                .delete(Resource::ReplicaSet, &ns, &name, &DeleteOptions::default());
         }
     }
     for pod in c.pods.values().filter(|p| !is_terminating(p)) {
@@ -36,7 +60,9 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
         };
         if !alive {
             let (ns, name) = key(&pod.metadata);
-            let _ = ctx.store.delete(Resource::Pod, &ns, &name, &DeleteOptions::default());
+            let _ = ctx
+                .store
+                .delete(Resource::Pod, &ns, &name, &DeleteOptions::default());
         }
     }
 }

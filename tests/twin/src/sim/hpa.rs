@@ -40,13 +40,25 @@ fn sync(ctx: &mut Ctx<'_>, h: &HorizontalPodAutoscaler) {
     };
     let Some(obj) = ctx.store.try_get(resource, &ns, &target.name) else {
         let now = ctx.now;
-        let _ = ctx.store.mutate(Resource::HorizontalPodAutoscaler, &ns, &name, |v| {
-            set_condition(v, "AbleToScale", "False", Some("FailedGetScale"), Some("the HPA controller was unable to get the target's current scale"), now);
-            Ok(())
-        });
+        let _ = ctx
+            .store
+            .mutate(Resource::HorizontalPodAutoscaler, &ns, &name, |v| {
+                set_condition(
+                    v,
+                    "AbleToScale",
+                    "False",
+                    Some("FailedGetScale"),
+                    Some("the HPA controller was unable to get the target's current scale"),
+                    now,
+                );
+                Ok(())
+            });
         return;
     };
-    let current = obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1) as i32;
+    let current = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1) as i32;
     let desired = hpa_desired(current, spec.min_replicas, spec.max_replicas);
     let now = ctx.now;
     if let Some(d) = desired
@@ -58,8 +70,14 @@ fn sync(ctx: &mut Ctx<'_>, h: &HorizontalPodAutoscaler) {
         });
     }
     let limited = match desired {
-        Some(d) if d == spec.max_replicas && current > spec.max_replicas => Some(("TooManyReplicas", "the desired replica count is more than the maximum replica count")),
-        Some(d) if d == spec.min_replicas.unwrap_or(1) && current < d => Some(("TooFewReplicas", "the desired replica count is less than the minimum replica count")),
+        Some(d) if d == spec.max_replicas && current > spec.max_replicas => Some((
+            "TooManyReplicas",
+            "the desired replica count is more than the maximum replica count",
+        )),
+        Some(d) if d == spec.min_replicas.unwrap_or(1) && current < d => Some((
+            "TooFewReplicas",
+            "the desired replica count is less than the minimum replica count",
+        )),
         _ => None,
     };
     let _ = ctx.store.mutate(Resource::HorizontalPodAutoscaler, &ns, &name, |v| {

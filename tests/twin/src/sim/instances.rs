@@ -12,8 +12,20 @@ pub struct InstanceType {
     pub arch: &'static str,
 }
 
-const fn it(name: &'static str, vcpu: i64, gib: i64, max_pods: i64, arch: &'static str) -> InstanceType {
-    InstanceType { name, vcpu, memory_mib: gib * 1024, max_pods, arch }
+const fn it(
+    name: &'static str,
+    vcpu: i64,
+    gib: i64,
+    max_pods: i64,
+    arch: &'static str,
+) -> InstanceType {
+    InstanceType {
+        name,
+        vcpu,
+        memory_mib: gib * 1024,
+        max_pods,
+        arch,
+    }
 }
 
 const X86: &str = "amd64";
@@ -93,7 +105,10 @@ mod tests {
     fn allocatable_subtracts_the_eks_bootstrap_reservations() {
         let t = instance_type("t3.2xlarge").expect("known type");
         // 60 + 10 + 5 + 5 + 4 × 2.5 = 90m reserved of 8 cores.
-        assert_eq!(t.allocatable(), (8000 - 90, 32 * 1024 - (255 + 11 * 58 + 100), 58));
+        assert_eq!(
+            t.allocatable(),
+            (8000 - 90, 32 * 1024 - (255 + 11 * 58 + 100), 58)
+        );
         let c = instance_type("c5.4xlarge").expect("known type");
         assert_eq!(c.allocatable().0, 16_000 - 110);
     }

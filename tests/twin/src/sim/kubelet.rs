@@ -26,8 +26,20 @@ use crate::clock::secs_delta;
 use crate::store::{DeleteOptions, Resource, timestamp};
 
 pub fn reconcile(ctx: &mut Ctx<'_>) {
-    let nodes: HashSet<&str> = ctx.cache.nodes.items.keys().map(|(_, n)| n.as_str()).collect();
-    let pods: Vec<Arc<Pod>> = ctx.cache.pods.values().filter(|p| node_name(p).is_some()).cloned().collect();
+    let nodes: HashSet<&str> = ctx
+        .cache
+        .nodes
+        .items
+        .keys()
+        .map(|(_, n)| n.as_str())
+        .collect();
+    let pods: Vec<Arc<Pod>> = ctx
+        .cache
+        .pods
+        .values()
+        .filter(|p| node_name(p).is_some())
+        .cloned()
+        .collect();
     for pod in pods {
         let node = node_name(&pod).unwrap_or_default();
         let (ns, name) = key(&pod.metadata);
@@ -42,9 +54,15 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
         let Some(n) = ctx.cache.nodes.get("", node).cloned() else {
             continue;
         };
-        if let Some(taint) = node_taints(&n).iter().find(|t| t.effect == "NoExecute" && !tolerated(tolerations(&pod), t)) {
+        if let Some(taint) = node_taints(&n)
+            .iter()
+            .find(|t| t.effect == "NoExecute" && !tolerated(tolerations(&pod), t))
+        {
             let _ = taint;
-            let opts = DeleteOptions { uid: pod.metadata.uid.clone(), ..DeleteOptions::default() };
+            let opts = DeleteOptions {
+                uid: pod.metadata.uid.clone(),
+                ..DeleteOptions::default()
+            };
             let _ = ctx.store.delete(Resource::Pod, &ns, &name, &opts);
             continue;
         }
@@ -74,20 +92,26 @@ fn host_ip(node: &k8s_openapi::api::core::v1::Node) -> String {
 }
 
 fn container_statuses(pod: &Pod, ready: bool, started_at: &str) -> serde_json::Value {
-    let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
-    json!(containers
-        .iter()
-        .map(|c| json!({
-            "name": c.name,
-            "image": c.image.clone().unwrap_or_default(),
-            "imageID": "",
-            "containerID": format!("containerd://{}", c.name),
-            "ready": ready,
-            "started": true,
-            "restartCount": 0,
-            "state": { "running": { "startedAt": started_at } },
-        }))
-        .collect::<Vec<_>>())
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
+    json!(
+        containers
+            .iter()
+            .map(|c| json!({
+                "name": c.name,
+                "image": c.image.clone().unwrap_or_default(),
+                "imageID": "",
+                "containerID": format!("containerd://{}", c.name),
+                "ready": ready,
+                "started": true,
+                "restartCount": 0,
+                "state": { "running": { "startedAt": started_at } },
+            }))
+            .collect::<Vec<_>>()
+    )
 }
 
 fn start(ctx: &mut Ctx<'_>, pod: &Pod, node: &k8s_openapi::api::core::v1::Node) {
@@ -98,7 +122,9 @@ fn start(ctx: &mut Ctx<'_>, pod: &Pod, node: &k8s_openapi::api::core::v1::Node) 
     let ts = timestamp(now);
     let statuses = container_statuses(pod, false, &ts);
     let _ = ctx.store.mutate(Resource::Pod, &ns, &name, |v| {
-        if v.pointer("/status/phase").and_then(|p| p.as_str()) != Some("Pending") || v.pointer("/metadata/deletionTimestamp").is_some() {
+        if v.pointer("/status/phase").and_then(|p| p.as_str()) != Some("Pending")
+            || v.pointer("/metadata/deletionTimestamp").is_some()
+        {
             return Ok(());
         }
         v["status"]["phase"] = json!("Running");
@@ -111,7 +137,14 @@ fn start(ctx: &mut Ctx<'_>, pod: &Pod, node: &k8s_openapi::api::core::v1::Node) 
         v["status"]["containerStatuses"] = statuses;
         set_condition(v, "PodReadyToStartContainers", "True", None, None, now);
         set_condition(v, "Initialized", "True", None, None, now);
-        set_condition(v, "ContainersReady", "False", Some("ContainersNotReady"), None, now);
+        set_condition(
+            v,
+            "ContainersReady",
+            "False",
+            Some("ContainersNotReady"),
+            None,
+            now,
+        );
         set_condition(v, "Ready", "False", Some("ContainersNotReady"), None, now);
         set_condition(v, "PodScheduled", "True", None, None, now);
         Ok(())
@@ -120,7 +153,12 @@ fn start(ctx: &mut Ctx<'_>, pod: &Pod, node: &k8s_openapi::api::core::v1::Node) 
 }
 
 fn become_ready(ctx: &mut Ctx<'_>, pod: &Pod) {
-    let started = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(from_time).unwrap_or(ctx.now);
+    let started = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(from_time)
+        .unwrap_or(ctx.now);
     let ready_at = started + secs_delta(startup_seconds(pod));
     if ctx.now < ready_at {
         ctx.wake_at(ready_at);
@@ -132,7 +170,10 @@ fn become_ready(ctx: &mut Ctx<'_>, pod: &Pod) {
         if v.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(());
         }
-        if let Some(cs) = v.pointer_mut("/status/containerStatuses").and_then(|c| c.as_array_mut()) {
+        if let Some(cs) = v
+            .pointer_mut("/status/containerStatuses")
+            .and_then(|c| c.as_array_mut())
+        {
             for c in cs {
                 c["ready"] = json!(true);
             }
@@ -144,7 +185,9 @@ fn become_ready(ctx: &mut Ctx<'_>, pod: &Pod) {
 }
 
 /// The moments of a pod's termination: (preStop done, grace period over).
-pub fn termination_times(pod: &Pod) -> Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+pub fn termination_times(
+    pod: &Pod,
+) -> Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
     let deadline = from_time(pod.metadata.deletion_timestamp.as_ref()?);
     let grace = grace_seconds(pod);
     let started = deadline - chrono::TimeDelta::seconds(grace);
@@ -168,7 +211,11 @@ fn terminate(ctx: &mut Ctx<'_>, pod: &Pod) {
         ctx.store.remove_now(Resource::Pod, &ns, &name);
         return;
     }
-    ctx.wake_at(if now < prestop_done { prestop_done } else { deadline });
+    ctx.wake_at(if now < prestop_done {
+        prestop_done
+    } else {
+        deadline
+    });
 }
 
 /// Kills a pod outright, as a crashed node or an OOM-killed sandbox that takes the pod with

@@ -78,7 +78,9 @@ fn region_of(zone: &str) -> &str {
 
 /// An instance id derived from the IP: `i-` and 17 hex digits, as EC2's.
 fn instance_id_for(ip: &str) -> String {
-    let n: u64 = ip.split('.').fold(0, |acc, o| (acc << 8) | o.parse::<u64>().unwrap_or(0));
+    let n: u64 = ip
+        .split('.')
+        .fold(0, |acc, o| (acc << 8) | o.parse::<u64>().unwrap_or(0));
     format!("i-0{:016x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
@@ -92,13 +94,38 @@ pub fn node_conditions(ready: bool, now: DateTime<Utc>) -> Value {
         })
     };
     json!([
-        cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        cond(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        cond(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        cond(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
         if ready {
-            cond("Ready", "True", "KubeletReady", "kubelet is posting ready status")
+            cond(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+            )
         } else {
-            cond("Ready", "False", "KubeletNotReady", "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady")
+            cond(
+                "Ready",
+                "False",
+                "KubeletNotReady",
+                "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady",
+            )
         },
     ])
 }
@@ -111,7 +138,10 @@ pub fn build_node(t: &NodeTemplate, now: DateTime<Utc>) -> Result<Value, ApiErro
     let ip = next_ip();
     let region = region_of(&t.zone);
     let name = format!("ip-{}.{region}.compute.internal", ip.replace('.', "-"));
-    let instance_id = t.instance_id.clone().unwrap_or_else(|| instance_id_for(&ip));
+    let instance_id = t
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| instance_id_for(&ip));
     let mut labels: BTreeMap<String, String> = BTreeMap::from([
         ("kubernetes.io/arch".into(), itype.arch.into()),
         ("kubernetes.io/os".into(), "linux".into()),
@@ -119,11 +149,20 @@ pub fn build_node(t: &NodeTemplate, now: DateTime<Utc>) -> Result<Value, ApiErro
         ("beta.kubernetes.io/arch".into(), itype.arch.into()),
         ("beta.kubernetes.io/os".into(), "linux".into()),
         (INSTANCE_TYPE_LABEL.into(), t.instance_type.clone()),
-        ("beta.kubernetes.io/instance-type".into(), t.instance_type.clone()),
+        (
+            "beta.kubernetes.io/instance-type".into(),
+            t.instance_type.clone(),
+        ),
         ("topology.kubernetes.io/zone".into(), t.zone.clone()),
         ("topology.kubernetes.io/region".into(), region.into()),
-        ("failure-domain.beta.kubernetes.io/zone".into(), t.zone.clone()),
-        ("failure-domain.beta.kubernetes.io/region".into(), region.into()),
+        (
+            "failure-domain.beta.kubernetes.io/zone".into(),
+            t.zone.clone(),
+        ),
+        (
+            "failure-domain.beta.kubernetes.io/region".into(),
+            region.into(),
+        ),
         (CAPACITY_TYPE_LABEL.into(), t.capacity_type.clone()),
     ]);
     if let Some(ng) = &t.nodegroup {
@@ -133,10 +172,8 @@ pub fn build_node(t: &NodeTemplate, now: DateTime<Utc>) -> Result<Value, ApiErro
         }
     }
     labels.extend(t.labels.clone());
-    let mut annotations = BTreeMap::from([(
-        "node.alpha.kubernetes.io/ttl".to_string(),
-        "0".to_string(),
-    )]);
+    let mut annotations =
+        BTreeMap::from([("node.alpha.kubernetes.io/ttl".to_string(), "0".to_string())]);
     if let Some(r) = &t.ami_release {
         annotations.insert(AMI_RELEASE_ANNOTATION.into(), r.clone());
     }
@@ -207,8 +244,14 @@ pub fn remove_node(store: &Store, name: &str) -> Vec<(String, String)> {
     let mut gone = Vec::new();
     for pod in store.list_all(Resource::Pod, None) {
         if pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(name) {
-            let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-            let pname = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let ns = pod
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let pname = pod
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if store.remove_now(Resource::Pod, ns, pname).is_some() {
                 gone.push((ns.to_string(), pname.to_string()));
             }
@@ -254,7 +297,10 @@ mod tests {
         let label = |k: &str| node["metadata"]["labels"][k].as_str().map(str::to_string);
         assert_eq!(label(NODEGROUP_LABEL).as_deref(), Some("standard"));
         assert_eq!(label(INSTANCE_TYPE_LABEL).as_deref(), Some("t3.2xlarge"));
-        assert_eq!(label("topology.kubernetes.io/zone").as_deref(), Some("us-west-2b"));
+        assert_eq!(
+            label("topology.kubernetes.io/zone").as_deref(),
+            Some("us-west-2b")
+        );
         assert_eq!(label(CAPACITY_TYPE_LABEL).as_deref(), Some("ON_DEMAND"));
         assert_eq!(label(NODEGROUP_IMAGE_LABEL).as_deref(), Some("ami-0123"));
         let provider = node["spec"]["providerID"].as_str().unwrap_or_default();
@@ -271,7 +317,10 @@ mod tests {
 
     #[test]
     fn a_never_ready_node_reports_ready_false() {
-        let t = NodeTemplate { never_ready: true, ..NodeTemplate::default() };
+        let t = NodeTemplate {
+            never_ready: true,
+            ..NodeTemplate::default()
+        };
         let node = build_node(&t, Utc::now()).expect("known type");
         let ready = node["status"]["conditions"]
             .as_array()

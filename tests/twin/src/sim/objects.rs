@@ -82,7 +82,10 @@ pub fn set_condition(
     if let Some(m) = message {
         cond["message"] = json!(m);
     }
-    match list.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some(kind)) {
+    match list
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+    {
         Some(existing) => {
             if existing.get("status").and_then(Value::as_str) == Some(status)
                 && let Some(t) = existing.get("lastTransitionTime")
@@ -131,10 +134,19 @@ mod tests {
         let mut pod = json!({});
         set_condition(&mut pod, "Ready", "True", None, None, t0);
         set_condition(&mut pod, "Ready", "True", None, None, t1);
-        assert_eq!(pod["status"]["conditions"][0]["lastTransitionTime"], timestamp(t0));
+        assert_eq!(
+            pod["status"]["conditions"][0]["lastTransitionTime"],
+            timestamp(t0)
+        );
         set_condition(&mut pod, "Ready", "False", None, None, t1);
-        assert_eq!(pod["status"]["conditions"][0]["lastTransitionTime"], timestamp(t1));
-        assert_eq!(pod["status"]["conditions"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            pod["status"]["conditions"][0]["lastTransitionTime"],
+            timestamp(t1)
+        );
+        assert_eq!(
+            pod["status"]["conditions"].as_array().map(Vec::len),
+            Some(1)
+        );
     }
 
     #[test]

@@ -91,7 +91,9 @@ pub fn is_active(pod: &Pod) -> bool {
 }
 
 /// The owner reference with `controller: true`.
-pub fn controller_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&OwnerReference> {
+pub fn controller_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&OwnerReference> {
     meta.owner_references
         .as_ref()?
         .iter()
@@ -182,7 +184,9 @@ pub fn prestop_seconds(pod: &Pod) -> f64 {
                 .as_ref()
                 .and_then(|e| e.command.as_ref())
                 .and_then(|cmd| {
-                    let pos = cmd.iter().position(|a| a == "sleep" || a.ends_with("/sleep"))?;
+                    let pos = cmd
+                        .iter()
+                        .position(|a| a == "sleep" || a.ends_with("/sleep"))?;
                     cmd.get(pos + 1)?.parse::<f64>().ok()
                 })
                 .unwrap_or(0.0)
@@ -258,7 +262,9 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
     match op {
         "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+        "Equal" | "" => {
+            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
+        }
         _ => false,
     }
 }
@@ -281,7 +287,12 @@ mod tests {
         }
     }
 
-    fn tol(key: Option<&str>, op: Option<&str>, value: Option<&str>, effect: Option<&str>) -> Toleration {
+    fn tol(
+        key: Option<&str>,
+        op: Option<&str>,
+        value: Option<&str>,
+        effect: Option<&str>,
+    ) -> Toleration {
         Toleration {
             key: key.map(Into::into),
             operator: op.map(Into::into),
@@ -295,14 +306,56 @@ mod tests {
     fn tolerations_match_taints_as_core_v1_toleration_matching_defines() {
         let t = taint("ngm.io/migrating", Some("true"), "NoSchedule");
         let cases = [
-            (tol(None, Some("Exists"), None, None), true, "empty key + Exists tolerates all"),
-            (tol(None, None, None, None), false, "empty key + Equal tolerates nothing"),
-            (tol(Some("ngm.io/migrating"), Some("Exists"), None, None), true, "Exists ignores value"),
-            (tol(Some("ngm.io/migrating"), None, Some("true"), None), true, "Equal by default"),
-            (tol(Some("ngm.io/migrating"), None, Some("false"), None), false, "Equal compares value"),
-            (tol(Some("ngm.io/migrating"), Some("Exists"), None, Some("NoExecute")), false, "effect must match"),
-            (tol(Some("ngm.io/migrating"), Some("Exists"), None, Some("NoSchedule")), true, "same effect"),
-            (tol(Some("other"), Some("Exists"), None, None), false, "other key"),
+            (
+                tol(None, Some("Exists"), None, None),
+                true,
+                "empty key + Exists tolerates all",
+            ),
+            (
+                tol(None, None, None, None),
+                false,
+                "empty key + Equal tolerates nothing",
+            ),
+            (
+                tol(Some("ngm.io/migrating"), Some("Exists"), None, None),
+                true,
+                "Exists ignores value",
+            ),
+            (
+                tol(Some("ngm.io/migrating"), None, Some("true"), None),
+                true,
+                "Equal by default",
+            ),
+            (
+                tol(Some("ngm.io/migrating"), None, Some("false"), None),
+                false,
+                "Equal compares value",
+            ),
+            (
+                tol(
+                    Some("ngm.io/migrating"),
+                    Some("Exists"),
+                    None,
+                    Some("NoExecute"),
+                ),
+                false,
+                "effect must match",
+            ),
+            (
+                tol(
+                    Some("ngm.io/migrating"),
+                    Some("Exists"),
+                    None,
+                    Some("NoSchedule"),
+                ),
+                true,
+                "same effect",
+            ),
+            (
+                tol(Some("other"), Some("Exists"), None, None),
+                false,
+                "other key",
+            ),
         ];
         for (toleration, want, why) in cases {
             assert_eq!(tolerates(&toleration, &t), want, "{why}");

@@ -9,7 +9,9 @@ pub fn cpu_millis(q: &str) -> i64 {
     if let Some(m) = q.strip_suffix('m') {
         return m.parse::<f64>().map(|v| v.ceil() as i64).unwrap_or(0);
     }
-    q.parse::<f64>().map(|v| (v * 1000.0).ceil() as i64).unwrap_or(0)
+    q.parse::<f64>()
+        .map(|v| (v * 1000.0).ceil() as i64)
+        .unwrap_or(0)
 }
 
 /// A quantity in base units (bytes for memory): binary (`Ki`, `Mi`, `Gi`, `Ti`) and decimal
@@ -30,7 +32,10 @@ pub fn amount(q: &str) -> i64 {
     ];
     for (suffix, factor) in SUFFIXES {
         if let Some(n) = q.strip_suffix(suffix) {
-            return n.parse::<f64>().map(|v| (v * factor).ceil() as i64).unwrap_or(0);
+            return n
+                .parse::<f64>()
+                .map(|v| (v * factor).ceil() as i64)
+                .unwrap_or(0);
         }
     }
     q.parse::<f64>().map(|v| v.ceil() as i64).unwrap_or(0)
@@ -52,7 +57,13 @@ mod tests {
 
     #[test]
     fn cpu_quantities_parse_to_millicores_as_the_api_server_canonicalises_them() {
-        let cases = [("1", 1000), ("250m", 250), ("0.5", 500), ("16", 16000), ("bad", 0)];
+        let cases = [
+            ("1", 1000),
+            ("250m", 250),
+            ("0.5", 500),
+            ("16", 16000),
+            ("bad", 0),
+        ];
         for (q, want) in cases {
             assert_eq!(cpu_millis(q), want, "{q}");
         }

@@ -61,7 +61,11 @@ pub fn deletion_order(a: &Ranked<'_>, b: &Ranked<'_>, now: DateTime<Utc>) -> Ord
     // 1. Unassigned < assigned.
     let (na, nb) = (node_name(pa), node_name(pb));
     if na != nb && (na.is_none() || nb.is_none()) {
-        return if na.is_none() { Ordering::Less } else { Ordering::Greater };
+        return if na.is_none() {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
     }
     // 2. Pending < Unknown < Running.
     let by_phase = phase_ordinal(pa).cmp(&phase_ordinal(pb));
@@ -89,7 +93,11 @@ pub fn deletion_order(a: &Ranked<'_>, b: &Ranked<'_>, now: DateTime<Utc>) -> Ord
             match (ra, rb) {
                 (Some(ra), Some(rb)) => {
                     let diff = log_rank_diff(ra, rb, now);
-                    return if diff == 0 { uid(pa).cmp(uid(pb)) } else { diff.cmp(&0) };
+                    return if diff == 0 {
+                        uid(pa).cmp(uid(pb))
+                    } else {
+                        diff.cmp(&0)
+                    };
                 }
                 // `afterOrZero`: an unknown time sorts first.
                 (None, _) => return Ordering::Less,
@@ -106,7 +114,11 @@ pub fn deletion_order(a: &Ranked<'_>, b: &Ranked<'_>, now: DateTime<Utc>) -> Ord
     let (ca, cb) = (created(pa), created(pb));
     if ca != cb {
         let diff = log_rank_diff(ca, cb, now);
-        return if diff == 0 { uid(pa).cmp(uid(pb)) } else { diff.cmp(&0) };
+        return if diff == 0 {
+            uid(pa).cmp(uid(pb))
+        } else {
+            diff.cmp(&0)
+        };
     }
     Ordering::Equal
 }

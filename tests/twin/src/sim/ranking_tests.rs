@@ -21,7 +21,15 @@ struct P {
 
 impl P {
     fn new(name: &'static str, node: &'static str) -> Self {
-        Self { name, node: Some(node), phase: "Running", ready: true, cost: None, age_s: 3600, restarts: 0 }
+        Self {
+            name,
+            node: Some(node),
+            phase: "Running",
+            ready: true,
+            cost: None,
+            age_s: 3600,
+            restarts: 0,
+        }
     }
     fn pod(&self) -> Pod {
         let at = now() - TimeDelta::seconds(self.age_s);
@@ -61,14 +69,86 @@ fn first_victim(a: P, b: P) -> String {
 fn scale_down_deletes_in_the_replicaset_controllers_documented_order() {
     // Each row: (why, pod deleted first, pod kept). Upstream: ActivePodsWithRanks.Less.
     let rows: Vec<(&str, P, P)> = vec![
-        ("1. unassigned before assigned", P { node: None, phase: "Pending", ready: false, ..P::new("a", "") }, P::new("b", "n1")),
-        ("2. Pending before Running", P { phase: "Pending", ready: false, ..P::new("a", "n1") }, P { ready: false, ..P::new("b", "n2") }),
-        ("2. Unknown before Running", P { phase: "Unknown", ..P::new("a", "n1") }, P::new("b", "n2")),
-        ("3. not ready before ready", P { ready: false, ..P::new("a", "n1") }, P::new("b", "n2")),
-        ("4. lower deletion cost first", P { cost: Some("-100"), age_s: 10_000, ..P::new("a", "n1") }, P { age_s: 10, ..P::new("b", "n2") }),
-        ("4. invalid cost counts as 0", P { cost: Some("junk"), ..P::new("a", "n1") }, P { cost: Some("5"), ..P::new("b", "n2") }),
-        ("6. ready more recently first", P { age_s: 60, ..P::new("a", "n1") }, P { age_s: 7200, ..P::new("b", "n2") }),
-        ("7. more restarts first", P { restarts: 3, ..P::new("a", "n1") }, P::new("b", "n2")),
+        (
+            "1. unassigned before assigned",
+            P {
+                node: None,
+                phase: "Pending",
+                ready: false,
+                ..P::new("a", "")
+            },
+            P::new("b", "n1"),
+        ),
+        (
+            "2. Pending before Running",
+            P {
+                phase: "Pending",
+                ready: false,
+                ..P::new("a", "n1")
+            },
+            P {
+                ready: false,
+                ..P::new("b", "n2")
+            },
+        ),
+        (
+            "2. Unknown before Running",
+            P {
+                phase: "Unknown",
+                ..P::new("a", "n1")
+            },
+            P::new("b", "n2"),
+        ),
+        (
+            "3. not ready before ready",
+            P {
+                ready: false,
+                ..P::new("a", "n1")
+            },
+            P::new("b", "n2"),
+        ),
+        (
+            "4. lower deletion cost first",
+            P {
+                cost: Some("-100"),
+                age_s: 10_000,
+                ..P::new("a", "n1")
+            },
+            P {
+                age_s: 10,
+                ..P::new("b", "n2")
+            },
+        ),
+        (
+            "4. invalid cost counts as 0",
+            P {
+                cost: Some("junk"),
+                ..P::new("a", "n1")
+            },
+            P {
+                cost: Some("5"),
+                ..P::new("b", "n2")
+            },
+        ),
+        (
+            "6. ready more recently first",
+            P {
+                age_s: 60,
+                ..P::new("a", "n1")
+            },
+            P {
+                age_s: 7200,
+                ..P::new("b", "n2")
+            },
+        ),
+        (
+            "7. more restarts first",
+            P {
+                restarts: 3,
+                ..P::new("a", "n1")
+            },
+            P::new("b", "n2"),
+        ),
     ];
     for (why, deleted, kept) in rows {
         let want = deleted.name;
@@ -79,7 +159,11 @@ fn scale_down_deletes_in_the_replicaset_controllers_documented_order() {
 
 #[test]
 fn the_order_does_not_depend_on_the_input_order() {
-    let a = P { ready: false, ..P::new("a", "n1") }.pod();
+    let a = P {
+        ready: false,
+        ..P::new("a", "n1")
+    }
+    .pod();
     let b = P::new("b", "n2").pod();
     for pods in [[&a, &b], [&b, &a]] {
         let victims = pods_to_delete(&pods, &pods, 1, now());
@@ -90,9 +174,21 @@ fn the_order_does_not_depend_on_the_input_order() {
 #[test]
 fn scale_down_prefers_pods_doubled_up_on_one_node() {
     // Upstream rank 5: a pod sharing its node with more related pods goes first.
-    let a1 = P { age_s: 7200, ..P::new("a1", "crowded") }.pod();
-    let a2 = P { age_s: 7200, ..P::new("a2", "crowded") }.pod();
-    let b = P { age_s: 60, ..P::new("b", "alone") }.pod();
+    let a1 = P {
+        age_s: 7200,
+        ..P::new("a1", "crowded")
+    }
+    .pod();
+    let a2 = P {
+        age_s: 7200,
+        ..P::new("a2", "crowded")
+    }
+    .pod();
+    let b = P {
+        age_s: 60,
+        ..P::new("b", "alone")
+    }
+    .pod();
     let pods = [&b, &a1, &a2];
     let victims = pods_to_delete(&pods, &pods, 1, now());
     assert_ne!(victims[0].metadata.name.as_deref(), Some("b"));
@@ -102,10 +198,26 @@ fn scale_down_prefers_pods_doubled_up_on_one_node() {
 fn scale_down_ignores_taints_and_cordon_so_new_pods_can_be_picked() {
     // The trap: pods on a tainted, cordoned old node are not preferred. Two fresh pods on new
     // nodes and two old ones: without a deletion cost the newest (the new-node pods) go first.
-    let old1 = P { age_s: 86_000, ..P::new("old1", "old-node") }.pod();
-    let old2 = P { age_s: 86_000, ..P::new("old2", "old-node-2") }.pod();
-    let new1 = P { age_s: 30, ..P::new("new1", "new-node") }.pod();
-    let new2 = P { age_s: 30, ..P::new("new2", "new-node-2") }.pod();
+    let old1 = P {
+        age_s: 86_000,
+        ..P::new("old1", "old-node")
+    }
+    .pod();
+    let old2 = P {
+        age_s: 86_000,
+        ..P::new("old2", "old-node-2")
+    }
+    .pod();
+    let new1 = P {
+        age_s: 30,
+        ..P::new("new1", "new-node")
+    }
+    .pod();
+    let new2 = P {
+        age_s: 30,
+        ..P::new("new2", "new-node-2")
+    }
+    .pod();
     let pods = [&old1, &old2, &new1, &new2];
     let mut names: Vec<_> = pods_to_delete(&pods, &pods, 2, now())
         .iter()
@@ -115,8 +227,18 @@ fn scale_down_ignores_taints_and_cordon_so_new_pods_can_be_picked() {
     assert_eq!(names, ["new1", "new2"]);
 
     // With a negative pod-deletion-cost on the old pods, they go first.
-    let old1 = P { age_s: 86_000, cost: Some("-1000"), ..P::new("old1", "old-node") }.pod();
-    let old2 = P { age_s: 86_000, cost: Some("-1000"), ..P::new("old2", "old-node-2") }.pod();
+    let old1 = P {
+        age_s: 86_000,
+        cost: Some("-1000"),
+        ..P::new("old1", "old-node")
+    }
+    .pod();
+    let old2 = P {
+        age_s: 86_000,
+        cost: Some("-1000"),
+        ..P::new("old2", "old-node-2")
+    }
+    .pod();
     let pods = [&old1, &old2, &new1, &new2];
     let mut names: Vec<_> = pods_to_delete(&pods, &pods, 2, now())
         .iter()
@@ -129,11 +251,23 @@ fn scale_down_ignores_taints_and_cordon_so_new_pods_can_be_picked() {
 #[test]
 fn creation_times_in_the_same_power_of_two_bucket_fall_back_to_uid() {
     // LogarithmicScaleDown: 3000 s and 3100 s ago share a log2(ns) bucket, so the UID decides.
-    let a = P { age_s: 3100, ..P::new("a", "n1") }.pod();
-    let b = P { age_s: 3000, ..P::new("b", "n2") }.pod();
+    let a = P {
+        age_s: 3100,
+        ..P::new("a", "n1")
+    }
+    .pod();
+    let b = P {
+        age_s: 3000,
+        ..P::new("b", "n2")
+    }
+    .pod();
     let pods = [&b, &a];
     let victims = pods_to_delete(&pods, &pods, 1, now());
-    assert_eq!(victims[0].metadata.name.as_deref(), Some("a"), "uid-a < uid-b");
+    assert_eq!(
+        victims[0].metadata.name.as_deref(),
+        Some("a"),
+        "uid-a < uid-b"
+    );
 }
 
 #[test]

@@ -104,8 +104,17 @@ impl Snapshot {
         let mut objects = BTreeMap::new();
         for kind in SNAPSHOT_KINDS {
             for obj in store.list_all(kind, None) {
-                let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
-                let r = ObjectRef { kind: kind.kind().into(), namespace: s("/metadata/namespace"), name: s("/metadata/name") };
+                let s = |p: &str| {
+                    obj.pointer(p)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let r = ObjectRef {
+                    kind: kind.kind().into(),
+                    namespace: s("/metadata/namespace"),
+                    name: s("/metadata/name"),
+                };
                 objects.insert(r, desired_state(&obj));
             }
         }
@@ -121,7 +130,12 @@ impl Snapshot {
                 Some(now) => diff_values(r, "", Some(before), Some(now), &mut d.changed),
             }
         }
-        d.added = after.objects.keys().filter(|r| !self.objects.contains_key(*r)).cloned().collect();
+        d.added = after
+            .objects
+            .keys()
+            .filter(|r| !self.objects.contains_key(*r))
+            .cloned()
+            .collect();
         d
     }
 }
@@ -130,7 +144,13 @@ fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-fn diff_values(r: &ObjectRef, path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<FieldChange>) {
+fn diff_values(
+    r: &ObjectRef,
+    path: &str,
+    a: Option<&Value>,
+    b: Option<&Value>,
+    out: &mut Vec<FieldChange>,
+) {
     if a == b {
         return;
     }
@@ -139,11 +159,22 @@ fn diff_values(r: &ObjectRef, path: &str, a: Option<&Value>, b: Option<&Value>, 
         keys.sort();
         keys.dedup();
         for k in keys {
-            diff_values(r, &format!("{path}/{}", escape(k)), ma.get(k), mb.get(k), out);
+            diff_values(
+                r,
+                &format!("{path}/{}", escape(k)),
+                ma.get(k),
+                mb.get(k),
+                out,
+            );
         }
         return;
     }
-    out.push(FieldChange { object: r.clone(), path: path.to_string(), before: a.cloned(), after: b.cloned() });
+    out.push(FieldChange {
+        object: r.clone(),
+        path: path.to_string(),
+        before: a.cloned(),
+        after: b.cloned(),
+    });
 }
 
 /// An eviction that took a PDB below what it allowed.
@@ -183,23 +214,49 @@ mod tests {
         Snapshot {
             objects: objs
                 .iter()
-                .map(|(kind, name, v)| (ObjectRef { kind: (*kind).into(), namespace: "default".into(), name: (*name).into() }, desired_state(v)))
+                .map(|(kind, name, v)| {
+                    (
+                        ObjectRef {
+                            kind: (*kind).into(),
+                            namespace: "default".into(),
+                            name: (*name).into(),
+                        },
+                        desired_state(v),
+                    )
+                })
                 .collect(),
         }
     }
 
     #[test]
     fn status_and_bookkeeping_do_not_count_as_changes() {
-        let before = snap(&[("Deployment", "web", json!({ "metadata": { "resourceVersion": "1", "annotations": { "deployment.kubernetes.io/revision": "1" } }, "spec": { "replicas": 3 }, "status": { "replicas": 3 } }))]);
-        let after = snap(&[("Deployment", "web", json!({ "metadata": { "resourceVersion": "9", "annotations": { "deployment.kubernetes.io/revision": "2" } }, "spec": { "replicas": 3 }, "status": { "replicas": 6 } }))]);
+        let before = snap(&[(
+            "Deployment",
+            "web",
+            json!({ "metadata": { "resourceVersion": "1", "annotations": { "deployment.kubernetes.io/revision": "1" } }, "spec": { "replicas": 3 }, "status": { "replicas": 3 } }),
+        )]);
+        let after = snap(&[(
+            "Deployment",
+            "web",
+            json!({ "metadata": { "resourceVersion": "9", "annotations": { "deployment.kubernetes.io/revision": "2" } }, "spec": { "replicas": 3 }, "status": { "replicas": 6 } }),
+        )]);
         assert!(before.diff(&after).is_empty());
     }
 
     #[test]
     fn a_leftover_annotation_or_replica_change_is_reported_with_its_path() {
         let before = snap(&[("Deployment", "web", json!({ "spec": { "replicas": 3 } }))]);
-        let after = snap(&[("Deployment", "web", json!({ "metadata": { "annotations": { "ngm.io/original-replicas": "3" } }, "spec": { "replicas": 6 } }))]);
-        let paths: Vec<String> = before.diff(&after).changed.iter().map(|c| c.path.clone()).collect();
+        let after = snap(&[(
+            "Deployment",
+            "web",
+            json!({ "metadata": { "annotations": { "ngm.io/original-replicas": "3" } }, "spec": { "replicas": 6 } }),
+        )]);
+        let paths: Vec<String> = before
+            .diff(&after)
+            .changed
+            .iter()
+            .map(|c| c.path.clone())
+            .collect();
         assert_eq!(paths, ["/annotations", "/spec/replicas"]);
     }
 

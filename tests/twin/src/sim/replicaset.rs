@@ -54,12 +54,17 @@ fn sync(ctx: &mut Ctx<'_>, rs: &ReplicaSet) {
     };
     let want = spec.replicas.unwrap_or(1).max(0) as usize;
     let owned: Vec<Arc<Pod>> = ctx.owned(&uid).to_vec();
-    let active: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).filter(|p| is_active(p)).collect();
+    let active: Vec<&Pod> = owned
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| is_active(p))
+        .collect();
     if active.len() < want {
         if let Some(template) = &spec.template {
             let owner = controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
             for _ in active.len()..want {
-                let pod = pod_from_template(template, &ns, None, &format!("{name}-"), owner.clone(), &[]);
+                let pod =
+                    pod_from_template(template, &ns, None, &format!("{name}-"), owner.clone(), &[]);
                 let _ = ctx.store.create(Resource::Pod, &ns, pod);
             }
         }
@@ -72,14 +77,20 @@ fn sync(ctx: &mut Ctx<'_>, rs: &ReplicaSet) {
         };
         for victim in pods_to_delete(&active, &related, active.len() - want, ctx.now) {
             let (pns, pname) = key(&victim.metadata);
-            let opts = DeleteOptions { uid: victim.metadata.uid.clone(), ..DeleteOptions::default() };
+            let opts = DeleteOptions {
+                uid: victim.metadata.uid.clone(),
+                ..DeleteOptions::default()
+            };
             let _ = ctx.store.delete(Resource::Pod, &pns, &pname, &opts);
         }
     }
 
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let ready = active.iter().filter(|p| is_ready(p)).count();
-    let available = active.iter().filter(|p| is_available(p, min_ready, ctx.now)).count();
+    let available = active
+        .iter()
+        .filter(|p| is_available(p, min_ready, ctx.now))
+        .count();
     if available < ready && min_ready > 0 {
         ctx.wake_in(1.0);
     }

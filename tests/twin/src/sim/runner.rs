@@ -26,7 +26,10 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self { hpa_sync_seconds: 15.0, pdb_resync_seconds: 30.0 }
+        Self {
+            hpa_sync_seconds: 15.0,
+            pdb_resync_seconds: 30.0,
+        }
     }
 }
 
@@ -47,7 +50,10 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// Pods whose controller has this UID.
     pub fn owned(&self, uid: &str) -> &[Arc<Pod>] {
-        self.pods_by_owner.get(uid).map(Vec::as_slice).unwrap_or(&[])
+        self.pods_by_owner
+            .get(uid)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// Asks for another pass at `t` (the earliest request wins).
@@ -113,7 +119,12 @@ pub fn start(store: &Store, config: SimConfig) -> Sim {
 }
 
 /// [`start`] with in-flight and volume registries shared with other parts.
-pub fn start_with(store: &Store, config: SimConfig, inflight: InFlight, volumes: VolumeZones) -> Sim {
+pub fn start_with(
+    store: &Store,
+    config: SimConfig,
+    inflight: InFlight,
+    volumes: VolumeZones,
+) -> Sim {
     let stop = Arc::new(Notify::new());
     let kick = Arc::new(Notify::new());
     let task = tokio::spawn(run(
@@ -124,7 +135,14 @@ pub fn start_with(store: &Store, config: SimConfig, inflight: InFlight, volumes:
         stop.clone(),
         kick.clone(),
     ));
-    Sim { store: store.clone(), inflight, volumes, stop, kick, task }
+    Sim {
+        store: store.clone(),
+        inflight,
+        volumes,
+        stop,
+        kick,
+        task,
+    }
 }
 
 /// Per-loop memory: when the periodic controllers last ran.
@@ -152,7 +170,8 @@ async fn run(
         loop {
             match rx.try_recv() {
                 Ok(ev) => {
-                    pdb_dirty |= matches!(ev.resource, Resource::Pod | Resource::PodDisruptionBudget);
+                    pdb_dirty |=
+                        matches!(ev.resource, Resource::Pod | Resource::PodDisruptionBudget);
                     cache.apply(&ev);
                 }
                 Err(TryRecvError::Empty) => break,

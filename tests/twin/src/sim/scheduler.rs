@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
 use super::objects::set_condition;
-use super::podutil::{controller_of, created, is_terminal, is_terminating, key, node_name, requests};
+use super::podutil::{
+    controller_of, created, is_terminal, is_terminating, key, node_name, requests,
+};
 use super::runner::Ctx;
 use super::scheduling::{NodeInfo, pick_node};
 use super::shared::pod_claims;
@@ -23,7 +25,10 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
         .values()
         .filter(|p| node_name(p).is_none() && !is_terminating(p) && !is_terminal(p))
         .filter(|p| {
-            p.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).is_none_or(|s| s == "default-scheduler")
+            p.spec
+                .as_ref()
+                .and_then(|s| s.scheduler_name.as_deref())
+                .is_none_or(|s| s == "default-scheduler")
         })
         .cloned()
         .collect();
@@ -33,8 +38,17 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
     // FIFO by creation, as the scheduling queue orders pods of equal priority.
     pending.sort_by_key(|p| created(p));
 
-    let mut nodes: Vec<NodeInfo> = ctx.cache.nodes.values().map(|n| NodeInfo::new((**n).clone())).collect();
-    let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+    let mut nodes: Vec<NodeInfo> = ctx
+        .cache
+        .nodes
+        .values()
+        .map(|n| NodeInfo::new((**n).clone()))
+        .collect();
+    let index: HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
     let mut siblings: HashMap<(String, String), usize> = HashMap::new();
     for p in ctx.cache.pods.values().filter(|p| !is_terminal(p)) {
         let Some(node) = node_name(p) else {
@@ -44,35 +58,57 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
             nodes[*i].add(requests(p));
         }
         if let Some(owner) = controller_of(&p.metadata) {
-            *siblings.entry((owner.uid.clone(), node.to_string())).or_default() += 1;
+            *siblings
+                .entry((owner.uid.clone(), node.to_string()))
+                .or_default() += 1;
         }
     }
 
     for pod in pending {
         let (ns, name) = key(&pod.metadata);
         let claims = pod_claims(&pod);
-        let zones: Vec<String> = claims.iter().filter_map(|c| ctx.volumes.zone(&ns, c)).collect();
+        let zones: Vec<String> = claims
+            .iter()
+            .filter_map(|c| ctx.volumes.zone(&ns, c))
+            .collect();
         let now = ctx.now;
         let zone = match zones.as_slice() {
             [] => None,
             [first, rest @ ..] if rest.iter().all(|z| z == first) => Some(first.clone()),
             _ => {
                 let _ = ctx.store.mutate(Resource::Pod, &ns, &name, |v| {
-                    set_condition(v, "PodScheduled", "False", Some("Unschedulable"), Some("pod's volumes are pinned to different zones"), now);
+                    set_condition(
+                        v,
+                        "PodScheduled",
+                        "False",
+                        Some("Unschedulable"),
+                        Some("pod's volumes are pinned to different zones"),
+                        now,
+                    );
                     Ok(())
                 });
                 continue;
             }
         };
-        let owner = controller_of(&pod.metadata).map(|o| o.uid.clone()).unwrap_or_default();
+        let owner = controller_of(&pod.metadata)
+            .map(|o| o.uid.clone())
+            .unwrap_or_default();
         let req = requests(&pod);
-        let siblings_on = |node: &str| siblings.get(&(owner.clone(), node.to_string())).copied().unwrap_or(0);
+        let siblings_on = |node: &str| {
+            siblings
+                .get(&(owner.clone(), node.to_string()))
+                .copied()
+                .unwrap_or(0)
+        };
         match pick_node(&pod, req, &nodes, zone.as_deref(), &siblings_on) {
             Ok(i) => {
                 let node = nodes[i].name.clone();
                 let bound = ctx.store.mutate(Resource::Pod, &ns, &name, |v| {
                     // Another writer may have bound or deleted it meanwhile.
-                    if v.pointer("/spec/nodeName").and_then(|n| n.as_str()).is_some_and(|n| !n.is_empty()) {
+                    if v.pointer("/spec/nodeName")
+                        .and_then(|n| n.as_str())
+                        .is_some_and(|n| !n.is_empty())
+                    {
                         return Ok(());
                     }
                     v["spec"]["nodeName"] = json!(node);
@@ -93,7 +129,14 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
             }
             Err(message) => {
                 let _ = ctx.store.mutate(Resource::Pod, &ns, &name, |v| {
-                    set_condition(v, "PodScheduled", "False", Some("Unschedulable"), Some(&message), now);
+                    set_condition(
+                        v,
+                        "PodScheduled",
+                        "False",
+                        Some("Unschedulable"),
+                        Some(&message),
+                        now,
+                    );
                     Ok(())
                 });
             }

@@ -7,7 +7,7 @@ use std::fmt;
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint};
 
 use super::podutil::{
-    node_label, node_ready, node_taints, node_unschedulable, tolerated, tolerations, ZONE_LABEL,
+    ZONE_LABEL, node_label, node_ready, node_taints, node_unschedulable, tolerated, tolerations,
 };
 use super::quantity::{amount_of, cpu_of};
 
@@ -109,7 +109,11 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
             ) else {
                 return false;
             };
-            if r.operator == "Gt" { v > bound } else { v < bound }
+            if r.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -127,7 +131,9 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
         .iter()
         .all(|r| requirement_matches(r, node_label(node, &r.key)))
         && fields.iter().all(|r| {
-            let value = (r.key == "metadata.name").then_some(node.metadata.name.as_deref()).flatten();
+            let value = (r.key == "metadata.name")
+                .then_some(node.metadata.name.as_deref())
+                .flatten();
             requirement_matches(r, value)
         })
 }
@@ -139,7 +145,9 @@ pub fn matches_node_selection(pod: &Pod, node: &Node) -> bool {
         return true;
     };
     if let Some(sel) = &spec.node_selector
-        && !sel.iter().all(|(k, v)| node_label(node, k) == Some(v.as_str()))
+        && !sel
+            .iter()
+            .all(|(k, v)| node_label(node, k) == Some(v.as_str()))
     {
         return false;
     }
@@ -147,9 +155,15 @@ pub fn matches_node_selection(pod: &Pod, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     match required {
-        Some(sel) => sel.node_selector_terms.iter().any(|t| term_matches(t, node)),
+        Some(sel) => sel
+            .node_selector_terms
+            .iter()
+            .any(|t| term_matches(t, node)),
         None => true,
     }
 }
@@ -216,7 +230,11 @@ pub fn fits(
 /// PreferNoSchedule taint.
 pub fn score(pod: &Pod, request: (i64, i64), node: &NodeInfo, siblings_on_node: usize) -> i64 {
     let free = |alloc: i64, used: i64| {
-        if alloc <= 0 { 0 } else { ((alloc - used).max(0) * 100) / alloc }
+        if alloc <= 0 {
+            0
+        } else {
+            ((alloc - used).max(0) * 100) / alloc
+        }
     };
     let least_allocated = (free(node.cpu_allocatable, node.cpu_used + request.0)
         + free(node.memory_allocatable, node.memory_used + request.1))
@@ -250,7 +268,8 @@ pub fn pick_node(
             Err(why) => *reasons.entry(why.to_string()).or_default() += 1,
         }
     }
-    best.map(|(_, i)| i).ok_or_else(|| unschedulable_message(nodes.len(), &reasons))
+    best.map(|(_, i)| i)
+        .ok_or_else(|| unschedulable_message(nodes.len(), &reasons))
 }
 
 /// `0/3 nodes are available: 3 node(s) had untolerated taint {k: v}.`

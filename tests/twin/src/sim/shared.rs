@@ -45,7 +45,10 @@ impl InFlight {
             .unwrap_or_else(|e| e.into_inner())
             .entry(pod_uid.to_string())
             .or_default() += 1;
-        InFlightGuard { owner: self.clone(), uid: pod_uid.to_string() }
+        InFlightGuard {
+            owner: self.clone(),
+            uid: pod_uid.to_string(),
+        }
     }
 
     /// Requests in flight on the pod.
@@ -112,7 +115,11 @@ pub fn pod_claims(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<String> {
         .and_then(|s| s.volumes.as_ref())
         .map(|vs| {
             vs.iter()
-                .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+                .filter_map(|v| {
+                    v.persistent_volume_claim
+                        .as_ref()
+                        .map(|c| c.claim_name.clone())
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -28,7 +28,13 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
 }
 
 fn ordinal_of(set: &str, pod: &Pod) -> Option<i32> {
-    pod.metadata.name.as_deref()?.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
+    pod.metadata
+        .name
+        .as_deref()?
+        .strip_prefix(set)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
 }
 
 fn state_of(pod: &Pod) -> OrdinalState {
@@ -69,7 +75,10 @@ fn sync(ctx: &mut Ctx<'_>, s: &StatefulSet) {
                     Some(&pod_name),
                     "",
                     controller_ref("apps/v1", "StatefulSet", &s.metadata),
-                    &[(POD_NAME_LABEL, pod_name.clone()), (POD_INDEX_LABEL, i.to_string())],
+                    &[
+                        (POD_NAME_LABEL, pod_name.clone()),
+                        (POD_INDEX_LABEL, i.to_string()),
+                    ],
                 );
                 pod["spec"]["hostname"] = json!(pod_name);
                 if let Some(svc) = spec.service_name.as_deref().filter(|s| !s.is_empty()) {
@@ -86,13 +95,21 @@ fn sync(ctx: &mut Ctx<'_>, s: &StatefulSet) {
                 let _ = ctx.store.create(Resource::Pod, &ns, pod);
             }
             StsAction::Delete(i) => {
-                let _ = ctx.store.delete(Resource::Pod, &ns, &format!("{name}-{i}"), &DeleteOptions::default());
+                let _ = ctx.store.delete(
+                    Resource::Pod,
+                    &ns,
+                    &format!("{name}-{i}"),
+                    &DeleteOptions::default(),
+                );
             }
             StsAction::Wait | StsAction::Nothing => {}
         }
     }
     let current = pods.len();
-    let ready = pods.iter().filter(|p| is_ready(p) && !is_terminating(p)).count();
+    let ready = pods
+        .iter()
+        .filter(|p| is_ready(p) && !is_terminating(p))
+        .count();
     let status = json!({
         "observedGeneration": s.metadata.generation.unwrap_or(1),
         "replicas": current,

@@ -7,22 +7,38 @@ use super::podutil::tolerated;
 use super::scheduling::matches_node_selection;
 
 /// `intstr.GetScaledValueFromIntOrPercent` for a Deployment's maxSurge/maxUnavailable.
-pub fn scaled(v: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>, default_pct: i32, total: i32, round_up: bool) -> i32 {
+pub fn scaled(
+    v: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+    default_pct: i32,
+    total: i32,
+    round_up: bool,
+) -> i32 {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let pct = match v {
         Some(IntOrString::Int(i)) => return *i,
-        Some(IntOrString::String(s)) => s.trim_end_matches('%').parse::<i32>().unwrap_or(default_pct),
+        Some(IntOrString::String(s)) => s
+            .trim_end_matches('%')
+            .parse::<i32>()
+            .unwrap_or(default_pct),
         None => default_pct,
     };
     let product = i64::from(pct) * i64::from(total);
-    let out = if round_up { (product + 99).div_euclid(100) } else { product.div_euclid(100) };
+    let out = if round_up {
+        (product + 99).div_euclid(100)
+    } else {
+        product.div_euclid(100)
+    };
     out as i32
 }
 
 /// `deploymentutil.ResolveFenceposts`: maxSurge rounds up, maxUnavailable down, and both 0
 /// becomes maxUnavailable 1 so a rollout can progress.
 pub fn fenceposts(max_surge: i32, max_unavailable: i32) -> (i32, i32) {
-    if max_surge == 0 && max_unavailable == 0 { (0, 1) } else { (max_surge, max_unavailable) }
+    if max_surge == 0 && max_unavailable == 0 {
+        (0, 1)
+    } else {
+        (max_surge, max_unavailable)
+    }
 }
 
 /// The ReplicaSets of one Deployment, as the rollout sees them.
@@ -94,8 +110,17 @@ pub enum OrdinalState {
 /// `0..replicas` lowest first and delete ordinals `>= replicas` highest first. With
 /// `OrderedReady` (the default) it does one thing at a time and waits while any pod is not
 /// Running and Ready or is terminating; with `Parallel` it does everything at once.
-pub fn statefulset_actions(pods: &[(i32, OrdinalState)], replicas: i32, parallel: bool) -> Vec<StsAction> {
-    let state = |i: i32| pods.iter().find(|(o, _)| *o == i).map(|(_, s)| *s).unwrap_or(OrdinalState::Missing);
+pub fn statefulset_actions(
+    pods: &[(i32, OrdinalState)],
+    replicas: i32,
+    parallel: bool,
+) -> Vec<StsAction> {
+    let state = |i: i32| {
+        pods.iter()
+            .find(|(o, _)| *o == i)
+            .map(|(_, s)| *s)
+            .unwrap_or(OrdinalState::Missing)
+    };
     let mut out = Vec::new();
     for i in 0..replicas {
         match state(i) {
@@ -105,12 +130,18 @@ pub fn statefulset_actions(pods: &[(i32, OrdinalState)], replicas: i32, parallel
                     return out;
                 }
             }
-            OrdinalState::Terminating | OrdinalState::NotReady if !parallel => return vec![StsAction::Wait],
+            OrdinalState::Terminating | OrdinalState::NotReady if !parallel => {
+                return vec![StsAction::Wait];
+            }
             _ => {}
         }
     }
-    let mut condemned: Vec<(i32, OrdinalState)> = pods.iter().copied().filter(|(o, _)| *o >= replicas).collect();
-    condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut condemned: Vec<(i32, OrdinalState)> = pods
+        .iter()
+        .copied()
+        .filter(|(o, _)| *o >= replicas)
+        .collect();
+    condemned.sort_by_key(|c| std::cmp::Reverse(c.0));
     for (ordinal, st) in condemned {
         if st == OrdinalState::Terminating {
             if !parallel {
@@ -123,7 +154,11 @@ pub fn statefulset_actions(pods: &[(i32, OrdinalState)], replicas: i32, parallel
             return out;
         }
     }
-    if out.is_empty() { vec![StsAction::Nothing] } else { out }
+    if out.is_empty() {
+        vec![StsAction::Nothing]
+    } else {
+        out
+    }
 }
 
 /// The tolerations the DaemonSet controller adds to every daemon pod
@@ -131,7 +166,10 @@ pub fn statefulset_actions(pods: &[(i32, OrdinalState)], replicas: i32, parallel
 pub fn daemon_tolerations(own: &[Toleration], host_network: bool) -> Vec<Toleration> {
     let mut out = own.to_vec();
     let mut add = |key: &str, effect: &str| {
-        if !out.iter().any(|t| t.key.as_deref() == Some(key) && t.effect.as_deref() == Some(effect)) {
+        if !out
+            .iter()
+            .any(|t| t.key.as_deref() == Some(key) && t.effect.as_deref() == Some(effect))
+        {
             out.push(Toleration {
                 key: Some(key.into()),
                 operator: Some("Exists".into()),
@@ -174,7 +212,13 @@ pub fn hpa_desired(current: i32, min: Option<i32>, max: i32) -> Option<i32> {
     if current == 0 && min != 0 {
         return None;
     }
-    Some(if current > max { max } else if current < min { min } else { current })
+    Some(if current > max {
+        max
+    } else if current < min {
+        min
+    } else {
+        current
+    })
 }
 
 #[cfg(test)]

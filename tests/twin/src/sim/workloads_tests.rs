@@ -9,35 +9,77 @@ fn max_surge_rounds_up_and_max_unavailable_rounds_down() {
     // Deployment defaults: 25% each (deploymentutil.ResolveFenceposts).
     assert_eq!(scaled(None, 25, 3, true), 1);
     assert_eq!(scaled(None, 25, 3, false), 0);
-    assert_eq!(scaled(Some(&IntOrString::String("50%".into())), 25, 5, true), 3);
+    assert_eq!(
+        scaled(Some(&IntOrString::String("50%".into())), 25, 5, true),
+        3
+    );
     assert_eq!(scaled(Some(&IntOrString::Int(2)), 25, 10, false), 2);
     assert_eq!(fenceposts(0, 0), (0, 1));
 }
 
 #[test]
 fn a_plain_scale_sets_the_only_replicaset_to_the_deployment_count() {
-    let s = RolloutState { replicas: 6, max_surge: 2, max_unavailable: 1, new_spec: 3, new_available: 3, old: vec![] };
+    let s = RolloutState {
+        replicas: 6,
+        max_surge: 2,
+        max_unavailable: 1,
+        new_spec: 3,
+        new_available: 3,
+        old: vec![],
+    };
     assert_eq!(rolling_step(&s), (6, vec![]));
 }
 
 #[test]
 fn a_rollout_surges_the_new_replicaset_within_max_surge() {
     // 3 replicas, maxSurge 1, maxUnavailable 0: the new RS may reach 1 while old holds 3.
-    let s = RolloutState { replicas: 3, max_surge: 1, max_unavailable: 0, new_spec: 0, new_available: 0, old: vec![(3, 3)] };
+    let s = RolloutState {
+        replicas: 3,
+        max_surge: 1,
+        max_unavailable: 0,
+        new_spec: 0,
+        new_available: 0,
+        old: vec![(3, 3)],
+    };
     assert_eq!(rolling_step(&s), (1, vec![3]));
 }
 
 #[test]
 fn a_rollout_shrinks_old_replicasets_only_as_new_pods_become_available() {
-    let waiting = RolloutState { replicas: 3, max_surge: 1, max_unavailable: 0, new_spec: 1, new_available: 0, old: vec![(3, 3)] };
-    assert_eq!(rolling_step(&waiting), (1, vec![3]), "new pod not available yet");
-    let ready = RolloutState { new_available: 1, ..waiting };
-    assert_eq!(rolling_step(&ready), (1, vec![2]), "one new available: one old can go");
+    let waiting = RolloutState {
+        replicas: 3,
+        max_surge: 1,
+        max_unavailable: 0,
+        new_spec: 1,
+        new_available: 0,
+        old: vec![(3, 3)],
+    };
+    assert_eq!(
+        rolling_step(&waiting),
+        (1, vec![3]),
+        "new pod not available yet"
+    );
+    let ready = RolloutState {
+        new_available: 1,
+        ..waiting
+    };
+    assert_eq!(
+        rolling_step(&ready),
+        (1, vec![2]),
+        "one new available: one old can go"
+    );
 }
 
 #[test]
 fn unhealthy_old_pods_are_removed_without_using_the_budget() {
-    let s = RolloutState { replicas: 3, max_surge: 1, max_unavailable: 0, new_spec: 1, new_available: 0, old: vec![(3, 2)] };
+    let s = RolloutState {
+        replicas: 3,
+        max_surge: 1,
+        max_unavailable: 0,
+        new_spec: 1,
+        new_available: 0,
+        old: vec![(3, 2)],
+    };
     assert_eq!(rolling_step(&s).1, vec![2]);
 }
 
@@ -45,24 +87,97 @@ fn st(states: &[(i32, OrdinalState)]) -> Vec<(i32, OrdinalState)> {
     states.to_vec()
 }
 
+/// (why, ordinals and their states, replicas, parallel, expected actions)
+type StsRow = (
+    &'static str,
+    Vec<(i32, OrdinalState)>,
+    i32,
+    bool,
+    Vec<StsAction>,
+);
+
 #[test]
 fn statefulset_follows_ordered_ready_semantics() {
     use OrdinalState::*;
     use StsAction::*;
-    let rows: Vec<(&str, Vec<(i32, OrdinalState)>, i32, bool, Vec<StsAction>)> = vec![
-        ("creates ordinal 0 first", st(&[]), 3, false, vec![Create(0)]),
-        ("waits for 0 to be Ready before 1", st(&[(0, NotReady)]), 3, false, vec![Wait]),
-        ("then creates 1", st(&[(0, Ready)]), 3, false, vec![Create(1)]),
-        ("recreates a deleted ordinal with its name", st(&[(0, Ready), (2, Ready)]), 3, false, vec![Create(1)]),
-        ("waits while a pod terminates", st(&[(0, Ready), (1, Terminating), (2, Ready)]), 3, false, vec![Wait]),
-        ("scale-down removes the highest ordinal first", st(&[(0, Ready), (1, Ready), (2, Ready)]), 1, false, vec![Delete(2)]),
-        ("one at a time", st(&[(0, Ready), (1, Ready), (2, Terminating)]), 1, false, vec![Wait]),
-        ("Parallel creates all at once", st(&[]), 3, true, vec![Create(0), Create(1), Create(2)]),
-        ("Parallel deletes all condemned at once", st(&[(0, Ready), (1, Ready), (2, Ready)]), 1, true, vec![Delete(2), Delete(1)]),
-        ("steady", st(&[(0, Ready), (1, Ready)]), 2, false, vec![Nothing]),
+    let rows: Vec<StsRow> = vec![
+        (
+            "creates ordinal 0 first",
+            st(&[]),
+            3,
+            false,
+            vec![Create(0)],
+        ),
+        (
+            "waits for 0 to be Ready before 1",
+            st(&[(0, NotReady)]),
+            3,
+            false,
+            vec![Wait],
+        ),
+        (
+            "then creates 1",
+            st(&[(0, Ready)]),
+            3,
+            false,
+            vec![Create(1)],
+        ),
+        (
+            "recreates a deleted ordinal with its name",
+            st(&[(0, Ready), (2, Ready)]),
+            3,
+            false,
+            vec![Create(1)],
+        ),
+        (
+            "waits while a pod terminates",
+            st(&[(0, Ready), (1, Terminating), (2, Ready)]),
+            3,
+            false,
+            vec![Wait],
+        ),
+        (
+            "scale-down removes the highest ordinal first",
+            st(&[(0, Ready), (1, Ready), (2, Ready)]),
+            1,
+            false,
+            vec![Delete(2)],
+        ),
+        (
+            "one at a time",
+            st(&[(0, Ready), (1, Ready), (2, Terminating)]),
+            1,
+            false,
+            vec![Wait],
+        ),
+        (
+            "Parallel creates all at once",
+            st(&[]),
+            3,
+            true,
+            vec![Create(0), Create(1), Create(2)],
+        ),
+        (
+            "Parallel deletes all condemned at once",
+            st(&[(0, Ready), (1, Ready), (2, Ready)]),
+            1,
+            true,
+            vec![Delete(2), Delete(1)],
+        ),
+        (
+            "steady",
+            st(&[(0, Ready), (1, Ready)]),
+            2,
+            false,
+            vec![Nothing],
+        ),
     ];
     for (why, pods, replicas, parallel, want) in rows {
-        assert_eq!(statefulset_actions(&pods, replicas, parallel), want, "{why}");
+        assert_eq!(
+            statefulset_actions(&pods, replicas, parallel),
+            want,
+            "{why}"
+        );
     }
 }
 
@@ -85,17 +200,61 @@ fn daemon_pods_tolerate_the_usual_node_taints_but_not_a_custom_one() {
     let pod = daemon_pod(vec![]);
     let rows = [
         ("cordoned node", node(json!([]), true), true),
-        ("unschedulable taint", node(json!([{ "key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule" }]), true), true),
-        ("not-ready NoExecute", node(json!([{ "key": "node.kubernetes.io/not-ready", "effect": "NoExecute" }]), false), true),
-        ("memory pressure", node(json!([{ "key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule" }]), false), true),
-        ("custom ngm NoSchedule", node(json!([{ "key": "ngm.io/migrating", "value": "x", "effect": "NoSchedule" }]), false), false),
-        ("PreferNoSchedule never excludes", node(json!([{ "key": "soft", "effect": "PreferNoSchedule" }]), false), true),
+        (
+            "unschedulable taint",
+            node(
+                json!([{ "key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule" }]),
+                true,
+            ),
+            true,
+        ),
+        (
+            "not-ready NoExecute",
+            node(
+                json!([{ "key": "node.kubernetes.io/not-ready", "effect": "NoExecute" }]),
+                false,
+            ),
+            true,
+        ),
+        (
+            "memory pressure",
+            node(
+                json!([{ "key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule" }]),
+                false,
+            ),
+            true,
+        ),
+        (
+            "custom ngm NoSchedule",
+            node(
+                json!([{ "key": "ngm.io/migrating", "value": "x", "effect": "NoSchedule" }]),
+                false,
+            ),
+            false,
+        ),
+        (
+            "PreferNoSchedule never excludes",
+            node(
+                json!([{ "key": "soft", "effect": "PreferNoSchedule" }]),
+                false,
+            ),
+            true,
+        ),
     ];
     for (why, n, want) in rows {
         assert_eq!(should_run_daemon_pod(&pod, &n), want, "{why}");
     }
-    let tolerant = daemon_pod(vec![Toleration { operator: Some("Exists".into()), ..Toleration::default() }]);
-    assert!(should_run_daemon_pod(&tolerant, &node(json!([{ "key": "ngm.io/migrating", "effect": "NoSchedule" }]), false)));
+    let tolerant = daemon_pod(vec![Toleration {
+        operator: Some("Exists".into()),
+        ..Toleration::default()
+    }]);
+    assert!(should_run_daemon_pod(
+        &tolerant,
+        &node(
+            json!([{ "key": "ngm.io/migrating", "effect": "NoSchedule" }]),
+            false
+        )
+    ));
 }
 
 #[test]
@@ -104,7 +263,14 @@ fn hpa_clamps_outside_its_range_and_leaves_the_inside_to_metrics() {
         ("above max scales down to max", 10, Some(2), 5, Some(5)),
         ("below min scales up to min", 1, Some(3), 5, Some(3)),
         ("inside the range nothing changes", 4, Some(2), 5, Some(4)),
-        ("minReplicas defaults to 1", 0 + 1, None, 5, Some(1)),
+        ("minReplicas defaults to 1", 1, None, 5, Some(1)),
+        (
+            "minReplicas 0 (scale-to-zero) keeps a target at zero",
+            0,
+            Some(0),
+            5,
+            Some(0),
+        ),
         ("a target at zero disables autoscaling", 0, Some(2), 5, None),
     ];
     for (why, current, min, max, want) in rows {

@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 
 use super::pdb::{is_pod_ready, pdb_status_json};
 use super::write::meta_str;
-use super::{ApiError, DeleteOptions, DeleteOutcome, Key, LabelSelector, Resource, State, Store, timestamp};
+use super::{
+    ApiError, DeleteOptions, DeleteOutcome, Key, LabelSelector, Resource, State, Store, timestamp,
+};
 
 /// What an allowed eviction did.
 #[derive(Clone, Debug)]
@@ -117,8 +119,14 @@ impl State {
         let old = self.map(Resource::PodDisruptionBudget)?.get(key)?.clone();
         let mut new = (*old).clone();
         new["status"] = self.computed_pdb_status(&old, now);
-        self.commit_change(events, Resource::PodDisruptionBudget, key.clone(), &old, new)
-            .ok()
+        self.commit_change(
+            events,
+            Resource::PodDisruptionBudget,
+            key.clone(),
+            &old,
+            new,
+        )
+        .ok()
     }
 }
 
@@ -147,7 +155,12 @@ impl Store {
     }
 
     /// Evicts a pod with a policy/v1 `Eviction` body, as the API server's eviction subresource.
-    pub fn evict(&self, ns: &str, name: &str, eviction: &Value) -> Result<EvictionOutcome, ApiError> {
+    pub fn evict(
+        &self,
+        ns: &str,
+        name: &str,
+        eviction: &Value,
+    ) -> Result<EvictionOutcome, ApiError> {
         let now = self.clock().now();
         let mut pdb_name = None;
         let mut allowed_before = None;
@@ -219,7 +232,8 @@ impl Store {
             .filter(|(_, pdb)| {
                 let sel = pdb.pointer("/spec/selector");
                 // Upstream: "a PDB with a nil or empty selector ... should match nothing".
-                sel.and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+                sel.and_then(Value::as_object)
+                    .is_some_and(|m| !m.is_empty())
                     && LabelSelector::from_object(sel).is_ok_and(|s| s.matches_object(&pod))
             })
             .map(|(k, _)| k.clone())
@@ -270,7 +284,13 @@ impl Store {
             new["status"]["disruptedPods"] = json!({});
         }
         new["status"]["disruptedPods"][name] = json!(timestamp(now));
-        state.commit_change(&events, Resource::PodDisruptionBudget, key.clone(), &pdb, new)?;
+        state.commit_change(
+            &events,
+            Resource::PodDisruptionBudget,
+            key.clone(),
+            &pdb,
+            new,
+        )?;
         delete(&mut state, Some(key.1))
     }
 }

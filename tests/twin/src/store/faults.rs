@@ -83,7 +83,8 @@ impl FaultRule {
     }
 
     fn matches(&self, verb: &str, resource: &str) -> bool {
-        (self.verb == "*" || self.verb == verb) && (self.resource == "*" || self.resource == resource)
+        (self.verb == "*" || self.verb == verb)
+            && (self.resource == "*" || self.resource == resource)
     }
 }
 
@@ -119,7 +120,8 @@ impl Faults {
                 rule.fired += 1;
                 let message = format!("injected fault on {verb} {resource}");
                 return Some(match rule.code {
-                    429 => ApiError::too_many_requests(message),
+                    429 => ApiError::too_many_requests(message)
+                        .with_details(serde_json::json!({ "retryAfterSeconds": 1 })),
                     409 => ApiError::new(409, "Conflict", message),
                     404 => ApiError::new(404, "NotFound", message),
                     503 => ApiError::new(503, "ServiceUnavailable", message),

@@ -57,7 +57,11 @@ pub fn apply_patch(kind: PatchKind, target: &Value, patch: &Value) -> Result<Val
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
             json_patch::patch(&mut out, &ops).map_err(|e| {
-                ApiError::new(422, "Invalid", format!("the JSON patch does not apply: {e}"))
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the JSON patch does not apply: {e}"),
+                )
             })?;
         }
     }
@@ -77,8 +81,13 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
 /// `None` means the list is atomic and a patch replaces it.
 fn merge_key(field: &str, patch: &[Value]) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "resourceClaims" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "conditions" | "addresses" => "type",
@@ -200,9 +209,7 @@ fn merge_list(field: &str, target: &mut Value, patch: &[Value]) {
     let mut list = target.as_array().cloned().unwrap_or_default();
     for p in patch {
         let id = p.get(key);
-        let found = list
-            .iter()
-            .position(|t| id.is_some() && t.get(key) == id);
+        let found = list.iter().position(|t| id.is_some() && t.get(key) == id);
         if is_delete(p) {
             if let Some(i) = found {
                 list.remove(i);

@@ -79,8 +79,10 @@ fn expected_scale(
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let owner = controller_ref(pod).ok_or_else(|| format!("found no controller ref for pod {name:?}"))?;
-        let (uid, scale) = scale_of(owner).ok_or_else(|| format!("found no controllers for pod {name:?}"))?;
+        let owner = controller_ref(pod)
+            .ok_or_else(|| format!("found no controller ref for pod {name:?}"))?;
+        let (uid, scale) =
+            scale_of(owner).ok_or_else(|| format!("found no controllers for pod {name:?}"))?;
         if seen.insert(uid) {
             total += scale;
         }
@@ -115,11 +117,18 @@ pub fn pdb_status_json(
         .copied()
         .filter(|p| selector.matches_object(p))
         .collect();
-    let generation = pdb.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+    let generation = pdb
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
 
     let spec = pdb.get("spec");
-    let min_available = spec.and_then(|s| s.get("minAvailable")).filter(|v| !v.is_null());
-    let max_unavailable = spec.and_then(|s| s.get("maxUnavailable")).filter(|v| !v.is_null());
+    let min_available = spec
+        .and_then(|s| s.get("minAvailable"))
+        .filter(|v| !v.is_null());
+    let max_unavailable = spec
+        .and_then(|s| s.get("maxUnavailable"))
+        .filter(|v| !v.is_null());
     let counts: Result<(i32, i32), String> = (|| {
         if let Some(mu) = max_unavailable {
             let expected = expected_scale(&matched, scale_of)?;
@@ -168,8 +177,16 @@ pub fn pdb_status_json(
 
     let (expected, desired, allowed, reason, message) = match counts {
         Ok((expected, desired)) => {
-            let allowed = if expected <= 0 { 0 } else { (healthy - desired).max(0) };
-            let reason = if allowed > 0 { "SufficientPods" } else { "InsufficientPods" };
+            let allowed = if expected <= 0 {
+                0
+            } else {
+                (healthy - desired).max(0)
+            };
+            let reason = if allowed > 0 {
+                "SufficientPods"
+            } else {
+                "InsufficientPods"
+            };
             (expected, desired, allowed, reason, String::new())
         }
         Err(e) => (0, 0, 0, "SyncFailed", e),

@@ -147,7 +147,10 @@ impl Resource {
 
     /// Whether the kind has a `/scale` subresource.
     pub fn has_scale(self) -> bool {
-        matches!(self, Self::Deployment | Self::StatefulSet | Self::ReplicaSet)
+        matches!(
+            self,
+            Self::Deployment | Self::StatefulSet | Self::ReplicaSet
+        )
     }
 
     /// The resource served at `group`/`plural` (any version the twin serves).

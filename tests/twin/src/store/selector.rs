@@ -145,7 +145,10 @@ impl LabelSelector {
                             .collect()
                     })
                     .unwrap_or_default();
-                let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
+                let op = e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 requirements.push(match op {
                     "In" => Requirement::In(key.into(), values),
                     "NotIn" => Requirement::NotIn(key.into(), values),

@@ -17,7 +17,8 @@ fn from_value<K: DeserializeOwned>(v: &Value) -> Result<K, ApiError> {
 }
 
 fn to_value<K: Serialize>(k: &K) -> Result<Value, ApiError> {
-    serde_json::to_value(k).map_err(|e| ApiError::bad_request(format!("object does not encode: {e}")))
+    serde_json::to_value(k)
+        .map_err(|e| ApiError::bad_request(format!("object does not encode: {e}")))
 }
 
 /// Namespace and name from a typed object's metadata.
@@ -105,4 +106,3 @@ impl Store {
         from_value(&out)
     }
 }
-

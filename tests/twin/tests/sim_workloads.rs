@@ -1,0 +1,333 @@
+//! Workload controllers (Deployment, ReplicaSet, StatefulSet, DaemonSet, HPA, PDB status) on a
+//! store with a manual clock; every wait polls with a bounded real-time deadline.
+
+use std::time::Duration;
+
+use ngm_twin::scenario::{HpaSpec, PdbSpec, WorkloadKind};
+use ngm_twin::store::{DeleteOptions, Resource};
+use serde_json::json;
+
+mod sim_support;
+use sim_support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_gets_one_replicaset_and_ready_pods_spread_over_nodes() {
+    let (store, clock, sim) = twin();
+    let nodes: Vec<String> = ["us-west-2a", "us-west-2b", "us-west-2c"]
+        .iter()
+        .map(|z| node(&store, z, "g"))
+        .collect();
+    create(&store, &workload(WorkloadKind::Deployment, "web", 3));
+    eventually(&clock, "3 ready pods", || ready_pods(&store, "web-") == 3).await;
+    let rs = store.list_all(Resource::ReplicaSet, Some("default"));
+    assert_eq!(rs.len(), 1, "one ReplicaSet per template");
+    let mut used: Vec<String> = pods(&store, "web-")
+        .iter()
+        .map(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    used.sort();
+    let mut all = nodes.clone();
+    all.sort();
+    assert_eq!(used, all, "replicas spread one per node");
+    eventually(&clock, "deployment status", || {
+        let d = store
+            .get(Resource::Deployment, "default", "web")
+            .expect("exists");
+        d["status"]["availableReplicas"] == 3
+            && d["status"]["updatedReplicas"] == 3
+            && d["status"]["observedGeneration"] == d["metadata"]["generation"]
+    })
+    .await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_down_ignores_taints_and_deletes_the_newer_pods_unless_a_deletion_cost_says_otherwise()
+ {
+    let (store, clock, sim) = twin();
+    let old = [
+        node(&store, "us-west-2a", "old"),
+        node(&store, "us-west-2b", "old"),
+    ];
+    create(&store, &workload(WorkloadKind::Deployment, "web", 2));
+    eventually(&clock, "2 ready on old nodes", || {
+        ready_pods(&store, "web-") == 2
+    })
+    .await;
+    // Surge onto new nodes while the old ones are tainted and cordoned.
+    for n in &old {
+        taint_and_cordon(&store, n);
+    }
+    let new = [
+        node(&store, "us-west-2a", "new"),
+        node(&store, "us-west-2b", "new"),
+    ];
+    clock.advance(Duration::from_secs(3600));
+    set_replicas(&store, Resource::Deployment, "web", 4);
+    eventually(&clock, "4 ready", || ready_pods(&store, "web-") == 4).await;
+    assert!(
+        pods(&store, "web-")
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .all(|p| {
+                let n = p["spec"]["nodeName"].as_str().unwrap_or_default();
+                old.iter().any(|o| o == n) || new.iter().any(|x| x == n)
+            })
+    );
+    set_replicas(&store, Resource::Deployment, "web", 2);
+    eventually(&clock, "two pods terminating", || {
+        pods(&store, "web-")
+            .iter()
+            .filter(|p| !p["metadata"]["deletionTimestamp"].is_null())
+            .count()
+            == 2
+            || pods(&store, "web-").len() == 2
+    })
+    .await;
+    eventually(&clock, "2 pods left", || pods(&store, "web-").len() == 2).await;
+    let left: Vec<String> = pods(&store, "web-")
+        .iter()
+        .map(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        left.iter().all(|n| old.contains(n)),
+        "the ReplicaSet kept the old-node pods (the trap): {left:?}"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negative_pod_deletion_cost_makes_scale_down_remove_the_old_node_pods() {
+    let (store, clock, sim) = twin();
+    let old = [
+        node(&store, "us-west-2a", "old"),
+        node(&store, "us-west-2b", "old"),
+    ];
+    create(&store, &workload(WorkloadKind::Deployment, "web", 2));
+    eventually(&clock, "2 ready", || ready_pods(&store, "web-") == 2).await;
+    for n in &old {
+        taint_and_cordon(&store, n);
+    }
+    let _new = [
+        node(&store, "us-west-2a", "new"),
+        node(&store, "us-west-2b", "new"),
+    ];
+    clock.advance(Duration::from_secs(3600));
+    set_replicas(&store, Resource::Deployment, "web", 4);
+    eventually(&clock, "4 ready", || ready_pods(&store, "web-") == 4).await;
+    for p in pods(&store, "web-") {
+        if old.iter().any(|o| p["spec"]["nodeName"] == json!(o)) {
+            let name = p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            store
+                .mutate(Resource::Pod, "default", &name, |v| {
+                    v["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"] =
+                        json!("-1000");
+                    Ok(())
+                })
+                .expect("annotate");
+        }
+    }
+    set_replicas(&store, Resource::Deployment, "web", 2);
+    eventually(&clock, "2 pods left", || pods(&store, "web-").len() == 2).await;
+    assert!(
+        pods(&store, "web-")
+            .iter()
+            .all(|p| !old.iter().any(|o| p["spec"]["nodeName"] == json!(o)))
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statefulset_starts_in_order_and_a_recreated_pod_stays_in_its_volume_zone() {
+    let (store, clock, sim) = twin();
+    let a = node(&store, "us-west-2a", "g");
+    let _b = node(&store, "us-west-2b", "g");
+    let mut w = workload(WorkloadKind::StatefulSet, "db", 2);
+    w.volume_claims = vec!["data".into()];
+    create(&store, &w);
+    eventually(&clock, "db-0 exists", || {
+        store.try_get(Resource::Pod, "default", "db-0").is_some()
+    })
+    .await;
+    assert!(
+        store.try_get(Resource::Pod, "default", "db-1").is_none(),
+        "db-1 before db-0 was Ready"
+    );
+    eventually(&clock, "both ready", || ready_pods(&store, "db-") == 2).await;
+    let zone_of = |node: &str| {
+        store.get(Resource::Node, "", node).ok().and_then(|n| {
+            n["metadata"]["labels"]["topology.kubernetes.io/zone"]
+                .as_str()
+                .map(str::to_string)
+        })
+    };
+    let db0 = store.get(Resource::Pod, "default", "db-0").expect("db-0");
+    let first_node = db0["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let zone = zone_of(&first_node);
+    assert_eq!(
+        db0["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "data-db-0"
+    );
+    // Cordon db-0's node and delete it: it comes back with the same name, and can only run in
+    // its volume's zone, so it waits Pending instead of moving.
+    store
+        .mutate(Resource::Node, "", &first_node, |v| {
+            v["spec"]["unschedulable"] = json!(true);
+            Ok(())
+        })
+        .expect("cordon");
+    let uid = db0["metadata"]["uid"].clone();
+    store
+        .delete(Resource::Pod, "default", "db-0", &DeleteOptions::default())
+        .expect("delete");
+    eventually(&clock, "db-0 recreated", || {
+        store
+            .try_get(Resource::Pod, "default", "db-0")
+            .is_some_and(|p| p["metadata"]["uid"] != uid)
+    })
+    .await;
+    eventually(&clock, "db-0 pending on volume zone", || {
+        store
+            .try_get(Resource::Pod, "default", "db-0")
+            .is_some_and(|p| {
+                p["status"]["conditions"]
+                    .to_string()
+                    .contains("volume node affinity conflict")
+            })
+    })
+    .await;
+    store
+        .mutate(Resource::Node, "", &first_node, |v| {
+            v["spec"]["unschedulable"] = json!(false);
+            Ok(())
+        })
+        .expect("uncordon");
+    eventually(&clock, "db-0 back in its zone", || {
+        store
+            .try_get(Resource::Pod, "default", "db-0")
+            .is_some_and(|p| {
+                ready(&p) && zone_of(p["spec"]["nodeName"].as_str().unwrap_or_default()) == zone
+            })
+    })
+    .await;
+    let _ = a;
+    // Scale-down removes the highest ordinal.
+    set_replicas(&store, Resource::StatefulSet, "db", 1);
+    eventually(&clock, "db-1 gone", || {
+        store.try_get(Resource::Pod, "default", "db-1").is_none()
+    })
+    .await;
+    assert!(store.try_get(Resource::Pod, "default", "db-0").is_some());
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_runs_on_cordoned_nodes_but_not_on_nodes_with_a_custom_taint() {
+    let (store, clock, sim) = twin();
+    let plain = node(&store, "us-west-2a", "g");
+    let cordoned = node(&store, "us-west-2b", "g");
+    store
+        .mutate(Resource::Node, "", &cordoned, |v| {
+            v["spec"]["unschedulable"] = json!(true);
+            Ok(())
+        })
+        .expect("cordon");
+    let tainted = node(&store, "us-west-2c", "g");
+    taint_and_cordon(&store, &tainted);
+    create(&store, &workload(WorkloadKind::DaemonSet, "agent", 1));
+    eventually(&clock, "2 ready daemon pods", || {
+        ready_pods(&store, "agent-") == 2
+    })
+    .await;
+    let mut on: Vec<String> = pods(&store, "agent-")
+        .iter()
+        .map(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    on.sort();
+    let mut want = vec![plain, cordoned];
+    want.sort();
+    assert_eq!(on, want);
+    eventually(&clock, "DaemonSet status", || {
+        store
+            .get(Resource::DaemonSet, "default", "agent")
+            .is_ok_and(|d| {
+                d["status"]["desiredNumberScheduled"] == 2 && d["status"]["numberReady"] == 2
+            })
+    })
+    .await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hpa_undoes_a_manual_scale_above_its_maximum() {
+    let (store, clock, sim) = twin();
+    node(&store, "us-west-2a", "g");
+    node(&store, "us-west-2b", "g");
+    let mut w = workload(WorkloadKind::Deployment, "web", 2);
+    w.hpa = Some(HpaSpec {
+        min_replicas: Some(2),
+        max_replicas: 3,
+    });
+    create(&store, &w);
+    eventually(&clock, "2 ready", || ready_pods(&store, "web-") == 2).await;
+    set_replicas(&store, Resource::Deployment, "web", 6);
+    eventually(&clock, "HPA clamps to 3", || {
+        store
+            .get(Resource::Deployment, "default", "web")
+            .is_ok_and(|d| d["spec"]["replicas"] == 3)
+    })
+    .await;
+    eventually(&clock, "3 pods", || {
+        pods(&store, "web-").len() == 3 && ready_pods(&store, "web-") == 3
+    })
+    .await;
+    let h = store
+        .get(Resource::HorizontalPodAutoscaler, "default", "web")
+        .expect("hpa");
+    assert_eq!(h["status"]["desiredReplicas"], 3);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdb_status_follows_the_pods() {
+    let (store, clock, sim) = twin();
+    node(&store, "us-west-2a", "g");
+    node(&store, "us-west-2b", "g");
+    let mut w = workload(WorkloadKind::Deployment, "web", 3);
+    w.pdb = Some(PdbSpec {
+        min_available: Some(json!(2)),
+        max_unavailable: None,
+        unhealthy_pod_eviction_policy: None,
+    });
+    create(&store, &w);
+    eventually(&clock, "PDB allows 1", || {
+        store
+            .get(Resource::PodDisruptionBudget, "default", "web")
+            .is_ok_and(|p| {
+                p["status"]["currentHealthy"] == 3 && p["status"]["disruptionsAllowed"] == 1
+            })
+    })
+    .await;
+    sim.stop().await;
+}
