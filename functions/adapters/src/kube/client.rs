@@ -59,5 +59,8 @@ pub fn client_for_cluster(
         });
     }
     config.auth_info.token = Some(token.expose().to_owned().into());
+    // kube retries 429/503/504 itself with backoff up to minutes; an eviction 429 means "a PDB
+    // is blocking", which the step must see at once (Wait states do the waiting, not Lambdas).
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| fail(e.to_string()))
 }

@@ -16,7 +16,11 @@ use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::policy::v1::Eviction;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    DeleteOptions as K8sDeleteOptions, Preconditions as K8sPreconditions,
+};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, Resource};
 use ngm_core::model::{
     DaemonSetView, EndpointSliceView, EventType, HpaView, LabelSelector, NodeView, ObjectRef,
@@ -86,6 +90,7 @@ pub fn blocking_pdb(status: &kube::core::Status) -> Option<String> {
 #[derive(Clone)]
 pub struct KubeAdapter {
     client: Client,
+    page_size: u32,
 }
 
 impl std::fmt::Debug for KubeAdapter {
@@ -96,7 +101,13 @@ impl std::fmt::Debug for KubeAdapter {
 
 impl KubeAdapter {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self { client, page_size: PAGE_SIZE }
+    }
+
+    /// The same adapter with another list page size (tests use a small one to cross pages).
+    pub fn with_page_size(mut self, page_size: u32) -> Self {
+        self.page_size = page_size.max(1);
+        self
     }
 
     fn all<K: Resource<Scope = kube::core::NamespaceResourceScope>>(&self) -> Api<K>
@@ -128,13 +139,14 @@ impl KubeAdapter {
 async fn list_all<K, T>(
     api: &Api<K>,
     op: &str,
+    page_size: u32,
     mut lp: ListParams,
     convert: impl Fn(&K) -> T,
 ) -> PortResult<Vec<T>>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    lp = lp.limit(PAGE_SIZE);
+    lp = lp.limit(page_size);
     let mut out = Vec::new();
     loop {
         let page = api.list(&lp).await.map_err(|e| classify_kube(op, e))?;
@@ -159,7 +171,7 @@ fn selector_params(selector: &LabelSelector) -> ListParams {
 impl KubePort for KubeAdapter {
     async fn list_nodes(&self, selector: &LabelSelector) -> PortResult<Vec<NodeView>> {
         let api: Api<Node> = Api::all(self.client.clone());
-        list_all(&api, "list nodes", selector_params(selector), convert::node).await
+        list_all(&api, "list nodes", self.page_size, selector_params(selector), convert::node).await
     }
 
     async fn patch_node_labels(&self, name: &str, labels: &MetadataPatch) -> PortResult<()> {
@@ -212,7 +224,7 @@ impl KubePort for KubeAdapter {
     async fn list_pods_on_node(&self, node: &str) -> PortResult<Vec<PodView>> {
         let api: Api<Pod> = self.all();
         let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
-        list_all(&api, "list pods on node", lp, convert::pod).await
+        list_all(&api, "list pods on node", self.page_size, lp, convert::pod).await
     }
 
     async fn list_pods(&self, namespace: Option<&str>, selector: &LabelSelector) -> PortResult<Vec<PodView>> {
@@ -220,7 +232,7 @@ impl KubePort for KubeAdapter {
             Some(ns) => self.ns(ns),
             None => self.all(),
         };
-        list_all(&api, "list pods", selector_params(selector), convert::pod).await
+        list_all(&api, "list pods", self.page_size, selector_params(selector), convert::pod).await
     }
 
     async fn annotate_pod(&self, namespace: &str, name: &str, annotations: &MetadataPatch) -> PortResult<()> {
@@ -231,17 +243,26 @@ impl KubePort for KubeAdapter {
 
     async fn evict_pod(&self, namespace: &str, name: &str, uid: &str) -> PortResult<EvictOutcome> {
         let api: Api<Pod> = self.ns(namespace);
-        let params = EvictParams {
-            delete_options: Some(DeleteParams {
-                preconditions: Some(Preconditions {
+        // kube 5's `Api::evict` serialises `delete_options` in snake_case, which the API server
+        // drops as an unknown field, losing the UID precondition; so the body is built here.
+        let eviction = Eviction {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                ..ObjectMeta::default()
+            },
+            delete_options: Some(K8sDeleteOptions {
+                preconditions: Some(K8sPreconditions {
                     uid: Some(uid.to_owned()),
                     resource_version: None,
                 }),
-                ..DeleteParams::default()
+                ..K8sDeleteOptions::default()
             }),
-            post_options: PostParams::default(),
         };
-        match api.evict(name, &params).await {
+        let result: Result<Value, kube::Error> = api
+            .create_subresource("eviction", name, &PostParams::default(), &eviction)
+            .await;
+        match result {
             Ok(_) => Ok(EvictOutcome::Evicted),
             Err(kube::Error::Api(status)) => match status.code {
                 // 429 while a PDB is at its limit: blocked, try again later.
@@ -311,10 +332,10 @@ impl KubePort for KubeAdapter {
     async fn list_workloads(&self, kind: WorkloadKind) -> PortResult<Vec<WorkloadView>> {
         match kind {
             WorkloadKind::Deployment => {
-                list_all(&self.all::<Deployment>(), "list deployments", ListParams::default(), convert::deployment).await
+                list_all(&self.all::<Deployment>(), "list deployments", self.page_size, ListParams::default(), convert::deployment).await
             }
             WorkloadKind::StatefulSet => {
-                list_all(&self.all::<StatefulSet>(), "list statefulsets", ListParams::default(), convert::statefulset).await
+                list_all(&self.all::<StatefulSet>(), "list statefulsets", self.page_size, ListParams::default(), convert::statefulset).await
             }
         }
     }
@@ -324,15 +345,15 @@ impl KubePort for KubeAdapter {
             Some(ns) => self.ns(ns),
             None => self.all(),
         };
-        list_all(&api, "list replicasets", ListParams::default(), convert::replicaset).await
+        list_all(&api, "list replicasets", self.page_size, ListParams::default(), convert::replicaset).await
     }
 
     async fn list_daemonsets(&self) -> PortResult<Vec<DaemonSetView>> {
-        list_all(&self.all::<DaemonSet>(), "list daemonsets", ListParams::default(), convert::daemonset).await
+        list_all(&self.all::<DaemonSet>(), "list daemonsets", self.page_size, ListParams::default(), convert::daemonset).await
     }
 
     async fn list_hpas(&self) -> PortResult<Vec<HpaView>> {
-        list_all(&self.all::<HorizontalPodAutoscaler>(), "list hpas", ListParams::default(), convert::hpa).await
+        list_all(&self.all::<HorizontalPodAutoscaler>(), "list hpas", self.page_size, ListParams::default(), convert::hpa).await
     }
 
     async fn patch_hpa(&self, namespace: &str, name: &str, patch: &HpaPatch) -> PortResult<()> {
@@ -351,16 +372,16 @@ impl KubePort for KubeAdapter {
     }
 
     async fn list_pdbs(&self) -> PortResult<Vec<PdbView>> {
-        list_all(&self.all::<PodDisruptionBudget>(), "list pdbs", ListParams::default(), convert::pdb).await
+        list_all(&self.all::<PodDisruptionBudget>(), "list pdbs", self.page_size, ListParams::default(), convert::pdb).await
     }
 
     async fn list_services(&self) -> PortResult<Vec<ServiceView>> {
-        list_all(&self.all::<Service>(), "list services", ListParams::default(), convert::service).await
+        list_all(&self.all::<Service>(), "list services", self.page_size, ListParams::default(), convert::service).await
     }
 
     async fn list_endpointslices(&self, namespace: &str, service: &str) -> PortResult<Vec<EndpointSliceView>> {
         let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-        list_all(&self.ns::<EndpointSlice>(namespace), "list endpointslices", lp, convert::endpointslice).await
+        list_all(&self.ns::<EndpointSlice>(namespace), "list endpointslices", self.page_size, lp, convert::endpointslice).await
     }
 
     async fn record_event(&self, object: &ObjectRef, event_type: EventType, reason: &str, message: &str) -> PortResult<()> {

@@ -53,6 +53,8 @@ pub struct ServiceTraffic {
     /// Still running when the figures were taken (neither succeeded nor failed yet).
     pub in_flight: u64,
     pub failures: BTreeMap<FailureReason, u64>,
+    /// Requests the load balancer sent to each target node.
+    pub by_node: BTreeMap<String, u64>,
 }
 
 /// One failed request.
@@ -241,6 +243,7 @@ impl Probe {
             Pick::Node(n) => n,
             Pick::NoTarget => return self.fail(i, start, FailureReason::NoTarget, None, None),
         };
+        *self.stats[i].by_node.entry(node.clone()).or_default() += 1;
         if !world.nodes.contains_key(&node) {
             return self.fail(i, start, FailureReason::NodeGone, Some(node), None);
         }

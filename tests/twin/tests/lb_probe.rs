@@ -1,0 +1,120 @@
+//! The traffic probe counts every failed request with its reason.
+
+mod lb_support;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
+use lb_support::*;
+use ngm_twin::lb::{EXCLUDE_LABEL, FailureReason, ProbeStats};
+use ngm_twin::store::Resource;
+use serde_json::json;
+
+fn web(grace: u32, lb: &str, request_seconds: u32) -> String {
+    format!(
+        "
+workloads:
+  - {{ kind: Deployment, name: web, namespace: apps, replicas: 3, startupSeconds: 2, terminationGracePeriodSeconds: {grace} }}
+services:
+  - {{ name: web, namespace: apps, workload: web, type: LoadBalancer, loadBalancer: {lb} }}
+traffic:
+  - {{ service: apps/web, requestsPerSecond: 4, requestSeconds: {request_seconds} }}
+"
+    )
+}
+
+fn only(stats: &ProbeStats, reason: FailureReason) {
+    assert!(stats.count(reason) > 0, "no {reason:?} failure: {stats:?}");
+    assert_eq!(stats.failed(), stats.count(reason), "{:?}", stats.services[0].failures);
+}
+
+// Upstream: a load balancer with no registered target has nowhere to send a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_with_no_target_when_every_node_is_excluded() {
+    let twin = boot(scenario(2, &web(30, "{ kind: NLB, deregistrationDelaySeconds: 10 }", 1))).await;
+    let lbs = twin.balancers();
+    twin.run_for(5.0, 0.5).await;
+    for n in &twin.nodes {
+        twin.store
+            .mutate(Resource::Node, "", n, |v| {
+                v["metadata"]["labels"][EXCLUDE_LABEL] = json!("true");
+                Ok(())
+            })
+            .expect("label");
+    }
+    twin.settle("no target left", || lbs.targets("apps", "web").is_some_and(|t| t.values().all(|s| *s == ngm_twin::lb::TargetState::Draining))).await;
+    twin.run_for(20.0, 0.5).await;
+    only(&lbs.stop().await, FailureReason::NoTarget);
+}
+
+// Upstream: an instance that is terminated takes its pods and open connections with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_on_a_removed_node_fail_with_node_gone() {
+    let twin = boot(scenario(3, &web(30, "{ kind: NLB }", 30))).await;
+    let lbs = twin.balancers();
+    twin.run_for(10.0, 0.5).await;
+    ngm_twin::sim::nodes::remove_node(&twin.store, &twin.nodes[0]);
+    twin.run_for(40.0, 0.5).await;
+    only(&lbs.stop().await, FailureReason::NodeGone);
+}
+
+// Upstream (pod termination): the kubelet keeps a terminating pod until its grace period
+// ends; requests still in flight then are cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_outliving_a_deleted_pods_grace_period_fail_with_pod_killed() {
+    let twin = boot(scenario(3, &web(5, "{ kind: NLB }", 30))).await;
+    let lbs = twin.balancers();
+    let (client, _server) = kube(&twin.store).await;
+    twin.run_for(10.0, 0.5).await;
+    let victim = name_of(&twin.store.list_all(Resource::Pod, Some("apps"))[0]);
+    Api::<Pod>::namespaced(client, "apps").delete(&victim, &DeleteParams::default()).await.expect("delete");
+    twin.run_for(40.0, 0.5).await;
+    let stats = lbs.stop().await;
+    only(&stats, FailureReason::PodKilled);
+    assert!(stats.samples.iter().all(|s| s.pod.as_deref() == Some(format!("apps/{victim}").as_str())));
+}
+
+// Upstream (pod termination): a terminating pod leaves the endpoints at once, so it gets no
+// new request, and keeps serving the ones in flight until they finish within its grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_on_a_deleted_pod_finish_within_its_grace_period() {
+    let twin = boot(scenario(3, &web(60, "{ kind: NLB }", 30))).await;
+    let lbs = twin.balancers();
+    let (client, _server) = kube(&twin.store).await;
+    twin.run_for(10.0, 0.5).await;
+    let victim = name_of(&twin.store.list_all(Resource::Pod, Some("apps"))[0]);
+    Api::<Pod>::namespaced(client, "apps").delete(&victim, &DeleteParams::default()).await.expect("delete");
+    twin.settle("the pod to be terminating", || twin.store.try_get(Resource::Pod, "apps", &victim).is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_some())).await;
+    // The pod stays while the requests it holds run.
+    twin.run_for(10.0, 0.5).await;
+    assert!(twin.store.try_get(Resource::Pod, "apps", &victim).is_some(), "the pod went with requests in flight");
+    twin.run_for(40.0, 0.5).await;
+    assert!(twin.store.try_get(Resource::Pod, "apps", &victim).is_none(), "the pod outlived its requests");
+    let stats = lbs.stop().await;
+    assert_eq!(stats.failed(), 0, "{:?}", stats.samples);
+}
+
+// Upstream (kube-proxy): with no ready endpoint the connection is rejected on the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_with_no_endpoint_when_the_service_has_no_ready_pod() {
+    let twin = boot(scenario(2, &web(30, "{ kind: NLB }", 1))).await;
+    let lbs = twin.balancers();
+    twin.run_for(5.0, 0.5).await;
+    twin.store
+        .mutate(Resource::Deployment, "apps", "web", |d| {
+            d["spec"]["replicas"] = json!(0);
+            Ok(())
+        })
+        .expect("scale to zero");
+    twin.run_for(20.0, 0.5).await;
+    only(&lbs.stop().await, FailureReason::NoEndpoint);
+}
+
+// Upstream (ALB "Connection idle timeout"): a request that sends nothing for longer than the
+// idle timeout is closed by the load balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_longer_than_the_idle_timeout_fail_with_idle_timeout() {
+    let twin = boot(scenario(2, &web(30, "{ kind: ALB, idleTimeoutSeconds: 5 }", 10))).await;
+    let lbs = twin.balancers();
+    twin.run_for(20.0, 0.5).await;
+    only(&lbs.stop().await, FailureReason::IdleTimeout);
+}
