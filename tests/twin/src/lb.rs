@@ -19,6 +19,7 @@
 //! [`Balancers::start`] runs all of it, with the [`probe`], as one task on the store's clock.
 
 pub mod aws;
+mod runtime;
 pub mod probe;
 pub mod settings;
 pub mod targets;
@@ -27,9 +28,7 @@ pub mod world;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -39,8 +38,9 @@ pub use settings::LbSettings;
 pub use targets::{TargetGroup, TargetState};
 pub use world::EXCLUDE_LABEL;
 
-use aws::{AwsCmd, AwsShared};
+use aws::AwsShared;
 use probe::{Probe, Stream};
+use runtime::State;
 use world::World;
 
 use crate::scenario::{LoadBalancerSpec, Scenario, ServiceType, Traffic};
@@ -64,14 +64,26 @@ impl LbConfig {
             .services
             .iter()
             .filter(|svc| svc.type_ != ServiceType::ClusterIP || svc.load_balancer.is_some())
-            .map(|svc| ((svc.namespace.clone(), svc.name.clone()), svc.load_balancer.clone().unwrap_or_default()))
+            .map(|svc| {
+                (
+                    (svc.namespace.clone(), svc.name.clone()),
+                    svc.load_balancer.clone().unwrap_or_default(),
+                )
+            })
             .collect();
-        Self { specs, traffic: s.traffic.clone(), aws: None }
+        Self {
+            specs,
+            traffic: s.traffic.clone(),
+            aws: None,
+        }
     }
 
     /// Also create the load balancers in moto at `endpoint_url`, in `region`.
     pub fn with_aws(mut self, endpoint_url: &str, region: &str) -> Self {
-        self.aws = Some(AwsTarget { endpoint_url: endpoint_url.to_string(), region: region.to_string() });
+        self.aws = Some(AwsTarget {
+            endpoint_url: endpoint_url.to_string(),
+            region: region.to_string(),
+        });
         self
     }
 }
@@ -103,14 +115,6 @@ pub struct LbInfo {
     pub targets: BTreeMap<String, TargetState>,
 }
 
-struct State {
-    world: World,
-    balancers: HashMap<(String, String), Balancer>,
-    probe: Probe,
-    specs: HashMap<(String, String), LoadBalancerSpec>,
-    nodes_dirty: bool,
-}
-
 /// The running load balancers and probe. Dropping it leaves the task running; call
 /// [`Balancers::stop`].
 pub struct Balancers {
@@ -134,118 +138,6 @@ fn parse_service_ref(s: &str) -> (String, String) {
     }
 }
 
-fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
-    v.pointer(p).and_then(Value::as_str).unwrap_or_default()
-}
-
-/// Whether a Service gets a load balancer.
-fn is_balanced(svc: &Value, specs: &HashMap<(String, String), LoadBalancerSpec>) -> bool {
-    let key = (str_at(svc, "/metadata/namespace").to_string(), str_at(svc, "/metadata/name").to_string());
-    str_at(svc, "/spec/type") == "LoadBalancer"
-        || (str_at(svc, "/spec/type") == "NodePort"
-            && (specs.contains_key(&key) || svc.pointer(&format!("/metadata/annotations/{}", settings::ANN_LB_KIND.replace('/', "~1"))).is_some()))
-}
-
-impl State {
-    fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-        m.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Creates, updates or removes the load balancer of one Service.
-    fn on_service(&mut self, kind: EventKind, svc: &Value, store: &Store, aws: Option<&mpsc::UnboundedSender<AwsCmd>>) {
-        let key = (str_at(svc, "/metadata/namespace").to_string(), str_at(svc, "/metadata/name").to_string());
-        if kind == EventKind::Deleted || !is_balanced(svc, &self.specs) {
-            self.balancers.remove(&key);
-            return;
-        }
-        let local = str_at(svc, "/spec/externalTrafficPolicy") == "Local";
-        let port0 = svc.pointer("/spec/ports/0");
-        let num = |p: &str| port0.and_then(|v| v.get(p)).and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok());
-        let (port, node_port) = (num("port").unwrap_or(80), num("nodePort").unwrap_or(30080));
-        if let Some(lb) = self.balancers.get_mut(&key) {
-            lb.local = local;
-            return;
-        }
-        let settings = match self.specs.get(&key) {
-            Some(spec) => LbSettings::from_spec(spec),
-            None => LbSettings::from_service(svc),
-        };
-        match aws {
-            Some(tx) => {
-                let _ = tx.send(AwsCmd::Ensure { key: key.clone(), settings: settings.clone(), node_port, port });
-            }
-            None if svc.pointer("/status/loadBalancer/ingress/0/hostname").is_none() => {
-                let host = format!("{}.elb.twin.local", aws::lb_name("twin", &key.0, &key.1));
-                let _ = store.mutate(Resource::Service, &key.0, &key.1, |v| {
-                    v["status"]["loadBalancer"] = json!({ "ingress": [{ "hostname": host }] });
-                    Ok(())
-                });
-            }
-            None => {}
-        }
-        self.balancers.insert(
-            key.clone(),
-            Balancer {
-                namespace: key.0,
-                service: key.1,
-                group: TargetGroup::new(settings),
-                local,
-                port,
-                node_port,
-                endpoint_cursor: 0,
-                seeded: false,
-            },
-        );
-        self.nodes_dirty = true;
-    }
-
-    /// Whether `node` passes this load balancer's health check now.
-    fn passes(world: &World, lb: &Balancer, node: &str) -> bool {
-        Self::check(world, &lb.namespace, &lb.service, lb.local, node)
-    }
-
-    fn check(world: &World, ns: &str, service: &str, local: bool, node: &str) -> bool {
-        world.nodes.contains_key(node) && (!local || world.has_local_endpoint(ns, service, node))
-    }
-
-    /// Brings every target set, health check and request up to `now`.
-    fn step(&mut self, now: DateTime<Utc>, inflight: &InFlight, aws: Option<&mpsc::UnboundedSender<AwsCmd>>) {
-        self.probe.complete_due(now, &self.balancers, &self.world);
-        let draining_over = self.balancers.values().any(|lb| lb.group.draining_until().is_some_and(|t| t <= now));
-        let resync = std::mem::take(&mut self.nodes_dirty) || draining_over;
-        let world = &self.world;
-        for lb in self.balancers.values_mut() {
-            if resync || !lb.seeded {
-                let eligible: Vec<(String, Option<String>, bool)> = world
-                    .nodes
-                    .values()
-                    .filter(|n| !n.excluded)
-                    .map(|n| (n.name.clone(), n.instance_id.clone(), Self::passes(world, lb, &n.name)))
-                    .collect();
-                let seed = !lb.seeded;
-                let changes = lb.group.sync(&eligible, now, seed);
-                lb.seeded = true;
-                if let Some(tx) = aws {
-                    let key = (lb.namespace.clone(), lb.service.clone());
-                    let ids = |v: &[(String, Option<String>)]| v.iter().filter_map(|(_, i)| i.clone()).collect::<Vec<_>>();
-                    let _ = tx.send(AwsCmd::Register { key: key.clone(), instances: ids(&changes.registered) });
-                    let _ = tx.send(AwsCmd::Deregister { key, instances: ids(&changes.deregistered) });
-                }
-            }
-            if lb.group.check_due(now) {
-                let (ns, service, local) = (lb.namespace.as_str(), lb.service.as_str(), lb.local);
-                lb.group.check(now, |node| Self::check(world, ns, service, local, node));
-            }
-        }
-        self.probe.issue_due(now, &mut self.balancers, &self.world, inflight);
-    }
-
-    fn next_wake(&self) -> Option<DateTime<Utc>> {
-        let lbs = self.balancers.values().flat_map(|lb| [lb.group.next_check(), lb.group.draining_until()]).flatten();
-        lbs.chain(self.probe.next_wake()).min()
-    }
-}
-
 impl Balancers {
     /// Starts the load balancers and the probe on `store` (and its clock). `inflight` must be
     /// the simulation's registry ([`crate::sim::Sim::inflight`]) so terminating pods wait for
@@ -256,7 +148,12 @@ impl Balancers {
         let (aws_tx, aws_task) = match &config.aws {
             Some(target) => {
                 let (tx, rx) = mpsc::unbounded_channel();
-                let task = tokio::spawn(aws::run(target.clone(), store.clone(), aws_shared.clone(), rx));
+                let task = tokio::spawn(aws::run(
+                    target.clone(),
+                    store.clone(),
+                    aws_shared.clone(),
+                    rx,
+                ));
                 (Some(tx), Some(task))
             }
             None => (None, None),
@@ -275,7 +172,7 @@ impl Balancers {
                 }
             })
             .collect();
-        let mut rx = store.subscribe();
+        let rx = store.subscribe();
         let mut state = State {
             world: World::load(store),
             balancers: HashMap::new(),
@@ -288,65 +185,14 @@ impl Balancers {
         }
         let state = Arc::new(Mutex::new(state));
         let stop = Arc::new(Notify::new());
-        let task = {
-            let (state, stop, store) = (state.clone(), stop.clone(), store.clone());
-            tokio::spawn(async move {
-                let clock = store.clock().clone();
-                loop {
-                    let wake = {
-                        let mut st = State::lock(&state);
-                        loop {
-                            match rx.try_recv() {
-                                Ok(ev) => {
-                                    let now = clock.now();
-                                    st.world.apply(&ev, now);
-                                    match ev.resource {
-                                        Resource::Node => st.nodes_dirty = true,
-                                        Resource::Service => st.on_service(ev.kind, &ev.object, &store, aws_tx.as_ref()),
-                                        _ => {}
-                                    }
-                                }
-                                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
-                                    st.world.reload(&store, clock.now());
-                                    st.nodes_dirty = true;
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        st.step(clock.now(), &inflight, aws_tx.as_ref());
-                        st.next_wake()
-                    };
-                    let sleep = async {
-                        match wake {
-                            Some(t) => clock.sleep_until(t).await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = stop.notified() => return,
-                        r = rx.recv() => match r {
-                            Ok(ev) => {
-                                let mut st = State::lock(&state);
-                                st.world.apply(&ev, clock.now());
-                                match ev.resource {
-                                    Resource::Node => st.nodes_dirty = true,
-                                    Resource::Service => st.on_service(ev.kind, &ev.object, &store, aws_tx.as_ref()),
-                                    _ => {}
-                                }
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                let mut st = State::lock(&state);
-                                st.world.reload(&store, clock.now());
-                                st.nodes_dirty = true;
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                        },
-                        _ = sleep => {}
-                    }
-                }
-            })
-        };
-        Self { state, aws: aws_shared, stop, task, aws_task }
+        let task = tokio::spawn(runtime::run(state.clone(), rx, store.clone(), inflight, aws_tx, stop.clone()));
+        Self {
+            state,
+            aws: aws_shared,
+            stop,
+            task,
+            aws_task,
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -360,22 +206,37 @@ impl Balancers {
 
     /// The target states of a Service's load balancer, by node name.
     pub fn targets(&self, ns: &str, service: &str) -> Option<BTreeMap<String, TargetState>> {
-        self.state().balancers.get(&(ns.to_string(), service.to_string())).map(|lb| lb.group.states())
+        self.state()
+            .balancers
+            .get(&(ns.to_string(), service.to_string()))
+            .map(|lb| lb.group.states())
     }
 
     /// The settings of a Service's load balancer.
     pub fn settings(&self, ns: &str, service: &str) -> Option<LbSettings> {
-        self.state().balancers.get(&(ns.to_string(), service.to_string())).map(|lb| lb.group.settings.clone())
+        self.state()
+            .balancers
+            .get(&(ns.to_string(), service.to_string()))
+            .map(|lb| lb.group.settings.clone())
     }
 
     /// The emulator's copy of a Service's load balancer, once created.
     pub fn aws(&self, ns: &str, service: &str) -> Option<AwsLb> {
-        self.aws.lbs.lock().unwrap_or_else(|e| e.into_inner()).get(&(ns.to_string(), service.to_string())).cloned()
+        self.aws
+            .lbs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(ns.to_string(), service.to_string()))
+            .cloned()
     }
 
     /// Emulator calls that failed.
     pub fn aws_errors(&self) -> Vec<String> {
-        self.aws.errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.aws
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every load balancer, for the report.
@@ -404,7 +265,6 @@ impl Balancers {
         if let Some(t) = self.aws_task {
             t.abort();
         }
-        let stats = State::lock(&self.state).probe.stats();
-        stats
+        State::lock(&self.state).probe.stats()
     }
 }

@@ -118,7 +118,11 @@ impl Recorder {
             .requests()
             .snapshot()
             .into_iter()
-            .map(|((verb, resource), count)| RequestCount { verb, resource, count })
+            .map(|((verb, resource), count)| RequestCount {
+                verb,
+                resource,
+                count,
+            })
             .collect();
         let requests = Requests {
             kubernetes_total: kubernetes.iter().map(|r| r.count).sum(),
@@ -177,12 +181,35 @@ impl Report {
         let mark = |ok: bool| if ok { "ok  " } else { "FAIL" };
         let i = &self.invariants;
         let secs = (self.finished_at - self.started_at).num_milliseconds() as f64 / 1000.0;
-        let _ = writeln!(out, "twin report{} ({secs:.0} simulated seconds)", self.scenario.as_deref().map(|s| format!(" for {s}")).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "twin report{} ({secs:.0} simulated seconds)",
+            self.scenario
+                .as_deref()
+                .map(|s| format!(" for {s}"))
+                .unwrap_or_default()
+        );
         let t = &self.traffic;
-        let _ = writeln!(out, "  {} I1 zero downtime: {} of {} requests failed", mark(i.zero_downtime), t.failed(), t.sent());
+        let _ = writeln!(
+            out,
+            "  {} I1 zero downtime: {} of {} requests failed",
+            mark(i.zero_downtime),
+            t.failed(),
+            t.sent()
+        );
         for s in t.services.iter().filter(|s| s.failed > 0) {
-            let reasons: Vec<String> = s.failures.iter().map(|(r, n)| format!("{r:?} {n}")).collect();
-            let _ = writeln!(out, "         {}: {} failed ({})", s.service, s.failed, reasons.join(", "));
+            let reasons: Vec<String> = s
+                .failures
+                .iter()
+                .map(|(r, n)| format!("{r:?} {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "         {}: {} failed ({})",
+                s.service,
+                s.failed,
+                reasons.join(", ")
+            );
         }
         let e = &self.evictions;
         let _ = writeln!(
@@ -195,7 +222,11 @@ impl Report {
             e.other
         );
         for v in &self.budget_violations {
-            let _ = writeln!(out, "         {:?} of {}/{} under PDB {} at {}", v.kind, v.namespace, v.pod, v.pdb, v.at);
+            let _ = writeln!(
+                out,
+                "         {:?} of {}/{} under PDB {} at {}",
+                v.kind, v.namespace, v.pod, v.pdb, v.at
+            );
         }
         let c = &self.changes;
         let _ = writeln!(
@@ -207,8 +238,19 @@ impl Report {
             c.removed.len()
         );
         for ch in c.changed.iter().take(20) {
-            let show = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "(none)".into());
-            let _ = writeln!(out, "         {} {}: {} -> {}", ch.object, ch.path, show(&ch.before), show(&ch.after));
+            let show = |v: &Option<serde_json::Value>| {
+                v.as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "(none)".into())
+            };
+            let _ = writeln!(
+                out,
+                "         {} {}: {} -> {}",
+                ch.object,
+                ch.path,
+                show(&ch.before),
+                show(&ch.after)
+            );
         }
         for r in c.added.iter().filter(|r| r.kind != "Node") {
             let _ = writeln!(out, "         added {r}");
@@ -221,14 +263,30 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  lb {} {:?} {}: idle {} s, deregistration {} s",
-                lb.service, s.kind, lb.external_traffic_policy, s.idle_timeout_seconds, s.deregistration_delay_seconds
+                lb.service,
+                s.kind,
+                lb.external_traffic_policy,
+                s.idle_timeout_seconds,
+                s.deregistration_delay_seconds
             );
         }
         let d = &self.eks_drains;
-        let _ = writeln!(out, "  eks drains: {} evicted, {} blocked, {} terminated", d.evicted, d.blocked, d.terminated);
+        let _ = writeln!(
+            out,
+            "  eks drains: {} evicted, {} blocked, {} terminated",
+            d.evicted, d.blocked, d.terminated
+        );
         let r = &self.requests;
-        let _ = writeln!(out, "  requests: {} Kubernetes, {} EKS", r.kubernetes_total, r.eks_total);
-        for rc in r.kubernetes.iter().filter(|rc| !matches!(rc.verb.as_str(), "get" | "list" | "watch")) {
+        let _ = writeln!(
+            out,
+            "  requests: {} Kubernetes, {} EKS",
+            r.kubernetes_total, r.eks_total
+        );
+        for rc in r
+            .kubernetes
+            .iter()
+            .filter(|rc| !matches!(rc.verb.as_str(), "get" | "list" | "watch"))
+        {
             let _ = writeln!(out, "         {} {}: {}", rc.verb, rc.resource, rc.count);
         }
         out

@@ -24,13 +24,22 @@ traffic:
 
 fn only(stats: &ProbeStats, reason: FailureReason) {
     assert!(stats.count(reason) > 0, "no {reason:?} failure: {stats:?}");
-    assert_eq!(stats.failed(), stats.count(reason), "{:?}", stats.services[0].failures);
+    assert_eq!(
+        stats.failed(),
+        stats.count(reason),
+        "{:?}",
+        stats.services[0].failures
+    );
 }
 
 // Upstream: a load balancer with no registered target has nowhere to send a request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_with_no_target_when_every_node_is_excluded() {
-    let twin = boot(scenario(2, &web(30, "{ kind: NLB, deregistrationDelaySeconds: 10 }", 1))).await;
+    let twin = boot(scenario(
+        2,
+        &web(30, "{ kind: NLB, deregistrationDelaySeconds: 10 }", 1),
+    ))
+    .await;
     let lbs = twin.balancers();
     twin.run_for(5.0, 0.5).await;
     for n in &twin.nodes {
@@ -41,7 +50,13 @@ async fn requests_fail_with_no_target_when_every_node_is_excluded() {
             })
             .expect("label");
     }
-    twin.settle("no target left", || lbs.targets("apps", "web").is_some_and(|t| t.values().all(|s| *s == ngm_twin::lb::TargetState::Draining))).await;
+    twin.settle("no target left", || {
+        lbs.targets("apps", "web").is_some_and(|t| {
+            t.values()
+                .all(|s| *s == ngm_twin::lb::TargetState::Draining)
+        })
+    })
+    .await;
     twin.run_for(20.0, 0.5).await;
     only(&lbs.stop().await, FailureReason::NoTarget);
 }
@@ -66,11 +81,19 @@ async fn requests_outliving_a_deleted_pods_grace_period_fail_with_pod_killed() {
     let (client, _server) = kube(&twin.store).await;
     twin.run_for(10.0, 0.5).await;
     let victim = name_of(&twin.store.list_all(Resource::Pod, Some("apps"))[0]);
-    Api::<Pod>::namespaced(client, "apps").delete(&victim, &DeleteParams::default()).await.expect("delete");
+    Api::<Pod>::namespaced(client, "apps")
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .expect("delete");
     twin.run_for(40.0, 0.5).await;
     let stats = lbs.stop().await;
     only(&stats, FailureReason::PodKilled);
-    assert!(stats.samples.iter().all(|s| s.pod.as_deref() == Some(format!("apps/{victim}").as_str())));
+    assert!(
+        stats
+            .samples
+            .iter()
+            .all(|s| s.pod.as_deref() == Some(format!("apps/{victim}").as_str()))
+    );
 }
 
 // Upstream (pod termination): a terminating pod leaves the endpoints at once, so it gets no
@@ -82,13 +105,27 @@ async fn requests_in_flight_on_a_deleted_pod_finish_within_its_grace_period() {
     let (client, _server) = kube(&twin.store).await;
     twin.run_for(10.0, 0.5).await;
     let victim = name_of(&twin.store.list_all(Resource::Pod, Some("apps"))[0]);
-    Api::<Pod>::namespaced(client, "apps").delete(&victim, &DeleteParams::default()).await.expect("delete");
-    twin.settle("the pod to be terminating", || twin.store.try_get(Resource::Pod, "apps", &victim).is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_some())).await;
+    Api::<Pod>::namespaced(client, "apps")
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .expect("delete");
+    twin.settle("the pod to be terminating", || {
+        twin.store
+            .try_get(Resource::Pod, "apps", &victim)
+            .is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_some())
+    })
+    .await;
     // The pod stays while the requests it holds run.
     twin.run_for(10.0, 0.5).await;
-    assert!(twin.store.try_get(Resource::Pod, "apps", &victim).is_some(), "the pod went with requests in flight");
+    assert!(
+        twin.store.try_get(Resource::Pod, "apps", &victim).is_some(),
+        "the pod went with requests in flight"
+    );
     twin.run_for(40.0, 0.5).await;
-    assert!(twin.store.try_get(Resource::Pod, "apps", &victim).is_none(), "the pod outlived its requests");
+    assert!(
+        twin.store.try_get(Resource::Pod, "apps", &victim).is_none(),
+        "the pod outlived its requests"
+    );
     let stats = lbs.stop().await;
     assert_eq!(stats.failed(), 0, "{:?}", stats.samples);
 }
@@ -113,7 +150,11 @@ async fn requests_fail_with_no_endpoint_when_the_service_has_no_ready_pod() {
 // idle timeout is closed by the load balancer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_longer_than_the_idle_timeout_fail_with_idle_timeout() {
-    let twin = boot(scenario(2, &web(30, "{ kind: ALB, idleTimeoutSeconds: 5 }", 10))).await;
+    let twin = boot(scenario(
+        2,
+        &web(30, "{ kind: ALB, idleTimeoutSeconds: 5 }", 10),
+    ))
+    .await;
     let lbs = twin.balancers();
     twin.run_for(20.0, 0.5).await;
     only(&lbs.stop().await, FailureReason::IdleTimeout);

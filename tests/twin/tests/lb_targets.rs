@@ -21,7 +21,10 @@ traffic:
 async fn label(client: &kube::Client, node: &str, value: &str) {
     let nodes: Api<Node> = Api::all(client.clone());
     let patch = json!({ "metadata": { "labels": { EXCLUDE_LABEL: value } } });
-    nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("label node");
+    nodes
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("label node");
 }
 
 // Upstream: since Kubernetes 1.19 cordon no longer takes a node out of service load
@@ -33,14 +36,24 @@ async fn the_exclude_label_removes_a_node_from_the_targets_and_cordon_does_not()
     let lbs = twin.balancers();
     let (client, _server) = kube(&twin.store).await;
     let (cordoned, labelled) = (&twin.nodes[0], &twin.nodes[1]);
-    twin.settle("every node registered", || lbs.targets("apps", "web").is_some_and(|t| t.len() == 3)).await;
+    twin.settle("every node registered", || {
+        lbs.targets("apps", "web").is_some_and(|t| t.len() == 3)
+    })
+    .await;
 
     let nodes: Api<Node> = Api::all(client.clone());
     nodes.cordon(cordoned).await.expect("cordon");
     label(&client, labelled, "").await;
-    twin.settle("the labelled node to drain", || state_of(&lbs, "apps", "web", labelled) == Some(TargetState::Draining)).await;
+    twin.settle("the labelled node to drain", || {
+        state_of(&lbs, "apps", "web", labelled) == Some(TargetState::Draining)
+    })
+    .await;
     twin.run_for(5.0, 0.5).await;
-    assert_eq!(state_of(&lbs, "apps", "web", cordoned), Some(TargetState::Healthy), "cordon kept the node a target");
+    assert_eq!(
+        state_of(&lbs, "apps", "web", cordoned),
+        Some(TargetState::Healthy),
+        "cordon kept the node a target"
+    );
 
     // After the 60 s deregistration delay the labelled node is no target at all.
     twin.run_for(65.0, 0.5).await;
@@ -51,11 +64,20 @@ async fn the_exclude_label_removes_a_node_from_the_targets_and_cordon_does_not()
     // Removing the label registers the node again; it gets traffic once it passes its checks.
     let nodes: Api<Node> = Api::all(client.clone());
     let patch = json!({ "metadata": { "labels": { EXCLUDE_LABEL: null } } });
-    nodes.patch(labelled, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("unlabel");
-    twin.settle("the node to come back", || state_of(&lbs, "apps", "web", labelled).is_some()).await;
+    nodes
+        .patch(labelled, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("unlabel");
+    twin.settle("the node to come back", || {
+        state_of(&lbs, "apps", "web", labelled).is_some()
+    })
+    .await;
     // Two passed checks 10 s apart, from the next round.
     twin.run_for(35.0, 0.5).await;
-    assert_eq!(state_of(&lbs, "apps", "web", labelled), Some(TargetState::Healthy));
+    assert_eq!(
+        state_of(&lbs, "apps", "web", labelled),
+        Some(TargetState::Healthy)
+    );
     assert_eq!(lbs.stop().await.failed(), 0);
 }
 
@@ -68,17 +90,32 @@ async fn a_draining_node_gets_no_new_requests_and_its_in_flight_requests_finish(
     let (client, _server) = kube(&twin.store).await;
     let node = &twin.nodes[0];
     twin.run_for(30.0, 0.5).await;
-    let sent_before = lbs.stats().services[0].by_node.get(node.as_str()).copied().unwrap_or(0);
+    let sent_before = lbs.stats().services[0]
+        .by_node
+        .get(node.as_str())
+        .copied()
+        .unwrap_or(0);
     assert!(sent_before > 0, "the node got traffic before");
 
     label(&client, node, "true").await;
-    twin.settle("the node to drain", || state_of(&lbs, "apps", "web", node) == Some(TargetState::Draining)).await;
-    let at_exclusion = lbs.stats().services[0].by_node.get(node.as_str()).copied().unwrap_or(0);
+    twin.settle("the node to drain", || {
+        state_of(&lbs, "apps", "web", node) == Some(TargetState::Draining)
+    })
+    .await;
+    let at_exclusion = lbs.stats().services[0]
+        .by_node
+        .get(node.as_str())
+        .copied()
+        .unwrap_or(0);
     twin.run_for(90.0, 0.5).await;
 
     let stats = lbs.stop().await;
     let web = &stats.services[0];
-    assert_eq!(web.by_node.get(node.as_str()).copied().unwrap_or(0), at_exclusion, "no new request after exclusion");
+    assert_eq!(
+        web.by_node.get(node.as_str()).copied().unwrap_or(0),
+        at_exclusion,
+        "no new request after exclusion"
+    );
     // 20 s requests fit in the 60 s delay: every in-flight one finished.
     assert_eq!(stats.failed(), 0, "{:?}", stats.samples);
     assert!(web.succeeded > sent_before);
@@ -88,16 +125,34 @@ async fn a_draining_node_gets_no_new_requests_and_its_in_flight_requests_finish(
 // connections still open on the deregistered target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_longer_than_the_deregistration_delay_are_cut_when_it_ends() {
-    let rest = WEB.replace("deregistrationDelaySeconds: 60", "deregistrationDelaySeconds: 5").replace("requestSeconds: 20", "requestSeconds: 30");
+    let rest = WEB
+        .replace(
+            "deregistrationDelaySeconds: 60",
+            "deregistrationDelaySeconds: 5",
+        )
+        .replace("requestSeconds: 20", "requestSeconds: 30");
     let twin = boot(scenario(3, &rest)).await;
     let lbs = twin.balancers();
     let (client, _server) = kube(&twin.store).await;
     twin.run_for(10.0, 0.5).await;
     label(&client, &twin.nodes[0], "").await;
-    twin.settle("the node to drain", || state_of(&lbs, "apps", "web", &twin.nodes[0]) == Some(TargetState::Draining)).await;
+    twin.settle("the node to drain", || {
+        state_of(&lbs, "apps", "web", &twin.nodes[0]) == Some(TargetState::Draining)
+    })
+    .await;
     twin.run_for(40.0, 0.5).await;
     let stats = lbs.stop().await;
     assert!(stats.count(FailureReason::DrainTimeout) > 0, "{stats:?}");
-    assert_eq!(stats.failed(), stats.count(FailureReason::DrainTimeout), "{:?}", stats.services[0].failures);
-    assert!(stats.samples.iter().all(|s| s.node.as_deref() == Some(twin.nodes[0].as_str())));
+    assert_eq!(
+        stats.failed(),
+        stats.count(FailureReason::DrainTimeout),
+        "{:?}",
+        stats.services[0].failures
+    );
+    assert!(
+        stats
+            .samples
+            .iter()
+            .all(|s| s.node.as_deref() == Some(twin.nodes[0].as_str()))
+    );
 }

@@ -26,21 +26,34 @@ traffic:
 // load balancer stops routing there only after its health checks notice (here 2 failures,
 // 10 s apart). With `Cluster`, kube-proxy forwards to a ready pod on any node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_traffic_fails_until_the_health_check_notices_a_node_lost_its_pod_and_cluster_traffic_does_not() {
+async fn local_traffic_fails_until_the_health_check_notices_a_node_lost_its_pod_and_cluster_traffic_does_not()
+ {
     let twin = boot(scenario(3, BOTH)).await;
     let lbs = twin.balancers();
     let (client, _server) = kube(&twin.store).await;
     twin.run_for(30.0, 0.5).await;
-    assert_eq!(lbs.stats().failed(), 0, "a settled cluster serves every request");
+    assert_eq!(
+        lbs.stats().failed(),
+        0,
+        "a settled cluster serves every request"
+    );
 
     let node = &twin.nodes[0];
     let pod = name_of(&twin.pods_on("apps", node)[0]);
     let pods: Api<Pod> = Api::namespaced(client, "apps");
-    pods.delete(&pod, &DeleteParams::default()).await.expect("delete the node's pod");
+    pods.delete(&pod, &DeleteParams::default())
+        .await
+        .expect("delete the node's pod");
     let deleted_at = twin.clock.now();
     twin.run_for(30.0, 0.5).await;
-    assert_eq!(state_of(&lbs, "apps", "web-local", node), Some(TargetState::Unhealthy));
-    assert_eq!(state_of(&lbs, "apps", "web-cluster", node), Some(TargetState::Healthy));
+    assert_eq!(
+        state_of(&lbs, "apps", "web-local", node),
+        Some(TargetState::Unhealthy)
+    );
+    assert_eq!(
+        state_of(&lbs, "apps", "web-cluster", node),
+        Some(TargetState::Healthy)
+    );
     let failed_then = lbs.stats().failed();
     twin.run_for(60.0, 0.5).await;
 
@@ -48,11 +61,35 @@ async fn local_traffic_fails_until_the_health_check_notices_a_node_lost_its_pod_
     let local = stats.service("apps/web-local").expect("local stream");
     let cluster = stats.service("apps/web-cluster").expect("cluster stream");
     assert_eq!(cluster.failed, 0, "{:?}", cluster.failures);
-    assert!(local.failed > 0, "requests reached the node before the checks noticed");
-    assert_eq!(local.failures.get(&FailureReason::NoEndpoint).copied(), Some(local.failed), "{:?}", local.failures);
-    assert_eq!(stats.failed(), failed_then, "no failure once the target is unhealthy");
+    assert!(
+        local.failed > 0,
+        "requests reached the node before the checks noticed"
+    );
+    assert_eq!(
+        local.failures.get(&FailureReason::NoEndpoint).copied(),
+        Some(local.failed),
+        "{:?}",
+        local.failures
+    );
+    assert_eq!(
+        stats.failed(),
+        failed_then,
+        "no failure once the target is unhealthy"
+    );
     // Two failed checks at most 10 s apart: nothing fails after 20 s (plus one step).
     let window = deleted_at + TimeDelta::milliseconds(20_500);
-    assert!(stats.samples.iter().all(|s| s.at >= deleted_at && s.at <= window), "{:?}", stats.samples);
-    assert!(stats.samples.iter().all(|s| s.node.as_deref() == Some(node.as_str())));
+    assert!(
+        stats
+            .samples
+            .iter()
+            .all(|s| s.at >= deleted_at && s.at <= window),
+        "{:?}",
+        stats.samples
+    );
+    assert!(
+        stats
+            .samples
+            .iter()
+            .all(|s| s.node.as_deref() == Some(node.as_str()))
+    );
 }

@@ -88,7 +88,10 @@ impl ProbeStats {
     }
     /// Failures with this reason, over every service.
     pub fn count(&self, reason: FailureReason) -> u64 {
-        self.services.iter().filter_map(|s| s.failures.get(&reason)).sum()
+        self.services
+            .iter()
+            .filter_map(|s| s.failures.get(&reason))
+            .sum()
     }
     pub fn service(&self, key: &str) -> Option<&ServiceTraffic> {
         self.services.iter().find(|s| s.service == key)
@@ -149,9 +152,16 @@ impl Probe {
     pub fn new(streams: Vec<Stream>) -> Self {
         let stats = streams
             .iter()
-            .map(|s| ServiceTraffic { service: format!("{}/{}", s.namespace, s.service), ..ServiceTraffic::default() })
+            .map(|s| ServiceTraffic {
+                service: format!("{}/{}", s.namespace, s.service),
+                ..ServiceTraffic::default()
+            })
             .collect();
-        Self { streams, stats, ..Self::default() }
+        Self {
+            streams,
+            stats,
+            ..Self::default()
+        }
     }
 
     /// The figures so far.
@@ -160,7 +170,10 @@ impl Probe {
         for Reverse(p) in &self.pending {
             services[p.stream].in_flight += 1;
         }
-        ProbeStats { services, samples: self.samples.clone() }
+        ProbeStats {
+            services,
+            samples: self.samples.clone(),
+        }
     }
 
     /// The next moment something is due: a request to send or one to finish.
@@ -170,24 +183,46 @@ impl Probe {
         start.into_iter().chain(end).min()
     }
 
-    fn fail(&mut self, stream: usize, at: DateTime<Utc>, reason: FailureReason, node: Option<String>, pod: Option<String>) {
+    fn fail(
+        &mut self,
+        stream: usize,
+        at: DateTime<Utc>,
+        reason: FailureReason,
+        node: Option<String>,
+        pod: Option<String>,
+    ) {
         let st = &mut self.stats[stream];
         st.failed += 1;
         *st.failures.entry(reason).or_default() += 1;
         if self.samples.len() < MAX_SAMPLES {
-            self.samples.push(FailureSample { at, service: st.service.clone(), reason, node, pod });
+            self.samples.push(FailureSample {
+                at,
+                service: st.service.clone(),
+                reason,
+                node,
+                pod,
+            });
         }
     }
 
     /// Judges every request that has ended by `now`, in order of its end.
-    pub fn complete_due(&mut self, now: DateTime<Utc>, balancers: &HashMap<(String, String), Balancer>, world: &World) {
+    pub fn complete_due(
+        &mut self,
+        now: DateTime<Utc>,
+        balancers: &HashMap<(String, String), Balancer>,
+        world: &World,
+    ) {
         while self.pending.peek().is_some_and(|Reverse(p)| p.end <= now) {
-            let Some(Reverse(p)) = self.pending.pop() else { break };
+            let Some(Reverse(p)) = self.pending.pop() else {
+                break;
+            };
             let gone = |t: Option<&DateTime<Utc>>| t.is_some_and(|t| *t <= p.end);
             let stream = &self.streams[p.stream];
             let lb = balancers.get(&(stream.namespace.clone(), stream.service.clone()));
             let reason = if gone(world.nodes_gone.get(&p.node))
-                || p.pod_node.as_ref().is_some_and(|n| gone(world.nodes_gone.get(n)))
+                || p.pod_node
+                    .as_ref()
+                    .is_some_and(|n| gone(world.nodes_gone.get(n)))
             {
                 Some(FailureReason::NodeGone)
             } else if gone(world.pods_gone.get(&p.pod_uid)) {
@@ -200,7 +235,13 @@ impl Probe {
                 None
             };
             match reason {
-                Some(r) => self.fail(p.stream, p.start, r, Some(p.node.clone()), Some(p.pod.clone())),
+                Some(r) => self.fail(
+                    p.stream,
+                    p.start,
+                    r,
+                    Some(p.node.clone()),
+                    Some(p.pod.clone()),
+                ),
                 None => self.stats[p.stream].succeeded += 1,
             }
         }
@@ -259,8 +300,15 @@ impl Probe {
         let ep = candidates[lb.endpoint_cursor % candidates.len()];
         let Some(pod) = world.pods.get(&ep.pod_uid) else {
             // The slice still lists a pod that is gone: the connection goes nowhere.
-            let node_gone = ep.node.as_ref().is_some_and(|n| !world.nodes.contains_key(n));
-            let reason = if node_gone { FailureReason::NodeGone } else { FailureReason::PodKilled };
+            let node_gone = ep
+                .node
+                .as_ref()
+                .is_some_and(|n| !world.nodes.contains_key(n));
+            let reason = if node_gone {
+                FailureReason::NodeGone
+            } else {
+                FailureReason::PodKilled
+            };
             return self.fail(i, start, reason, Some(node), None);
         };
         let idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);

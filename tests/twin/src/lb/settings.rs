@@ -18,8 +18,10 @@ pub const UNHEALTHY_THRESHOLD: u32 = 2;
 pub const ANN_LB_KIND: &str = "twin.ngm.io/lb-kind";
 pub const ANN_LB_TYPE: &str = "service.beta.kubernetes.io/aws-load-balancer-type";
 pub const ANN_IDLE: &str = "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout";
-pub const ANN_DRAINING: &str = "service.beta.kubernetes.io/aws-load-balancer-connection-draining-timeout";
-pub const ANN_TG_ATTRIBUTES: &str = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes";
+pub const ANN_DRAINING: &str =
+    "service.beta.kubernetes.io/aws-load-balancer-connection-draining-timeout";
+pub const ANN_TG_ATTRIBUTES: &str =
+    "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes";
 
 /// One load balancer's settings, all durations in simulated seconds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -92,7 +94,8 @@ impl LbSettings {
     /// The longest time a connection can outlive a node's removal from the target set: what
     /// ngm must wait after excluding nodes.
     pub fn drain_wait_seconds(&self) -> u32 {
-        self.idle_timeout_seconds.max(self.deregistration_delay_seconds)
+        self.idle_timeout_seconds
+            .max(self.deregistration_delay_seconds)
     }
 }
 
@@ -104,9 +107,18 @@ mod tests {
 
     #[test]
     fn defaults_are_the_aws_ones_per_kind() {
-        let nlb = LbSettings::from_spec(&LoadBalancerSpec { kind: LbKind::Nlb, ..LoadBalancerSpec::default() });
-        assert_eq!((nlb.idle_timeout_seconds, nlb.deregistration_delay_seconds), (350, 300));
-        let alb = LbSettings::from_spec(&LoadBalancerSpec { kind: LbKind::Alb, ..LoadBalancerSpec::default() });
+        let nlb = LbSettings::from_spec(&LoadBalancerSpec {
+            kind: LbKind::Nlb,
+            ..LoadBalancerSpec::default()
+        });
+        assert_eq!(
+            (nlb.idle_timeout_seconds, nlb.deregistration_delay_seconds),
+            (350, 300)
+        );
+        let alb = LbSettings::from_spec(&LoadBalancerSpec {
+            kind: LbKind::Alb,
+            ..LoadBalancerSpec::default()
+        });
         assert_eq!(alb.idle_timeout_seconds, 60);
     }
 
@@ -117,8 +129,24 @@ mod tests {
             ANN_TG_ATTRIBUTES: "preserve_client_ip.enabled=true, deregistration_delay.timeout_seconds=45",
         } } });
         let s = LbSettings::from_service(&svc);
-        assert_eq!((s.kind, s.deregistration_delay_seconds, s.idle_timeout_seconds), (LbKind::Nlb, 45, 350));
-        let clb = LbSettings::from_service(&json!({ "metadata": { "annotations": { ANN_IDLE: "20", ANN_DRAINING: "90" } } }));
-        assert_eq!((clb.kind, clb.idle_timeout_seconds, clb.deregistration_delay_seconds), (LbKind::Clb, 20, 90));
+        assert_eq!(
+            (
+                s.kind,
+                s.deregistration_delay_seconds,
+                s.idle_timeout_seconds
+            ),
+            (LbKind::Nlb, 45, 350)
+        );
+        let clb = LbSettings::from_service(
+            &json!({ "metadata": { "annotations": { ANN_IDLE: "20", ANN_DRAINING: "90" } } }),
+        );
+        assert_eq!(
+            (
+                clb.kind,
+                clb.idle_timeout_seconds,
+                clb.deregistration_delay_seconds
+            ),
+            (LbKind::Clb, 20, 90)
+        );
     }
 }

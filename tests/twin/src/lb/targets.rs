@@ -90,15 +90,33 @@ impl TargetGroup {
     /// Makes the registered set equal `eligible` (`(node, instance id, passes its health
     /// check now)`). `seed` registers targets as already checked (a load balancer that
     /// existed before the twin started); otherwise new targets start `initial`.
-    pub fn sync(&mut self, eligible: &[(String, Option<String>, bool)], now: DateTime<Utc>, seed: bool) -> TargetChanges {
+    pub fn sync(
+        &mut self,
+        eligible: &[(String, Option<String>, bool)],
+        now: DateTime<Utc>,
+        seed: bool,
+    ) -> TargetChanges {
         let mut changes = TargetChanges::default();
-        let wanted: BTreeMap<&str, (&Option<String>, bool)> = eligible.iter().map(|(n, i, h)| (n.as_str(), (i, *h))).collect();
-        let leaving: Vec<String> = self.registered.keys().filter(|n| !wanted.contains_key(n.as_str())).cloned().collect();
+        let wanted: BTreeMap<&str, (&Option<String>, bool)> = eligible
+            .iter()
+            .map(|(n, i, h)| (n.as_str(), (i, *h)))
+            .collect();
+        let leaving: Vec<String> = self
+            .registered
+            .keys()
+            .filter(|n| !wanted.contains_key(n.as_str()))
+            .cloned()
+            .collect();
         for node in leaving {
             if let Some(t) = self.registered.remove(&node) {
                 let until = now + secs_delta(f64::from(self.settings.deregistration_delay_seconds));
-                self.deregistrations.entry(node.clone()).or_default().push(now);
-                changes.deregistered.push((node.clone(), t.instance_id.clone()));
+                self.deregistrations
+                    .entry(node.clone())
+                    .or_default()
+                    .push(now);
+                changes
+                    .deregistered
+                    .push((node.clone(), t.instance_id.clone()));
                 self.draining.insert(node, (t.instance_id, until));
             }
         }
@@ -108,8 +126,18 @@ impl TargetGroup {
             }
             self.draining.remove(node);
             let healthy = seed && passes;
-            self.registered.insert(node.to_string(), Target { instance_id: instance.clone(), healthy, initial: !seed, streak: 0 });
-            changes.registered.push((node.to_string(), instance.clone()));
+            self.registered.insert(
+                node.to_string(),
+                Target {
+                    instance_id: instance.clone(),
+                    healthy,
+                    initial: !seed,
+                    streak: 0,
+                },
+            );
+            changes
+                .registered
+                .push((node.to_string(), instance.clone()));
         }
         self.draining.retain(|_, (_, until)| *until > now);
         changes
@@ -126,7 +154,10 @@ impl TargetGroup {
 
     /// Runs one health-check round at `now` with `passes(node)` as each target's result.
     pub fn check(&mut self, now: DateTime<Utc>, passes: impl Fn(&str) -> bool) {
-        let (up, down) = (self.settings.healthy_threshold, self.settings.unhealthy_threshold);
+        let (up, down) = (
+            self.settings.healthy_threshold,
+            self.settings.unhealthy_threshold,
+        );
         for (node, t) in &mut self.registered {
             if passes(node) == t.healthy {
                 t.streak = 0;
@@ -144,7 +175,12 @@ impl TargetGroup {
 
     /// Picks the target for a new request, round-robin among the healthy ones.
     pub fn pick(&mut self) -> Pick {
-        let healthy: Vec<&String> = self.registered.iter().filter(|(_, t)| t.healthy).map(|(n, _)| n).collect();
+        let healthy: Vec<&String> = self
+            .registered
+            .iter()
+            .filter(|(_, t)| t.healthy)
+            .map(|(n, _)| n)
+            .collect();
         let fail_open = matches!(self.settings.kind, LbKind::Alb | LbKind::Nlb);
         let pool: Vec<&String> = if healthy.is_empty() && fail_open {
             self.registered.keys().collect()
@@ -160,7 +196,12 @@ impl TargetGroup {
 
     /// Whether a request served by `node` from `start` to `end` was cut because the node was
     /// deregistered meanwhile and its deregistration delay ended before `end`.
-    pub fn cut_by_deregistration(&self, node: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
+    pub fn cut_by_deregistration(
+        &self,
+        node: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> bool {
         let delay = secs_delta(f64::from(self.settings.deregistration_delay_seconds));
         self.deregistrations
             .get(node)
@@ -198,7 +239,11 @@ mod tests {
     use super::*;
 
     fn group(kind: LbKind, delay: u32) -> TargetGroup {
-        TargetGroup::new(LbSettings { kind, deregistration_delay_seconds: delay, ..LbSettings::default() })
+        TargetGroup::new(LbSettings {
+            kind,
+            deregistration_delay_seconds: delay,
+            ..LbSettings::default()
+        })
     }
 
     fn t0() -> DateTime<Utc> {
@@ -208,7 +253,11 @@ mod tests {
     #[test]
     fn a_node_that_leaves_drains_for_the_delay_and_gets_no_new_requests() {
         let mut g = group(LbKind::Nlb, 30);
-        g.sync(&[("a".into(), None, true), ("b".into(), None, true)], t0(), true);
+        g.sync(
+            &[("a".into(), None, true), ("b".into(), None, true)],
+            t0(),
+            true,
+        );
         let ch = g.sync(&[("b".into(), None, true)], t0(), false);
         assert_eq!(ch.deregistered, vec![("a".to_string(), None)]);
         assert_eq!(g.states()["a"], TargetState::Draining);

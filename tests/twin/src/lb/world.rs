@@ -78,7 +78,9 @@ fn pod_view(v: &Value) -> PodView {
     PodView {
         namespace: s(v, "/metadata/namespace").to_string(),
         name: s(v, "/metadata/name").to_string(),
-        node: Some(s(v, "/spec/nodeName")).filter(|n| !n.is_empty()).map(str::to_string),
+        node: Some(s(v, "/spec/nodeName"))
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
         deleting_at: v
             .pointer("/metadata/deletionTimestamp")
             .and_then(Value::as_str)
@@ -96,9 +98,15 @@ fn endpoints_of(slice: &Value) -> Vec<EndpointView> {
             let uid = e.pointer("/targetRef/uid").and_then(Value::as_str)?;
             Some(EndpointView {
                 pod_uid: uid.to_string(),
-                node: e.get("nodeName").and_then(Value::as_str).map(str::to_string),
+                node: e
+                    .get("nodeName")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 // Upstream: a nil `ready` is to be read as ready.
-                ready: e.pointer("/conditions/ready").and_then(Value::as_bool).unwrap_or(true),
+                ready: e
+                    .pointer("/conditions/ready")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
             })
         })
         .collect()
@@ -140,7 +148,13 @@ impl World {
         self.apply_object(ev.resource, ev.kind, &ev.object, Some(now));
     }
 
-    fn apply_object(&mut self, resource: Resource, kind: EventKind, v: &Value, now: Option<DateTime<Utc>>) {
+    fn apply_object(
+        &mut self,
+        resource: Resource,
+        kind: EventKind,
+        v: &Value,
+        now: Option<DateTime<Utc>>,
+    ) {
         let deleted = kind == EventKind::Deleted;
         match resource {
             Resource::Node => {
@@ -173,15 +187,25 @@ impl World {
                 }
             }
             Resource::EndpointSlice => {
-                let key = (s(v, "/metadata/namespace").to_string(), s(v, "/metadata/name").to_string());
-                let service = s(v, &format!("/metadata/labels/{}", SERVICE_NAME_LABEL.replace('/', "~1"))).to_string();
+                let key = (
+                    s(v, "/metadata/namespace").to_string(),
+                    s(v, "/metadata/name").to_string(),
+                );
+                let service = s(
+                    v,
+                    &format!("/metadata/labels/{}", SERVICE_NAME_LABEL.replace('/', "~1")),
+                )
+                .to_string();
                 if let Some((old, _)) = self.slices.remove(&key)
                     && let Some(set) = self.by_service.get_mut(&(key.0.clone(), old))
                 {
                     set.remove(&key.1);
                 }
                 if !deleted && !service.is_empty() {
-                    self.by_service.entry((key.0.clone(), service.clone())).or_default().insert(key.1.clone());
+                    self.by_service
+                        .entry((key.0.clone(), service.clone()))
+                        .or_default()
+                        .insert(key.1.clone());
                     self.slices.insert(key, (service, endpoints_of(v)));
                 }
             }
@@ -207,7 +231,11 @@ impl World {
         self.endpoints(ns, service)
             .into_iter()
             .filter(|e| e.ready)
-            .filter(|e| self.pods.get(&e.pod_uid).is_none_or(|p| p.deleting_at.is_none()))
+            .filter(|e| {
+                self.pods
+                    .get(&e.pod_uid)
+                    .is_none_or(|p| p.deleting_at.is_none())
+            })
             .collect()
     }
 

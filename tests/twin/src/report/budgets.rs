@@ -62,7 +62,10 @@ pub struct DrainCounts {
 }
 
 pub fn count_evictions(log: &[EvictionRecord]) -> EvictionCounts {
-    let mut c = EvictionCounts { requested: log.len() as u64, ..EvictionCounts::default() };
+    let mut c = EvictionCounts {
+        requested: log.len() as u64,
+        ..EvictionCounts::default()
+    };
     for e in log {
         match e.code {
             201 => c.allowed += 1,
@@ -109,16 +112,24 @@ pub fn violations(
             })
         })
         .collect();
-    out.extend(drains.iter().filter(|d| d.step == DrainStep::Terminated).filter_map(|d| {
-        Some(BudgetViolation {
-            kind: ViolationKind::ForcedTermination,
-            at: d.at,
-            namespace: d.namespace.clone(),
-            pod: d.pod.clone(),
-            pdb: d.pdb.clone().or_else(|| covering_pdb(&d.namespace, &d.pod))?,
-            disruptions_allowed: None,
-        })
-    }));
+    out.extend(
+        drains
+            .iter()
+            .filter(|d| d.step == DrainStep::Terminated)
+            .filter_map(|d| {
+                Some(BudgetViolation {
+                    kind: ViolationKind::ForcedTermination,
+                    at: d.at,
+                    namespace: d.namespace.clone(),
+                    pod: d.pod.clone(),
+                    pdb: d
+                        .pdb
+                        .clone()
+                        .or_else(|| covering_pdb(&d.namespace, &d.pod))?,
+                    disruptions_allowed: None,
+                })
+            }),
+    );
     out.sort_by_key(|v| v.at);
     out
 }
@@ -149,7 +160,15 @@ mod tests {
     fn blocked_evictions_spent_budgets_and_unready_pods_are_not_violations() {
         let log = [rec(429, Some(0)), rec(201, Some(1))];
         assert!(violations(&log, &[], |_, _, _| Some(true), |_, _| None).is_empty());
-        assert!(violations(&[rec(201, Some(0))], &[], |_, _, _| Some(false), |_, _| None).is_empty());
+        assert!(
+            violations(
+                &[rec(201, Some(0))],
+                &[],
+                |_, _, _| Some(false),
+                |_, _| None
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -162,7 +181,16 @@ mod tests {
             step: DrainStep::Terminated,
             pdb: None,
         };
-        assert_eq!(violations(&[], std::slice::from_ref(&d), |_, _, _| None, |_, _| Some("web".into())).len(), 1);
+        assert_eq!(
+            violations(
+                &[],
+                std::slice::from_ref(&d),
+                |_, _, _| None,
+                |_, _| Some("web".into())
+            )
+            .len(),
+            1
+        );
         assert!(violations(&[], &[d], |_, _, _| None, |_, _| None).is_empty());
     }
 }

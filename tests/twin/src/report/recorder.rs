@@ -45,7 +45,10 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
 
 impl Tracker {
     fn observe(&mut self, kind: EventKind, resource: Resource, obj: &Value, now: DateTime<Utc>) {
-        let key = (s(obj, "/metadata/namespace").to_string(), s(obj, "/metadata/name").to_string());
+        let key = (
+            s(obj, "/metadata/namespace").to_string(),
+            s(obj, "/metadata/name").to_string(),
+        );
         match resource {
             Resource::Pod => {
                 let ready = kind != EventKind::Deleted && is_pod_ready(obj);
@@ -59,13 +62,21 @@ impl Tracker {
             }
             Resource::PodDisruptionBudget if kind != EventKind::Deleted => {
                 let n = |p: &str| obj.pointer(p).and_then(Value::as_i64);
-                let (Some(current), Some(desired)) = (n("/status/currentHealthy"), n("/status/desiredHealthy")) else {
+                let (Some(current), Some(desired)) =
+                    (n("/status/currentHealthy"), n("/status/desiredHealthy"))
+                else {
                     return;
                 };
                 let below = current < desired;
                 let was = self.below.insert(key.clone(), below).unwrap_or(false);
                 if below && !was {
-                    self.dips.push(BudgetDip { namespace: key.0, pdb: key.1, at: now, current_healthy: current, desired_healthy: desired });
+                    self.dips.push(BudgetDip {
+                        namespace: key.0,
+                        pdb: key.1,
+                        at: now,
+                        current_healthy: current,
+                        desired_healthy: desired,
+                    });
                 }
             }
             _ => {}
@@ -75,19 +86,27 @@ impl Tracker {
     /// Whether the pod was Ready at `at`, by its last transition at or before then.
     pub fn was_ready(&self, ns: &str, pod: &str, at: DateTime<Utc>) -> Option<bool> {
         let line = self.ready.get(&(ns.to_string(), pod.to_string()))?;
-        line.iter().take_while(|(t, _)| *t <= at).last().map(|(_, r)| *r)
+        line.iter()
+            .take_while(|(t, _)| *t <= at)
+            .last()
+            .map(|(_, r)| *r)
     }
 
     /// The PDB (in the store now) whose selector matches the pod's last known labels.
     pub fn covering_pdb(&self, store: &Store, ns: &str, pod: &str) -> Option<String> {
         let labels = self.labels.get(&(ns.to_string(), pod.to_string()))?;
         let probe = serde_json::json!({ "metadata": { "labels": labels } });
-        store.list_all(Resource::PodDisruptionBudget, Some(ns)).iter().find_map(|pdb| {
-            let sel = pdb.pointer("/spec/selector");
-            let matches = sel.and_then(Value::as_object).is_some_and(|m| !m.is_empty())
-                && LabelSelector::from_object(sel).is_ok_and(|s| s.matches_object(&probe));
-            matches.then(|| s(pdb, "/metadata/name").to_string())
-        })
+        store
+            .list_all(Resource::PodDisruptionBudget, Some(ns))
+            .iter()
+            .find_map(|pdb| {
+                let sel = pdb.pointer("/spec/selector");
+                let matches = sel
+                    .and_then(Value::as_object)
+                    .is_some_and(|m| !m.is_empty())
+                    && LabelSelector::from_object(sel).is_ok_and(|s| s.matches_object(&probe));
+                matches.then(|| s(pdb, "/metadata/name").to_string())
+            })
     }
 }
 
@@ -130,18 +149,32 @@ impl Recorder {
             tokio::spawn(async move {
                 loop {
                     match rx.recv().await {
-                        Ok(WatchEvent { kind, resource, object, resource_version }) => {
+                        Ok(WatchEvent {
+                            kind,
+                            resource,
+                            object,
+                            resource_version,
+                        }) => {
                             let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
                             t.observe(kind, resource, &object, clock.now());
                             t.seen_rv = t.seen_rv.max(resource_version);
                         }
-                        Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "report recorder lagged"),
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "report recorder lagged")
+                        }
                         Err(RecvError::Closed) => return,
                     }
                 }
             })
         };
-        Self { store: store.clone(), before: Snapshot::take(store), started_at: now, scenario: None, tracker, task }
+        Self {
+            store: store.clone(),
+            before: Snapshot::take(store),
+            started_at: now,
+            scenario: None,
+            tracker,
+            task,
+        }
     }
 
     /// Names the scenario in the report.
@@ -160,7 +193,14 @@ impl Recorder {
     pub(crate) async fn catch_up_and_stop(&self) {
         let target = self.store.resource_version();
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-        while self.tracker.lock().unwrap_or_else(|e| e.into_inner()).seen_rv < target && tokio::time::Instant::now() < deadline {
+        while self
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seen_rv
+            < target
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
         self.task.abort();

@@ -36,15 +36,28 @@ pub async fn boot(scenario: Scenario) -> Twin {
     let clock = Clock::manual_default();
     let store = Store::new(clock.clone());
     let sim = ngm_twin::sim::start(&store, SimConfig::default());
-    let applied = scenario.apply(&store, &clock, Duration::from_secs(30)).await.expect("scenario settles");
+    let applied = scenario
+        .apply(&store, &clock, Duration::from_secs(30))
+        .await
+        .expect("scenario settles");
     let nodes = applied.nodes.into_iter().flat_map(|(_, n)| n).collect();
-    Twin { scenario, clock, store, sim, nodes }
+    Twin {
+        scenario,
+        clock,
+        store,
+        sim,
+        nodes,
+    }
 }
 
 impl Twin {
     /// The load balancers and probe of the scenario, started now.
     pub fn balancers(&self) -> Balancers {
-        Balancers::start(&self.store, self.sim.inflight().clone(), LbConfig::from_scenario(&self.scenario))
+        Balancers::start(
+            &self.store,
+            self.sim.inflight().clone(),
+            LbConfig::from_scenario(&self.scenario),
+        )
     }
 
     pub fn balancers_with(&self, config: LbConfig) -> Balancers {
@@ -65,7 +78,10 @@ impl Twin {
     pub async fn settle(&self, what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !cond() {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -73,7 +89,13 @@ impl Twin {
     /// Polls `cond` while moving simulated time in `step`-second steps, for up to 20 real
     /// seconds.
     pub async fn eventually(&self, what: &str, step: f64, cond: impl FnMut() -> bool) {
-        let ok = wait_until(&self.clock, Duration::from_secs(20), Duration::from_secs_f64(step), cond).await;
+        let ok = wait_until(
+            &self.clock,
+            Duration::from_secs(20),
+            Duration::from_secs_f64(step),
+            cond,
+        )
+        .await;
         assert!(ok, "timed out waiting for {what}");
     }
 
@@ -102,5 +124,8 @@ pub fn state_of(lbs: &Balancers, ns: &str, svc: &str, node: &str) -> Option<Targ
 }
 
 pub fn name_of(obj: &Value) -> String {
-    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string()
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }

@@ -1,0 +1,76 @@
+//! Scale benchmark (issue 3 §8; prints figures, not a timed test): the generated
+//! 1,000-node, 30,000-pod scenario loads until every pod is Ready, then the real kube client
+//! lists every pod over HTTP in pages of 500. Goals: load under a minute, list under a second.
+//!
+//! `cargo bench -p ngm-twin --bench scale [-- NODES PODS]` (release profile).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use ngm_twin::scenario::scale_scenario;
+use ngm_twin::server::serve_local;
+
+/// Peak resident memory of this process, from `VmHWM` in /proc/self/status.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // `cargo bench` passes `--bench`; the figures are the only positional arguments.
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let nodes: u32 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
+    let pods: u32 = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(30_000);
+
+    let scenario = scale_scenario(nodes, pods);
+    let started = Instant::now();
+    let (store, sim, _) = scenario.boot(Duration::from_secs(600)).await?;
+    let load = started.elapsed();
+
+    let (url, server) = serve_local(store.clone()).await?;
+    let mut config = kube::Config::new(url.parse()?);
+    config.default_retry = false;
+    let api: Api<Pod> = Api::all(kube::Client::try_from(config)?);
+    let started = Instant::now();
+    let (mut total, mut pages, mut token) = (0usize, 0usize, None::<String>);
+    loop {
+        let mut params = ListParams::default().limit(500);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = api.list(&params).await?;
+        total += page.items.len();
+        pages += 1;
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    let list = started.elapsed();
+
+    println!("scenario: {nodes} nodes, {pods} pods");
+    println!(
+        "load (all pods Ready): {:.2} s (goal < 60 s)",
+        load.as_secs_f64()
+    );
+    println!(
+        "paginated list over HTTP: {total} pods in {pages} pages of 500, {:.3} s (goal < 1 s)",
+        list.as_secs_f64()
+    );
+    match peak_rss_mib() {
+        Some(mib) => println!("peak RSS: {mib:.0} MiB"),
+        None => println!("peak RSS: unavailable"),
+    }
+    server.shutdown().await?;
+    sim.stop().await;
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The task that runs every load balancer and the probe: it follows the store's changes,
+//! brings target sets, health checks and requests up to the clock's now, and sleeps until
+//! the next thing is due or the cluster changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::{Notify, mpsc};
+
+use super::aws::{self, AwsCmd};
+use super::probe::Probe;
+use super::settings::{self, LbSettings};
+use super::targets::TargetGroup;
+use super::world::World;
+use super::Balancer;
+use crate::scenario::LoadBalancerSpec;
+use crate::sim::InFlight;
+use crate::store::{EventKind, Resource, Store, WatchEvent};
+
+pub(super) struct State {
+    pub world: World,
+    pub balancers: HashMap<(String, String), Balancer>,
+    pub probe: Probe,
+    pub specs: HashMap<(String, String), LoadBalancerSpec>,
+    pub nodes_dirty: bool,
+}
+
+fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Whether a Service gets a load balancer.
+fn is_balanced(svc: &Value, specs: &HashMap<(String, String), LoadBalancerSpec>) -> bool {
+    let key = (
+        str_at(svc, "/metadata/namespace").to_string(),
+        str_at(svc, "/metadata/name").to_string(),
+    );
+    str_at(svc, "/spec/type") == "LoadBalancer"
+        || (str_at(svc, "/spec/type") == "NodePort"
+            && (specs.contains_key(&key)
+                || svc
+                    .pointer(&format!(
+                        "/metadata/annotations/{}",
+                        settings::ANN_LB_KIND.replace('/', "~1")
+                    ))
+                    .is_some()))
+}
+
+impl State {
+    pub(super) fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates, updates or removes the load balancer of one Service.
+    pub(super) fn on_service(
+        &mut self,
+        kind: EventKind,
+        svc: &Value,
+        store: &Store,
+        aws: Option<&mpsc::UnboundedSender<AwsCmd>>,
+    ) {
+        let key = (
+            str_at(svc, "/metadata/namespace").to_string(),
+            str_at(svc, "/metadata/name").to_string(),
+        );
+        if kind == EventKind::Deleted || !is_balanced(svc, &self.specs) {
+            self.balancers.remove(&key);
+            return;
+        }
+        let local = str_at(svc, "/spec/externalTrafficPolicy") == "Local";
+        let port0 = svc.pointer("/spec/ports/0");
+        let num = |p: &str| {
+            port0
+                .and_then(|v| v.get(p))
+                .and_then(Value::as_i64)
+                .and_then(|n| i32::try_from(n).ok())
+        };
+        let (port, node_port) = (num("port").unwrap_or(80), num("nodePort").unwrap_or(30080));
+        if let Some(lb) = self.balancers.get_mut(&key) {
+            lb.local = local;
+            return;
+        }
+        let settings = match self.specs.get(&key) {
+            Some(spec) => LbSettings::from_spec(spec),
+            None => LbSettings::from_service(svc),
+        };
+        match aws {
+            Some(tx) => {
+                let _ = tx.send(AwsCmd::Ensure {
+                    key: key.clone(),
+                    settings: settings.clone(),
+                    node_port,
+                    port,
+                });
+            }
+            None if svc
+                .pointer("/status/loadBalancer/ingress/0/hostname")
+                .is_none() =>
+            {
+                let host = format!("{}.elb.twin.local", aws::lb_name("twin", &key.0, &key.1));
+                let _ = store.mutate(Resource::Service, &key.0, &key.1, |v| {
+                    v["status"]["loadBalancer"] = json!({ "ingress": [{ "hostname": host }] });
+                    Ok(())
+                });
+            }
+            None => {}
+        }
+        self.balancers.insert(
+            key.clone(),
+            Balancer {
+                namespace: key.0,
+                service: key.1,
+                group: TargetGroup::new(settings),
+                local,
+                port,
+                node_port,
+                endpoint_cursor: 0,
+                seeded: false,
+            },
+        );
+        self.nodes_dirty = true;
+    }
+
+    /// Whether `node` passes this load balancer's health check now.
+    fn passes(world: &World, lb: &Balancer, node: &str) -> bool {
+        Self::check(world, &lb.namespace, &lb.service, lb.local, node)
+    }
+
+    fn check(world: &World, ns: &str, service: &str, local: bool, node: &str) -> bool {
+        world.nodes.contains_key(node) && (!local || world.has_local_endpoint(ns, service, node))
+    }
+
+    /// Brings every target set, health check and request up to `now`.
+    fn step(
+        &mut self,
+        now: DateTime<Utc>,
+        inflight: &InFlight,
+        aws: Option<&mpsc::UnboundedSender<AwsCmd>>,
+    ) {
+        self.probe.complete_due(now, &self.balancers, &self.world);
+        let draining_over = self
+            .balancers
+            .values()
+            .any(|lb| lb.group.draining_until().is_some_and(|t| t <= now));
+        let resync = std::mem::take(&mut self.nodes_dirty) || draining_over;
+        let world = &self.world;
+        for lb in self.balancers.values_mut() {
+            if resync || !lb.seeded {
+                let eligible: Vec<(String, Option<String>, bool)> = world
+                    .nodes
+                    .values()
+                    .filter(|n| !n.excluded)
+                    .map(|n| {
+                        (
+                            n.name.clone(),
+                            n.instance_id.clone(),
+                            Self::passes(world, lb, &n.name),
+                        )
+                    })
+                    .collect();
+                let seed = !lb.seeded;
+                let changes = lb.group.sync(&eligible, now, seed);
+                lb.seeded = true;
+                if let Some(tx) = aws {
+                    let key = (lb.namespace.clone(), lb.service.clone());
+                    let ids = |v: &[(String, Option<String>)]| {
+                        v.iter().filter_map(|(_, i)| i.clone()).collect::<Vec<_>>()
+                    };
+                    let _ = tx.send(AwsCmd::Register {
+                        key: key.clone(),
+                        instances: ids(&changes.registered),
+                    });
+                    let _ = tx.send(AwsCmd::Deregister {
+                        key,
+                        instances: ids(&changes.deregistered),
+                    });
+                }
+            }
+            if lb.group.check_due(now) {
+                let (ns, service, local) = (lb.namespace.as_str(), lb.service.as_str(), lb.local);
+                lb.group
+                    .check(now, |node| Self::check(world, ns, service, local, node));
+            }
+        }
+        self.probe
+            .issue_due(now, &mut self.balancers, &self.world, inflight);
+    }
+
+    fn next_wake(&self) -> Option<DateTime<Utc>> {
+        let lbs = self
+            .balancers
+            .values()
+            .flat_map(|lb| [lb.group.next_check(), lb.group.draining_until()])
+            .flatten();
+        lbs.chain(self.probe.next_wake()).min()
+    }
+}
+
+impl State {
+    fn on_event(&mut self, ev: &WatchEvent, now: DateTime<Utc>, store: &Store, aws: Option<&mpsc::UnboundedSender<AwsCmd>>) {
+        self.world.apply(ev, now);
+        match ev.resource {
+            Resource::Node => self.nodes_dirty = true,
+            Resource::Service => self.on_service(ev.kind, &ev.object, store, aws),
+            _ => {}
+        }
+    }
+
+    fn on_lag(&mut self, store: &Store, now: DateTime<Utc>) {
+        self.world.reload(store, now);
+        self.nodes_dirty = true;
+    }
+}
+
+/// Runs until `stop` is notified or the store's event channel closes.
+pub(super) async fn run(
+    state: Arc<Mutex<State>>,
+    mut rx: broadcast::Receiver<WatchEvent>,
+    store: Store,
+    inflight: InFlight,
+    aws: Option<mpsc::UnboundedSender<AwsCmd>>,
+    stop: Arc<Notify>,
+) {
+    let clock = store.clock().clone();
+    loop {
+        let wake = {
+            let mut st = State::lock(&state);
+            loop {
+                match rx.try_recv() {
+                    Ok(ev) => st.on_event(&ev, clock.now(), &store, aws.as_ref()),
+                    Err(TryRecvError::Lagged(_)) => st.on_lag(&store, clock.now()),
+                    Err(_) => break,
+                }
+            }
+            st.step(clock.now(), &inflight, aws.as_ref());
+            st.next_wake()
+        };
+        let sleep = async {
+            match wake {
+                Some(t) => clock.sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.notified() => return,
+            r = rx.recv() => match r {
+                Ok(ev) => State::lock(&state).on_event(&ev, clock.now(), &store, aws.as_ref()),
+                Err(RecvError::Lagged(_)) => State::lock(&state).on_lag(&store, clock.now()),
+                Err(RecvError::Closed) => return,
+            },
+            _ = sleep => {}
+        }
+    }
+}
