@@ -144,7 +144,10 @@ mod tests {
         assert!(url.starts_with(
             "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"
         ));
-        assert!(url.contains("X-Amz-SignedHeaders=host%3Bx-k8s-aws-id"), "{url}");
+        assert!(
+            url.contains("X-Amz-SignedHeaders=host%3Bx-k8s-aws-id"),
+            "{url}"
+        );
         assert!(url.contains("X-Amz-Date=20231114T221320Z"), "{url}");
         assert!(url.contains("X-Amz-Expires=60"), "{url}");
         assert!(!token.expose().ends_with('='), "token must be unpadded");

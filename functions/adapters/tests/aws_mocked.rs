@@ -14,7 +14,13 @@ use ngm_core::ports::{EksPort, PortError};
 
 fn update(status: EksStatus, errors: Vec<ErrorDetail>) -> DescribeUpdateOutput {
     DescribeUpdateOutput::builder()
-        .update(Update::builder().id("u-1").status(status).set_errors(Some(errors)).build())
+        .update(
+            Update::builder()
+                .id("u-1")
+                .status(status)
+                .set_errors(Some(errors))
+                .build(),
+        )
         .build()
 }
 
@@ -25,9 +31,18 @@ async fn describe_update_maps_every_eks_update_status() {
         .error_message("instances failed to join")
         .build();
     let cases = [
-        (update(EksStatus::InProgress, vec![]), UpdateStatus::InProgress),
-        (update(EksStatus::Successful, vec![]), UpdateStatus::Successful),
-        (update(EksStatus::Cancelled, vec![]), UpdateStatus::Cancelled),
+        (
+            update(EksStatus::InProgress, vec![]),
+            UpdateStatus::InProgress,
+        ),
+        (
+            update(EksStatus::Successful, vec![]),
+            UpdateStatus::Successful,
+        ),
+        (
+            update(EksStatus::Cancelled, vec![]),
+            UpdateStatus::Cancelled,
+        ),
         (
             update(EksStatus::Failed, vec![failed]),
             UpdateStatus::Failed {
@@ -40,7 +55,10 @@ async fn describe_update_maps_every_eks_update_status() {
             .match_requests(|r| r.update_id() == Some("u-1") && r.nodegroup_name() == Some("green"))
             .then_output(move || output.clone());
         let eks = EksAdapter::new(mock_client!(aws_sdk_eks, [&rule]));
-        assert_eq!(eks.describe_update("prod", "green", "u-1").await.unwrap(), want);
+        assert_eq!(
+            eks.describe_update("prod", "green", "u-1").await.unwrap(),
+            want
+        );
         assert_eq!(rule.num_calls(), 1);
     }
 }
@@ -50,7 +68,8 @@ fn throttled() -> HttpResponse {
         StatusCode::try_from(429).unwrap(),
         SdkBody::from(r#"{"message":"Rate exceeded"}"#),
     );
-    resp.headers_mut().insert("x-amzn-ErrorType", "ThrottlingException");
+    resp.headers_mut()
+        .insert("x-amzn-ErrorType", "ThrottlingException");
     resp
 }
 
@@ -69,7 +88,8 @@ fn in_use(message: &'static str) -> impl Fn() -> HttpResponse + Send + Sync + 's
             StatusCode::try_from(409).unwrap(),
             SdkBody::from(format!(r#"{{"message":"{message}"}}"#)),
         );
-        resp.headers_mut().insert("x-amzn-ErrorType", "ResourceInUseException");
+        resp.headers_mut()
+            .insert("x-amzn-ErrorType", "ResourceInUseException");
         resp
     }
 }

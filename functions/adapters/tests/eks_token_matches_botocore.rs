@@ -17,8 +17,17 @@ fn botocore_url(cluster: &str, region: &str, epoch: u64, creds: &[&str]) -> Stri
         .args([cluster, region, &epoch.to_string()])
         .args(creds)
         .output()
-        .unwrap_or_else(|e| panic!("run {} (scripts/bootstrap installs it): {e}", python.display()));
-    assert!(out.status.success(), "botocore failed: {}", String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (scripts/bootstrap installs it): {e}",
+                python.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "botocore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -59,9 +68,18 @@ fn token_url_equals_botocores_presigned_get_caller_identity() {
 
 #[test]
 fn token_with_a_session_token_equals_botocores() {
-    let (akid, secret, session) = ("ASIAEXAMPLE", "c2VjcmV0/key+x", "FwoGZXIvYXdzEJr//session==");
+    let (akid, secret, session) = (
+        "ASIAEXAMPLE",
+        "c2VjcmV0/key+x",
+        "FwoGZXIvYXdzEJr//session==",
+    );
     let creds = Credentials::new(akid, secret, Some(session.to_owned()), None, "test");
-    let theirs = parts(&botocore_url("blue", "ap-southeast-2", 1_750_000_000, &[akid, secret, session]));
+    let theirs = parts(&botocore_url(
+        "blue",
+        "ap-southeast-2",
+        1_750_000_000,
+        &[akid, secret, session],
+    ));
     let mine = parts(&ours("blue", "ap-southeast-2", 1_750_000_000, &creds));
     assert_eq!(mine, theirs);
 }

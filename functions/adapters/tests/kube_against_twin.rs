@@ -7,8 +7,8 @@ use aws_credential_types::Credentials;
 use ngm_adapters::auth::mint_token;
 use ngm_adapters::kube::{ClusterEndpoint, KubeAdapter, client_for_cluster};
 use ngm_core::model::{
-    ClusterInfo, EventType, LabelSelector, ObjectRef, SelectorOperator, SelectorRequirement,
-    Taint, TaintEffect, WorkloadKind, WorkloadRef,
+    ClusterInfo, EventType, LabelSelector, ObjectRef, SelectorOperator, SelectorRequirement, Taint,
+    TaintEffect, WorkloadKind, WorkloadRef,
 };
 use ngm_core::ports::{EvictOutcome, HpaPatch, KubePort, MetadataPatch};
 use ngm_twin::server::{ServerHandle, serve_local};
@@ -29,7 +29,10 @@ async fn twin() -> (Store, KubeAdapter, ServerHandle) {
     };
     let creds = Credentials::new("AKID", "SECRET", None, None, "test");
     let token = mint_token(&creds, "us-east-1", "prod", SystemTime::now()).unwrap();
-    let endpoint = ClusterEndpoint { url: Some(url), ca_data: Some(String::new()) };
+    let endpoint = ClusterEndpoint {
+        url: Some(url),
+        ca_data: Some(String::new()),
+    };
     let client = client_for_cluster(&cluster, &token, &endpoint).expect("client");
     (store, KubeAdapter::new(client), handle)
 }
@@ -63,10 +66,22 @@ fn pod(name: &str, node: &str, app: &str) -> Value {
 fn seed_nodes(store: &Store) {
     let eks_taint = json!([{"key": "dedicated", "value": "web", "effect": "NoSchedule"}]);
     for i in 0..5 {
-        store.create(Resource::Node, "", node(&format!("old-{i}"), "blue", eks_taint.clone())).unwrap();
+        store
+            .create(
+                Resource::Node,
+                "",
+                node(&format!("old-{i}"), "blue", eks_taint.clone()),
+            )
+            .unwrap();
     }
     for i in 0..2 {
-        store.create(Resource::Node, "", node(&format!("new-{i}"), "green", json!([]))).unwrap();
+        store
+            .create(
+                Resource::Node,
+                "",
+                node(&format!("new-{i}"), "green", json!([])),
+            )
+            .unwrap();
     }
 }
 
@@ -76,9 +91,18 @@ async fn lists_nodes_by_equality_and_set_selectors_across_pages() {
     seed_nodes(&store);
     let kube = kube.with_page_size(2);
 
-    let blue = kube.list_nodes(&LabelSelector::eq([("eks.amazonaws.com/nodegroup", "blue")])).await.unwrap();
+    let blue = kube
+        .list_nodes(&LabelSelector::eq([(
+            "eks.amazonaws.com/nodegroup",
+            "blue",
+        )]))
+        .await
+        .unwrap();
     assert_eq!(blue.len(), 5);
-    assert!(blue.iter().all(|n| n.ready && n.instance_id().is_some_and(|i| i.starts_with("i-old"))));
+    assert!(
+        blue.iter()
+            .all(|n| n.ready && n.instance_id().is_some_and(|i| i.starts_with("i-old")))
+    );
     assert_eq!(blue[0].allocatable.cpu_millis, 8000);
     assert_eq!(blue[0].taints.len(), 1);
     // 5 items at 2 per page is 3 requests: the adapter followed `continue`.
@@ -96,29 +120,56 @@ async fn lists_nodes_by_equality_and_set_selectors_across_pages() {
     let mut names: Vec<_> = green.iter().map(|n| n.name.clone()).collect();
     names.sort();
     assert_eq!(names, vec!["new-0", "new-1"]);
-    assert_eq!(kube.list_nodes(&LabelSelector::default()).await.unwrap().len(), 7);
+    assert_eq!(
+        kube.list_nodes(&LabelSelector::default())
+            .await
+            .unwrap()
+            .len(),
+        7
+    );
 }
 
 #[tokio::test]
 async fn taint_patch_keeps_the_groups_own_taints_and_is_a_no_op_when_present() {
     let (store, kube, _server) = twin().await;
     seed_nodes(&store);
-    let ngm = Taint { key: "ngm.io/retiring".into(), value: Some("e1".into()), effect: TaintEffect::NoSchedule };
+    let ngm = Taint {
+        key: "ngm.io/retiring".into(),
+        value: Some("e1".into()),
+        effect: TaintEffect::NoSchedule,
+    };
 
-    kube.patch_node_taints("old-0", std::slice::from_ref(&ngm), &[]).await.unwrap();
+    kube.patch_node_taints("old-0", std::slice::from_ref(&ngm), &[])
+        .await
+        .unwrap();
     let node = store.get(Resource::Node, "", "old-0").unwrap();
     let taints = node["spec"]["taints"].as_array().unwrap();
     assert_eq!(taints.len(), 2, "{taints:?}");
     assert!(taints.iter().any(|t| t["key"] == "dedicated"));
-    assert!(taints.iter().any(|t| t["key"] == "ngm.io/retiring" && t["effect"] == "NoSchedule"));
+    assert!(
+        taints
+            .iter()
+            .any(|t| t["key"] == "ngm.io/retiring" && t["effect"] == "NoSchedule")
+    );
 
     let patches = store.requests().count("patch", "nodes");
-    kube.patch_node_taints("old-0", std::slice::from_ref(&ngm), &[]).await.unwrap();
-    assert_eq!(store.requests().count("patch", "nodes"), patches, "second taint must not write");
+    kube.patch_node_taints("old-0", std::slice::from_ref(&ngm), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.requests().count("patch", "nodes"),
+        patches,
+        "second taint must not write"
+    );
 
-    kube.patch_node_taints("old-0", &[], std::slice::from_ref(&ngm)).await.unwrap();
+    kube.patch_node_taints("old-0", &[], std::slice::from_ref(&ngm))
+        .await
+        .unwrap();
     let node = store.get(Resource::Node, "", "old-0").unwrap();
-    assert_eq!(node["spec"]["taints"], json!([{"key": "dedicated", "value": "web", "effect": "NoSchedule"}]));
+    assert_eq!(
+        node["spec"]["taints"],
+        json!([{"key": "dedicated", "value": "web", "effect": "NoSchedule"}])
+    );
 }
 
 #[tokio::test]
@@ -131,7 +182,10 @@ async fn label_merge_patch_sets_and_removes_and_cordon_sets_unschedulable() {
     kube.set_unschedulable("old-1", true).await.unwrap();
     let node = store.get(Resource::Node, "", "old-1").unwrap();
     assert_eq!(node["metadata"]["labels"][exclude], "ngm");
-    assert_eq!(node["metadata"]["labels"]["eks.amazonaws.com/nodegroup"], "blue");
+    assert_eq!(
+        node["metadata"]["labels"]["eks.amazonaws.com/nodegroup"],
+        "blue"
+    );
     assert_eq!(node["spec"]["unschedulable"], true);
 
     let unset: MetadataPatch = [(exclude.to_owned(), None)].into();
@@ -148,21 +202,51 @@ async fn pods_are_read_per_node_and_per_selector() {
     seed_nodes(&store);
     for i in 0..6 {
         let node = if i < 4 { "old-0" } else { "new-0" };
-        store.create(Resource::Pod, "default", pod(&format!("web-{i}"), node, "web")).unwrap();
+        store
+            .create(
+                Resource::Pod,
+                "default",
+                pod(&format!("web-{i}"), node, "web"),
+            )
+            .unwrap();
     }
-    store.create(Resource::Pod, "default", pod("db-0", "old-0", "db")).unwrap();
-    let on_old = kube.clone().with_page_size(2).list_pods_on_node("old-0").await.unwrap();
+    store
+        .create(Resource::Pod, "default", pod("db-0", "old-0", "db"))
+        .unwrap();
+    let on_old = kube
+        .clone()
+        .with_page_size(2)
+        .list_pods_on_node("old-0")
+        .await
+        .unwrap();
     assert_eq!(on_old.len(), 5);
-    assert!(on_old.iter().all(|p| p.node_name.as_deref() == Some("old-0")));
+    assert!(
+        on_old
+            .iter()
+            .all(|p| p.node_name.as_deref() == Some("old-0"))
+    );
     assert_eq!(on_old[0].requests.cpu_millis, 250);
-    assert_eq!(on_old[0].owner.as_ref().map(|o| o.kind.as_str()), Some("ReplicaSet"));
+    assert_eq!(
+        on_old[0].owner.as_ref().map(|o| o.kind.as_str()),
+        Some("ReplicaSet")
+    );
 
-    let web = kube.list_pods(Some("default"), &LabelSelector::eq([("app", "web")])).await.unwrap();
+    let web = kube
+        .list_pods(Some("default"), &LabelSelector::eq([("app", "web")]))
+        .await
+        .unwrap();
     assert_eq!(web.len(), 6);
-    let mark: MetadataPatch = [("controller.kubernetes.io/pod-deletion-cost".to_owned(), Some("-1000".to_owned()))].into();
+    let mark: MetadataPatch = [(
+        "controller.kubernetes.io/pod-deletion-cost".to_owned(),
+        Some("-1000".to_owned()),
+    )]
+    .into();
     kube.annotate_pod("default", "web-0", &mark).await.unwrap();
     let p = store.get(Resource::Pod, "default", "web-0").unwrap();
-    assert_eq!(p["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"], "-1000");
+    assert_eq!(
+        p["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"],
+        "-1000"
+    );
 }
 
 fn pdb(min_available: i64) -> Value {
@@ -175,26 +259,61 @@ async fn eviction_answers_evicted_blocked_with_the_pdb_and_gone_for_404_and_409(
     let (store, kube, _server) = twin().await;
     seed_nodes(&store);
     for i in 0..3 {
-        store.create(Resource::Pod, "default", pod(&format!("web-{i}"), "old-0", "web")).unwrap();
+        store
+            .create(
+                Resource::Pod,
+                "default",
+                pod(&format!("web-{i}"), "old-0", "web"),
+            )
+            .unwrap();
     }
     // minAvailable 2 of 3 healthy pods allows exactly one disruption.
-    store.create(Resource::PodDisruptionBudget, "default", pdb(2)).unwrap();
+    store
+        .create(Resource::PodDisruptionBudget, "default", pdb(2))
+        .unwrap();
     let uid = |name: &str| {
-        store.get(Resource::Pod, "default", name).unwrap()["metadata"]["uid"].as_str().unwrap().to_owned()
+        store.get(Resource::Pod, "default", name).unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
 
-    let first = kube.evict_pod("default", "web-0", &uid("web-0")).await.unwrap();
+    let first = kube
+        .evict_pod("default", "web-0", &uid("web-0"))
+        .await
+        .unwrap();
     assert_eq!(first, EvictOutcome::Evicted);
     let evicted = store.try_get(Resource::Pod, "default", "web-0");
     assert!(evicted.is_none_or(|p| p["metadata"]["deletionTimestamp"].is_string()));
 
-    let second = kube.evict_pod("default", "web-1", &uid("web-1")).await.unwrap();
-    assert_eq!(second, EvictOutcome::PdbBlocked { pdb: Some("web-pdb".into()) });
-    assert!(store.get(Resource::Pod, "default", "web-1").unwrap()["metadata"]["deletionTimestamp"].is_null());
+    let second = kube
+        .evict_pod("default", "web-1", &uid("web-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        second,
+        EvictOutcome::PdbBlocked {
+            pdb: Some("web-pdb".into())
+        }
+    );
+    assert!(
+        store.get(Resource::Pod, "default", "web-1").unwrap()["metadata"]["deletionTimestamp"]
+            .is_null()
+    );
 
-    let wrong_uid = kube.evict_pod("default", "web-2", "not-its-uid").await.unwrap();
-    assert_eq!(wrong_uid, EvictOutcome::AlreadyGone, "409 on the UID precondition");
-    assert!(store.get(Resource::Pod, "default", "web-2").unwrap()["metadata"]["deletionTimestamp"].is_null());
+    let wrong_uid = kube
+        .evict_pod("default", "web-2", "not-its-uid")
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong_uid,
+        EvictOutcome::AlreadyGone,
+        "409 on the UID precondition"
+    );
+    assert!(
+        store.get(Resource::Pod, "default", "web-2").unwrap()["metadata"]["deletionTimestamp"]
+            .is_null()
+    );
 
     let missing = kube.evict_pod("default", "web-9", "x").await.unwrap();
     assert_eq!(missing, EvictOutcome::AlreadyGone, "404");
@@ -214,7 +333,11 @@ async fn workloads_scale_through_the_scale_subresource_and_hpas_and_events_are_w
         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             "minReplicas": 2, "maxReplicas": 5},
     })).unwrap();
-    let web = WorkloadRef { kind: WorkloadKind::Deployment, namespace: "default".into(), name: "web".into() };
+    let web = WorkloadRef {
+        kind: WorkloadKind::Deployment,
+        namespace: "default".into(),
+        name: "web".into(),
+    };
 
     let view = kube.get_workload(&web).await.unwrap().expect("deployment");
     assert_eq!(view.replicas, 3);
@@ -222,7 +345,10 @@ async fn workloads_scale_through_the_scale_subresource_and_hpas_and_events_are_w
     kube.scale_workload(&web, 6).await.unwrap();
     assert_eq!(store.requests().count("patch", "deployments/scale"), 1);
     assert_eq!(kube.get_workload(&web).await.unwrap().unwrap().replicas, 6);
-    let missing = WorkloadRef { name: "nope".into(), ..web.clone() };
+    let missing = WorkloadRef {
+        name: "nope".into(),
+        ..web.clone()
+    };
     assert_eq!(kube.get_workload(&missing).await.unwrap(), None);
 
     let patch = HpaPatch {
@@ -233,9 +359,22 @@ async fn workloads_scale_through_the_scale_subresource_and_hpas_and_events_are_w
     kube.patch_hpa("default", "web", &patch).await.unwrap();
     let hpas = kube.list_hpas().await.unwrap();
     assert_eq!((hpas[0].min_replicas, hpas[0].max_replicas), (Some(6), 6));
-    assert_eq!(hpas[0].annotations.get("ngm.io/original-hpa").map(String::as_str), Some("2/5"));
+    assert_eq!(
+        hpas[0]
+            .annotations
+            .get("ngm.io/original-hpa")
+            .map(String::as_str),
+        Some("2/5")
+    );
 
-    kube.record_event(&ObjectRef::workload(&web), EventType::Normal, "Surged", "scaled to 6").await.unwrap();
+    kube.record_event(
+        &ObjectRef::workload(&web),
+        EventType::Normal,
+        "Surged",
+        "scaled to 6",
+    )
+    .await
+    .unwrap();
     let events = store.list_all(Resource::Event, Some("default"));
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["involvedObject"]["name"], "web");
@@ -248,16 +387,31 @@ async fn a_step_lists_pods_per_node_so_requests_grow_with_nodes_not_nodes_times_
     seed_nodes(&store);
     for n in 0..5 {
         for i in 0..20 {
-            store.create(Resource::Pod, "default", pod(&format!("p-{n}-{i}"), &format!("old-{n}"), "web")).unwrap();
+            store
+                .create(
+                    Resource::Pod,
+                    "default",
+                    pod(&format!("p-{n}-{i}"), &format!("old-{n}"), "web"),
+                )
+                .unwrap();
         }
     }
     let before = store.requests().count("list", "pods");
-    let nodes = kube.list_nodes(&LabelSelector::eq([("eks.amazonaws.com/nodegroup", "blue")])).await.unwrap();
+    let nodes = kube
+        .list_nodes(&LabelSelector::eq([(
+            "eks.amazonaws.com/nodegroup",
+            "blue",
+        )]))
+        .await
+        .unwrap();
     let mut total = 0;
     for n in &nodes {
         total += kube.list_pods_on_node(&n.name).await.unwrap().len();
     }
     assert_eq!(total, 100);
-    assert_eq!(store.requests().count("list", "pods") - before, 5, "one list per node");
+    assert_eq!(
+        store.requests().count("list", "pods") - before,
+        5,
+        "one list per node"
+    );
 }
-

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "ngm", version, about = "Zero-downtime EKS node-group migrations")]
+#[command(
+    name = "ngm",
+    version,
+    about = "Zero-downtime EKS node-group migrations"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -21,7 +21,11 @@ fn ngm(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -29,8 +33,10 @@ fn schema_prints_the_committed_request_schema() {
     let out = ngm(&["schema"], None);
     assert!(out.status.success());
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let committed: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("statemachine/request.schema.json")).unwrap()).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("statemachine/request.schema.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(printed, committed);
 }
 
@@ -42,7 +48,12 @@ fn validate_says_ok_for_every_committed_example() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
             let out = ngm(&["validate", path.to_str().unwrap()], None);
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok", "{}", path.display());
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "ok",
+                "{}",
+                path.display()
+            );
             assert!(out.status.success());
             seen += 1;
         }
@@ -65,7 +76,10 @@ fn validate_prints_every_problem_with_its_field_and_exits_1() {
     let out = ngm(&["validate", "-"], Some(bad));
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("target.scaling.desired (12) is above target.scaling.max (10)"), "{text}");
+    assert!(
+        text.contains("target.scaling.desired (12) is above target.scaling.max (10)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -84,14 +98,25 @@ fn validate_reports_each_semantic_problem_on_its_own_line() {
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 4, "{text}");
-    for field in ["source.managedNodeGroup", "target.instanceTypes[0]", "target.scaling.desired", "target.labels"] {
-        assert!(lines.iter().any(|l| l.starts_with(field)), "no line for {field}: {text}");
+    for field in [
+        "source.managedNodeGroup",
+        "target.instanceTypes[0]",
+        "target.scaling.desired",
+        "target.labels",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(field)),
+            "no line for {field}: {text}"
+        );
     }
 }
 
 #[test]
 fn validate_rejects_unknown_fields_naming_them() {
-    let out = ngm(&["validate", "-"], Some(r#"{"cluster": {"name": "p", "region": "us-east-1", "zone": "a"}}"#));
+    let out = ngm(
+        &["validate", "-"],
+        Some(r#"{"cluster": {"name": "p", "region": "us-east-1", "zone": "a"}}"#),
+    );
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("zone"), "{text}");

@@ -15,7 +15,10 @@ use ngm_twin::server::serve_local;
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<u32> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u32> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let nodes = args.first().copied().unwrap_or(1000);
     let pods = args.get(1).copied().unwrap_or(30_000);
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -25,7 +28,10 @@ async fn main() {
         .boot(Duration::from_secs(1800))
         .await
         .expect("boot");
-    println!("twin: {nodes} nodes, {pods} pods Ready in {:.1} s", start.elapsed().as_secs_f64());
+    println!(
+        "twin: {nodes} nodes, {pods} pods Ready in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     let (url, _server) = serve_local(store.clone()).await.expect("serve");
     let cluster = ClusterInfo {
         name: "scale".into(),
@@ -43,13 +49,22 @@ async fn main() {
 
     let before = store.requests().snapshot();
     let t = Instant::now();
-    let view = observe_cluster(&kube, &LabelSelector::eq([("eks.amazonaws.com/nodegroup", "bulk")]))
-        .await
-        .expect("observe");
+    let view = observe_cluster(
+        &kube,
+        &LabelSelector::eq([("eks.amazonaws.com/nodegroup", "bulk")]),
+    )
+    .await
+    .expect("observe");
     let took = t.elapsed();
     let after = store.requests().snapshot();
     let mut total = 0;
-    println!("planning read {} nodes, {} pods, {} workloads in {:.2} s", view.old_nodes.len(), view.old_pods.len(), view.workloads.len(), took.as_secs_f64());
+    println!(
+        "planning read {} nodes, {} pods, {} workloads in {:.2} s",
+        view.old_nodes.len(),
+        view.old_pods.len(),
+        view.workloads.len(),
+        took.as_secs_f64()
+    );
     for (key, n) in &after {
         let d = n - before.get(key).copied().unwrap_or(0);
         if d > 0 {

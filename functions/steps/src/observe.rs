@@ -32,6 +32,15 @@ pub async fn observe_cluster(
     old_nodes: &LabelSelector,
 ) -> PortResult<ClusterView> {
     let nodes = kube.list_nodes(old_nodes).await?;
+    observe_with_nodes(kube, nodes).await
+}
+
+/// As [`observe_cluster`], for old nodes already listed (a self-managed group's nodes are found
+/// by instance id, not by a selector).
+pub async fn observe_with_nodes(
+    kube: &dyn KubePort,
+    nodes: Vec<NodeView>,
+) -> PortResult<ClusterView> {
     let old_pods = if nodes.len() <= PER_NODE_POD_LIST_LIMIT {
         let mut pods = Vec::new();
         for n in &nodes {

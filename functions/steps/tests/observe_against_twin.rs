@@ -42,9 +42,12 @@ async fn planning_a_small_group_lists_pods_once_per_old_node() {
     let (url, _server) = serve_local(store.clone()).await.unwrap();
     let kube = adapter(url).await;
     let before = list_requests(&store);
-    let view = observe_cluster(&kube, &LabelSelector::eq([("eks.amazonaws.com/nodegroup", "bulk")]))
-        .await
-        .unwrap();
+    let view = observe_cluster(
+        &kube,
+        &LabelSelector::eq([("eks.amazonaws.com/nodegroup", "bulk")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(view.old_nodes.len(), 12);
     assert_eq!(view.old_pods.len(), 240);
     assert_eq!(view.workloads.len(), 8);
@@ -62,9 +65,12 @@ async fn planning_a_large_group_lists_all_pods_in_pages_instead_of_per_node() {
     let (url, _server) = serve_local(store.clone()).await.unwrap();
     let kube = adapter(url).await.with_page_size(500);
     let before = list_requests(&store);
-    let view = observe_cluster(&kube, &LabelSelector::eq([("eks.amazonaws.com/nodegroup", "bulk")]))
-        .await
-        .unwrap();
+    let view = observe_cluster(
+        &kube,
+        &LabelSelector::eq([("eks.amazonaws.com/nodegroup", "bulk")]),
+    )
+    .await
+    .unwrap();
     assert_eq!(view.old_nodes.len(), 80);
     assert_eq!(view.old_pods.len(), 1200);
     // 1,200 pods at 500 a page is 3 requests, not 80.

@@ -59,7 +59,10 @@ impl MotoServer {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| fail(e.to_string()))?;
-        let stdout = child.stdout.take().ok_or_else(|| fail("no stdout".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| fail("no stdout".into()))?;
         let mut line = String::new();
         let mut reader = BufReader::new(stdout);
         let read = reader.read_line(&mut line);

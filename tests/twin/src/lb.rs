@@ -19,8 +19,8 @@
 //! [`Balancers::start`] runs all of it, with the [`probe`], as one task on the store's clock.
 
 pub mod aws;
-mod runtime;
 pub mod probe;
+mod runtime;
 pub mod settings;
 pub mod targets;
 pub mod world;
@@ -185,7 +185,14 @@ impl Balancers {
         }
         let state = Arc::new(Mutex::new(state));
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(runtime::run(state.clone(), rx, store.clone(), inflight, aws_tx, stop.clone()));
+        let task = tokio::spawn(runtime::run(
+            state.clone(),
+            rx,
+            store.clone(),
+            inflight,
+            aws_tx,
+            stop.clone(),
+        ));
         Self {
             state,
             aws: aws_shared,

@@ -5,6 +5,7 @@
 //! - `store`, `api`, `server`, `kubeconfig`: the Kubernetes API surface.
 //! - `clock`, `sim`, `scenario`: time, controllers, scheduler, kubelet and scenarios.
 //! - `eks`, `lb`, `report`: the EKS control plane, load balancers/traffic, the report.
+//! - `twin`: all of it run together from a scenario ([`twin::Twin`]), as `ngm-twin serve` does.
 
 pub mod api;
 pub mod clock;
@@ -17,3 +18,4 @@ pub mod seed;
 pub mod server;
 pub mod sim;
 pub mod store;
+pub mod twin;

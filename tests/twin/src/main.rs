@@ -1,14 +1,17 @@
-//! `ngm-twin serve [--scenario FILE] [--port N] [--kubeconfig PATH]`: runs the twin for any
-//! client. The first line on stdout is the URL served (`http://127.0.0.1:PORT`).
+//! `ngm-twin serve [--scenario FILE] [--port N] [--kubeconfig PATH] [--moto-url URL] [--speed X]`
+//! runs the cluster twin for any client. The first line on stdout is the URL served
+//! (`http://127.0.0.1:PORT`); then one `KEY=VALUE` line per environment variable a client
+//! needs. It runs until SIGINT or SIGTERM; with `--report PATH` it then writes the run's JSON
+//! report there and its summary to stderr.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use ngm_twin::clock::Clock;
-use ngm_twin::store::Store;
-use ngm_twin::{kubeconfig, seed, server};
+use ngm_twin::scenario::Scenario;
+use ngm_twin::seed;
+use ngm_twin::twin::{Twin, TwinOptions};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
 #[command(name = "ngm-twin", about = "The ngm cluster twin")]
@@ -19,9 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the twin's Kubernetes API on 127.0.0.1.
+    /// Serve the twin's Kubernetes and EKS APIs on 127.0.0.1.
     Serve {
-        /// Objects to load (Kubernetes manifests, YAML).
+        /// A scenario (tests/scenarios/*.yaml), or plain Kubernetes manifests.
         #[arg(long)]
         scenario: Option<PathBuf>,
         /// Port to listen on (0: any free port).
@@ -30,6 +33,15 @@ enum Command {
         /// Where to write a kubeconfig for kubectl.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+        /// Use this moto server instead of starting one.
+        #[arg(long)]
+        moto_url: Option<String>,
+        /// Simulated seconds per real second (default: the scenario's `cluster.speed`).
+        #[arg(long)]
+        speed: Option<f64>,
+        /// On exit, write the JSON report of the run (from the moment the URL is printed).
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
 }
 
@@ -43,22 +55,50 @@ async fn main() -> anyhow::Result<()> {
         scenario,
         port,
         kubeconfig,
+        moto_url,
+        speed,
+        report,
     } = Cli::parse().command;
-    let store = Store::new(Clock::scaled(1.0));
-    if let Some(path) = scenario {
-        let text = std::fs::read_to_string(&path)?;
-        let n = seed::seed_manifests(&store, &text)?;
-        tracing::info!(objects = n, file = %path.display(), "scenario loaded");
+    let options = TwinOptions {
+        port,
+        kubeconfig,
+        moto_url,
+        speed,
+        ..TwinOptions::default()
+    };
+    let text = scenario.as_ref().map(std::fs::read_to_string).transpose()?;
+    // A scenario has a `cluster`; anything else is taken as manifests to load as they are.
+    let manifests = text
+        .as_deref()
+        .filter(|t| !t.lines().any(|l| l.starts_with("cluster:")));
+    let parsed = match (&text, manifests) {
+        (Some(t), None) => Some(Scenario::parse(t)?),
+        _ => None,
+    };
+    let mut twin = Twin::start(parsed, options).await?;
+    if let Some(m) = manifests {
+        let n = seed::seed_manifests(twin.store(), m)?;
+        tracing::info!(objects = n, "manifests loaded");
     }
-    let (url, handle) = server::serve(store, SocketAddr::from(([127, 0, 0, 1], port))).await?;
-    println!("{url}");
-    std::io::stdout().flush()?;
-    let path = kubeconfig.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("ngm-twin-{}.kubeconfig", handle.addr.port()))
-    });
-    kubeconfig::write_kubeconfig(&path, &url)?;
-    eprintln!("kubeconfig: {}", path.display());
-    tokio::signal::ctrl_c().await?;
-    handle.shutdown().await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", twin.url())?;
+    for (k, v) in twin.env() {
+        writeln!(out, "{k}={v}")?;
+    }
+    out.flush()?;
+    drop(out);
+    // The run (timed faults, the report's "before") starts once clients can connect.
+    twin.begin_run();
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    if let Some(path) = report {
+        let run = twin.finish_run().await?;
+        run.write_json(&path)?;
+        eprintln!("{}", run.summary());
+    }
+    twin.shutdown().await?;
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! Serves the Kubernetes API on 127.0.0.1 and shuts it down gracefully.
+//! Serves the Kubernetes API (alone, or merged with the EKS API by [`crate::twin`]) on
+//! 127.0.0.1 and shuts it down gracefully.
 
 use std::net::SocketAddr;
 
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -57,9 +59,15 @@ pub async fn serve_with(
     options: ApiOptions,
 ) -> std::io::Result<(String, ServerHandle)> {
     let listener = TcpListener::bind(addr).await?;
+    let handle = serve_app(listener, router_with(store, options))?;
+    Ok((handle.url(), handle))
+}
+
+/// Serves any router on a bound listener: the whole twin merges the Kubernetes API with the
+/// EKS REST API and serves both on one port.
+pub fn serve_app(listener: TcpListener, app: Router) -> std::io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = router_with(store, options);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -67,12 +75,11 @@ pub async fn serve_with(
             })
             .await
     });
-    let handle = ServerHandle {
+    Ok(ServerHandle {
         addr,
         stop: Some(stop),
         task,
-    };
-    Ok((handle.url(), handle))
+    })
 }
 
 /// Serves on an ephemeral port of 127.0.0.1.

@@ -50,7 +50,12 @@ fn info_of(g: &AutoScalingGroup) -> AsgInfo {
         tags: g
             .tags()
             .iter()
-            .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                ))
+            })
             .collect(),
         suspended_processes: g
             .suspended_processes()

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
-    InstanceType, LaunchTemplateHttpTokensState, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    InstanceType, LaunchTemplateHttpTokensState,
+    LaunchTemplateIamInstanceProfileSpecificationRequest,
     LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateVersion as Ec2Version,
     RequestLaunchTemplateData,
 };
@@ -73,19 +74,34 @@ fn overrides_data(o: &LaunchTemplateOverrides) -> RequestLaunchTemplateData {
 }
 
 /// The source's carried-over fields with the overrides on top, for a new template.
-fn clone_data(source: &LaunchTemplateVersion, o: &LaunchTemplateOverrides) -> RequestLaunchTemplateData {
-    let s = |k: &str| source.data.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+fn clone_data(
+    source: &LaunchTemplateVersion,
+    o: &LaunchTemplateOverrides,
+) -> RequestLaunchTemplateData {
+    let s = |k: &str| {
+        source
+            .data
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
     let groups: Vec<String> = source
         .data
         .get("securityGroupIds")
         .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let profile = (s("iamInstanceProfileArn").is_some() || s("iamInstanceProfileName").is_some())
         .then(|| {
             LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
                 .set_arn(s("iamInstanceProfileArn"))
-                .set_name(s("iamInstanceProfileName").filter(|_| s("iamInstanceProfileArn").is_none()))
+                .set_name(
+                    s("iamInstanceProfileName").filter(|_| s("iamInstanceProfileArn").is_none()),
+                )
                 .build()
         });
     let metadata = s("httpTokens").map(|t| {
@@ -154,7 +170,10 @@ impl Ec2Port for Ec2Adapter {
             .send()
             .await
             .map_err(|e| classify("ec2:DescribeLaunchTemplateVersions", e));
-        Ok(none_if_missing(out)?.and_then(|o| o.launch_template_versions().first().map(version_of)))
+        Ok(
+            none_if_missing(out)?
+                .and_then(|o| o.launch_template_versions().first().map(version_of)),
+        )
     }
 
     async fn create_launch_template_version(

@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancing::Client as ClassicClient;
 use aws_sdk_elasticloadbalancingv2::Client as V2Client;
-use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, LoadBalancerTypeEnum, TargetHealthStateEnum};
+use aws_sdk_elasticloadbalancingv2::types::{
+    LoadBalancer, LoadBalancerTypeEnum, TargetHealthStateEnum,
+};
 use ngm_core::model::{
     ClassicDraining, LbKind, LoadBalancerInfo, TargetGroupInfo, TargetHealth, TargetHealthState,
 };
@@ -25,9 +27,16 @@ impl ElbAdapter {
     }
 
     async fn find_v2(&self, dns: &str) -> PortResult<Option<LoadBalancer>> {
-        let pages: Vec<_> = self.v2.describe_load_balancers().into_paginator().send().collect().await;
+        let pages: Vec<_> = self
+            .v2
+            .describe_load_balancers()
+            .into_paginator()
+            .send()
+            .collect()
+            .await;
         for page in pages {
-            let page = page.map_err(|e| classify("elasticloadbalancing:DescribeLoadBalancers", e))?;
+            let page =
+                page.map_err(|e| classify("elasticloadbalancing:DescribeLoadBalancers", e))?;
             if let Some(lb) = page
                 .load_balancers()
                 .iter()
@@ -138,7 +147,8 @@ impl ElbAdapter {
             .await;
         let mut name = None;
         for page in pages {
-            let page = page.map_err(|e| classify("elasticloadbalancing:DescribeLoadBalancers", e))?;
+            let page =
+                page.map_err(|e| classify("elasticloadbalancing:DescribeLoadBalancers", e))?;
             if let Some(lb) = page
                 .load_balancer_descriptions()
                 .iter()
@@ -166,10 +176,15 @@ impl ElbAdapter {
                 .and_then(|c| u64::try_from(c.idle_timeout()).ok()),
             tcp_idle_timeout_secs: None,
             target_groups: Vec::new(),
-            classic_draining: a.and_then(|a| a.connection_draining()).map(|d| ClassicDraining {
-                enabled: d.enabled(),
-                timeout_secs: d.timeout().and_then(|t| u64::try_from(t).ok()).unwrap_or(300),
-            }),
+            classic_draining: a
+                .and_then(|a| a.connection_draining())
+                .map(|d| ClassicDraining {
+                    enabled: d.enabled(),
+                    timeout_secs: d
+                        .timeout()
+                        .and_then(|t| u64::try_from(t).ok())
+                        .unwrap_or(300),
+                }),
         }))
     }
 }
@@ -244,4 +259,3 @@ impl ElbPort for ElbAdapter {
             .collect())
     }
 }
-

@@ -152,8 +152,18 @@ mod tests {
         let cases: &[(&str, u16, &str, &str)] = &[
             ("ResourceNotFoundException", 404, "", "NotFound"),
             ("ParameterNotFound", 400, "", "NotFound"),
-            ("ValidationError", 400, "AutoScalingGroup name not found - x", "NotFound"),
-            ("ValidationError", 400, "MaxSize must be >= MinSize", "Invalid"),
+            (
+                "ValidationError",
+                400,
+                "AutoScalingGroup name not found - x",
+                "NotFound",
+            ),
+            (
+                "ValidationError",
+                400,
+                "MaxSize must be >= MinSize",
+                "Invalid",
+            ),
             ("ThrottlingException", 400, "Rate exceeded", "Throttled"),
             ("Throttling", 400, "", "Throttled"),
             ("RequestLimitExceeded", 503, "", "Throttled"),

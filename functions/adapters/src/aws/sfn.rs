@@ -68,12 +68,11 @@ impl SfnPort for SfnAdapter {
             Ok(o) => Ok(o.execution_arn().to_owned()),
             // The name is taken. Same input: this start already happened, so it is done.
             Err(PortError::Conflict { op, detail }) => {
-                let arn = execution_arn(state_machine_arn, name).ok_or_else(|| {
-                    PortError::Invalid {
+                let arn =
+                    execution_arn(state_machine_arn, name).ok_or_else(|| PortError::Invalid {
                         op: op.clone(),
                         detail: format!("{state_machine_arn} is not a state machine ARN"),
-                    }
-                })?;
+                    })?;
                 match self.describe_execution(&arn).await? {
                     Some(e) if e.input.as_deref() == Some(input) => Ok(arn),
                     _ => Err(PortError::Conflict { op, detail }),
@@ -172,7 +171,11 @@ mod tests {
     #[test]
     fn execution_arn_is_derived_from_the_state_machine_arn() {
         assert_eq!(
-            execution_arn("arn:aws:states:us-east-1:123456789012:stateMachine:ngm", "run-1").as_deref(),
+            execution_arn(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:ngm",
+                "run-1"
+            )
+            .as_deref(),
             Some("arn:aws:states:us-east-1:123456789012:execution:ngm:run-1")
         );
         assert_eq!(execution_arn("arn:aws:lambda:x", "n"), None);

@@ -37,7 +37,9 @@ pub fn client_for_cluster(
             what: "endpoint",
         });
     }
-    let uri: http::Uri = url.parse().map_err(|e| fail(format!("endpoint {url}: {e}")))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| fail(format!("endpoint {url}: {e}")))?;
     let mut config = kube::Config::new(uri);
     let ca = endpoint.ca_data.as_deref().unwrap_or(&cluster.ca_data);
     if !ca.is_empty() {

@@ -157,7 +157,11 @@ pub fn pod(p: &Pod) -> PodView {
         has_empty_dir: volumes.iter().any(|v| v.empty_dir.is_some()),
         pvc_names: volumes
             .iter()
-            .filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone()))
+            .filter_map(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .map(|c| c.claim_name.clone())
+            })
             .collect(),
         terminating: p.metadata.deletion_timestamp.is_some(),
         created_at: ts(&p.metadata.creation_timestamp),
@@ -216,7 +220,11 @@ pub fn replicaset(r: &ReplicaSet) -> ReplicaSetView {
         name: r.metadata.name.clone().unwrap_or_default(),
         owner: controller_owner(&r.metadata),
         replicas: r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        ready_replicas: r.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
+        ready_replicas: r
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
     }
 }
 
@@ -236,8 +244,12 @@ pub fn hpa(h: &HorizontalPodAutoscaler) -> HpaView {
     HpaView {
         namespace: h.metadata.namespace.clone().unwrap_or_default(),
         name: h.metadata.name.clone().unwrap_or_default(),
-        target_kind: spec.map(|s| s.scale_target_ref.kind.clone()).unwrap_or_default(),
-        target_name: spec.map(|s| s.scale_target_ref.name.clone()).unwrap_or_default(),
+        target_kind: spec
+            .map(|s| s.scale_target_ref.kind.clone())
+            .unwrap_or_default(),
+        target_name: spec
+            .map(|s| s.scale_target_ref.name.clone())
+            .unwrap_or_default(),
         min_replicas: spec.and_then(|s| s.min_replicas),
         max_replicas: spec.map(|s| s.max_replicas).unwrap_or(0),
         current_replicas: status.and_then(|s| s.current_replicas).unwrap_or(0),
@@ -283,12 +295,12 @@ pub fn service(s: &Service) -> ServiceView {
             Some("ExternalName") => ServiceType::ExternalName,
             _ => ServiceType::ClusterIP,
         },
-        external_traffic_policy: spec.and_then(|s| s.external_traffic_policy.as_deref()).map(
-            |p| match p {
+        external_traffic_policy: spec
+            .and_then(|s| s.external_traffic_policy.as_deref())
+            .map(|p| match p {
                 "Local" => TrafficPolicy::Local,
                 _ => TrafficPolicy::Cluster,
-            },
-        ),
+            }),
         lb_hostnames: s
             .status
             .as_ref()

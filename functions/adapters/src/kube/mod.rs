@@ -14,12 +14,12 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::api::policy::v1::Eviction;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     DeleteOptions as K8sDeleteOptions, Preconditions as K8sPreconditions,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, Resource};
 use ngm_core::model::{
@@ -40,17 +40,35 @@ pub fn classify_kube(op: &str, err: kube::Error) -> PortError {
     let op = op.to_owned();
     match err {
         kube::Error::Api(status) => match status.code {
-            404 => PortError::NotFound { what: format!("{op}: {}", status.message) },
-            409 => PortError::Conflict { op, detail: status.message },
+            404 => PortError::NotFound {
+                what: format!("{op}: {}", status.message),
+            },
+            409 => PortError::Conflict {
+                op,
+                detail: status.message,
+            },
             429 => PortError::Throttled { op },
             401 | 403 => PortError::AccessDenied { op },
-            400 | 422 => PortError::Invalid { op, detail: status.message },
+            400 | 422 => PortError::Invalid {
+                op,
+                detail: status.message,
+            },
             504 => PortError::Timeout { op },
-            _ => PortError::Unexpected { op, detail: format!("{} {}", status.code, status.message) },
+            _ => PortError::Unexpected {
+                op,
+                detail: format!("{} {}", status.code, status.message),
+            },
         },
-        kube::Error::HyperError(e) => PortError::Timeout { op: format!("{op}: {e}") },
-        kube::Error::Service(e) => PortError::Timeout { op: format!("{op}: {e}") },
-        other => PortError::Unexpected { op, detail: other.to_string() },
+        kube::Error::HyperError(e) => PortError::Timeout {
+            op: format!("{op}: {e}"),
+        },
+        kube::Error::Service(e) => PortError::Timeout {
+            op: format!("{op}: {e}"),
+        },
+        other => PortError::Unexpected {
+            op,
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -101,7 +119,10 @@ impl std::fmt::Debug for KubeAdapter {
 
 impl KubeAdapter {
     pub fn new(client: Client) -> Self {
-        Self { client, page_size: PAGE_SIZE }
+        Self {
+            client,
+            page_size: PAGE_SIZE,
+        }
     }
 
     /// The same adapter with another list page size (tests use a small one to cross pages).
@@ -124,13 +145,26 @@ impl KubeAdapter {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    async fn merge_patch<K>(&self, api: &Api<K>, op: &str, name: &str, body: Value) -> PortResult<()>
+    async fn merge_patch<K>(
+        &self,
+        api: &Api<K>,
+        op: &str,
+        name: &str,
+        body: Value,
+    ) -> PortResult<()>
     where
         K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
     {
-        api.patch(name, &PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() }, &Patch::Merge(body))
-            .await
-            .map_err(|e| classify_kube(op, e))?;
+        api.patch(
+            name,
+            &PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(body),
+        )
+        .await
+        .map_err(|e| classify_kube(op, e))?;
         Ok(())
     }
 }
@@ -171,25 +205,50 @@ fn selector_params(selector: &LabelSelector) -> ListParams {
 impl KubePort for KubeAdapter {
     async fn list_nodes(&self, selector: &LabelSelector) -> PortResult<Vec<NodeView>> {
         let api: Api<Node> = Api::all(self.client.clone());
-        list_all(&api, "list nodes", self.page_size, selector_params(selector), convert::node).await
+        list_all(
+            &api,
+            "list nodes",
+            self.page_size,
+            selector_params(selector),
+            convert::node,
+        )
+        .await
     }
 
     async fn patch_node_labels(&self, name: &str, labels: &MetadataPatch) -> PortResult<()> {
         let api: Api<Node> = Api::all(self.client.clone());
         let body = json!({"metadata": {"labels": metadata_json(labels)}});
-        self.merge_patch(&api, "patch node labels", name, body).await
+        self.merge_patch(&api, "patch node labels", name, body)
+            .await
     }
 
-    async fn patch_node_annotations(&self, name: &str, annotations: &MetadataPatch) -> PortResult<()> {
+    async fn patch_node_annotations(
+        &self,
+        name: &str,
+        annotations: &MetadataPatch,
+    ) -> PortResult<()> {
         let api: Api<Node> = Api::all(self.client.clone());
         let body = json!({"metadata": {"annotations": metadata_json(annotations)}});
-        self.merge_patch(&api, "patch node annotations", name, body).await
+        self.merge_patch(&api, "patch node annotations", name, body)
+            .await
     }
 
-    async fn patch_node_taints(&self, name: &str, add: &[Taint], remove: &[Taint]) -> PortResult<()> {
+    async fn patch_node_taints(
+        &self,
+        name: &str,
+        add: &[Taint],
+        remove: &[Taint],
+    ) -> PortResult<()> {
         let api: Api<Node> = Api::all(self.client.clone());
-        let Some(node) = none_if_missing(api.get(name).await.map_err(|e| classify_kube("get node", e)))? else {
-            return Err(PortError::NotFound { what: format!("node {name}") });
+        let Some(node) = none_if_missing(
+            api.get(name)
+                .await
+                .map_err(|e| classify_kube("get node", e)),
+        )?
+        else {
+            return Err(PortError::NotFound {
+                what: format!("node {name}"),
+            });
         };
         let current = convert::node(&node).taints;
         let mut next: Vec<Taint> = current
@@ -212,7 +271,8 @@ impl KubePort for KubeAdapter {
             "metadata": {"resourceVersion": node.metadata.resource_version},
             "spec": {"taints": taints},
         });
-        self.merge_patch(&api, "patch node taints", name, body).await
+        self.merge_patch(&api, "patch node taints", name, body)
+            .await
     }
 
     async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> PortResult<()> {
@@ -227,15 +287,31 @@ impl KubePort for KubeAdapter {
         list_all(&api, "list pods on node", self.page_size, lp, convert::pod).await
     }
 
-    async fn list_pods(&self, namespace: Option<&str>, selector: &LabelSelector) -> PortResult<Vec<PodView>> {
+    async fn list_pods(
+        &self,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> PortResult<Vec<PodView>> {
         let api: Api<Pod> = match namespace {
             Some(ns) => self.ns(ns),
             None => self.all(),
         };
-        list_all(&api, "list pods", self.page_size, selector_params(selector), convert::pod).await
+        list_all(
+            &api,
+            "list pods",
+            self.page_size,
+            selector_params(selector),
+            convert::pod,
+        )
+        .await
     }
 
-    async fn annotate_pod(&self, namespace: &str, name: &str, annotations: &MetadataPatch) -> PortResult<()> {
+    async fn annotate_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: &MetadataPatch,
+    ) -> PortResult<()> {
         let api: Api<Pod> = self.ns(namespace);
         let body = json!({"metadata": {"annotations": metadata_json(annotations)}});
         self.merge_patch(&api, "annotate pod", name, body).await
@@ -266,7 +342,9 @@ impl KubePort for KubeAdapter {
             Ok(_) => Ok(EvictOutcome::Evicted),
             Err(kube::Error::Api(status)) => match status.code {
                 // 429 while a PDB is at its limit: blocked, try again later.
-                429 => Ok(EvictOutcome::PdbBlocked { pdb: blocking_pdb(&status) }),
+                429 => Ok(EvictOutcome::PdbBlocked {
+                    pdb: blocking_pdb(&status),
+                }),
                 // 404: the pod is gone; 409: the UID precondition failed, so a new pod took
                 // the name and ours is gone too.
                 404 | 409 => Ok(EvictOutcome::AlreadyGone),
@@ -297,34 +375,71 @@ impl KubePort for KubeAdapter {
         match w.kind {
             WorkloadKind::Deployment => {
                 let api: Api<Deployment> = self.ns(&w.namespace);
-                Ok(api.get_opt(&w.name).await.map_err(|e| classify_kube("get deployment", e))?.as_ref().map(convert::deployment))
+                Ok(api
+                    .get_opt(&w.name)
+                    .await
+                    .map_err(|e| classify_kube("get deployment", e))?
+                    .as_ref()
+                    .map(convert::deployment))
             }
             WorkloadKind::StatefulSet => {
                 let api: Api<StatefulSet> = self.ns(&w.namespace);
-                Ok(api.get_opt(&w.name).await.map_err(|e| classify_kube("get statefulset", e))?.as_ref().map(convert::statefulset))
+                Ok(api
+                    .get_opt(&w.name)
+                    .await
+                    .map_err(|e| classify_kube("get statefulset", e))?
+                    .as_ref()
+                    .map(convert::statefulset))
             }
         }
     }
 
     async fn scale_workload(&self, w: &WorkloadRef, replicas: i32) -> PortResult<()> {
         let body = Patch::Merge(json!({"spec": {"replicas": replicas}}));
-        let pp = PatchParams { field_manager: Some(MANAGER.into()), ..PatchParams::default() };
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..PatchParams::default()
+        };
         let result = match w.kind {
-            WorkloadKind::Deployment => self.ns::<Deployment>(&w.namespace).patch_scale(&w.name, &pp, &body).await,
-            WorkloadKind::StatefulSet => self.ns::<StatefulSet>(&w.namespace).patch_scale(&w.name, &pp, &body).await,
+            WorkloadKind::Deployment => {
+                self.ns::<Deployment>(&w.namespace)
+                    .patch_scale(&w.name, &pp, &body)
+                    .await
+            }
+            WorkloadKind::StatefulSet => {
+                self.ns::<StatefulSet>(&w.namespace)
+                    .patch_scale(&w.name, &pp, &body)
+                    .await
+            }
         };
         result.map_err(|e| classify_kube("scale workload", e))?;
         Ok(())
     }
 
-    async fn patch_workload_annotations(&self, w: &WorkloadRef, annotations: &MetadataPatch) -> PortResult<()> {
+    async fn patch_workload_annotations(
+        &self,
+        w: &WorkloadRef,
+        annotations: &MetadataPatch,
+    ) -> PortResult<()> {
         let body = json!({"metadata": {"annotations": metadata_json(annotations)}});
         match w.kind {
             WorkloadKind::Deployment => {
-                self.merge_patch(&self.ns::<Deployment>(&w.namespace), "annotate deployment", &w.name, body).await
+                self.merge_patch(
+                    &self.ns::<Deployment>(&w.namespace),
+                    "annotate deployment",
+                    &w.name,
+                    body,
+                )
+                .await
             }
             WorkloadKind::StatefulSet => {
-                self.merge_patch(&self.ns::<StatefulSet>(&w.namespace), "annotate statefulset", &w.name, body).await
+                self.merge_patch(
+                    &self.ns::<StatefulSet>(&w.namespace),
+                    "annotate statefulset",
+                    &w.name,
+                    body,
+                )
+                .await
             }
         }
     }
@@ -332,10 +447,24 @@ impl KubePort for KubeAdapter {
     async fn list_workloads(&self, kind: WorkloadKind) -> PortResult<Vec<WorkloadView>> {
         match kind {
             WorkloadKind::Deployment => {
-                list_all(&self.all::<Deployment>(), "list deployments", self.page_size, ListParams::default(), convert::deployment).await
+                list_all(
+                    &self.all::<Deployment>(),
+                    "list deployments",
+                    self.page_size,
+                    ListParams::default(),
+                    convert::deployment,
+                )
+                .await
             }
             WorkloadKind::StatefulSet => {
-                list_all(&self.all::<StatefulSet>(), "list statefulsets", self.page_size, ListParams::default(), convert::statefulset).await
+                list_all(
+                    &self.all::<StatefulSet>(),
+                    "list statefulsets",
+                    self.page_size,
+                    ListParams::default(),
+                    convert::statefulset,
+                )
+                .await
             }
         }
     }
@@ -345,15 +474,36 @@ impl KubePort for KubeAdapter {
             Some(ns) => self.ns(ns),
             None => self.all(),
         };
-        list_all(&api, "list replicasets", self.page_size, ListParams::default(), convert::replicaset).await
+        list_all(
+            &api,
+            "list replicasets",
+            self.page_size,
+            ListParams::default(),
+            convert::replicaset,
+        )
+        .await
     }
 
     async fn list_daemonsets(&self) -> PortResult<Vec<DaemonSetView>> {
-        list_all(&self.all::<DaemonSet>(), "list daemonsets", self.page_size, ListParams::default(), convert::daemonset).await
+        list_all(
+            &self.all::<DaemonSet>(),
+            "list daemonsets",
+            self.page_size,
+            ListParams::default(),
+            convert::daemonset,
+        )
+        .await
     }
 
     async fn list_hpas(&self) -> PortResult<Vec<HpaView>> {
-        list_all(&self.all::<HorizontalPodAutoscaler>(), "list hpas", self.page_size, ListParams::default(), convert::hpa).await
+        list_all(
+            &self.all::<HorizontalPodAutoscaler>(),
+            "list hpas",
+            self.page_size,
+            ListParams::default(),
+            convert::hpa,
+        )
+        .await
     }
 
     async fn patch_hpa(&self, namespace: &str, name: &str, patch: &HpaPatch) -> PortResult<()> {
@@ -368,25 +518,65 @@ impl KubePort for KubeAdapter {
             "metadata": {"annotations": metadata_json(&patch.annotations)},
             "spec": spec,
         });
-        self.merge_patch(&self.ns::<HorizontalPodAutoscaler>(namespace), "patch hpa", name, body).await
+        self.merge_patch(
+            &self.ns::<HorizontalPodAutoscaler>(namespace),
+            "patch hpa",
+            name,
+            body,
+        )
+        .await
     }
 
     async fn list_pdbs(&self) -> PortResult<Vec<PdbView>> {
-        list_all(&self.all::<PodDisruptionBudget>(), "list pdbs", self.page_size, ListParams::default(), convert::pdb).await
+        list_all(
+            &self.all::<PodDisruptionBudget>(),
+            "list pdbs",
+            self.page_size,
+            ListParams::default(),
+            convert::pdb,
+        )
+        .await
     }
 
     async fn list_services(&self) -> PortResult<Vec<ServiceView>> {
-        list_all(&self.all::<Service>(), "list services", self.page_size, ListParams::default(), convert::service).await
+        list_all(
+            &self.all::<Service>(),
+            "list services",
+            self.page_size,
+            ListParams::default(),
+            convert::service,
+        )
+        .await
     }
 
-    async fn list_endpointslices(&self, namespace: &str, service: &str) -> PortResult<Vec<EndpointSliceView>> {
+    async fn list_endpointslices(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> PortResult<Vec<EndpointSliceView>> {
         let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-        list_all(&self.ns::<EndpointSlice>(namespace), "list endpointslices", self.page_size, lp, convert::endpointslice).await
+        list_all(
+            &self.ns::<EndpointSlice>(namespace),
+            "list endpointslices",
+            self.page_size,
+            lp,
+            convert::endpointslice,
+        )
+        .await
     }
 
-    async fn record_event(&self, object: &ObjectRef, event_type: EventType, reason: &str, message: &str) -> PortResult<()> {
+    async fn record_event(
+        &self,
+        object: &ObjectRef,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    ) -> PortResult<()> {
         let now = k8s_openapi::jiff::Timestamp::now();
-        let ns = object.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        let ns = object
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
         let event = Event {
             metadata: ObjectMeta {
                 name: Some(format!("{}.{:x}", object.name, now.as_nanosecond())),
@@ -420,7 +610,9 @@ impl KubePort for KubeAdapter {
             ..Event::default()
         };
         let api: Api<Event> = self.ns(&ns);
-        api.create(&PostParams::default(), &event).await.map_err(|e| classify_kube("create event", e))?;
+        api.create(&PostParams::default(), &event)
+            .await
+            .map_err(|e| classify_kube("create event", e))?;
         Ok(())
     }
 }

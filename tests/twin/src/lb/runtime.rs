@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::{Notify, mpsc};
 
+use super::Balancer;
 use super::aws::{self, AwsCmd};
 use super::probe::Probe;
 use super::settings::{self, LbSettings};
 use super::targets::TargetGroup;
 use super::world::World;
-use super::Balancer;
 use crate::scenario::LoadBalancerSpec;
 use crate::sim::InFlight;
 use crate::store::{EventKind, Resource, Store, WatchEvent};
@@ -200,7 +200,13 @@ impl State {
 }
 
 impl State {
-    fn on_event(&mut self, ev: &WatchEvent, now: DateTime<Utc>, store: &Store, aws: Option<&mpsc::UnboundedSender<AwsCmd>>) {
+    fn on_event(
+        &mut self,
+        ev: &WatchEvent,
+        now: DateTime<Utc>,
+        store: &Store,
+        aws: Option<&mpsc::UnboundedSender<AwsCmd>>,
+    ) {
         self.world.apply(ev, now);
         match ev.resource {
             Resource::Node => self.nodes_dirty = true,

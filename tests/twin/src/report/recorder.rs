@@ -26,10 +26,13 @@ pub struct BudgetDip {
     pub desired_healthy: i64,
 }
 
+/// (namespace, pod name) → readiness transitions, oldest first.
+type Timelines = HashMap<(String, String), Vec<(DateTime<Utc>, bool)>>;
+
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     /// Readiness transitions per (namespace, pod name), oldest first.
-    ready: HashMap<(String, String), Vec<(DateTime<Utc>, bool)>>,
+    ready: Timelines,
     /// Last known labels per (namespace, pod name).
     labels: HashMap<(String, String), Value>,
     /// PDBs currently below their desired healthy count.

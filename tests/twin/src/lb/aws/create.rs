@@ -3,8 +3,8 @@
 use aws_sdk_elasticloadbalancing as elb;
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use elbv2::types::{
-    Action, ActionTypeEnum, ListenerAttribute, LoadBalancerAttribute, LoadBalancerTypeEnum, ProtocolEnum,
-    TargetGroupAttribute, TargetTypeEnum,
+    Action, ActionTypeEnum, ListenerAttribute, LoadBalancerAttribute, LoadBalancerTypeEnum,
+    ProtocolEnum, TargetGroupAttribute, TargetTypeEnum,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -202,7 +202,9 @@ impl Mirror {
 
 /// The default VPC and its subnets, from EC2 `DescribeSubnets` (an ALB or NLB needs subnets and
 /// a target group a VPC). The twin does not link the EC2 SDK, so this is one plain Query call.
-pub(super) async fn describe_subnets(target: &AwsTarget) -> Result<(String, Vec<String>), AwsError> {
+pub(super) async fn describe_subnets(
+    target: &AwsTarget,
+) -> Result<(String, Vec<String>), AwsError> {
     let fail = call_err("DescribeSubnets");
     let url = url::Url::parse(&target.endpoint_url).map_err(|e| fail(&e))?;
     let host = url.host_str().unwrap_or("127.0.0.1").to_string();

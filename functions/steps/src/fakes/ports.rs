@@ -1,0 +1,734 @@
+//! The port traits over [`FakeCloud`]: each call changes the world at once and answers what the
+//! real API would, with the adapters' error classification (absent is `Ok(None)`, deleting
+//! something gone is `Ok`).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use ngm_core::model::{
+    AsgInfo, ClusterInfo, DaemonSetView, EndpointSliceView, EventType, ExecutionInfo,
+    ExecutionStatus, HpaView, LabelSelector, Labels, LaunchTemplateOverrides, LaunchTemplateRef,
+    LaunchTemplateVersion, LoadBalancerInfo, NodeGroupSpec, NodeGroupStatus, NodeView, ObjectRef,
+    PdbView, PodView, ReplicaSetView, Scaling, ServiceView, Taint, TargetHealth, UpdateStatus,
+    WorkloadKind, WorkloadRef, WorkloadView,
+};
+use ngm_core::ports::{
+    AsgPort, Ec2Port, EksPort, ElbPort, EvictOutcome, HpaPatch, KubePort, MetadataPatch,
+    PortError, PortResult, SfnPort, SsmPort,
+};
+
+use super::controllers::{pdb_status, replicasets};
+use super::{FakeCloud, RecordedEvent};
+
+fn apply(map: &mut Labels, patch: &MetadataPatch) {
+    for (k, v) in patch {
+        match v {
+            Some(v) => map.insert(k.clone(), v.clone()),
+            None => map.remove(k),
+        };
+    }
+}
+
+fn invalid(op: &str, detail: &str) -> PortError {
+    PortError::Invalid {
+        op: op.into(),
+        detail: detail.into(),
+    }
+}
+
+fn missing(what: &str) -> PortError {
+    PortError::NotFound { what: what.into() }
+}
+
+#[async_trait]
+impl EksPort for FakeCloud {
+    async fn describe_cluster(&self, cluster: &str) -> PortResult<Option<ClusterInfo>> {
+        let mut i = self.lock();
+        i.enter("describe_cluster", cluster, false)?;
+        Ok(i.w.clusters.get(cluster).cloned())
+    }
+
+    async fn describe_nodegroup(
+        &self,
+        _cluster: &str,
+        name: &str,
+    ) -> PortResult<Option<NodeGroupSpec>> {
+        let mut i = self.lock();
+        i.enter("describe_nodegroup", name, false)?;
+        Ok(i.w.nodegroups.get(name).cloned())
+    }
+
+    async fn list_nodegroups(&self, cluster: &str) -> PortResult<Vec<String>> {
+        let mut i = self.lock();
+        i.enter("list_nodegroups", cluster, false)?;
+        Ok(i.w.nodegroups.keys().cloned().collect())
+    }
+
+    async fn create_nodegroup(
+        &self,
+        cluster: &str,
+        spec: &NodeGroupSpec,
+        client_request_token: &str,
+    ) -> PortResult<NodeGroupSpec> {
+        let mut i = self.lock();
+        i.enter("create_nodegroup", &spec.name, true)?;
+        // EKS answers a repeated token with the same group instead of a conflict.
+        if i.tokens.get(client_request_token) == Some(&spec.name)
+            && let Some(g) = i.w.nodegroups.get(&spec.name)
+        {
+            return Ok(g.clone());
+        }
+        if i.w.nodegroups.contains_key(&spec.name) {
+            return Err(PortError::Conflict {
+                op: "CreateNodegroup".into(),
+                detail: format!("node group {} already exists", spec.name),
+            });
+        }
+        let mut g = spec.clone();
+        g.status = NodeGroupStatus::Creating;
+        g.arn = Some(format!(
+            "arn:aws:eks:eu-west-1:111122223333:nodegroup/{cluster}/{}/1",
+            spec.name
+        ));
+        i.tokens
+            .insert(client_request_token.to_string(), spec.name.clone());
+        i.w.nodegroups.insert(g.name.clone(), g.clone());
+        Ok(g)
+    }
+
+    async fn delete_nodegroup(&self, _cluster: &str, name: &str) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("delete_nodegroup", name, true)?;
+        if let Some(g) = i.w.nodegroups.get_mut(name) {
+            g.status = NodeGroupStatus::Deleting;
+        }
+        Ok(())
+    }
+
+    async fn update_nodegroup_scaling(
+        &self,
+        _cluster: &str,
+        name: &str,
+        scaling: Scaling,
+        _client_request_token: &str,
+    ) -> PortResult<String> {
+        let mut i = self.lock();
+        i.enter("update_nodegroup_scaling", name, true)?;
+        let g = i.w.nodegroups.get_mut(name).ok_or_else(|| missing(name))?;
+        g.scaling = scaling;
+        Ok(format!("update-{name}"))
+    }
+
+    async fn describe_update(
+        &self,
+        _cluster: &str,
+        nodegroup: &str,
+        _update_id: &str,
+    ) -> PortResult<UpdateStatus> {
+        let mut i = self.lock();
+        i.enter("describe_update", nodegroup, false)?;
+        Ok(UpdateStatus::Successful)
+    }
+
+    async fn tag_resource(&self, arn: &str, tags: &Labels) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("tag_resource", arn, true)?;
+        let w = &mut i.w;
+        if let Some(c) = w.clusters.values_mut().find(|c| c.arn == arn) {
+            c.tags.extend(tags.clone());
+        } else if let Some(g) = w
+            .nodegroups
+            .values_mut()
+            .find(|g| g.arn.as_deref() == Some(arn))
+        {
+            g.tags.extend(tags.clone());
+        } else {
+            return Err(missing(arn));
+        }
+        Ok(())
+    }
+
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("untag_resource", arn, true)?;
+        let w = &mut i.w;
+        let tags = if let Some(c) = w.clusters.values_mut().find(|c| c.arn == arn) {
+            &mut c.tags
+        } else if let Some(g) = w
+            .nodegroups
+            .values_mut()
+            .find(|g| g.arn.as_deref() == Some(arn))
+        {
+            &mut g.tags
+        } else {
+            return Err(missing(arn));
+        };
+        for k in keys {
+            tags.remove(k);
+        }
+        Ok(())
+    }
+
+    async fn list_tags(&self, arn: &str) -> PortResult<Labels> {
+        let mut i = self.lock();
+        i.enter("list_tags", arn, false)?;
+        let w = &i.w;
+        w.clusters
+            .values()
+            .find(|c| c.arn == arn)
+            .map(|c| c.tags.clone())
+            .or_else(|| {
+                w.nodegroups
+                    .values()
+                    .find(|g| g.arn.as_deref() == Some(arn))
+                    .map(|g| g.tags.clone())
+            })
+            .ok_or_else(|| missing(arn))
+    }
+}
+
+#[async_trait]
+impl AsgPort for FakeCloud {
+    async fn describe(&self, name: &str) -> PortResult<Option<AsgInfo>> {
+        let mut i = self.lock();
+        i.enter("asg_describe", name, false)?;
+        Ok(i.w.asgs.get(name).cloned())
+    }
+
+    async fn update_size(&self, name: &str, scaling: Scaling) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("asg_update_size", name, true)?;
+        i.w.asgs.get_mut(name).ok_or_else(|| missing(name))?.scaling = scaling;
+        Ok(())
+    }
+
+    async fn suspend_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("asg_suspend_processes", name, true)?;
+        let a = i.w.asgs.get_mut(name).ok_or_else(|| missing(name))?;
+        for p in processes {
+            if !a.suspended_processes.contains(p) {
+                a.suspended_processes.push(p.clone());
+            }
+        }
+        a.suspended_processes.sort();
+        Ok(())
+    }
+
+    async fn resume_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("asg_resume_processes", name, true)?;
+        let a = i.w.asgs.get_mut(name).ok_or_else(|| missing(name))?;
+        a.suspended_processes.retain(|p| !processes.contains(p));
+        Ok(())
+    }
+
+    async fn tag(&self, name: &str, tags: &Labels) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("asg_tag", name, true)?;
+        let a = i.w.asgs.get_mut(name).ok_or_else(|| missing(name))?;
+        a.tags.extend(tags.clone());
+        Ok(())
+    }
+
+    async fn untag(&self, name: &str, keys: &[String]) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("asg_untag", name, true)?;
+        let a = i.w.asgs.get_mut(name).ok_or_else(|| missing(name))?;
+        for k in keys {
+            a.tags.remove(k);
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("asg_delete", name, true)?;
+        i.w.asgs.remove(name);
+        Ok(())
+    }
+}
+
+fn find_template<'a>(
+    templates: &'a BTreeMap<String, Vec<LaunchTemplateVersion>>,
+    t: &LaunchTemplateRef,
+) -> Option<(&'a String, &'a Vec<LaunchTemplateVersion>)> {
+    templates.iter().find(|(id, versions)| {
+        t.id.as_deref() == Some(id.as_str())
+            || versions
+                .first()
+                .is_some_and(|v| t.name.as_deref() == Some(v.name.as_str()))
+    })
+}
+
+fn pick_version(versions: &[LaunchTemplateVersion], v: Option<&str>) -> Option<LaunchTemplateVersion> {
+    match v {
+        None | Some("$Default") => versions.first().cloned(),
+        Some("$Latest") => versions.last().cloned(),
+        Some(n) => versions
+            .iter()
+            .find(|x| n.parse() == Ok(x.version))
+            .cloned(),
+    }
+}
+
+fn overridden(mut v: LaunchTemplateVersion, o: &LaunchTemplateOverrides) -> LaunchTemplateVersion {
+    if o.image_id.is_some() {
+        v.image_id.clone_from(&o.image_id);
+    }
+    if o.instance_type.is_some() {
+        v.instance_type.clone_from(&o.instance_type);
+    }
+    if o.user_data.is_some() {
+        v.has_user_data = true;
+    }
+    v
+}
+
+#[async_trait]
+impl Ec2Port for FakeCloud {
+    async fn describe_launch_template_version(
+        &self,
+        template: &LaunchTemplateRef,
+    ) -> PortResult<Option<LaunchTemplateVersion>> {
+        let mut i = self.lock();
+        i.enter("describe_launch_template_version", "", false)?;
+        Ok(find_template(&i.w.templates, template)
+            .and_then(|(_, vs)| pick_version(vs, template.version.as_deref())))
+    }
+
+    async fn create_launch_template_version(
+        &self,
+        template: &LaunchTemplateRef,
+        overrides: &LaunchTemplateOverrides,
+        client_token: &str,
+    ) -> PortResult<LaunchTemplateVersion> {
+        let mut i = self.lock();
+        i.enter("create_launch_template_version", client_token, true)?;
+        let (id, versions) = find_template(&i.w.templates, template)
+            .map(|(id, vs)| (id.clone(), vs.clone()))
+            .ok_or_else(|| missing("launch template"))?;
+        // EC2's ClientToken: the same token answers the version it created before.
+        if let Some(v) = i
+            .tokens
+            .get(client_token)
+            .and_then(|n| versions.iter().find(|v| v.version.to_string() == *n))
+        {
+            return Ok(v.clone());
+        }
+        let source = pick_version(&versions, template.version.as_deref())
+            .ok_or_else(|| invalid("CreateLaunchTemplateVersion", "no such source version"))?;
+        let mut v = overridden(source, overrides);
+        v.version = versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        i.tokens
+            .insert(client_token.to_string(), v.version.to_string());
+        i.w.templates.entry(id).or_default().push(v.clone());
+        Ok(v)
+    }
+
+    async fn subnet_zones(&self, subnet_ids: &[String]) -> PortResult<BTreeMap<String, String>> {
+        let mut i = self.lock();
+        i.enter("subnet_zones", "", false)?;
+        Ok(subnet_ids
+            .iter()
+            .filter_map(|s| i.w.subnet_zones.get(s).map(|z| (s.clone(), z.clone())))
+            .collect())
+    }
+
+    async fn create_launch_template(
+        &self,
+        name: &str,
+        source: &LaunchTemplateVersion,
+        overrides: &LaunchTemplateOverrides,
+        client_token: &str,
+    ) -> PortResult<LaunchTemplateVersion> {
+        let mut i = self.lock();
+        i.enter("create_launch_template", name, true)?;
+        let id = format!("lt-{name}");
+        if let Some(v) = i.w.templates.get(&id).and_then(|vs| vs.first()) {
+            return Ok(v.clone());
+        }
+        let mut v = overridden(source.clone(), overrides);
+        v.id.clone_from(&id);
+        v.name = name.to_string();
+        v.version = 1;
+        i.tokens.insert(client_token.to_string(), id.clone());
+        i.w.templates.insert(id, vec![v.clone()]);
+        Ok(v)
+    }
+}
+
+#[async_trait]
+impl ElbPort for FakeCloud {
+    async fn find_load_balancer_by_dns(&self, dns: &str) -> PortResult<Option<LoadBalancerInfo>> {
+        let mut i = self.lock();
+        i.enter("find_load_balancer_by_dns", dns, false)?;
+        Ok(i.w.load_balancers.get(dns).cloned())
+    }
+
+    async fn target_health(&self, target_group_arn: &str) -> PortResult<Vec<TargetHealth>> {
+        let mut i = self.lock();
+        i.enter("target_health", target_group_arn, false)?;
+        Ok(i.w
+            .target_health
+            .get(target_group_arn)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn classic_instance_health(&self, lb_name: &str) -> PortResult<Vec<TargetHealth>> {
+        let mut i = self.lock();
+        i.enter("classic_instance_health", lb_name, false)?;
+        Ok(i.w.target_health.get(lb_name).cloned().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl SsmPort for FakeCloud {
+    async fn get_parameter(&self, name: &str) -> PortResult<Option<String>> {
+        let mut i = self.lock();
+        i.enter("get_parameter", name, false)?;
+        Ok(i.w.parameters.get(name).cloned())
+    }
+}
+
+#[async_trait]
+impl SfnPort for FakeCloud {
+    async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> PortResult<String> {
+        let mut i = self.lock();
+        i.enter("start_execution", name, true)?;
+        let arn = format!(
+            "{}:{name}",
+            state_machine_arn.replace(":stateMachine:", ":execution:")
+        );
+        if !i.w.executions.iter().any(|e| e.arn == arn) {
+            let started_at = ngm_core::model::Timestamp(0);
+            i.w.executions.push(ExecutionInfo {
+                arn: arn.clone(),
+                name: name.into(),
+                status: ExecutionStatus::Running,
+                started_at,
+                stopped_at: None,
+                input: Some(input.into()),
+                output: None,
+                error: None,
+                cause: None,
+            });
+        }
+        Ok(arn)
+    }
+
+    async fn describe_execution(&self, execution_arn: &str) -> PortResult<Option<ExecutionInfo>> {
+        let mut i = self.lock();
+        i.enter("describe_execution", execution_arn, false)?;
+        Ok(i.w.executions.iter().find(|e| e.arn == execution_arn).cloned())
+    }
+
+    async fn list_executions(
+        &self,
+        state_machine_arn: &str,
+        status: Option<ExecutionStatus>,
+    ) -> PortResult<Vec<ExecutionInfo>> {
+        let mut i = self.lock();
+        i.enter("list_executions", state_machine_arn, false)?;
+        let prefix = state_machine_arn.replace(":stateMachine:", ":execution:");
+        Ok(i.w
+            .executions
+            .iter()
+            .filter(|e| e.arn.starts_with(&prefix))
+            .filter(|e| status.is_none_or(|s| e.status == s))
+            .cloned()
+            .collect())
+    }
+
+    async fn send_task_success(&self, task_token: &str, _output: &str) -> PortResult<()> {
+        self.lock().enter("send_task_success", task_token, true)
+    }
+
+    async fn send_task_failure(
+        &self,
+        task_token: &str,
+        _error: &str,
+        _cause: &str,
+    ) -> PortResult<()> {
+        self.lock().enter("send_task_failure", task_token, true)
+    }
+}
+
+fn node_mut<'a>(
+    nodes: &'a mut BTreeMap<String, NodeView>,
+    name: &str,
+) -> PortResult<&'a mut NodeView> {
+    nodes.get_mut(name).ok_or_else(|| missing(name))
+}
+
+#[async_trait]
+impl KubePort for FakeCloud {
+    async fn list_nodes(&self, selector: &LabelSelector) -> PortResult<Vec<NodeView>> {
+        let mut i = self.lock();
+        i.enter("list_nodes", &selector.to_query(), false)?;
+        Ok(i.w
+            .nodes
+            .values()
+            .filter(|n| selector.matches(&n.labels))
+            .cloned()
+            .collect())
+    }
+
+    async fn patch_node_labels(&self, name: &str, labels: &MetadataPatch) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("patch_node_labels", name, true)?;
+        apply(&mut node_mut(&mut i.w.nodes, name)?.labels, labels);
+        Ok(())
+    }
+
+    async fn patch_node_annotations(
+        &self,
+        name: &str,
+        annotations: &MetadataPatch,
+    ) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("patch_node_annotations", name, true)?;
+        apply(&mut node_mut(&mut i.w.nodes, name)?.annotations, annotations);
+        Ok(())
+    }
+
+    async fn patch_node_taints(
+        &self,
+        name: &str,
+        add: &[Taint],
+        remove: &[Taint],
+    ) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("patch_node_taints", name, true)?;
+        let n = node_mut(&mut i.w.nodes, name)?;
+        n.taints
+            .retain(|t| !remove.iter().chain(add).any(|r| r.same_slot(t)));
+        n.taints.extend(add.iter().cloned());
+        Ok(())
+    }
+
+    async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("set_unschedulable", name, true)?;
+        node_mut(&mut i.w.nodes, name)?.unschedulable = unschedulable;
+        Ok(())
+    }
+
+    async fn list_pods_on_node(&self, node: &str) -> PortResult<Vec<PodView>> {
+        let mut i = self.lock();
+        i.enter("list_pods_on_node", node, false)?;
+        Ok(i.w
+            .pods
+            .values()
+            .filter(|p| p.node_name.as_deref() == Some(node))
+            .cloned()
+            .collect())
+    }
+
+    async fn list_pods(
+        &self,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> PortResult<Vec<PodView>> {
+        let mut i = self.lock();
+        i.enter("list_pods", namespace.unwrap_or(""), false)?;
+        Ok(i.w
+            .pods
+            .values()
+            .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
+            .filter(|p| selector.matches(&p.labels))
+            .cloned()
+            .collect())
+    }
+
+    async fn annotate_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: &MetadataPatch,
+    ) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("annotate_pod", &format!("{namespace}/{name}"), true)?;
+        let p = i
+            .w
+            .pods
+            .get_mut(&(namespace.to_string(), name.to_string()))
+            .ok_or_else(|| missing(name))?;
+        apply(&mut p.annotations, annotations);
+        Ok(())
+    }
+
+    async fn evict_pod(&self, namespace: &str, name: &str, uid: &str) -> PortResult<EvictOutcome> {
+        let mut i = self.lock();
+        i.enter("evict_pod", &format!("{namespace}/{name}"), true)?;
+        let key = (namespace.to_string(), name.to_string());
+        let Some(pod) = i.w.pods.get(&key).filter(|p| p.uid == uid).cloned() else {
+            return Ok(EvictOutcome::AlreadyGone);
+        };
+        if pod.terminating {
+            return Ok(EvictOutcome::Evicted);
+        }
+        // The eviction subresource answers 429 while any covering PDB allows no disruption.
+        let pods: Vec<PodView> = i.w.pods.values().cloned().collect();
+        if let Some(pdb) = i
+            .w
+            .pdbs
+            .values()
+            .map(|p| pdb_status(p, &pods))
+            .find(|p| p.covers(&pod) && p.disruptions_allowed <= 0)
+        {
+            return Ok(EvictOutcome::PdbBlocked {
+                pdb: Some(format!("{}/{}", pdb.namespace, pdb.name)),
+            });
+        }
+        if let Some(p) = i.w.pods.get_mut(&key) {
+            p.terminating = true;
+            p.ready = false;
+        }
+        Ok(EvictOutcome::Evicted)
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("delete_pod", &format!("{namespace}/{name}"), true)?;
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(p) = i.w.pods.get_mut(&key).filter(|p| p.uid == uid) {
+            p.terminating = true;
+            p.ready = false;
+        }
+        Ok(())
+    }
+
+    async fn get_workload(&self, workload: &WorkloadRef) -> PortResult<Option<WorkloadView>> {
+        let mut i = self.lock();
+        i.enter("get_workload", &workload.to_string(), false)?;
+        Ok(i.w.workloads.get(workload).cloned())
+    }
+
+    async fn scale_workload(&self, workload: &WorkloadRef, replicas: i32) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("scale_workload", &format!("{workload} {replicas}"), true)?;
+        let w = i
+            .w
+            .workloads
+            .get_mut(workload)
+            .ok_or_else(|| missing(&workload.to_string()))?;
+        if w.replicas != replicas {
+            w.replicas = replicas;
+            w.generation += 1;
+        }
+        Ok(())
+    }
+
+    async fn patch_workload_annotations(
+        &self,
+        workload: &WorkloadRef,
+        annotations: &MetadataPatch,
+    ) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("patch_workload_annotations", &workload.to_string(), true)?;
+        let w = i
+            .w
+            .workloads
+            .get_mut(workload)
+            .ok_or_else(|| missing(&workload.to_string()))?;
+        apply(&mut w.annotations, annotations);
+        Ok(())
+    }
+
+    async fn list_workloads(&self, kind: WorkloadKind) -> PortResult<Vec<WorkloadView>> {
+        let mut i = self.lock();
+        i.enter("list_workloads", &kind.to_string(), false)?;
+        Ok(i.w
+            .workloads
+            .values()
+            .filter(|w| w.kind == kind)
+            .cloned()
+            .collect())
+    }
+
+    async fn list_replicasets(&self, namespace: Option<&str>) -> PortResult<Vec<ReplicaSetView>> {
+        let mut i = self.lock();
+        i.enter("list_replicasets", namespace.unwrap_or(""), false)?;
+        Ok(replicasets(&i.w)
+            .into_iter()
+            .filter(|r| namespace.is_none_or(|ns| r.namespace == ns))
+            .collect())
+    }
+
+    async fn list_daemonsets(&self) -> PortResult<Vec<DaemonSetView>> {
+        let mut i = self.lock();
+        i.enter("list_daemonsets", "", false)?;
+        Ok(i.w.daemonsets.clone())
+    }
+
+    async fn list_hpas(&self) -> PortResult<Vec<HpaView>> {
+        let mut i = self.lock();
+        i.enter("list_hpas", "", false)?;
+        Ok(i.w.hpas.values().cloned().collect())
+    }
+
+    async fn patch_hpa(&self, namespace: &str, name: &str, patch: &HpaPatch) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("patch_hpa", &format!("{namespace}/{name}"), true)?;
+        let h = i
+            .w
+            .hpas
+            .get_mut(&(namespace.to_string(), name.to_string()))
+            .ok_or_else(|| missing(name))?;
+        if let Some(min) = patch.min_replicas {
+            h.min_replicas = min;
+        }
+        if let Some(max) = patch.max_replicas {
+            h.max_replicas = max;
+        }
+        apply(&mut h.annotations, &patch.annotations);
+        Ok(())
+    }
+
+    async fn list_pdbs(&self) -> PortResult<Vec<PdbView>> {
+        let mut i = self.lock();
+        i.enter("list_pdbs", "", false)?;
+        let pods: Vec<PodView> = i.w.pods.values().cloned().collect();
+        Ok(i.w.pdbs.values().map(|p| pdb_status(p, &pods)).collect())
+    }
+
+    async fn list_services(&self) -> PortResult<Vec<ServiceView>> {
+        let mut i = self.lock();
+        i.enter("list_services", "", false)?;
+        Ok(i.w.services.clone())
+    }
+
+    async fn list_endpointslices(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> PortResult<Vec<EndpointSliceView>> {
+        let mut i = self.lock();
+        i.enter("list_endpointslices", &format!("{namespace}/{service}"), false)?;
+        Ok(Vec::new())
+    }
+
+    async fn record_event(
+        &self,
+        object: &ObjectRef,
+        event_type: EventType,
+        reason: &str,
+        _message: &str,
+    ) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("record_event", &object.name, false)?;
+        i.events.push(RecordedEvent {
+            object: object.clone(),
+            event_type,
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+}

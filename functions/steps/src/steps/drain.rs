@@ -1,0 +1,131 @@
+//! Step 9: drain what is left on the old nodes through the Eviction API, in bounded rounds.
+//! A PDB that keeps refusing past the deadline is named (pod and PDB) and handled as the
+//! request chose: wait for an operator, roll back, or force.
+
+use ngm_core::model::{Timestamp, WorkloadKind};
+use ngm_core::plan::Action;
+use ngm_core::plan::drain::{DrainOutcome, plan_drain};
+use ngm_core::ports::EvictOutcome;
+use ngm_core::request::OnPdbBlocked;
+use ngm_core::state::{Blocked, MigrationState, Phase};
+
+use super::{executor, pending, pods_on, retiring_nodes};
+use crate::error::StepError;
+use crate::exec::Outcome;
+use crate::world::World;
+
+const STEP: &str = "drain";
+
+/// Step 9. Returns `pending` between rounds; with `waitForOperator` past the deadline it
+/// returns `blocked` set and no `pending`, for the state machine's task-token pause.
+pub async fn drain(
+    mut state: MigrationState,
+    world: &World,
+    now: Timestamp,
+) -> Result<MigrationState, StepError> {
+    let policy = state.request.policy.clone();
+    let drain_by = *state
+        .deadlines
+        .drain_by
+        .get_or_insert(now.plus(policy.drain_deadline_seconds));
+    let nodes = retiring_nodes(&state, world).await?;
+    let pods = pods_on(world, &nodes).await?;
+    let sets = world.kube.list_workloads(WorkloadKind::StatefulSet).await?;
+    let plan = plan_drain(&pods, &sets, &policy, state.blocked.as_ref(), drain_by, now);
+    state.counts.pods_skipped = u32::try_from(plan.skipped).unwrap_or(u32::MAX);
+
+    let exec = executor(&state, world, STEP);
+    let mut first_block: Option<(String, Option<String>)> = None;
+    for action in &plan.actions {
+        match exec.run(action).await? {
+            Outcome::Evict(EvictOutcome::PdbBlocked { pdb }) => {
+                state.counts.pdb_blocks = state.counts.pdb_blocks.saturating_add(1);
+                if first_block.is_none()
+                    && let Action::EvictPod {
+                        namespace, name, ..
+                    } = action
+                {
+                    let key = format!("{namespace}/{name}");
+                    let pdb = match pdb {
+                        Some(p) => Some(p),
+                        None => covering_pdb(world, &pods, namespace, name).await?,
+                    };
+                    first_block = Some((key, pdb));
+                }
+            }
+            Outcome::Evict(EvictOutcome::Evicted) | Outcome::Done => {
+                state.counts.pods_evicted = state.counts.pods_evicted.saturating_add(1);
+            }
+            _ => {}
+        }
+    }
+    if !plan.actions.is_empty() {
+        state.blocked = first_block.map(|(pod, pdb)| Blocked {
+            // The first refusal of this pod starts the clock; later ones keep it.
+            since: state
+                .blocked
+                .as_ref()
+                .filter(|b| b.pod == pod)
+                .map_or(now, |b| b.since),
+            pod,
+            pdb,
+        });
+    }
+
+    match plan.outcome {
+        DrainOutcome::Done => {
+            state.phase = Phase::Drained;
+            state.pending = None;
+            state.blocked = None;
+        }
+        DrainOutcome::Continue {
+            retry_after_seconds,
+        } => {
+            let reason = match &state.blocked {
+                Some(b) => format!(
+                    "eviction of {} is blocked by PodDisruptionBudget {}",
+                    b.pod,
+                    b.pdb.as_deref().unwrap_or("(unnamed)")
+                ),
+                None => "pods are leaving the old nodes".to_string(),
+            };
+            state.pending = pending(retry_after_seconds, reason);
+        }
+        DrainOutcome::Blocked { pod, pdb, then } => {
+            tracing::warn!(step = STEP, pod = %pod, pdb = ?pdb, "eviction blocked past the drain deadline");
+            match then {
+                OnPdbBlocked::WaitForOperator => state.pending = None,
+                OnPdbBlocked::Rollback | OnPdbBlocked::Force => {
+                    return Err(StepError::PdbBlocked {
+                        pod,
+                        pdb: pdb.unwrap_or_else(|| "(unnamed)".into()),
+                    });
+                }
+            }
+        }
+        DrainOutcome::Refused { reasons } => return Err(StepError::DrainRefused { reasons }),
+    }
+    Ok(state)
+}
+
+/// The PDB covering a pod, when the eviction answer did not name it.
+async fn covering_pdb(
+    world: &World,
+    pods: &[ngm_core::model::PodView],
+    namespace: &str,
+    name: &str,
+) -> Result<Option<String>, StepError> {
+    let Some(pod) = pods
+        .iter()
+        .find(|p| p.namespace == namespace && p.name == name)
+    else {
+        return Ok(None);
+    };
+    Ok(world
+        .kube
+        .list_pdbs()
+        .await?
+        .into_iter()
+        .find(|p| p.covers(pod))
+        .map(|p| format!("{}/{}", p.namespace, p.name)))
+}

@@ -1,0 +1,210 @@
+//! Steps 2, 3 and 10 on the groups themselves: create (or adopt) the new group, wait until it
+//! is ACTIVE with every node Ready, delete the old group once it is empty, wait until it is gone.
+
+use ngm_core::model::{NodeGroupKind, Timestamp};
+use ngm_core::plan::lifecycle::{
+    CreateDecision, DeleteDecision, group_failed, group_ready, plan_create_group, plan_delete_old,
+};
+use ngm_core::plan::newgroup::{derive_target, launch_template_overrides};
+use ngm_core::plan::scope::managed_group_selector;
+use ngm_core::plan::{Action, WaitDecision, wait_until};
+use ngm_core::state::{MigrationState, NewGroupInfo, Phase};
+
+use super::plan::resolve_source;
+use super::{
+    GROUP_READY_TIMEOUT_SECS, OLD_GROUP_GONE_TIMEOUT_SECS, POLL_SECS, executor, new_group, pending,
+    pods_on, retiring_nodes,
+};
+use crate::error::StepError;
+use crate::exec::Outcome;
+use crate::world::World;
+
+/// Step 2.
+pub async fn create_group(
+    mut state: MigrationState,
+    world: &World,
+    _now: Timestamp,
+) -> Result<MigrationState, StepError> {
+    const STEP: &str = "create-group";
+    let (source, _) = resolve_source(&state, world).await?;
+    let derived = derive_target(&state.request, &source);
+    let cluster = state.request.cluster.name.clone();
+    let existing = world.eks.describe_nodegroup(&cluster, &derived.name).await?;
+    let exec = executor(&state, world, STEP);
+    let decision = plan_create_group(
+        &state.request,
+        &derived,
+        existing.as_ref(),
+        &state.execution.name,
+    );
+    let info = match decision {
+        CreateDecision::Conflict { reason } => {
+            return Err(StepError::TargetGroupConflict { reason });
+        }
+        CreateDecision::Adopt { created_by_ngm } => {
+            let e = existing.as_ref();
+            // The version an earlier try created is the one the group runs.
+            let version = e
+                .filter(|_| created_by_ngm && launch_template_overrides(&state.request).is_some())
+                .and_then(|g| g.launch_template.as_ref())
+                .and_then(|lt| lt.version.as_deref())
+                .and_then(|v| v.parse().ok());
+            NewGroupInfo {
+                name: derived.name.clone(),
+                created_by_ngm,
+                arn: e.and_then(|g| g.arn.clone()),
+                launch_template_version: version,
+            }
+        }
+        CreateDecision::Create {
+            launch_template,
+            mut spec,
+            client_request_token,
+        } => {
+            let mut version = None;
+            if let Some(lt) = launch_template
+                && let Outcome::TemplateVersion(v) = exec.run(&lt).await?
+            {
+                if let Some(r) = spec.launch_template.as_mut() {
+                    r.version = Some(v.version.to_string());
+                }
+                version = Some(v.version);
+            }
+            let action = Action::CreateNodegroup {
+                spec: spec.clone(),
+                client_request_token,
+            };
+            let arn = match exec.run(&action).await? {
+                Outcome::Group(g) => g.arn,
+                _ => None,
+            };
+            NewGroupInfo {
+                name: spec.name.clone(),
+                created_by_ngm: true,
+                arn,
+                launch_template_version: version,
+            }
+        }
+    };
+    state.new_group = Some(info);
+    state.phase = Phase::CreatingGroup;
+    state.pending = None;
+    Ok(state)
+}
+
+/// Step 3: `pending` until the new group is ACTIVE with all its nodes Ready.
+pub async fn check_group_ready(
+    mut state: MigrationState,
+    world: &World,
+    now: Timestamp,
+) -> Result<MigrationState, StepError> {
+    const STEP: &str = "check-group-ready";
+    let name = new_group(&state, STEP)?.name.clone();
+    let deadline = *state
+        .deadlines
+        .group_ready_by
+        .get_or_insert(now.plus(GROUP_READY_TIMEOUT_SECS));
+    let group = world
+        .eks
+        .describe_nodegroup(&state.request.cluster.name, &name)
+        .await?;
+    if let Some(reason) = group_failed(group.as_ref()) {
+        return Err(StepError::NewGroupFailed { reason });
+    }
+    let nodes = world.kube.list_nodes(&managed_group_selector(&name)).await?;
+    match wait_until(group_ready(group.as_ref(), &nodes), now, deadline, POLL_SECS) {
+        WaitDecision::Done => {
+            state.phase = Phase::GroupReady;
+            state.counts.new_nodes = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
+            state.pending = None;
+            if let Some(arn) = group.and_then(|g| g.arn)
+                && let Some(g) = state.new_group.as_mut()
+            {
+                g.arn = Some(arn);
+            }
+        }
+        WaitDecision::Again {
+            retry_after_seconds,
+            reason,
+        } => state.pending = pending(retry_after_seconds, reason),
+        WaitDecision::Expired { reason } => {
+            return Err(StepError::DeadlineExceeded {
+                what: "the new group becoming ready",
+                reason,
+            });
+        }
+    }
+    Ok(state)
+}
+
+/// Step 10: delete the old group once only skipped pods remain on it, else `pending`.
+pub async fn delete_old(
+    mut state: MigrationState,
+    world: &World,
+    _now: Timestamp,
+) -> Result<MigrationState, StepError> {
+    const STEP: &str = "delete-old";
+    let nodes = retiring_nodes(&state, world).await?;
+    let pods = pods_on(world, &nodes).await?;
+    match plan_delete_old(
+        state.source.kind,
+        &state.source.name,
+        &pods,
+        &state.request.policy,
+    ) {
+        DeleteDecision::Wait { remaining } => {
+            state.pending = pending(
+                POLL_SECS,
+                format!("{remaining} pods still run on the old nodes"),
+            );
+        }
+        DeleteDecision::Delete { action } => {
+            executor(&state, world, STEP).run(&action).await?;
+            state.pending = None;
+        }
+    }
+    Ok(state)
+}
+
+/// Step 10's wait: `pending` until the old group no longer exists.
+pub async fn check_deleted(
+    mut state: MigrationState,
+    world: &World,
+    now: Timestamp,
+) -> Result<MigrationState, StepError> {
+    let deadline = *state
+        .deadlines
+        .old_group_gone_by
+        .get_or_insert(now.plus(OLD_GROUP_GONE_TIMEOUT_SECS));
+    let name = &state.source.name;
+    let exists = match state.source.kind {
+        NodeGroupKind::Managed => world
+            .eks
+            .describe_nodegroup(&state.request.cluster.name, name)
+            .await?
+            .is_some(),
+        NodeGroupKind::SelfManagedAsg => world.asg.describe(name).await?.is_some(),
+    };
+    let condition = if exists {
+        Err(format!("old group {name} still exists"))
+    } else {
+        Ok(())
+    };
+    match wait_until(condition, now, deadline, POLL_SECS) {
+        WaitDecision::Done => {
+            state.phase = Phase::OldGroupDeleted;
+            state.pending = None;
+        }
+        WaitDecision::Again {
+            retry_after_seconds,
+            reason,
+        } => state.pending = pending(retry_after_seconds, reason),
+        WaitDecision::Expired { reason } => {
+            return Err(StepError::DeadlineExceeded {
+                what: "the old group's deletion",
+                reason,
+            });
+        }
+    }
+    Ok(state)
+}

@@ -1,0 +1,154 @@
+//! One handler per step of DESIGN.md §2, and what they share: finding the old and new nodes,
+//! the load balancers in front of the old pods, and the pending answer of a polling step.
+
+use std::collections::BTreeSet;
+
+use ngm_core::model::{
+    LabelSelector, LoadBalancerInfo, NodeGroupKind, NodeView, PodView, ServiceType, ServiceView,
+};
+use ngm_core::plan::scope::{is_source_node, managed_group_selector, retiring_selector};
+use ngm_core::state::{MigrationState, NewGroupInfo, Pending};
+
+use crate::error::StepError;
+use crate::exec::Executor;
+use crate::world::World;
+
+pub mod drain;
+pub mod freeze;
+pub mod group;
+pub mod nodes;
+pub mod plan;
+pub mod restore;
+pub mod retire;
+pub mod surge;
+
+pub use drain::drain;
+pub use freeze::freeze;
+pub use group::{check_deleted, check_group_ready, create_group, delete_old};
+pub use nodes::{cut_traffic, taint};
+pub use plan::validate_and_plan;
+pub use restore::{restore, rollback};
+pub use retire::retire;
+pub use surge::{check_surge, surge};
+
+/// How long each wait may last before the step fails, in seconds.
+pub const GROUP_READY_TIMEOUT_SECS: u64 = 45 * 60;
+pub const SURGE_READY_TIMEOUT_SECS: u64 = 30 * 60;
+pub const OLD_GROUP_GONE_TIMEOUT_SECS: u64 = 30 * 60;
+/// Seconds between polls. Spaced so that hours of waiting stay far below Step Functions'
+/// 25,000-event history limit.
+pub const POLL_SECS: u64 = 30;
+
+pub(crate) fn executor<'a>(
+    state: &'a MigrationState,
+    world: &'a World,
+    step: &'static str,
+) -> Executor<'a> {
+    Executor {
+        world,
+        cluster: &state.request.cluster.name,
+        execution: &state.execution.name,
+        step,
+        dry_run: state.request.policy.dry_run,
+    }
+}
+
+pub(crate) fn pending(secs: u64, reason: String) -> Option<Pending> {
+    Some(Pending {
+        retry_after_seconds: secs,
+        reason,
+    })
+}
+
+pub(crate) fn new_group<'a>(
+    state: &'a MigrationState,
+    step: &'static str,
+) -> Result<&'a NewGroupInfo, StepError> {
+    state.new_group.as_ref().ok_or(StepError::InvalidState {
+        step,
+        reason: "the state names no new group; create-group has not run".into(),
+    })
+}
+
+/// The old group's nodes found by what the group is (before the taint labels them).
+pub(crate) async fn source_nodes(
+    state: &MigrationState,
+    world: &World,
+) -> Result<Vec<NodeView>, StepError> {
+    match state.source.kind {
+        NodeGroupKind::Managed => Ok(world
+            .kube
+            .list_nodes(&managed_group_selector(&state.source.name))
+            .await?),
+        NodeGroupKind::SelfManagedAsg => {
+            let mut ids = BTreeSet::new();
+            let names = if state.source.asg_names.is_empty() {
+                vec![state.source.name.clone()]
+            } else {
+                state.source.asg_names.clone()
+            };
+            for n in &names {
+                if let Some(a) = world.asg.describe(n).await? {
+                    ids.extend(a.instances.into_iter().map(|i| i.instance_id));
+                }
+            }
+            let all = world.kube.list_nodes(&LabelSelector::default()).await?;
+            Ok(all
+                .into_iter()
+                .filter(|n| is_source_node(n, state.source.kind, &state.source.name, &ids))
+                .collect())
+        }
+    }
+}
+
+/// The nodes this execution labelled as retiring.
+pub(crate) async fn retiring_nodes(
+    state: &MigrationState,
+    world: &World,
+) -> Result<Vec<NodeView>, StepError> {
+    Ok(world
+        .kube
+        .list_nodes(&retiring_selector(&state.execution.digest()))
+        .await?)
+}
+
+/// Pods on the given nodes, one list per node.
+pub(crate) async fn pods_on(
+    world: &World,
+    nodes: &[NodeView],
+) -> Result<Vec<PodView>, StepError> {
+    let mut pods = Vec::new();
+    for n in nodes {
+        pods.extend(world.kube.list_pods_on_node(&n.name).await?);
+    }
+    Ok(pods)
+}
+
+/// The load balancers in front of Services that select any of `pods`, attributes read.
+pub(crate) async fn load_balancers_for(
+    world: &World,
+    services: &[ServiceView],
+    pods: &[PodView],
+) -> Result<Vec<LoadBalancerInfo>, StepError> {
+    let mut seen = BTreeSet::new();
+    let mut lbs = Vec::new();
+    for s in services {
+        if s.service_type != ServiceType::LoadBalancer || s.selector.is_empty() {
+            continue;
+        }
+        let selects = pods.iter().any(|p| {
+            p.namespace == s.namespace && s.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+        });
+        if !selects {
+            continue;
+        }
+        for dns in &s.lb_hostnames {
+            if seen.insert(dns.clone())
+                && let Some(lb) = world.elb.find_load_balancer_by_dns(dns).await?
+            {
+                lbs.push(lb);
+            }
+        }
+    }
+    Ok(lbs)
+}
