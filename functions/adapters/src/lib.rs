@@ -4,3 +4,11 @@
 pub mod auth;
 pub mod aws;
 pub mod kube;
+
+/// Installs the rustls crypto provider (aws-lc-rs) for the process. kube and the AWS SDK in
+/// one binary otherwise panic at the first kube call ("Could not automatically determine the
+/// process-level CryptoProvider"), so every `main` calls this first. Calling it twice is fine.
+pub fn install_crypto_provider() {
+    // An error means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

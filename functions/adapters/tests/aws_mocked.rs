@@ -107,3 +107,29 @@ async fn deleting_a_group_that_is_already_deleting_is_success() {
     let err = eks.delete_nodegroup("prod", "blue").await.unwrap_err();
     assert!(matches!(err, PortError::Conflict { .. }), "{err:?}");
 }
+
+fn sfn_error(code: &'static str) -> impl Fn() -> HttpResponse + Send + Sync + 'static {
+    move || {
+        let mut resp = HttpResponse::new(
+            StatusCode::try_from(400).unwrap(),
+            SdkBody::from(format!(r#"{{"__type":"{code}","message":"nope"}}"#)),
+        );
+        resp.headers_mut().insert("content-type", "application/x-amz-json-1.0");
+        resp
+    }
+}
+
+#[tokio::test]
+async fn answering_a_task_token_that_is_gone_or_malformed_is_a_named_failure() {
+    use aws_sdk_sfn::Client as Sfn;
+    use ngm_adapters::aws::SfnAdapter;
+    use ngm_core::ports::SfnPort;
+
+    for (code, gone) in [("TaskDoesNotExist", true), ("TaskTimedOut", true), ("InvalidToken", false)] {
+        let rule = mock!(Sfn::send_task_success).then_http_response(sfn_error(code));
+        let sfn = SfnAdapter::new(mock_client!(aws_sdk_sfn, [&rule]));
+        let err = sfn.send_task_success("t", "{}").await.unwrap_err();
+        assert_eq!(matches!(err, PortError::NotFound { .. }), gone, "{code}: {err:?}");
+        assert!(!err.is_retryable(), "{code}: {err:?}");
+    }
+}

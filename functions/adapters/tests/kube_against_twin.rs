@@ -415,3 +415,58 @@ async fn a_step_lists_pods_per_node_so_requests_grow_with_nodes_not_nodes_times_
         "one list per node"
     );
 }
+
+#[tokio::test]
+async fn replicasets_daemonsets_pdbs_services_and_endpointslices_are_read_as_views() {
+    let (store, kube, _server) = twin().await;
+    store.create(Resource::ReplicaSet, "default", json!({
+        "metadata": {"name": "web-7d9", "ownerReferences": [{"apiVersion": "apps/v1",
+            "kind": "Deployment", "name": "web", "uid": "d-uid", "controller": true}]},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+    })).unwrap();
+    store.create(Resource::DaemonSet, "kube-system", json!({
+        "metadata": {"name": "aws-node"},
+        "spec": {"selector": {"matchLabels": {"k8s-app": "aws-node"}},
+            "template": {"metadata": {"labels": {"k8s-app": "aws-node"}}, "spec": {"containers": [{"name": "c", "image": "cni"}]}}},
+    })).unwrap();
+    store.create(Resource::PodDisruptionBudget, "default", json!({
+        "metadata": {"name": "web-pdb"},
+        "spec": {"maxUnavailable": "25%", "selector": {"matchExpressions": [
+            {"key": "app", "operator": "In", "values": ["web"]}]}},
+    })).unwrap();
+    store.create(Resource::Service, "default", json!({
+        "metadata": {"name": "web"},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": {"app": "web"},
+            "ports": [{"port": 80}]},
+        "status": {"loadBalancer": {"ingress": [{"hostname": "web-123.elb.us-east-1.amazonaws.com"}]}},
+    })).unwrap();
+    store.create(Resource::EndpointSlice, "default", json!({
+        "metadata": {"name": "web-abc", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["10.0.0.1"], "conditions": {"ready": true}, "nodeName": "old-0",
+             "targetRef": {"kind": "Pod", "name": "web-0", "namespace": "default"}},
+            {"addresses": ["10.0.0.2"], "conditions": {"ready": false, "terminating": true}, "nodeName": "old-1"},
+        ],
+    })).unwrap();
+
+    let rs = kube.list_replicasets(None).await.unwrap();
+    assert_eq!(rs[0].owner.as_ref().map(|o| (o.kind.as_str(), o.name.as_str())), Some(("Deployment", "web")));
+    assert_eq!(rs[0].replicas, 3);
+    let ds = kube.list_daemonsets().await.unwrap();
+    assert_eq!((ds[0].namespace.as_str(), ds[0].name.as_str()), ("kube-system", "aws-node"));
+    let pdbs = kube.list_pdbs().await.unwrap();
+    assert_eq!(pdbs[0].max_unavailable, Some(ngm_core::model::IntOrPercent::Percent(25)));
+    assert_eq!(pdbs[0].selector.match_expressions.len(), 1);
+    let svcs = kube.list_services().await.unwrap();
+    assert_eq!(svcs[0].service_type, ngm_core::model::ServiceType::LoadBalancer);
+    assert_eq!(svcs[0].external_traffic_policy, Some(ngm_core::model::TrafficPolicy::Local));
+    assert_eq!(svcs[0].lb_hostnames, vec!["web-123.elb.us-east-1.amazonaws.com".to_owned()]);
+    let slices = kube.list_endpointslices("default", "web").await.unwrap();
+    assert_eq!(slices.len(), 1);
+    assert_eq!(slices[0].service, "web");
+    let eps = &slices[0].endpoints;
+    assert!(eps[0].ready && eps[0].pod_name.as_deref() == Some("web-0"));
+    assert!(!eps[1].ready && eps[1].terminating);
+}

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod exec;
 pub mod observe;
+pub mod steps;
 pub mod world;
 
 #[cfg(any(test, feature = "fakes"))]

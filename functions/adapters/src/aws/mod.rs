@@ -36,6 +36,9 @@ const NOT_FOUND_CODES: &[&str] = &[
     "ListenerNotFound",
     "ExecutionDoesNotExist",
     "StateMachineDoesNotExist",
+    // A task token that is unknown, or whose task already timed out: nothing left to answer.
+    "TaskDoesNotExist",
+    "TaskTimedOut",
     "InvalidLaunchTemplateName.NotFoundException",
     "InvalidLaunchTemplateId.NotFound",
     "InvalidLaunchTemplateId.VersionNotFound",

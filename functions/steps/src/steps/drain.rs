@@ -36,10 +36,11 @@ pub async fn drain(
 
     let exec = executor(&state, world, STEP);
     let mut first_block: Option<(String, Option<String>)> = None;
+    let (mut blocks, mut evicted) = (0u32, 0u32);
     for action in &plan.actions {
         match exec.run(action).await? {
             Outcome::Evict(EvictOutcome::PdbBlocked { pdb }) => {
-                state.counts.pdb_blocks = state.counts.pdb_blocks.saturating_add(1);
+                blocks = blocks.saturating_add(1);
                 if first_block.is_none()
                     && let Action::EvictPod {
                         namespace, name, ..
@@ -54,11 +55,13 @@ pub async fn drain(
                 }
             }
             Outcome::Evict(EvictOutcome::Evicted) | Outcome::Done => {
-                state.counts.pods_evicted = state.counts.pods_evicted.saturating_add(1);
+                evicted = evicted.saturating_add(1);
             }
             _ => {}
         }
     }
+    state.counts.pdb_blocks = state.counts.pdb_blocks.saturating_add(blocks);
+    state.counts.pods_evicted = state.counts.pods_evicted.saturating_add(evicted);
     if !plan.actions.is_empty() {
         state.blocked = first_block.map(|(pod, pdb)| Blocked {
             // The first refusal of this pod starts the clock; later ones keep it.

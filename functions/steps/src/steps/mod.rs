@@ -152,3 +152,6 @@ pub(crate) async fn load_balancers_for(
     }
     Ok(lbs)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+//! Step 11 (restore after success) and the rollback after a failure before step 10. Both read
+//! the originals back from the objects, so a retry, or a run after a crash, restores the same.
+
+use std::collections::BTreeSet;
+
+use ngm_core::model::{NodeGroupKind, NodeView, Timestamp, WorkloadKind, WorkloadView};
+use ngm_core::plan::drain::{DrainOutcome, plan_drain};
+use ngm_core::plan::restore::{OldGroup, RestoreInputs, plan_restore, plan_rollback};
+use ngm_core::plan::scope::managed_group_selector;
+use ngm_core::state::{MigrationState, Phase};
+
+use super::plan::cluster;
+use super::{POLL_SECS, executor, pending, pods_on, retiring_nodes, source_nodes};
+use crate::error::StepError;
+use crate::world::World;
+
+async fn all_workloads(world: &World) -> Result<Vec<WorkloadView>, StepError> {
+    let mut w = world.kube.list_workloads(WorkloadKind::Deployment).await?;
+    w.extend(world.kube.list_workloads(WorkloadKind::StatefulSet).await?);
+    Ok(w)
+}
+
+fn union(mut a: Vec<NodeView>, b: Vec<NodeView>) -> Vec<NodeView> {
+    let names: BTreeSet<String> = a.iter().map(|n| n.name.clone()).collect();
+    a.extend(b.into_iter().filter(|n| !names.contains(&n.name)));
+    a
+}
+
+async fn new_nodes(state: &MigrationState, world: &World) -> Result<Vec<NodeView>, StepError> {
+    match &state.new_group {
+        Some(g) => Ok(world.kube.list_nodes(&managed_group_selector(&g.name)).await?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Step 11: HPAs and replicas back to their originals, every ngm mark removed from surviving
+/// objects, the lock released.
+pub async fn restore(
+    mut state: MigrationState,
+    world: &World,
+    _now: Timestamp,
+) -> Result<MigrationState, StepError> {
+    let cluster = cluster(&state, world).await?;
+    let workloads = all_workloads(world).await?;
+    let hpas = world.kube.list_hpas().await?;
+    let nodes = union(new_nodes(&state, world).await?, retiring_nodes(&state, world).await?);
+    let actions = plan_restore(RestoreInputs {
+        execution: &state.execution.name,
+        cluster_arn: &cluster.arn,
+        cluster_tags: &cluster.tags,
+        workloads: &workloads,
+        hpas: &hpas,
+        nodes: &nodes,
+    });
+    executor(&state, world, "restore").run_all(&actions).await?;
+    state.counts.workloads_restored = state.counts.workloads_surged;
+    state.counts.hpas_restored = state.counts.hpas_frozen;
+    state.lock = None;
+    state.phase = Phase::Restored;
+    state.pending = None;
+    tracing::info!(step = "restore", execution = %state.execution.name, counts = ?state.counts, "migration finished");
+    Ok(state)
+}
+
+/// The rollback: old nodes back in service, old group unpinned, replicas and HPAs back, pod
+/// marks gone; when ngm created the new group and the policy says so, its nodes are drained
+/// (`pending` between rounds) and it is deleted; then the lock is released.
+pub async fn rollback(
+    mut state: MigrationState,
+    world: &World,
+    now: Timestamp,
+) -> Result<MigrationState, StepError> {
+    const STEP: &str = "rollback";
+    let exec_name = state.execution.name.clone();
+    let policy = state.request.policy.clone();
+    let cluster = cluster(&state, world).await?;
+    let workloads = all_workloads(world).await?;
+    let hpas = world.kube.list_hpas().await?;
+    let new = new_nodes(&state, world).await?;
+    let new_names: BTreeSet<String> = new.iter().map(|n| n.name.clone()).collect();
+    let retiring_old: Vec<NodeView> = retiring_nodes(&state, world)
+        .await?
+        .into_iter()
+        .filter(|n| !new_names.contains(&n.name))
+        .collect();
+    let old = union(source_nodes(&state, world).await?, retiring_old);
+    let deletes_new = state
+        .new_group
+        .as_ref()
+        .is_some_and(|g| g.created_by_ngm && policy.rollback_deletes_new_group);
+    let nodes = if deletes_new {
+        old.clone()
+    } else {
+        union(old.clone(), new.clone())
+    };
+    let marked: Vec<_> = pods_on(world, &old)
+        .await?
+        .into_iter()
+        .filter(|p| p.annotations.get(ngm_core::marks::EXECUTION) == Some(&exec_name))
+        .collect();
+
+    let managed;
+    let mut asgs = Vec::new();
+    let old_group = match state.source.kind {
+        NodeGroupKind::Managed => {
+            managed = world
+                .eks
+                .describe_nodegroup(&state.request.cluster.name, &state.source.name)
+                .await?
+                .ok_or_else(|| StepError::InvalidState {
+                    step: STEP,
+                    reason: format!("old group {} is gone; nothing to roll back to", state.source.name),
+                })?;
+            OldGroup::Managed {
+                name: &managed.name,
+                arn: managed.arn.as_deref().unwrap_or_default(),
+                scaling: managed.scaling,
+                tags: &managed.tags,
+            }
+        }
+        NodeGroupKind::SelfManagedAsg => {
+            for n in &state.source.asg_names {
+                asgs.extend(world.asg.describe(n).await?);
+            }
+            OldGroup::SelfManaged { asgs: &asgs }
+        }
+    };
+    let plan = plan_rollback(
+        RestoreInputs {
+            execution: &exec_name,
+            cluster_arn: &cluster.arn,
+            cluster_tags: &cluster.tags,
+            workloads: &workloads,
+            hpas: &hpas,
+            nodes: &nodes,
+        },
+        &new,
+        old_group,
+        &marked,
+        &state.originals,
+        state.new_group.as_ref(),
+        &policy,
+    );
+    let exec = executor(&state, world, STEP);
+    exec.run_all(&plan.restore).await?;
+
+    if plan.drain_new_nodes && !policy.dry_run {
+        // The deleted group would terminate its pods regardless of PDBs, so they leave by
+        // eviction first; the rollback has no deadline of its own and waits for the budgets.
+        let pods = pods_on(world, &new).await?;
+        let sets = world.kube.list_workloads(WorkloadKind::StatefulSet).await?;
+        let round = plan_drain(&pods, &sets, &policy, None, now.plus(u64::MAX / 4), now);
+        exec.run_all(&round.actions).await?;
+        match round.outcome {
+            DrainOutcome::Done => {}
+            DrainOutcome::Refused { reasons } => return Err(StepError::DrainRefused { reasons }),
+            _ => {
+                state.pending = pending(
+                    POLL_SECS.min(15),
+                    "pods are leaving the new group's nodes".into(),
+                );
+                return Ok(state);
+            }
+        }
+    }
+    exec.run_all(&plan.finish).await?;
+    state.lock = None;
+    state.phase = Phase::RolledBack;
+    state.pending = None;
+    Ok(state)
+}
