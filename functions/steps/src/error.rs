@@ -139,9 +139,7 @@ impl From<PortError> for StepError {
                 op: format!("evict {pod}"),
                 detail: format!("blocked by PodDisruptionBudget {pdb}"),
             },
-            PortError::NotFound { what } | PortError::Gone { what } => {
-                StepError::NotFound { what }
-            }
+            PortError::NotFound { what } | PortError::Gone { what } => StepError::NotFound { what },
             PortError::Invalid { op, detail } => StepError::Rejected { op, detail },
             PortError::AccessDenied { op } => StepError::AccessDenied { op },
             PortError::Unexpected { op, detail } => StepError::Unexpected { op, detail },

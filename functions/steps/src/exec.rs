@@ -69,7 +69,10 @@ impl Executor<'_> {
                 spec,
                 client_request_token,
             } => {
-                let g = w.eks.create_nodegroup(c, spec, client_request_token).await?;
+                let g = w
+                    .eks
+                    .create_nodegroup(c, spec, client_request_token)
+                    .await?;
                 return Ok(Outcome::Group(Box::new(g)));
             }
             Action::UpdateNodegroupScaling {

@@ -7,6 +7,9 @@ use ngm_adapters::auth::mint_token;
 use ngm_adapters::kube::{ClusterEndpoint, KubeAdapter, client_for_cluster};
 use ngm_core::model::{ClusterInfo, LabelSelector};
 use ngm_steps::observe::{PER_NODE_POD_LIST_LIMIT, observe_cluster};
+
+// The first test relies on 12 old nodes being listed per node.
+const _: () = assert!(12 <= PER_NODE_POD_LIST_LIMIT);
 use ngm_twin::scenario::scale_scenario;
 use ngm_twin::server::serve_local;
 
@@ -53,7 +56,6 @@ async fn planning_a_small_group_lists_pods_once_per_old_node() {
     assert_eq!(view.workloads.len(), 8);
     // nodes, 12 per-node pod lists, deployments, statefulsets, replicasets, daemonsets, pdbs,
     // services: every list fits one page here.
-    assert!(12 <= PER_NODE_POD_LIST_LIMIT);
     assert_eq!(list_requests(&store) - before, 1 + 12 + 6);
     sim.stop().await;
 }

@@ -3,9 +3,9 @@
 use ngm_core::marks;
 use ngm_core::model::{
     AsgInfo, AsgInstance, CapacityType, ClusterInfo, DaemonSetView, HpaView, IntOrPercent,
-    LabelSelector, Labels, LbKind, LoadBalancerInfo, NodeGroupKind, NodeGroupSpec,
-    NodeGroupStatus, NodeView, PdbView, Resources, Scaling, ServiceType, ServiceView,
-    TargetGroupInfo, WorkloadKind, WorkloadRef, WorkloadView,
+    LabelSelector, Labels, LbKind, LoadBalancerInfo, NodeGroupKind, NodeGroupSpec, NodeGroupStatus,
+    NodeView, PdbView, Resources, Scaling, ServiceType, ServiceView, TargetGroupInfo, WorkloadKind,
+    WorkloadRef, WorkloadView,
 };
 
 use super::{FakeCloud, NodeOwner};
@@ -140,7 +140,12 @@ impl FakeCloud {
     }
 
     /// A self-managed Auto Scaling group `name` with `desired` joined nodes.
-    pub fn add_self_managed_group(&self, name: &str, instance_type: &str, desired: i32) -> &FakeCloud {
+    pub fn add_self_managed_group(
+        &self,
+        name: &str,
+        instance_type: &str,
+        desired: i32,
+    ) -> &FakeCloud {
         let alloc = self.lock().node_allocatable;
         let spec = NodeGroupSpec {
             kind: NodeGroupKind::SelfManagedAsg,

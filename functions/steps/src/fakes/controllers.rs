@@ -112,8 +112,7 @@ fn groups(i: &mut Inner) {
                         zone,
                         i.node_allocatable,
                     );
-                    i.w
-                        .node_owners
+                    i.w.node_owners
                         .insert(node.name.clone(), NodeOwner::Group(name.clone()));
                     i.w.nodes.insert(node.name.clone(), node);
                 }
@@ -128,16 +127,15 @@ fn groups(i: &mut Inner) {
         }
     }
     // Nodes whose group or Auto Scaling group is gone are terminated with their pods.
-    let gone: BTreeSet<String> = i
-        .w
-        .node_owners
-        .iter()
-        .filter(|(_, o)| match o {
-            NodeOwner::Group(g) => !i.w.nodegroups.contains_key(g),
-            NodeOwner::Asg(a) => !i.w.asgs.contains_key(a),
-        })
-        .map(|(n, _)| n.clone())
-        .collect();
+    let gone: BTreeSet<String> =
+        i.w.node_owners
+            .iter()
+            .filter(|(_, o)| match o {
+                NodeOwner::Group(g) => !i.w.nodegroups.contains_key(g),
+                NodeOwner::Asg(a) => !i.w.asgs.contains_key(a),
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
     i.w.nodes.retain(|n, _| !gone.contains(n));
     i.w.node_owners.retain(|n, _| !gone.contains(n));
     i.w.pods
@@ -216,13 +214,12 @@ fn deletion_cost(p: &PodView) -> i64 {
 }
 
 fn scale(i: &mut Inner, w: &WorkloadView) {
-    let live: Vec<PodView> = i
-        .w
-        .pods
-        .values()
-        .filter(|p| !p.terminating && belongs(p, w))
-        .cloned()
-        .collect();
+    let live: Vec<PodView> =
+        i.w.pods
+            .values()
+            .filter(|p| !p.terminating && belongs(p, w))
+            .cloned()
+            .collect();
     let want = usize::try_from(w.replicas).unwrap_or(0);
     match w.kind {
         WorkloadKind::Deployment => {

@@ -12,6 +12,7 @@
 
 pub mod builders;
 mod controllers;
+mod kube_port;
 mod ports;
 
 pub use builders::{cluster_arn, deployment, managed_group};
@@ -21,8 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ngm_core::model::{
     AsgInfo, ClusterInfo, DaemonSetView, EventType, ExecutionInfo, HpaView, LaunchTemplateVersion,
-    LoadBalancerInfo, NodeGroupSpec, NodeView, ObjectRef, PdbView, PodView, Resources,
-    ServiceView, TargetHealth, WorkloadRef, WorkloadView,
+    LoadBalancerInfo, NodeGroupSpec, NodeView, ObjectRef, PdbView, PodView, Resources, ServiceView,
+    TargetHealth, WorkloadRef, WorkloadView,
 };
 use ngm_core::ports::{PortError, PortResult};
 
@@ -166,7 +167,12 @@ impl FakeCloud {
 
 impl Inner {
     /// Records a call and answers an injected failure if one is queued for `op`.
-    pub(crate) fn enter(&mut self, op: &'static str, target: &str, mutating: bool) -> PortResult<()> {
+    pub(crate) fn enter(
+        &mut self,
+        op: &'static str,
+        target: &str,
+        mutating: bool,
+    ) -> PortResult<()> {
         self.calls.push(Call {
             op,
             target: target.to_string(),

@@ -3,12 +3,12 @@
 //! Deployments are raised to the surge count. Originals go on the objects before they change.
 
 use ngm_core::model::{NodeGroupKind, Timestamp};
+use ngm_core::plan::Action;
 use ngm_core::plan::freeze::{
     plan_freeze_hpas, plan_pin_asgs, plan_pin_managed, plan_protect_new_nodes,
 };
 use ngm_core::plan::preflight::affected_deployments;
 use ngm_core::plan::scope::managed_group_selector;
-use ngm_core::plan::Action;
 use ngm_core::state::{MigrationState, Phase};
 
 use super::{executor, new_group, source_nodes};

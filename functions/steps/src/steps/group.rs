@@ -1,7 +1,7 @@
 //! Steps 2, 3 and 10 on the groups themselves: create (or adopt) the new group, wait until it
 //! is ACTIVE with every node Ready, delete the old group once it is empty, wait until it is gone.
 
-use ngm_core::model::{NodeGroupKind, Timestamp};
+use ngm_core::model::{NodeGroupKind, NodeGroupStatus, Timestamp};
 use ngm_core::plan::lifecycle::{
     CreateDecision, DeleteDecision, group_failed, group_ready, plan_create_group, plan_delete_old,
 };
@@ -29,7 +29,10 @@ pub async fn create_group(
     let (source, _) = resolve_source(&state, world).await?;
     let derived = derive_target(&state.request, &source);
     let cluster = state.request.cluster.name.clone();
-    let existing = world.eks.describe_nodegroup(&cluster, &derived.name).await?;
+    let existing = world
+        .eks
+        .describe_nodegroup(&cluster, &derived.name)
+        .await?;
     let exec = executor(&state, world, STEP);
     let decision = plan_create_group(
         &state.request,
@@ -111,8 +114,16 @@ pub async fn check_group_ready(
     if let Some(reason) = group_failed(group.as_ref()) {
         return Err(StepError::NewGroupFailed { reason });
     }
-    let nodes = world.kube.list_nodes(&managed_group_selector(&name)).await?;
-    match wait_until(group_ready(group.as_ref(), &nodes), now, deadline, POLL_SECS) {
+    let nodes = world
+        .kube
+        .list_nodes(&managed_group_selector(&name))
+        .await?;
+    match wait_until(
+        group_ready(group.as_ref(), &nodes),
+        now,
+        deadline,
+        POLL_SECS,
+    ) {
         WaitDecision::Done => {
             state.phase = Phase::GroupReady;
             state.counts.new_nodes = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
@@ -159,7 +170,20 @@ pub async fn delete_old(
             );
         }
         DeleteDecision::Delete { action } => {
-            executor(&state, world, STEP).run(&action).await?;
+            // Check before writing: a group already deleting (or gone) needs no second call.
+            let deleting = match state.source.kind {
+                NodeGroupKind::Managed => world
+                    .eks
+                    .describe_nodegroup(&state.request.cluster.name, &state.source.name)
+                    .await?
+                    .is_none_or(|g| g.status == NodeGroupStatus::Deleting),
+                NodeGroupKind::SelfManagedAsg => {
+                    world.asg.describe(&state.source.name).await?.is_none()
+                }
+            };
+            if !deleting {
+                executor(&state, world, STEP).run(&action).await?;
+            }
             state.pending = None;
         }
     }

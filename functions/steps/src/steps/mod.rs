@@ -113,10 +113,7 @@ pub(crate) async fn retiring_nodes(
 }
 
 /// Pods on the given nodes, one list per node.
-pub(crate) async fn pods_on(
-    world: &World,
-    nodes: &[NodeView],
-) -> Result<Vec<PodView>, StepError> {
+pub(crate) async fn pods_on(world: &World, nodes: &[NodeView]) -> Result<Vec<PodView>, StepError> {
     let mut pods = Vec::new();
     for n in nodes {
         pods.extend(world.kube.list_pods_on_node(&n.name).await?);

@@ -34,7 +34,9 @@ pub async fn cut_traffic(
 ) -> Result<MigrationState, StepError> {
     let nodes = retiring_nodes(&state, world).await?;
     let actions = plan_cut_traffic(&nodes);
-    executor(&state, world, "cut-traffic").run_all(&actions).await?;
+    executor(&state, world, "cut-traffic")
+        .run_all(&actions)
+        .await?;
     let pods = pods_on(world, &nodes).await?;
     let services = world.kube.list_services().await?;
     let lbs = load_balancers_for(world, &services, &pods).await?;

@@ -23,7 +23,10 @@ const STEP: &str = "validate-and-plan";
 /// Findings kept in the state (the full report goes to the log).
 const MAX_FINDINGS: usize = 10;
 
-pub(crate) async fn cluster(state: &MigrationState, world: &World) -> Result<ClusterInfo, StepError> {
+pub(crate) async fn cluster(
+    state: &MigrationState,
+    world: &World,
+) -> Result<ClusterInfo, StepError> {
     let name = &state.request.cluster.name;
     world
         .eks
@@ -69,7 +72,11 @@ pub(crate) async fn resolve_source(
 
 /// Whether the execution named `holder` is still running. Without this execution's ARN the
 /// state machine cannot be named, so the holder is presumed alive (never steal a live lock).
-async fn holder_running(state: &MigrationState, world: &World, holder: &str) -> Result<bool, StepError> {
+async fn holder_running(
+    state: &MigrationState,
+    world: &World,
+    holder: &str,
+) -> Result<bool, StepError> {
     let Some(arn) = &state.execution.arn else {
         return Ok(true);
     };
@@ -95,10 +102,18 @@ async fn preflight(
     let view = observe_with_nodes(world.kube.as_ref(), old_nodes).await?;
     let target = derive_target(&state.request, source);
     let lbs = load_balancers_for(world, &view.services, &view.old_pods).await?;
-    let old_zones: BTreeSet<String> = view.old_nodes.iter().filter_map(|n| n.zone.clone()).collect();
+    let old_zones: BTreeSet<String> = view
+        .old_nodes
+        .iter()
+        .filter_map(|n| n.zone.clone())
+        .collect();
     // Without EC2 the new subnets' zones cannot be read; assume the old group's zones.
     let new_zones: BTreeSet<String> = match world.ec2.as_deref() {
-        Some(ec2) => ec2.subnet_zones(&target.subnets).await?.into_values().collect(),
+        Some(ec2) => ec2
+            .subnet_zones(&target.subnets)
+            .await?
+            .into_values()
+            .collect(),
         None => old_zones,
     };
     // A new node's allocatable is unknown until one exists; an old node's stands in for it.

@@ -28,7 +28,10 @@ fn union(mut a: Vec<NodeView>, b: Vec<NodeView>) -> Vec<NodeView> {
 
 async fn new_nodes(state: &MigrationState, world: &World) -> Result<Vec<NodeView>, StepError> {
     match &state.new_group {
-        Some(g) => Ok(world.kube.list_nodes(&managed_group_selector(&g.name)).await?),
+        Some(g) => Ok(world
+            .kube
+            .list_nodes(&managed_group_selector(&g.name))
+            .await?),
         None => Ok(Vec::new()),
     }
 }
@@ -43,7 +46,10 @@ pub async fn restore(
     let cluster = cluster(&state, world).await?;
     let workloads = all_workloads(world).await?;
     let hpas = world.kube.list_hpas().await?;
-    let nodes = union(new_nodes(&state, world).await?, retiring_nodes(&state, world).await?);
+    let nodes = union(
+        new_nodes(&state, world).await?,
+        retiring_nodes(&state, world).await?,
+    );
     let actions = plan_restore(RestoreInputs {
         execution: &state.execution.name,
         cluster_arn: &cluster.arn,
@@ -109,7 +115,10 @@ pub async fn rollback(
                 .await?
                 .ok_or_else(|| StepError::InvalidState {
                     step: STEP,
-                    reason: format!("old group {} is gone; nothing to roll back to", state.source.name),
+                    reason: format!(
+                        "old group {} is gone; nothing to roll back to",
+                        state.source.name
+                    ),
                 })?;
             OldGroup::Managed {
                 name: &managed.name,

@@ -83,9 +83,10 @@ where
 }
 
 macro_rules! step {
-    ($f:expr, $w:expr, $s:expr, $now:expr, $h:path) => {
-        settle($f, $s, &mut $now, |s, t| async move { $h(s, $w, t).await }).await
-    };
+    ($f:expr, $w:expr, $s:expr, $now:expr, $h:path) => {{
+        let w: &World = $w;
+        settle($f, $s, &mut $now, |s, t| async move { $h(s, w, t).await }).await
+    }};
 }
 
 fn ok<T>(r: Result<T, StepError>) -> T {
@@ -100,7 +101,12 @@ fn ngm_marks_on(n: &NodeView) -> Vec<String> {
         .filter(|k| k.starts_with("ngm.io/") || k.as_str() == marks::EXCLUDE_FROM_LB_LABEL)
         .cloned()
         .collect();
-    found.extend(n.taints.iter().filter(|t| t.key.starts_with("ngm.io/")).map(|t| t.key.clone()));
+    found.extend(
+        n.taints
+            .iter()
+            .filter(|t| t.key.starts_with("ngm.io/"))
+            .map(|t| t.key.clone()),
+    );
     if n.unschedulable {
         found.push("unschedulable".into());
     }
@@ -130,9 +136,17 @@ async fn a_whole_migration_restores_everything_and_removes_the_old_group() {
     let before = f.snapshot();
     let mut now = T0;
     let s = through_surge(&f, &w, &mut now).await;
-    assert_eq!(f.workload(&web()).map(|d| d.replicas), Some(6), "surge survives the HPA");
+    assert_eq!(
+        f.workload(&web()).map(|d| d.replicas),
+        Some(6),
+        "surge survives the HPA"
+    );
     let s = ok(cut_traffic(s, &w, now).await);
-    assert_eq!(s.lb_drain_seconds, 120 + 30, "longest of idle 60 and dereg 120, plus margin");
+    assert_eq!(
+        s.lb_drain_seconds,
+        120 + 30,
+        "longest of idle 60 and dereg 120, plus margin"
+    );
     let s = ok(step!(&f, &w, s, now, retire));
     let s = ok(step!(&f, &w, s, now, drain));
     let s = ok(step!(&f, &w, s, now, delete_old));
@@ -153,17 +167,24 @@ async fn a_whole_migration_restores_everything_and_removes_the_old_group() {
     }
     assert_eq!(after.hpas, before.hpas);
     assert!(!after.nodegroups.contains_key("ng-a"));
-    assert!(after.nodes.keys().all(|n| !n.starts_with("ng-a-")));
+    assert!(after.nodes.keys().all(|n| !n.starts_with("ng-a-node-")));
     for n in after.nodes.values() {
         assert_eq!(ngm_marks_on(n), Vec::<String>::new(), "{}", n.name);
     }
     assert!(!after.clusters["prod"].tags.contains_key(marks::LOCK_TAG));
-    let new = s.new_group.as_ref().map(|g| g.name.clone()).unwrap_or_default();
+    let new = s
+        .new_group
+        .as_ref()
+        .map(|g| g.name.clone())
+        .unwrap_or_default();
     for p in after.pods.values() {
         let node = p.node_name.as_deref().unwrap_or_default();
         assert!(node.starts_with(&new), "{} runs on {node}", p.key());
     }
-    let web_pods = after.pods.values().filter(|p| p.labels.get("app").map(String::as_str) == Some("web"));
+    let web_pods = after
+        .pods
+        .values()
+        .filter(|p| p.labels.get("app").map(String::as_str) == Some("web"));
     assert_eq!(web_pods.count(), 3);
 }
 
@@ -193,8 +214,17 @@ async fn rollback_after_the_surge_puts_the_cluster_back_as_it_was() {
     assert_eq!(after.nodegroups.get("ng-a"), before.nodegroups.get("ng-a"));
     assert_eq!(after.nodegroups.len(), 1, "the new group is deleted");
     assert_eq!(after.clusters, before.clusters, "lock released");
-    assert!(after.pods.values().all(|p| p.node_name.as_deref().is_some_and(|n| n.starts_with("ng-a-"))));
-    assert!(after.pods.values().all(|p| !p.annotations.contains_key(marks::EXECUTION)));
+    assert!(after.pods.values().all(|p| {
+        p.node_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("ng-a-"))
+    }));
+    assert!(
+        after
+            .pods
+            .values()
+            .all(|p| !p.annotations.contains_key(marks::EXECUTION))
+    );
 }
 
 /// Runs `step` twice on the same state and checks the world and the output are the same, and
@@ -208,8 +238,16 @@ where
     let world: Snapshot = f.snapshot();
     f.clear_calls();
     let second = ok(step(s.clone()).await);
-    assert_eq!(f.snapshot(), world, "{name}: the world changed on the second call");
-    assert_eq!(f.mutations(), Vec::<String>::new(), "{name}: second call mutated");
+    assert_eq!(
+        f.snapshot(),
+        world,
+        "{name}: the world changed on the second call"
+    );
+    assert_eq!(
+        f.mutations(),
+        Vec::<String>::new(),
+        "{name}: second call mutated"
+    );
     let (mut a, mut b) = (first.clone(), second);
     if name == "drain" {
         // A drain round's tally counts what this call evicted; a retry finds those pods
@@ -226,13 +264,22 @@ async fn every_step_run_twice_on_the_same_state_leaves_the_same_world_and_output
     let f = scenario();
     let w = &f.world();
     let mut now = T0;
-    let s = twice(&f, &state_for(serde_json::json!({})), "validate", |s| validate_and_plan(s, w, now)).await;
+    let s = twice(&f, &state_for(serde_json::json!({})), "validate", |s| {
+        validate_and_plan(s, w, now)
+    })
+    .await;
     let s = twice(&f, &s, "create", |s| create_group(s, w, now)).await;
-    let mut s = twice(&f, &s, "check-group-ready", |s| check_group_ready(s, w, now)).await;
+    let mut s = twice(&f, &s, "check-group-ready", |s| {
+        check_group_ready(s, w, now)
+    })
+    .await;
     assert!(s.pending.is_some(), "CREATING until the controllers run");
     f.reconcile();
     now = now.plus(30);
-    s = twice(&f, &s, "check-group-ready", |s| check_group_ready(s, w, now)).await;
+    s = twice(&f, &s, "check-group-ready", |s| {
+        check_group_ready(s, w, now)
+    })
+    .await;
     assert_eq!(s.phase, Phase::GroupReady);
     let s = twice(&f, &s, "freeze", |s| freeze(s, w, now)).await;
     let s = twice(&f, &s, "taint", |s| taint(s, w, now)).await;
@@ -301,7 +348,10 @@ async fn a_pdb_blocking_past_the_deadline_names_the_pod_and_the_pdb() {
     let (f, s) = blocked_drain(serde_json::json!({"drainDeadlineSeconds": 600})).await;
     let w = f.world();
     let s = ok(drain(s, &w, T0).await);
-    let blocked = s.blocked.clone().unwrap_or_else(|| panic!("not blocked: {s:?}"));
+    let blocked = s
+        .blocked
+        .clone()
+        .unwrap_or_else(|| panic!("not blocked: {s:?}"));
     assert_eq!(blocked.pod, "default/db-0");
     assert_eq!(blocked.pdb.as_deref(), Some("default/db-pdb"));
     assert!(s.pending.is_some(), "before the deadline the drain waits");
@@ -325,7 +375,10 @@ async fn a_pdb_blocking_past_the_deadline_waits_for_an_operator_when_asked() {
     let s = ok(drain(s, &w, T0).await);
     let s = ok(drain(s, &w, T0.plus(601)).await);
     assert_eq!(s.pending, None);
-    assert_eq!(s.blocked.map(|b| b.pdb), Some(Some("default/db-pdb".to_string())));
+    assert_eq!(
+        s.blocked.map(|b| b.pdb),
+        Some(Some("default/db-pdb".to_string()))
+    );
 }
 
 #[tokio::test]
@@ -338,13 +391,18 @@ async fn a_throttled_call_fails_with_a_retryable_name_and_the_retry_succeeds() {
             op: "TagResource".into(),
         },
     );
-    let err = validate_and_plan(state_for(serde_json::json!({})), &w, T0).await.err();
+    let err = validate_and_plan(state_for(serde_json::json!({})), &w, T0)
+        .await
+        .err();
     assert_eq!(err.as_ref().map(StepError::error_type), Some("Throttled"));
     assert!(err.is_some_and(|e| e.is_retryable()));
     let s = ok(validate_and_plan(state_for(serde_json::json!({})), &w, T0).await);
     assert_eq!(s.phase, Phase::Planned);
     assert_eq!(
-        f.snapshot().clusters["prod"].tags.get(marks::LOCK_TAG).map(String::as_str),
+        f.snapshot().clusters["prod"]
+            .tags
+            .get(marks::LOCK_TAG)
+            .map(String::as_str),
         Some("exec-1")
     );
 }
@@ -361,11 +419,22 @@ async fn a_cluster_locked_by_a_running_execution_refuses_a_second_one() {
     });
     use ngm_core::ports::SfnPort;
     let started = f
-        .start_execution("arn:aws:states:eu-west-1:111122223333:stateMachine:ngm", "other", "{}")
+        .start_execution(
+            "arn:aws:states:eu-west-1:111122223333:stateMachine:ngm",
+            "other",
+            "{}",
+        )
         .await;
     assert!(started.is_ok());
-    let err = validate_and_plan(state_for(serde_json::json!({})), &w, T0).await.err();
-    assert_eq!(err, Some(StepError::ClusterLocked { holder: "other".into() }));
+    let err = validate_and_plan(state_for(serde_json::json!({})), &w, T0)
+        .await
+        .err();
+    assert_eq!(
+        err,
+        Some(StepError::ClusterLocked {
+            holder: "other".into()
+        })
+    );
 }
 
 #[tokio::test]
@@ -380,4 +449,51 @@ async fn an_invalid_request_lists_every_field_error_before_touching_anything() {
         other => panic!("{other:?}"),
     }
     assert_eq!(f.calls(), vec![]);
+}
+
+#[tokio::test]
+async fn a_self_managed_group_is_pinned_then_restored_exactly_by_the_rollback() {
+    let f = FakeCloud::new();
+    f.add_cluster("prod")
+        .add_self_managed_group("legacy-asg", "m5.large", 2)
+        .add_workload(deployment("default", "web", 2));
+    f.reconcile();
+    let before = f.snapshot();
+    let w = f.world();
+    let json = serde_json::json!({
+        "cluster": {"name": "prod", "region": "eu-west-1"},
+        "source": {"autoScalingGroup": "legacy-asg"},
+        "target": {"instanceTypes": ["m6i.large"], "nodeRoleArn": "arn:aws:iam::111122223333:role/node"},
+    });
+    let req = parse_request(&json.to_string()).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut s = state_for(serde_json::json!({}));
+    s.request = req;
+    s.source.name = "legacy-asg".into();
+    s.source.kind = ngm_core::model::NodeGroupKind::SelfManagedAsg;
+    let mut now = T0;
+    let s = ok(validate_and_plan(s, &w, now).await);
+    assert_eq!(s.source.asg_names, vec!["legacy-asg".to_string()]);
+    assert_eq!(s.counts.old_nodes, 2);
+    let s = ok(create_group(s, &w, now).await);
+    f.reconcile();
+    let s = ok(step!(&f, &w, s, now, check_group_ready));
+    let s = ok(freeze(s, &w, now).await);
+    let asg = f.snapshot().asgs["legacy-asg"].clone();
+    assert_eq!((asg.scaling.min, asg.scaling.max), (2, 2), "pinned");
+    assert!(
+        !asg.tags.contains_key(marks::CA_ENABLED_TAG),
+        "out of autoscaler discovery"
+    );
+    assert!(asg.suspended_processes.contains(&"AZRebalance".to_string()));
+    let s = ok(taint(s, &w, now).await);
+    let s = ok(step!(&f, &w, s, now, rollback));
+    assert_eq!(s.phase, Phase::RolledBack);
+    f.reconcile();
+    let after = f.snapshot();
+    assert_eq!(
+        after.asgs, before.asgs,
+        "scaling, tags and processes as before"
+    );
+    assert_eq!(after.nodes, before.nodes);
+    assert_eq!(after.clusters, before.clusters);
 }
