@@ -670,7 +670,11 @@ async fn sfn_adapter_starts_idempotently_describes_lists_and_refuses_a_different
 
     // moto runs no task and accepts any token, so this only proves the calls are well formed;
     // the answers for unknown or timed-out tokens are covered in aws_mocked.rs.
-    sfn.send_task_success("token", r#"{"decision":"force"}"#).await.unwrap();
-    sfn.send_task_failure("token", "OperatorAborted", "web-pdb blocks web-0").await.unwrap();
+    sfn.send_task_success("token", r#"{"decision":"force"}"#)
+        .await
+        .unwrap();
+    sfn.send_task_failure("token", "OperatorAborted", "web-pdb blocks web-0")
+        .await
+        .unwrap();
     moto.stop().await;
 }

@@ -114,7 +114,8 @@ fn sfn_error(code: &'static str) -> impl Fn() -> HttpResponse + Send + Sync + 's
             StatusCode::try_from(400).unwrap(),
             SdkBody::from(format!(r#"{{"__type":"{code}","message":"nope"}}"#)),
         );
-        resp.headers_mut().insert("content-type", "application/x-amz-json-1.0");
+        resp.headers_mut()
+            .insert("content-type", "application/x-amz-json-1.0");
         resp
     }
 }
@@ -125,11 +126,19 @@ async fn answering_a_task_token_that_is_gone_or_malformed_is_a_named_failure() {
     use ngm_adapters::aws::SfnAdapter;
     use ngm_core::ports::SfnPort;
 
-    for (code, gone) in [("TaskDoesNotExist", true), ("TaskTimedOut", true), ("InvalidToken", false)] {
+    for (code, gone) in [
+        ("TaskDoesNotExist", true),
+        ("TaskTimedOut", true),
+        ("InvalidToken", false),
+    ] {
         let rule = mock!(Sfn::send_task_success).then_http_response(sfn_error(code));
         let sfn = SfnAdapter::new(mock_client!(aws_sdk_sfn, [&rule]));
         let err = sfn.send_task_success("t", "{}").await.unwrap_err();
-        assert_eq!(matches!(err, PortError::NotFound { .. }), gone, "{code}: {err:?}");
+        assert_eq!(
+            matches!(err, PortError::NotFound { .. }),
+            gone,
+            "{code}: {err:?}"
+        );
         assert!(!err.is_retryable(), "{code}: {err:?}");
     }
 }

@@ -430,11 +430,17 @@ async fn replicasets_daemonsets_pdbs_services_and_endpointslices_are_read_as_vie
         "spec": {"selector": {"matchLabels": {"k8s-app": "aws-node"}},
             "template": {"metadata": {"labels": {"k8s-app": "aws-node"}}, "spec": {"containers": [{"name": "c", "image": "cni"}]}}},
     })).unwrap();
-    store.create(Resource::PodDisruptionBudget, "default", json!({
-        "metadata": {"name": "web-pdb"},
-        "spec": {"maxUnavailable": "25%", "selector": {"matchExpressions": [
-            {"key": "app", "operator": "In", "values": ["web"]}]}},
-    })).unwrap();
+    store
+        .create(
+            Resource::PodDisruptionBudget,
+            "default",
+            json!({
+                "metadata": {"name": "web-pdb"},
+                "spec": {"maxUnavailable": "25%", "selector": {"matchExpressions": [
+                    {"key": "app", "operator": "In", "values": ["web"]}]}},
+            }),
+        )
+        .unwrap();
     store.create(Resource::Service, "default", json!({
         "metadata": {"name": "web"},
         "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": {"app": "web"},
@@ -452,17 +458,38 @@ async fn replicasets_daemonsets_pdbs_services_and_endpointslices_are_read_as_vie
     })).unwrap();
 
     let rs = kube.list_replicasets(None).await.unwrap();
-    assert_eq!(rs[0].owner.as_ref().map(|o| (o.kind.as_str(), o.name.as_str())), Some(("Deployment", "web")));
+    assert_eq!(
+        rs[0]
+            .owner
+            .as_ref()
+            .map(|o| (o.kind.as_str(), o.name.as_str())),
+        Some(("Deployment", "web"))
+    );
     assert_eq!(rs[0].replicas, 3);
     let ds = kube.list_daemonsets().await.unwrap();
-    assert_eq!((ds[0].namespace.as_str(), ds[0].name.as_str()), ("kube-system", "aws-node"));
+    assert_eq!(
+        (ds[0].namespace.as_str(), ds[0].name.as_str()),
+        ("kube-system", "aws-node")
+    );
     let pdbs = kube.list_pdbs().await.unwrap();
-    assert_eq!(pdbs[0].max_unavailable, Some(ngm_core::model::IntOrPercent::Percent(25)));
+    assert_eq!(
+        pdbs[0].max_unavailable,
+        Some(ngm_core::model::IntOrPercent::Percent(25))
+    );
     assert_eq!(pdbs[0].selector.match_expressions.len(), 1);
     let svcs = kube.list_services().await.unwrap();
-    assert_eq!(svcs[0].service_type, ngm_core::model::ServiceType::LoadBalancer);
-    assert_eq!(svcs[0].external_traffic_policy, Some(ngm_core::model::TrafficPolicy::Local));
-    assert_eq!(svcs[0].lb_hostnames, vec!["web-123.elb.us-east-1.amazonaws.com".to_owned()]);
+    assert_eq!(
+        svcs[0].service_type,
+        ngm_core::model::ServiceType::LoadBalancer
+    );
+    assert_eq!(
+        svcs[0].external_traffic_policy,
+        Some(ngm_core::model::TrafficPolicy::Local)
+    );
+    assert_eq!(
+        svcs[0].lb_hostnames,
+        vec!["web-123.elb.us-east-1.amazonaws.com".to_owned()]
+    );
     let slices = kube.list_endpointslices("default", "web").await.unwrap();
     assert_eq!(slices.len(), 1);
     assert_eq!(slices[0].service, "web");

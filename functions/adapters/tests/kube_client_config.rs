@@ -60,8 +60,20 @@ async fn an_https_endpoint_without_a_ca_is_refused_and_an_override_is_used_inste
     ngm_adapters::install_crypto_provider();
     let c = cluster(String::new());
     let err = refused(&c);
-    assert!(matches!(err, AuthError::ClusterIncomplete { what: "certificate authority", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            AuthError::ClusterIncomplete {
+                what: "certificate authority",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 
-    let twin = ClusterEndpoint { url: Some("http://127.0.0.1:1".into()), ca_data: Some(String::new()) };
+    let twin = ClusterEndpoint {
+        url: Some("http://127.0.0.1:1".into()),
+        ca_data: Some(String::new()),
+    };
     assert!(client_for_cluster(&c, &token(), &twin).is_ok());
 }

@@ -20,8 +20,25 @@ pub fn python() -> PathBuf {
     cache.join("venv/bin/python")
 }
 
-/// The repository root, from this crate's manifest directory (`tests/twin`).
+/// The repository root: `NGM_REPO`, else the nearest directory above the current one that holds
+/// `tests/aws/moto_server.py` (cargo runs tests from their package directory), else the path
+/// this crate was built from. The build path alone is not enough: a build cache shared between
+/// checkouts can hand one checkout a test binary compiled in another.
 pub fn repo_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("NGM_REPO") {
+        return PathBuf::from(p);
+    }
+    let marker = Path::new("tests/aws/moto_server.py");
+    if let Ok(mut dir) = std::env::current_dir() {
+        loop {
+            if dir.join(marker).is_file() {
+                return dir;
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 

@@ -12,7 +12,7 @@ pub enum SeedError {
     #[error("document {index} has no known kind ({kind:?})")]
     UnknownKind { index: usize, kind: String },
     #[error("document {index} was refused: {source}")]
-    Refused { index: usize, source: ApiError },
+    Refused { index: usize, source: Box<ApiError> },
 }
 
 /// Creates every object of the manifests, creating their namespaces as needed. Returns how
@@ -48,7 +48,10 @@ pub fn seed_manifests(store: &Store, text: &str) -> Result<usize, SeedError> {
         }
         store
             .create(resource, ns, obj.clone())
-            .map_err(|source| SeedError::Refused { index, source })?;
+            .map_err(|source| SeedError::Refused {
+                index,
+                source: Box::new(source),
+            })?;
     }
     Ok(objects.len())
 }

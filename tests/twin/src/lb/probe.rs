@@ -299,17 +299,8 @@ impl Probe {
         lb.endpoint_cursor = lb.endpoint_cursor.wrapping_add(1);
         let ep = candidates[lb.endpoint_cursor % candidates.len()];
         let Some(pod) = world.pods.get(&ep.pod_uid) else {
-            // The slice still lists a pod that is gone: the connection goes nowhere.
-            let node_gone = ep
-                .node
-                .as_ref()
-                .is_some_and(|n| !world.nodes.contains_key(n));
-            let reason = if node_gone {
-                FailureReason::NodeGone
-            } else {
-                FailureReason::PodKilled
-            };
-            return self.fail(i, start, reason, Some(node), None);
+            // `ready_endpoints` lists only pods that exist.
+            return self.fail(i, start, FailureReason::PodKilled, Some(node), None);
         };
         let idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);
         self.seq += 1;

@@ -225,8 +225,10 @@ impl World {
             .collect()
     }
 
-    /// The endpoints kube-proxy forwards to: `ready`, and not terminating in the pod's own
-    /// state (a terminating pod leaves the ready set at once, even if the slice lags).
+    /// The endpoints kube-proxy forwards to: `ready`, and of a pod that exists and is not
+    /// terminating. The EndpointSlice controller runs a pass after the kubelet, so a slice can
+    /// list a pod that is terminating or already gone for a moment; in a cluster the pod's
+    /// process outlives that lag, in the twin it need not, so the pod's own state wins.
     pub fn ready_endpoints(&self, ns: &str, service: &str) -> Vec<&EndpointView> {
         self.endpoints(ns, service)
             .into_iter()
@@ -234,7 +236,7 @@ impl World {
             .filter(|e| {
                 self.pods
                     .get(&e.pod_uid)
-                    .is_none_or(|p| p.deleting_at.is_none())
+                    .is_some_and(|p| p.deleting_at.is_none())
             })
             .collect()
     }
@@ -244,6 +246,6 @@ impl World {
     pub fn has_local_endpoint(&self, ns: &str, service: &str, node: &str) -> bool {
         self.ready_endpoints(ns, service)
             .iter()
-            .any(|e| e.node.as_deref() == Some(node) && self.pods.contains_key(&e.pod_uid))
+            .any(|e| e.node.as_deref() == Some(node))
     }
 }

@@ -28,7 +28,7 @@ pub enum ScenarioError {
     #[error("invalid scenario: {0}")]
     Invalid(String),
     #[error("creating {what}: {source}")]
-    Create { what: String, source: ApiError },
+    Create { what: String, source: Box<ApiError> },
     #[error("the initial cluster did not settle within {0:?}: {1}")]
     NotSettled(Duration, String),
 }
@@ -206,7 +206,7 @@ impl Scenario {
                     register_node(store, &self.node_template(group, i)).map_err(|source| {
                         ScenarioError::Create {
                             what: format!("node of {}", group.name),
-                            source,
+                            source: Box::new(source),
                         }
                     })?;
                 names.push(
@@ -234,7 +234,7 @@ impl Scenario {
                 .create(resource, &ns, obj)
                 .map_err(|source| ScenarioError::Create {
                     what: format!("{} {ns}/{name}", resource.kind()),
-                    source,
+                    source: Box::new(source),
                 })?;
             applied.objects += 1;
             Ok(())

@@ -1,0 +1,174 @@
+//! Deployment settings, read from the environment once in `main`.
+//!
+//! Run parameters live in the request; only what differs between deployments is here. The AWS
+//! endpoints (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) and credentials are read by
+//! aws-config itself, so they are not repeated here.
+
+use ngm_adapters::kube::ClusterEndpoint;
+use ngm_core::model::Timestamp;
+
+/// Replaces the API server endpoint DescribeCluster returns (the cluster twin's URL).
+pub const CLUSTER_ENDPOINT_VAR: &str = "NGM_CLUSTER_ENDPOINT";
+/// Replaces the cluster's CA bundle (base64 PEM; empty for a plain-HTTP twin).
+pub const CLUSTER_CA_VAR: &str = "NGM_CLUSTER_CA";
+/// `SPEED@ORIGIN`: time runs `SPEED` times faster than the wall clock from the Unix second
+/// `ORIGIN` on, as the cluster twin's scaled clock does; absent means wall time.
+pub const CLOCK_VAR: &str = "NGM_CLOCK";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// Where `now` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    Wall,
+    /// Simulated seconds per wall second, counted from `origin` (a Unix second at which
+    /// simulated and wall time agree).
+    Scaled {
+        speed: u32,
+        origin: i64,
+    },
+}
+
+impl Clock {
+    /// The step's `now` for a wall-clock reading of `wall` Unix seconds.
+    pub fn at(self, wall: i64) -> Timestamp {
+        match self {
+            Clock::Wall => Timestamp(wall),
+            Clock::Scaled { speed, origin } => Timestamp(
+                origin.saturating_add(wall.saturating_sub(origin).saturating_mul(i64::from(speed))),
+            ),
+        }
+    }
+
+    /// `now` from the system clock.
+    pub fn now(self) -> Timestamp {
+        self.at(chrono::Utc::now().timestamp())
+    }
+
+    fn parse(s: &str) -> Result<Clock, ConfigError> {
+        let bad = |reason: &str| ConfigError::Invalid {
+            var: CLOCK_VAR,
+            reason: format!("{reason} (want SPEED@ORIGIN, e.g. 60@1767225600)"),
+        };
+        let (speed, origin) = s.split_once('@').ok_or_else(|| bad("no '@'"))?;
+        let speed: u32 = speed
+            .trim()
+            .parse()
+            .map_err(|_| bad("speed is not a number"))?;
+        if speed == 0 {
+            return Err(bad("speed is zero"));
+        }
+        let origin: i64 = origin
+            .trim()
+            .parse()
+            .map_err(|_| bad("origin is not a number"))?;
+        Ok(Clock::Scaled { speed, origin })
+    }
+}
+
+/// What a function needs to know about its deployment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Overrides of the API server endpoint and CA (the twin); empty in a real deployment.
+    pub cluster_endpoint: ClusterEndpoint,
+    /// Whether this binary wires the EC2 port (the `ec2` feature).
+    pub ec2: bool,
+    pub clock: Clock,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `var` (tests pass a map).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let url = var(CLUSTER_ENDPOINT_VAR).filter(|s| !s.is_empty());
+        if let Some(u) = &url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                var: CLUSTER_ENDPOINT_VAR,
+                reason: format!("{u} is not an http(s) URL"),
+            });
+        }
+        let clock = match var(CLOCK_VAR).filter(|s| !s.is_empty()) {
+            Some(s) => Clock::parse(&s)?,
+            None => Clock::Wall,
+        };
+        Ok(Config {
+            cluster_endpoint: ClusterEndpoint {
+                url,
+                ca_data: var(CLUSTER_CA_VAR),
+            },
+            ec2: cfg!(feature = "ec2"),
+            clock,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn an_empty_environment_means_the_real_cluster_and_wall_time() {
+        let c = config(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.cluster_endpoint.url, None);
+        assert_eq!(c.cluster_endpoint.ca_data, None);
+        assert_eq!(c.clock, Clock::Wall);
+    }
+
+    #[test]
+    fn the_twin_overrides_endpoint_and_ca() {
+        let c = config(&[
+            (CLUSTER_ENDPOINT_VAR, "http://127.0.0.1:6443"),
+            (CLUSTER_CA_VAR, ""),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.cluster_endpoint.url.as_deref(),
+            Some("http://127.0.0.1:6443")
+        );
+        assert_eq!(c.cluster_endpoint.ca_data.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn an_endpoint_that_is_not_a_url_is_refused() {
+        let e = config(&[(CLUSTER_ENDPOINT_VAR, "127.0.0.1:6443")]).err();
+        assert!(
+            matches!(e, Some(ConfigError::Invalid { var, .. }) if var == CLUSTER_ENDPOINT_VAR),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_scaled_clock_runs_speed_times_faster_from_its_origin() {
+        let c = config(&[(CLOCK_VAR, "60@1000")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.clock.at(1000), Timestamp(1000));
+        assert_eq!(c.clock.at(1010), Timestamp(1600));
+        assert_eq!(Clock::Wall.at(1010), Timestamp(1010));
+    }
+
+    #[test]
+    fn a_malformed_clock_is_refused() {
+        for bad in ["60", "x@1", "0@1", "60@y"] {
+            assert!(config(&[(CLOCK_VAR, bad)]).is_err(), "{bad}");
+        }
+    }
+}
