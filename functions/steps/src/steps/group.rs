@@ -7,13 +7,13 @@ use ngm_core::plan::lifecycle::{
 };
 use ngm_core::plan::newgroup::{derive_target, launch_template_overrides};
 use ngm_core::plan::scope::managed_group_selector;
-use ngm_core::plan::{Action, WaitDecision, wait_until};
+use ngm_core::plan::{Action, wait_until};
 use ngm_core::state::{MigrationState, NewGroupInfo, Phase};
 
 use super::plan::resolve_source;
 use super::{
     GROUP_READY_TIMEOUT_SECS, OLD_GROUP_GONE_TIMEOUT_SECS, POLL_SECS, executor, new_group, pending,
-    pods_on, retiring_nodes,
+    pods_on, retiring_nodes, settle_wait,
 };
 use crate::error::StepError;
 use crate::exec::Outcome;
@@ -118,31 +118,19 @@ pub async fn check_group_ready(
         .kube
         .list_nodes(&managed_group_selector(&name))
         .await?;
-    match wait_until(
+    let decision = wait_until(
         group_ready(group.as_ref(), &nodes),
         now,
         deadline,
         POLL_SECS,
-    ) {
-        WaitDecision::Done => {
-            state.phase = Phase::GroupReady;
-            state.counts.new_nodes = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
-            state.pending = None;
-            if let Some(arn) = group.and_then(|g| g.arn)
-                && let Some(g) = state.new_group.as_mut()
-            {
-                g.arn = Some(arn);
-            }
-        }
-        WaitDecision::Again {
-            retry_after_seconds,
-            reason,
-        } => state.pending = pending(retry_after_seconds, reason),
-        WaitDecision::Expired { reason } => {
-            return Err(StepError::DeadlineExceeded {
-                what: "the new group becoming ready",
-                reason,
-            });
+    );
+    if settle_wait(&mut state, decision, "the new group becoming ready")? {
+        state.phase = Phase::GroupReady;
+        state.counts.new_nodes = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
+        if let Some(arn) = group.and_then(|g| g.arn)
+            && let Some(g) = state.new_group.as_mut()
+        {
+            g.arn = Some(arn);
         }
     }
     Ok(state)
@@ -214,21 +202,9 @@ pub async fn check_deleted(
     } else {
         Ok(())
     };
-    match wait_until(condition, now, deadline, POLL_SECS) {
-        WaitDecision::Done => {
-            state.phase = Phase::OldGroupDeleted;
-            state.pending = None;
-        }
-        WaitDecision::Again {
-            retry_after_seconds,
-            reason,
-        } => state.pending = pending(retry_after_seconds, reason),
-        WaitDecision::Expired { reason } => {
-            return Err(StepError::DeadlineExceeded {
-                what: "the old group's deletion",
-                reason,
-            });
-        }
+    let decision = wait_until(condition, now, deadline, POLL_SECS);
+    if settle_wait(&mut state, decision, "the old group's deletion")? {
+        state.phase = Phase::OldGroupDeleted;
     }
     Ok(state)
 }

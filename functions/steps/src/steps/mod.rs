@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use ngm_core::model::{
     LabelSelector, LoadBalancerInfo, NodeGroupKind, NodeView, PodView, ServiceType, ServiceView,
 };
+use ngm_core::plan::WaitDecision;
 use ngm_core::plan::scope::{is_source_node, managed_group_selector, retiring_selector};
 use ngm_core::state::{MigrationState, NewGroupInfo, Pending};
 
@@ -58,6 +59,30 @@ pub(crate) fn pending(secs: u64, reason: String) -> Option<Pending> {
         retry_after_seconds: secs,
         reason,
     })
+}
+
+/// Applies a wait decision to the state: `Ok(true)` when the awaited condition holds (pending
+/// cleared), `Ok(false)` when the state machine should come back later (pending set), and
+/// `DeadlineExceeded` naming `what` once the deadline has passed.
+pub(crate) fn settle_wait(
+    state: &mut MigrationState,
+    decision: WaitDecision,
+    what: &'static str,
+) -> Result<bool, StepError> {
+    match decision {
+        WaitDecision::Done => {
+            state.pending = None;
+            Ok(true)
+        }
+        WaitDecision::Again {
+            retry_after_seconds,
+            reason,
+        } => {
+            state.pending = pending(retry_after_seconds, reason);
+            Ok(false)
+        }
+        WaitDecision::Expired { reason } => Err(StepError::DeadlineExceeded { what, reason }),
+    }
 }
 
 pub(crate) fn new_group<'a>(

@@ -6,10 +6,10 @@ use std::collections::BTreeSet;
 use ngm_core::model::{Timestamp, WorkloadKind, WorkloadView};
 use ngm_core::plan::preflight::affected_deployments;
 use ngm_core::plan::surge::{plan_surge, ready_off, surge_settled, surged_by};
-use ngm_core::plan::{WaitDecision, wait_until};
+use ngm_core::plan::wait_until;
 use ngm_core::state::{MigrationState, Phase};
 
-use super::{POLL_SECS, SURGE_READY_TIMEOUT_SECS, executor, pending, retiring_nodes};
+use super::{POLL_SECS, SURGE_READY_TIMEOUT_SECS, executor, retiring_nodes, settle_wait};
 use crate::error::StepError;
 use crate::observe::observe_with_nodes;
 use crate::world::World;
@@ -72,18 +72,10 @@ pub async fn check_surge(
             .await?;
         progress.push((w, ready_off(&pods, &retiring)));
     }
-    match wait_until(surge_settled(&progress), now, deadline, POLL_SECS) {
-        WaitDecision::Done => state.pending = None,
-        WaitDecision::Again {
-            retry_after_seconds,
-            reason,
-        } => state.pending = pending(retry_after_seconds, reason),
-        WaitDecision::Expired { reason } => {
-            return Err(StepError::DeadlineExceeded {
-                what: "the surge becoming ready",
-                reason,
-            });
-        }
-    }
+    settle_wait(
+        &mut state,
+        wait_until(surge_settled(&progress), now, deadline, POLL_SECS),
+        "the surge becoming ready",
+    )?;
     Ok(state)
 }
