@@ -22,51 +22,62 @@ pub enum ConfigError {
 }
 
 /// Where `now` comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Clock {
     Wall,
-    /// Simulated seconds per wall second, counted from `origin` (a Unix second at which
-    /// simulated and wall time agree).
-    Scaled {
-        speed: u32,
-        origin: i64,
-    },
+    /// Simulated seconds per wall second, counted from `origin_ms` (a Unix time in
+    /// milliseconds at which simulated and wall time agree). Milliseconds, because at speed 60
+    /// a whole-second origin would put the functions up to a simulated minute off the twin.
+    Scaled { speed: f64, origin_ms: i64 },
 }
 
 impl Clock {
     /// The step's `now` for a wall-clock reading of `wall` Unix seconds.
     pub fn at(self, wall: i64) -> Timestamp {
+        self.at_millis(wall.saturating_mul(1000))
+    }
+
+    /// The step's `now` (whole simulated seconds) for a wall-clock reading in milliseconds.
+    pub fn at_millis(self, wall_ms: i64) -> Timestamp {
         match self {
-            Clock::Wall => Timestamp(wall),
-            Clock::Scaled { speed, origin } => Timestamp(
-                origin.saturating_add(wall.saturating_sub(origin).saturating_mul(i64::from(speed))),
-            ),
+            Clock::Wall => Timestamp(wall_ms.div_euclid(1000)),
+            Clock::Scaled { speed, origin_ms } => {
+                #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+                let sim_ms = origin_ms as f64 + (wall_ms.saturating_sub(origin_ms) as f64) * speed;
+                #[allow(clippy::cast_possible_truncation)]
+                Timestamp((sim_ms / 1000.0).floor() as i64)
+            }
         }
     }
 
     /// `now` from the system clock.
     pub fn now(self) -> Timestamp {
-        self.at(chrono::Utc::now().timestamp())
+        self.at_millis(chrono::Utc::now().timestamp_millis())
     }
 
     fn parse(s: &str) -> Result<Clock, ConfigError> {
         let bad = |reason: &str| ConfigError::Invalid {
             var: CLOCK_VAR,
-            reason: format!("{reason} (want SPEED@ORIGIN, e.g. 60@1767225600)"),
+            reason: format!("{reason} (want SPEED@ORIGIN, e.g. 60@1767225600.250)"),
         };
         let (speed, origin) = s.split_once('@').ok_or_else(|| bad("no '@'"))?;
-        let speed: u32 = speed
+        let speed: f64 = speed
             .trim()
             .parse()
             .map_err(|_| bad("speed is not a number"))?;
-        if speed == 0 {
-            return Err(bad("speed is zero"));
+        if !(speed.is_finite() && speed > 0.0) {
+            return Err(bad("speed must be a positive number"));
         }
-        let origin: i64 = origin
+        let origin: f64 = origin
             .trim()
             .parse()
             .map_err(|_| bad("origin is not a number"))?;
-        Ok(Clock::Scaled { speed, origin })
+        if !origin.is_finite() {
+            return Err(bad("origin is not a finite number"));
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let origin_ms = (origin * 1000.0).round() as i64;
+        Ok(Clock::Scaled { speed, origin_ms })
     }
 }
 
@@ -166,8 +177,15 @@ mod tests {
     }
 
     #[test]
+    fn a_fractional_origin_keeps_the_functions_on_the_twins_second() {
+        let c = config(&[(CLOCK_VAR, "60@1000.5")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.clock.at_millis(1_000_500), Timestamp(1000));
+        assert_eq!(c.clock.at_millis(1_010_500), Timestamp(1600));
+    }
+
+    #[test]
     fn a_malformed_clock_is_refused() {
-        for bad in ["60", "x@1", "0@1", "60@y"] {
+        for bad in ["60", "x@1", "0@1", "-2@1", "60@y", "inf@1"] {
             assert!(config(&[(CLOCK_VAR, bad)]).is_err(), "{bad}");
         }
     }

@@ -1,10 +1,13 @@
 //! `ngm`: the operator's command line. `ngm schema` prints the MigrationRequest JSON Schema;
-//! `ngm validate FILE|-` checks a request and prints every problem with its field path.
+//! `ngm validate FILE|-` checks a request and prints every problem with its field path;
+//! `ngm local run` runs a whole migration on the cluster twin.
 
 use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod local;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +30,11 @@ enum Command {
         /// The request file, or `-` for standard input.
         file: String,
     },
+    /// Runs on this machine, against the cluster twin.
+    Local {
+        #[command(subcommand)]
+        command: local::LocalCommand,
+    },
 }
 
 fn read_input(file: &str) -> Result<String, String> {
@@ -43,6 +51,7 @@ fn read_input(file: &str) -> Result<String, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Local { command } => local::main(command),
         Command::Schema => {
             let schema = ngm_core::request::request_schema();
             match serde_json::to_string_pretty(&schema) {

@@ -27,6 +27,8 @@ enum Inner {
         speed: f64,
         start_real: Instant,
         start_sim: DateTime<Utc>,
+        /// The wall time at `start_real`.
+        start_wall: DateTime<Utc>,
     },
     Manual {
         now: Mutex<DateTime<Utc>>,
@@ -64,6 +66,7 @@ impl Clock {
                 speed,
                 start_real: Instant::now(),
                 start_sim: start,
+                start_wall: Utc::now(),
             }),
         }
     }
@@ -97,6 +100,28 @@ impl Clock {
         }
     }
 
+    /// The clock as ngm's functions read it (`NGM_CLOCK`, `SPEED@ORIGIN` with ORIGIN in Unix
+    /// seconds to the millisecond): only a scaled clock whose simulated start is its wall start
+    /// can be described so.
+    pub fn ngm_clock(&self) -> Option<String> {
+        match &*self.inner {
+            Inner::Scaled {
+                speed,
+                start_sim,
+                start_wall,
+                ..
+            } if (*start_sim - *start_wall).num_milliseconds().abs() < 5 => {
+                let origin_ms = start_sim.timestamp_millis();
+                Some(format!(
+                    "{speed}@{}.{:03}",
+                    origin_ms.div_euclid(1000),
+                    origin_ms.rem_euclid(1000)
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// The current simulated time.
     pub fn now(&self) -> DateTime<Utc> {
         match &*self.inner {
@@ -104,6 +129,7 @@ impl Clock {
                 speed,
                 start_real,
                 start_sim,
+                ..
             } => {
                 let real = start_real.elapsed().as_secs_f64();
                 *start_sim + secs_delta(real * speed)

@@ -155,6 +155,17 @@ impl Twin {
         let version = scenario
             .as_ref()
             .map_or_else(|| "1.33".to_string(), |s| s.cluster.version.clone());
+        // The cluster's subnets are moto's default ones where a zone has one, so EC2
+        // DescribeSubnets (which ngm calls) knows them.
+        let moto_subnets = match (&moto_url, &scenario) {
+            (Some(m), Some(s)) => crate::lb::aws::default_subnets_by_zone(&crate::lb::aws::AwsTarget {
+                endpoint_url: m.clone(),
+                region: s.cluster.region.clone(),
+            })
+            .await
+            .unwrap_or_default(),
+            _ => Default::default(),
+        };
         let eks = moto_url.as_ref().map(|moto_url| {
             let mut cfg = EksConfig::new(
                 scenario
@@ -167,7 +178,15 @@ impl Twin {
             cfg.poll_interval = poll_interval(speed);
             if let Some(s) = &scenario {
                 cfg.region = s.cluster.region.clone();
-                cfg.subnets = groups::subnets(s);
+                cfg.subnets = groups::subnets(s)
+                    .into_iter()
+                    .map(|mut sub| {
+                        if let Some(id) = moto_subnets.get(&sub.zone) {
+                            sub.id.clone_from(id);
+                        }
+                        sub
+                    })
+                    .collect();
                 if let Some(g) = s.cluster.node_groups.first() {
                     cfg.boot_time = Duration::from_secs_f64(g.boot_seconds.max(0.0));
                 }
@@ -356,6 +375,9 @@ impl Twin {
         }
         if self.eks.is_some() {
             env.insert("AWS_ENDPOINT_URL_EKS".to_string(), self.url.clone());
+        }
+        if let Some(clock) = self.clock.ngm_clock() {
+            env.insert("NGM_CLOCK".to_string(), clock);
         }
         env
     }

@@ -267,6 +267,13 @@ impl KubePort for KubeAdapter {
             .collect();
         // Merge patch replaces the whole list; carrying resourceVersion makes the API server
         // refuse it with 409 if anything else changed the taints since we read them.
+        // An empty list is sent as null, which removes the field, as kubectl does (Go's
+        // omitempty): the node is then exactly as it was before ngm tainted it.
+        let taints = if taints.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(taints)
+        };
         let body = json!({
             "metadata": {"resourceVersion": node.metadata.resource_version},
             "spec": {"taints": taints},
@@ -277,7 +284,10 @@ impl KubePort for KubeAdapter {
 
     async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> PortResult<()> {
         let api: Api<Node> = Api::all(self.client.clone());
-        let body = json!({"spec": {"unschedulable": unschedulable}});
+        // Uncordon removes the field (null), as `kubectl uncordon` does, rather than writing
+        // `false` onto a node that never had it.
+        let value = if unschedulable { json!(true) } else { Value::Null };
+        let body = json!({"spec": {"unschedulable": value}});
         self.merge_patch(&api, "cordon node", name, body).await
     }
 

@@ -229,6 +229,17 @@ pub fn plan_freeze_hpas(
         let Some(w) = workloads.iter().find(|w| w.workload_ref() == target) else {
             continue;
         };
+        // Raising minReplicas makes the HPA scale the Deployment at once, so its replica
+        // count before ngm must be on it first: surge and rollback read it from there.
+        if !w.annotations.contains_key(marks::ORIGINAL_REPLICAS) {
+            actions.push(Action::AnnotateWorkload {
+                workload: w.workload_ref(),
+                annotations: set(&[
+                    (marks::ORIGINAL_REPLICAS, w.replicas.to_string()),
+                    (marks::EXECUTION, execution.to_string()),
+                ]),
+            });
+        }
         let surge = policy.surge_replicas(original_replicas(w));
         let (orig_min, orig_max) = original_hpa(h);
         let min = orig_min.unwrap_or(1).max(surge);

@@ -109,6 +109,14 @@ impl EksConfig {
         )
     }
 
+    /// The cluster's subnet in `zone` (the derived id when the cluster has none there).
+    pub fn subnet_in(&self, zone: &str) -> String {
+        self.subnets
+            .iter()
+            .find(|s| s.zone == zone)
+            .map_or_else(|| crate::twin::groups::subnet_id(zone), |s| s.id.clone())
+    }
+
     /// The zone of a subnet id (unknown subnets fall in the first configured zone).
     pub fn zone_of(&self, subnet: &str) -> String {
         self.subnets

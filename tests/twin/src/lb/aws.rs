@@ -106,6 +106,7 @@ pub fn lb_name(prefix: &str, ns: &str, name: &str) -> String {
 
 /// Runs the mirror until the command channel closes.
 mod create;
+pub use create::default_subnets_by_zone;
 
 pub(crate) async fn run(
     target: AwsTarget,

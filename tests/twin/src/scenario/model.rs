@@ -27,6 +27,10 @@ pub struct Scenario {
     pub migration: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expectation>,
+    /// Settings for whoever runs the workflow against the twin (the local runner's Lambda
+    /// faults and operator answers), passed through as is; the twin does not read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Value>,
 }
 
 fn default_version() -> String {

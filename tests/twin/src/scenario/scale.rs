@@ -84,5 +84,6 @@ pub fn scale_scenario(nodes: u32, pods: u32) -> Scenario {
         faults: Vec::new(),
         migration: None,
         expect: None,
+        workflow: None,
     }
 }

@@ -91,7 +91,7 @@ pub fn create_request(cfg: &EksConfig, g: &NodeGroup) -> Value {
     json!({
         "nodegroupName": g.name,
         "scalingConfig": { "minSize": g.min(), "maxSize": g.max(), "desiredSize": g.desired_size },
-        "subnets": g.zones.iter().map(|z| subnet_id(z)).collect::<Vec<_>>(),
+        "subnets": g.zones.iter().map(|z| cfg.subnet_in(z)).collect::<Vec<_>>(),
         "instanceTypes": g.instance_types,
         "amiType": g.ami_type,
         "releaseVersion": g.ami_release,

@@ -200,16 +200,39 @@ impl Mirror {
     }
 }
 
-/// The default VPC and its subnets, from EC2 `DescribeSubnets` (an ALB or NLB needs subnets and
-/// a target group a VPC). The twin does not link the EC2 SDK, so this is one plain Query call.
-pub(super) async fn describe_subnets(
+/// moto's default subnet in each zone of the region (`DescribeSubnets`, `defaultForAz`), so the
+/// cluster's subnets are ones EC2 knows (ngm reads their zones).
+pub async fn default_subnets_by_zone(
     target: &AwsTarget,
-) -> Result<(String, Vec<String>), AwsError> {
+) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
     let fail = call_err("DescribeSubnets");
+    let response = query(target, "Action=DescribeSubnets&Version=2016-11-15").await?;
+    let field = |item: &str, tag: &str| -> Option<String> {
+        let start = item.find(&format!("<{tag}>"))? + tag.len() + 2;
+        let end = item[start..].find(&format!("</{tag}>"))? + start;
+        Some(item[start..end].to_string())
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for item in response.split("<item>").skip(1) {
+        if field(item, "defaultForAz").as_deref() != Some("true") {
+            continue;
+        }
+        if let (Some(id), Some(zone)) = (field(item, "subnetId"), field(item, "availabilityZone")) {
+            out.entry(zone).or_insert(id);
+        }
+    }
+    if out.is_empty() {
+        return Err(fail(&"moto listed no default subnet"));
+    }
+    Ok(out)
+}
+
+/// One EC2 Query call to moto (the twin does not link the EC2 SDK); the body of the answer.
+async fn query(target: &AwsTarget, body: &str) -> Result<String, AwsError> {
+    let fail = call_err("EC2 query");
     let url = url::Url::parse(&target.endpoint_url).map_err(|e| fail(&e))?;
     let host = url.host_str().unwrap_or("127.0.0.1").to_string();
     let port = url.port_or_known_default().unwrap_or(80);
-    let body = "Action=DescribeSubnets&Version=2016-11-15";
     let request = format!(
         "POST / HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
          Authorization: AWS4-HMAC-SHA256 Credential=twin/20260101/{}/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
@@ -227,6 +250,16 @@ pub(super) async fn describe_subnets(
     conn.read_to_string(&mut response)
         .await
         .map_err(|e| fail(&e))?;
+    Ok(response)
+}
+
+/// The default VPC and its subnets, from EC2 `DescribeSubnets` (an ALB or NLB needs subnets and
+/// a target group a VPC). The twin does not link the EC2 SDK, so this is one plain Query call.
+pub(super) async fn describe_subnets(
+    target: &AwsTarget,
+) -> Result<(String, Vec<String>), AwsError> {
+    let fail = call_err("DescribeSubnets");
+    let response = query(target, "Action=DescribeSubnets&Version=2016-11-15").await?;
     // Each subnet item carries one subnetId and one vpcId, in that order.
     let ids = |tag: &str| -> Result<Vec<String>, AwsError> {
         let re = regex::Regex::new(&format!("<{tag}>([^<]+)</{tag}>")).map_err(|e| fail(&e))?;

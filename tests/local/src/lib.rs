@@ -1,0 +1,21 @@
+//! `ngm local run`: the real `statemachine/migration.asl.json`, run by a third-party ASL
+//! interpreter (aws-local-stepfunctions on Node 22), whose Tasks invoke the real function
+//! binaries through a Lambda host of our own; the functions talk over HTTP to the cluster
+//! twin (Kubernetes and EKS) and moto (everything else), on the twin's scaled clock. At the end
+//! the run is judged: the scenario's expected outcome and invariants I1–I6.
+//!
+//! - [`host`]: the Lambda Runtime API per function and the Invoke API, with injected faults;
+//! - [`interp`]: the interpreter process;
+//! - [`run`]: one scenario end to end;
+//! - [`verdict`], [`timeline`], [`idempotence`]: what is printed and checked.
+
+pub mod host;
+pub mod idempotence;
+pub mod interp;
+pub mod run;
+pub mod settings;
+pub mod timeline;
+pub mod verdict;
+
+pub use ngm_testkit::moto::repo_root;
+pub use run::{RunOptions, RunOutcome, run};
