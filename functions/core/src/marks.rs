@@ -60,9 +60,6 @@ pub const ORIGINAL_CA_TAGS_TAG: &str = "ngm.io/original-ca-tags";
 /// or alarm-driven scaling would launch or terminate nodes mid-migration.
 pub const SUSPENDED_PROCESSES: &[&str] = &["AZRebalance", "ScheduledActions", "AlarmNotification"];
 
-/// Tag on the EKS cluster holding the per-cluster lock: the holding execution's name.
-pub const LOCK_TAG: &str = "ngm.io/lock";
-
 /// Label EKS puts on every node of a managed node group.
 pub const EKS_NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
 /// Annotation the kubelet puts on a static pod's mirror.

@@ -14,8 +14,8 @@ use crate::model::{
     AsgInfo, ClusterInfo, DaemonSetView, EndpointSliceView, EventType, ExecutionInfo,
     ExecutionStatus, HpaView, LabelSelector, Labels, LaunchTemplateOverrides, LaunchTemplateRef,
     LaunchTemplateVersion, LoadBalancerInfo, NodeGroupSpec, NodeView, ObjectRef, PdbView, PodView,
-    ReplicaSetView, Scaling, ServiceView, Taint, TargetHealth, UpdateStatus, WorkloadKind,
-    WorkloadRef, WorkloadView,
+    ReplicaSetView, Scaling, ServiceView, Taint, TargetHealth, Timestamp, UpdateStatus,
+    WorkloadKind, WorkloadRef, WorkloadView,
 };
 
 /// A port failure, classified once by the adapter.
@@ -274,4 +274,56 @@ pub trait KubePort: Send + Sync {
         reason: &str,
         message: &str,
     ) -> PortResult<()>;
+}
+
+/// The per-cluster lock as stored: who holds it and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockRecord {
+    /// The cluster's ARN.
+    pub key: String,
+    /// The holding execution's name.
+    pub holder: String,
+    pub acquired_at: Timestamp,
+    /// After this instant anyone may take the lock over: a crashed execution cannot hold it
+    /// forever.
+    pub lease_until: Timestamp,
+}
+
+/// What a conditional acquire answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAcquired {
+    /// The record now names the caller as holder, until the requested lease end.
+    Acquired,
+    /// Someone else holds a live lease. `None` when it was released again before it could be
+    /// read back.
+    HeldBy(Option<LockRecord>),
+}
+
+/// The per-cluster lock table.
+#[async_trait]
+pub trait LockPort: Send + Sync {
+    /// One conditional write: it succeeds only when no record exists, the record's holder is
+    /// `record.holder`, or the record's lease ended before `now`.
+    async fn acquire(&self, record: &LockRecord, now: Timestamp) -> PortResult<LockAcquired>;
+    /// Deletes the record only while `holder` holds it. `Ok(false)` when someone else holds it
+    /// or nobody does.
+    async fn release(&self, key: &str, holder: &str) -> PortResult<bool>;
+    async fn read(&self, key: &str) -> PortResult<Option<LockRecord>>;
+}
+
+/// Where an execution is, from the newest events of its history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionProgress {
+    /// The state entered last.
+    pub current_step: Option<String>,
+    /// The output of the state exited last (a `MigrationState` once a step has run).
+    pub last_output: Option<String>,
+}
+
+/// Step Functions execution history (`states:GetExecutionHistory`), kept apart from
+/// [`SfnPort`] because only the resize API reads it.
+#[async_trait]
+pub trait SfnHistoryPort: Send + Sync {
+    async fn progress(&self, execution_arn: &str) -> PortResult<Option<ExecutionProgress>>;
 }

@@ -14,11 +14,18 @@ pub const CLUSTER_CA_VAR: &str = "NGM_CLUSTER_CA";
 /// `SPEED@ORIGIN`: time runs `SPEED` times faster than the wall clock from the Unix second
 /// `ORIGIN` on, as the cluster twin's scaled clock does; absent means wall time.
 pub const CLOCK_VAR: &str = "NGM_CLOCK";
+/// The DynamoDB table holding the per-cluster locks (required).
+pub const LOCK_TABLE_VAR: &str = "NGM_LOCK_TABLE";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("{var} is invalid: {reason}")]
     Invalid { var: &'static str, reason: String },
+    #[error("{var} is not set: {why}")]
+    Missing {
+        var: &'static str,
+        why: &'static str,
+    },
 }
 
 /// Where `now` comes from.
@@ -28,7 +35,10 @@ pub enum Clock {
     /// Simulated seconds per wall second, counted from `origin_ms` (a Unix time in
     /// milliseconds at which simulated and wall time agree). Milliseconds, because at speed 60
     /// a whole-second origin would put the functions up to a simulated minute off the twin.
-    Scaled { speed: f64, origin_ms: i64 },
+    Scaled {
+        speed: f64,
+        origin_ms: i64,
+    },
 }
 
 impl Clock {
@@ -89,6 +99,8 @@ pub struct Config {
     /// Whether this binary wires the EC2 port (the `ec2` feature).
     pub ec2: bool,
     pub clock: Clock,
+    /// The lock table's name.
+    pub lock_table: String,
 }
 
 impl Config {
@@ -112,7 +124,14 @@ impl Config {
             Some(s) => Clock::parse(&s)?,
             None => Clock::Wall,
         };
+        let lock_table = var(LOCK_TABLE_VAR).filter(|s| !s.trim().is_empty()).ok_or(
+            ConfigError::Missing {
+                var: LOCK_TABLE_VAR,
+                why: "it names the DynamoDB table of per-cluster locks (the template's LockTable)",
+            },
+        )?;
         Ok(Config {
+            lock_table,
             cluster_endpoint: ClusterEndpoint {
                 url,
                 ca_data: var(CLUSTER_CA_VAR),
@@ -133,8 +152,21 @@ mod tests {
         let map: BTreeMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([(LOCK_TABLE_VAR.to_string(), "locks".to_string())])
             .collect();
         Config::from_vars(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn a_missing_or_empty_lock_table_is_refused_by_name() {
+        for env in [vec![], vec![(LOCK_TABLE_VAR, " ")]] {
+            let map: BTreeMap<&str, &str> = env.into_iter().collect();
+            let e = Config::from_vars(|k| map.get(k).map(|v| v.to_string())).err();
+            assert!(
+                matches!(e, Some(ConfigError::Missing { var, .. }) if var == LOCK_TABLE_VAR),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]
@@ -143,6 +175,7 @@ mod tests {
         assert_eq!(c.cluster_endpoint.url, None);
         assert_eq!(c.cluster_endpoint.ca_data, None);
         assert_eq!(c.clock, Clock::Wall);
+        assert_eq!(c.lock_table, "locks");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 use ngm_adapters::auth::{AuthError, mint_token};
-use ngm_adapters::aws::{AsgAdapter, EksAdapter, ElbAdapter, SfnAdapter, SsmAdapter};
+use ngm_adapters::aws::{AsgAdapter, EksAdapter, ElbAdapter, LockAdapter, SfnAdapter, SsmAdapter};
 use ngm_adapters::kube::{KubeAdapter, client_for_cluster};
 use ngm_core::ports::{Ec2Port, EksPort};
 use ngm_core::state::MigrationState;
@@ -65,6 +65,8 @@ pub struct Clients {
     config: Config,
     sdk: SdkConfig,
     home: AwsPorts,
+    /// The lock table lives in the function's own region, whatever the cluster's.
+    lock: Arc<LockAdapter>,
 }
 
 impl std::fmt::Debug for Clients {
@@ -83,7 +85,16 @@ impl Clients {
         let sdk = aws_config::load_from_env().await;
         let region = sdk.region().map(ToString::to_string).unwrap_or_default();
         let home = AwsPorts::new(&sdk, &region, config.ec2);
-        Clients { config, sdk, home }
+        let lock = Arc::new(LockAdapter::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            config.lock_table.clone(),
+        ));
+        Clients {
+            config,
+            sdk,
+            home,
+            lock,
+        }
     }
 
     /// The clients for a cluster in `region`; another region than the function's gets its
@@ -137,6 +148,7 @@ impl Clients {
             ssm: aws.ssm,
             sfn: aws.sfn,
             kube: Arc::new(KubeAdapter::new(client)),
+            lock: self.lock.clone(),
         })
     }
 }

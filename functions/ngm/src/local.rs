@@ -69,4 +69,3 @@ pub fn main(cmd: LocalCommand) -> ExitCode {
         }
     }
 }
-

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod local;
+mod ops;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +30,30 @@ enum Command {
     Validate {
         /// The request file, or `-` for standard input.
         file: String,
+    },
+    /// Validate a request locally, then start it on the state machine (StartExecution).
+    Start {
+        /// The request file, or `-` for standard input.
+        file: String,
+        #[command(flatten)]
+        machine: ops::MachineArg,
+        /// The execution name (default: cli-<cluster>-<group>-<unix time>).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print an execution's status (by name, with the state machine, or by ARN).
+    Status {
+        id: String,
+        #[command(flatten)]
+        machine: ops::MachineArg,
+    },
+    /// Let a PDB-blocked drain go on (SendTaskSuccess on its task token).
+    Approve { token: String },
+    /// Roll a PDB-blocked migration back (SendTaskFailure on its task token).
+    Abort {
+        token: String,
+        #[arg(long, default_value = "aborted by an operator")]
+        reason: String,
     },
     /// Runs on this machine, against the cluster twin.
     Local {
@@ -52,6 +77,24 @@ fn read_input(file: &str) -> Result<String, String> {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Local { command } => local::main(command),
+        Command::Start {
+            file,
+            machine,
+            name,
+        } => match read_input(&file) {
+            Ok(request_json) => ops::main(ops::Op::Start {
+                request_json,
+                machine,
+                name,
+            }),
+            Err(e) => {
+                eprintln!("ngm: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Status { id, machine } => ops::main(ops::Op::Status { id, machine }),
+        Command::Approve { token } => ops::main(ops::Op::Approve { token }),
+        Command::Abort { token, reason } => ops::main(ops::Op::Abort { token, reason }),
         Command::Schema => {
             let schema = ngm_core::request::request_schema();
             match serde_json::to_string_pretty(&schema) {

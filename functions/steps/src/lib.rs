@@ -7,6 +7,7 @@
 pub mod error;
 pub mod exec;
 pub mod observe;
+pub mod start;
 pub mod steps;
 pub mod world;
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ngm_core::ports::{AsgPort, Ec2Port, EksPort, ElbPort, KubePort, SfnPort, SsmPort};
+use ngm_core::ports::{AsgPort, Ec2Port, EksPort, ElbPort, KubePort, LockPort, SfnPort, SsmPort};
 
 use crate::error::StepError;
 
@@ -17,6 +17,8 @@ pub struct World {
     pub ssm: Arc<dyn SsmPort>,
     pub sfn: Arc<dyn SfnPort>,
     pub kube: Arc<dyn KubePort>,
+    /// The per-cluster lock table.
+    pub lock: Arc<dyn LockPort>,
 }
 
 impl std::fmt::Debug for World {

@@ -10,9 +10,9 @@ use serde_yaml::Value;
 /// (API group, resource, verb) as issue 5 lists them.
 const GRANTS: &[(&str, &[&str], &[&str])] = &[
     ("", &["nodes"], &["get", "list", "patch"]),
-    ("", &["pods"], &["get", "list", "patch"]),
+    ("", &["pods"], &["get", "list", "patch", "delete"]),
     ("", &["pods/eviction"], &["create"]),
-    ("apps", &["deployments", "statefulsets"], &["get", "list"]),
+    ("apps", &["deployments", "statefulsets"], &["get", "list", "patch"]),
     (
         "apps",
         &["deployments/scale", "statefulsets/scale"],

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::idempotence::{IdempotenceCheck, WorldProbe};
+use crate::idempotence::{IdempotenceCheck, SecondRun, WorldProbe};
 
 /// One function: its name (as in the ASL's `${NameFunctionArn}`, kebab-cased) and binary.
 #[derive(Clone, Debug)]
@@ -81,7 +81,9 @@ pub struct HostOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    #[error("function binary {0} is missing: build the functions first (cargo build --workspace --bins)")]
+    #[error(
+        "function binary {0} is missing: build the functions first (cargo build --workspace --bins)"
+    )]
     MissingBinary(PathBuf),
     #[error("cannot start {name}: {source}")]
     Spawn {
@@ -237,10 +239,16 @@ impl LambdaHost {
                 .collect();
             let child = spawn(spec, &addr, &opts)?;
             let pid = child.id();
-            let region = opts.env.get("AWS_REGION").map_or("us-east-1", String::as_str);
+            let region = opts
+                .env
+                .get("AWS_REGION")
+                .map_or("us-east-1", String::as_str);
             let f = Arc::new(Function {
                 name: spec.name.clone(),
-                arn: format!("arn:aws:lambda:{region}:000000000000:function:{}", spec.name),
+                arn: format!(
+                    "arn:aws:lambda:{region}:000000000000:function:{}",
+                    spec.name
+                ),
                 queue,
                 next: AsyncMutex::new(next),
                 pending: Mutex::new(HashMap::new()),
@@ -338,7 +346,10 @@ fn spawn(
         .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name))
+        .env(
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", spec.name),
+        )
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
         .env(
             "AWS_LAMBDA_FUNCTION_TIMEOUT",
@@ -374,8 +385,8 @@ async fn watch_exit(f: Arc<Function>) {
 
 /// VmHWM from `/proc/<pid>/status`, in KiB.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))
-        .ok()?;
+    let status =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -414,8 +425,16 @@ async fn next_invocation(State(f): State<Arc<Function>>) -> Response {
             h.insert(k, v);
         }
     };
-    put(&mut headers, "lambda-runtime-aws-request-id", inv.id.clone());
-    put(&mut headers, "lambda-runtime-deadline-ms", deadline.to_string());
+    put(
+        &mut headers,
+        "lambda-runtime-aws-request-id",
+        inv.id.clone(),
+    );
+    put(
+        &mut headers,
+        "lambda-runtime-deadline-ms",
+        deadline.to_string(),
+    );
     put(
         &mut headers,
         "lambda-runtime-invoked-function-arn",
@@ -481,7 +500,10 @@ async fn invocation_error(
 async fn init_error(State(f): State<Arc<Function>>, body: Bytes) -> StatusCode {
     *lock(&f.exited) = Some(format!(
         "init error: {}",
-        String::from_utf8_lossy(&body).chars().take(500).collect::<String>()
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(500)
+            .collect::<String>()
     ));
     StatusCode::ACCEPTED
 }
@@ -548,14 +570,19 @@ async fn invoke_handler(
         _ => {}
     }
     let started = Instant::now();
+    let started_sim = st.twice.as_ref().map_or(0, |p| p.now());
     let mut outcome = f.call(payload.clone(), st.timeout).await;
     if let (Some(probe), Outcome::Ok(first)) = (&st.twice, &outcome) {
         let world_once = probe.snapshot();
+        let writes_before = probe.writes();
         let second = f.call(payload.clone(), st.timeout).await;
+        let run = SecondRun {
+            writes: probe.writes().saturating_sub(writes_before),
+            elapsed_seconds: probe.now() - started_sim,
+        };
         let world_twice = probe.snapshot();
         let check = IdempotenceCheck::compare(
             name,
-            &payload,
             first,
             match &second {
                 Outcome::Ok(b) => Ok(b),
@@ -563,6 +590,7 @@ async fn invoke_handler(
             },
             &world_once,
             &world_twice,
+            &run,
         );
         lock(&st.checks).push(check);
         outcome = second;
@@ -591,7 +619,10 @@ async fn invoke_handler(
             message,
         } => {
             let mut headers = HeaderMap::new();
-            headers.insert("x-amz-function-error", HeaderValue::from_static("Unhandled"));
+            headers.insert(
+                "x-amz-function-error",
+                HeaderValue::from_static("Unhandled"),
+            );
             (
                 StatusCode::OK,
                 headers,

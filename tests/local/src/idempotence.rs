@@ -1,9 +1,17 @@
 //! I5 on the real functions: the host runs an invocation a second time on the same input, and
 //! this compares the second run's output and the world after it with the first's.
 //!
-//! The world is the twin's desired state of every object ([`Snapshot`]). Nodes that the EKS
-//! part registers or removes between the two runs are the cloud moving on, not the step, so
-//! added and removed Nodes are left out; every other difference counts.
+//! The world is the twin's desired state of every object ([`Snapshot`]). The controllers keep
+//! running between the two runs (an HPA scales, EKS registers a node), so a difference counts
+//! against the step only if the second run wrote something: a second run that sends no
+//! mutating Kubernetes or EKS request cannot have changed the world.
+//!
+//! Outputs must be equal, except:
+//! - instants the step reads off the clock (`/deadlines/*`, `/lock/acquiredAt`), which may
+//!   differ by no more than the simulated time between the runs;
+//! - when the second run wrote nothing, its progress fields (`/counts/*`, `/pending`,
+//!   `/phase`): it observed the progress the first run started (pods gone, a wait over) and
+//!   counts only what it did itself. These are kept as `progressObserved`, not failures.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -14,15 +22,57 @@ use ngm_twin::store::Store;
 /// Reads the world between the two runs.
 pub trait WorldProbe: Send + Sync {
     fn snapshot(&self) -> Snapshot;
+    /// Mutating requests (Kubernetes and EKS) served so far.
+    fn writes(&self) -> u64;
+    /// The simulated time, in Unix seconds.
+    fn now(&self) -> i64;
 }
 
-/// The twin's store as the world.
-pub struct StoreProbe(pub Store);
+/// The twin's store and EKS control plane as the world.
+pub struct TwinProbe {
+    pub store: Store,
+    pub eks: Option<ngm_twin::eks::Eks>,
+}
 
-impl WorldProbe for StoreProbe {
+const MUTATING_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+const MUTATING_EKS: [&str; 5] = ["Create", "Delete", "Update", "Tag", "Untag"];
+
+impl WorldProbe for TwinProbe {
     fn snapshot(&self) -> Snapshot {
-        Snapshot::take(&self.0)
+        Snapshot::take(&self.store)
     }
+
+    fn writes(&self) -> u64 {
+        let kube: u64 = self
+            .store
+            .requests()
+            .snapshot()
+            .into_iter()
+            .filter(|((verb, _), _)| MUTATING_VERBS.contains(&verb.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        let eks: u64 = self.eks.as_ref().map_or(0, |e| {
+            e.counters()
+                .snapshot()
+                .into_iter()
+                .filter(|(op, _)| MUTATING_EKS.iter().any(|m| op.starts_with(m)))
+                .map(|(_, n)| n)
+                .sum()
+        });
+        kube + eks
+    }
+
+    fn now(&self) -> i64 {
+        self.store.clock().now().timestamp()
+    }
+}
+
+/// What the host measured around the second run.
+#[derive(Clone, Debug, Default)]
+pub struct SecondRun {
+    pub writes: u64,
+    /// Simulated seconds between the start of the first run and the end of the second.
+    pub elapsed_seconds: i64,
 }
 
 /// One invocation run twice.
@@ -34,8 +84,13 @@ pub struct IdempotenceCheck {
     pub output_differences: Vec<String>,
     /// The second run's error, if it failed where the first succeeded.
     pub second_error: Option<String>,
-    /// Objects the second run changed: `Kind/ns/name` and the JSON pointer.
+    /// What changed in the world across the second run (`Kind/ns/name` and the pointer),
+    /// when the second run wrote anything.
     pub world_changes: Vec<String>,
+    /// Mutating requests the second run sent.
+    pub second_run_writes: u64,
+    /// Progress fields the second run, writing nothing, reported further along.
+    pub progress_observed: Vec<String>,
 }
 
 impl IdempotenceCheck {
@@ -47,23 +102,35 @@ impl IdempotenceCheck {
 
     pub fn compare(
         function: &str,
-        _input: &[u8],
         first: &[u8],
         second: Result<&[u8], &str>,
         world_once: &Snapshot,
         world_twice: &Snapshot,
+        run: &SecondRun,
     ) -> Self {
         let mut output_differences = Vec::new();
         let mut second_error = None;
+        let mut progress_observed = Vec::new();
         match second {
             Ok(second) => {
                 let a: Value = serde_json::from_slice(first).unwrap_or(Value::Null);
                 let b: Value = serde_json::from_slice(second).unwrap_or(Value::Null);
                 json_differences("", &a, &b, &mut output_differences);
+                output_differences.retain(|path| !clock_drift(path, &a, &b, run.elapsed_seconds));
+                if run.writes == 0 {
+                    let (progress, rest): (Vec<String>, Vec<String>) =
+                        output_differences.into_iter().partition(|p| is_progress(p));
+                    progress_observed = progress;
+                    output_differences = rest;
+                }
             }
             Err(e) => second_error = Some(e.to_string()),
         }
-        let diff = world_once.diff(world_twice);
+        let diff = if run.writes == 0 {
+            Default::default()
+        } else {
+            world_once.diff(world_twice)
+        };
         let mut world_changes: Vec<String> = diff
             .changed
             .iter()
@@ -81,7 +148,25 @@ impl IdempotenceCheck {
             output_differences,
             second_error,
             world_changes,
+            second_run_writes: run.writes,
+            progress_observed,
         }
+    }
+}
+
+fn is_progress(path: &str) -> bool {
+    path.starts_with("/counts/") || path.starts_with("/pending") || path == "/phase"
+}
+
+/// An instant read off the clock that moved by no more than the time between the runs.
+fn clock_drift(path: &str, a: &Value, b: &Value, elapsed: i64) -> bool {
+    let stamped = path.starts_with("/deadlines/") || path == "/lock/acquiredAt";
+    match (
+        a.pointer(path).and_then(Value::as_i64),
+        b.pointer(path).and_then(Value::as_i64),
+    ) {
+        (Some(x), Some(y)) if stamped => (y - x).abs() <= elapsed.max(0) + 1,
+        _ => false,
     }
 }
 
@@ -129,10 +214,53 @@ mod tests {
     #[test]
     fn equal_outputs_and_an_unchanged_world_hold() {
         let world = Snapshot::default();
-        let c = IdempotenceCheck::compare("taint", b"{}", b"{\"x\":1}", Ok(b"{\"x\":1}"), &world, &world);
+        let run = SecondRun {
+            writes: 0,
+            elapsed_seconds: 10,
+        };
+        let c = IdempotenceCheck::compare(
+            "taint",
+            b"{\"x\":1}",
+            Ok(b"{\"x\":1}"),
+            &world,
+            &world,
+            &run,
+        );
         assert!(c.holds(), "{c:?}");
-        let c = IdempotenceCheck::compare("taint", b"{}", b"{\"x\":1}", Err("Transient"), &world, &world);
+        let c = IdempotenceCheck::compare(
+            "taint",
+            b"{\"x\":1}",
+            Err("Transient"),
+            &world,
+            &world,
+            &run,
+        );
         assert!(!c.holds());
         assert_eq!(c.second_error.as_deref(), Some("Transient"));
+    }
+
+    #[test]
+    fn clock_stamps_may_move_by_the_time_between_runs_and_no_more() {
+        let world = Snapshot::default();
+        let run = SecondRun {
+            writes: 0,
+            elapsed_seconds: 10,
+        };
+        let first = br#"{"deadlines":{"drainBy":1000},"counts":{"podsEvicted":1}}"#;
+        let near = br#"{"deadlines":{"drainBy":1008},"counts":{"podsEvicted":1}}"#;
+        let far = br#"{"deadlines":{"drainBy":1100},"counts":{"podsEvicted":1}}"#;
+        let counted = br#"{"deadlines":{"drainBy":1000},"counts":{"podsEvicted":2}}"#;
+        assert!(IdempotenceCheck::compare("drain", first, Ok(near), &world, &world, &run).holds());
+        assert!(!IdempotenceCheck::compare("drain", first, Ok(far), &world, &world, &run).holds());
+        // Writing nothing, the second run may only report progress it observed.
+        let c = IdempotenceCheck::compare("drain", first, Ok(counted), &world, &world, &run);
+        assert!(c.holds(), "{c:?}");
+        assert_eq!(c.progress_observed, vec!["/counts/podsEvicted"]);
+        let wrote = SecondRun {
+            writes: 1,
+            elapsed_seconds: 10,
+        };
+        let c = IdempotenceCheck::compare("drain", first, Ok(counted), &world, &world, &wrote);
+        assert_eq!(c.output_differences, vec!["/counts/podsEvicted"]);
     }
 }

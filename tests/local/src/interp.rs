@@ -108,7 +108,11 @@ pub fn node_binary(repo: &Path) -> PathBuf {
 }
 
 impl Interpreter {
-    pub async fn start(repo: &Path, settings: &Settings, log: PathBuf) -> Result<Self, InterpError> {
+    pub async fn start(
+        repo: &Path,
+        settings: &Settings,
+        log: PathBuf,
+    ) -> Result<Self, InterpError> {
         let node = node_binary(repo);
         if !node.is_file() {
             return Err(InterpError::MissingNode(node));
@@ -139,7 +143,9 @@ impl Interpreter {
                                 return;
                             }
                         }
-                        Err(e) => tracing::warn!(line = %line, error = %e, "unreadable interpreter line"),
+                        Err(e) => {
+                            tracing::warn!(line = %line, error = %e, "unreadable interpreter line")
+                        }
                     }
                 }
             });

@@ -11,12 +11,11 @@ use ngm_twin::twin::{Twin, TwinOptions};
 use serde_json::Value;
 
 use crate::host::{FunctionSpec, HostOptions, LambdaHost};
-use crate::idempotence::StoreProbe;
+use crate::idempotence::TwinProbe;
 use crate::interp::{ExecutionRef, Interpreter, Line, Settings, StateEvent};
 use crate::settings::{OperatorAnswer, WorkflowSettings};
 use crate::timeline::Timeline;
 use crate::verdict::{Verdict, world_checks};
-
 
 /// The step functions, in the order of DESIGN.md §2, by the names the ASL's
 /// `${<Name>FunctionArn}` substitutions kebab-case to.
@@ -177,6 +176,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     .await?;
     let speed = twin.clock().speed();
     let mut env = twin.env();
+    let lock_table = "ngm-locks";
+    create_lock_table(&env, lock_table).await?;
+    env.insert("NGM_LOCK_TABLE".into(), lock_table.into());
     env.insert("NGM_CLUSTER_CA".into(), String::new());
     env.insert("RUST_LOG".into(), "info".into());
     env.insert("AWS_SDK_UA_APP_ID".into(), "ngm-local".into());
@@ -195,9 +197,12 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
             logs: work_dir.join("functions"),
             timeout: Duration::from_secs(60),
             faults: workflow.lambda_faults.clone(),
-            twice: workflow
-                .twice
-                .then(|| Arc::new(StoreProbe(twin.store().clone())) as _),
+            twice: workflow.twice.then(|| {
+                Arc::new(TwinProbe {
+                    store: twin.store().clone(),
+                    eks: twin.eks().cloned(),
+                }) as _
+            }),
         },
     )
     .await?;
@@ -297,8 +302,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     });
     if let Some(path) = &opts.report {
         let body = serde_json::json!({ "verdict": &verdict, "twin": &report });
-        std::fs::write(path, serde_json::to_string_pretty(&body).unwrap_or_default())
-            .map_err(|e| LocalError::Io(format!("{}: {e}", path.display())))?;
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&body).unwrap_or_default(),
+        )
+        .map_err(|e| LocalError::Io(format!("{}: {e}", path.display())))?;
     }
     Ok(RunOutcome {
         verdict,
@@ -313,6 +321,27 @@ fn twin_elapsed(
     report: &ngm_twin::report::Report,
 ) -> Duration {
     (report.finished_at - started).to_std().unwrap_or_default()
+}
+
+/// The lock table in moto, as the SAM template creates it in AWS.
+async fn create_lock_table(env: &BTreeMap<String, String>, table: &str) -> Result<(), LocalError> {
+    let endpoint = env
+        .get("AWS_ENDPOINT_URL")
+        .ok_or_else(|| LocalError::Io("the twin runs without moto".into()))?;
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(
+            env.get("AWS_REGION").cloned().unwrap_or_default(),
+        ))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "local",
+        ))
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&conf);
+    ngm_adapters::aws::lock::ensure_lock_table(&client, table)
+        .await
+        .map_err(|e| LocalError::Io(format!("creating the lock table: {e}")))
 }
 
 /// Answers a task token through the Step Functions API, with the real SDK, as `ngm approve`
@@ -332,7 +361,7 @@ async fn answer_operator(
         .load()
         .await;
     let sfn = aws_sdk_sfn::Client::new(&conf);
-    let r = match answer {
+    match answer {
         OperatorAnswer::Approve => sfn
             .send_task_success()
             .task_token(token)
@@ -350,8 +379,7 @@ async fn answer_operator(
             .await
             .map(|_| ())
             .map_err(|e| format!("{}", aws_sdk_sfn::error::DisplayErrorContext(e))),
-    };
-    r
+    }
 }
 
 #[cfg(test)]

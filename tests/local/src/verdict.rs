@@ -58,7 +58,10 @@ fn node_group(node: &Value) -> String {
         .pointer("/metadata/labels/eks.amazonaws.com~1nodegroup")
         .and_then(Value::as_str);
     let asg = node
-        .pointer(&format!("/metadata/annotations/{}", ASG_ANNOTATION.replace('/', "~1")))
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            ASG_ANNOTATION.replace('/', "~1")
+        ))
         .and_then(Value::as_str);
     label.or(asg).unwrap_or_default().to_string()
 }
@@ -218,16 +221,23 @@ impl Verdict {
                 .scenario
                 .migration
                 .as_ref()
-                .and_then(|m| m.get("dryRun"))
+                .and_then(|m| m.pointer("/policy/dryRun"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let want = if dry && want == "success" { "dryRun" } else { want };
+            let want = if dry && want == "success" {
+                "dryRun"
+            } else {
+                want
+            };
             if outcome != want {
                 expectation.push(format!(
                     "expected {want}, got {outcome} ({}: {})",
                     i.error.as_deref().unwrap_or("-"),
                     i.cause.as_deref().unwrap_or("-")
                 ));
+            }
+            if want == "dryRun" && i.output.as_ref().and_then(|o| o.get("preflight")).is_none() {
+                expectation.push("a dry run must return the pre-flight report".into());
             }
             if let Some(err) = &exp.error
                 && i.error.as_ref() != Some(err)
@@ -252,9 +262,13 @@ impl Verdict {
                 Check::Holds
             } else {
                 Check::Broken(
-                    std::iter::once(format!("{} of {} requests failed", r.traffic.failed(), r.traffic.sent()))
-                        .chain(failures)
-                        .collect(),
+                    std::iter::once(format!(
+                        "{} of {} requests failed",
+                        r.traffic.failed(),
+                        r.traffic.sent()
+                    ))
+                    .chain(failures)
+                    .collect(),
                 )
             },
         );
@@ -267,7 +281,10 @@ impl Verdict {
                     .collect(),
             ),
         );
-        invariants.insert("I3/I4 restore".into(), restore_check(&outcome, r, &i.world, i.scenario));
+        invariants.insert(
+            "I3/I4 restore".into(),
+            restore_check(&outcome, r, &i.world, i.scenario),
+        );
         invariants.insert(
             "I5 idempotence".into(),
             if i.idempotence.is_empty() {
@@ -306,12 +323,11 @@ impl Verdict {
                     .collect(),
             ),
         );
-        let restored = r
-            .changes
-            .changed
-            .is_empty()
-            .then(|| restored_summary(i.events))
-            .unwrap_or_default();
+        let restored = if r.changes.changed.is_empty() {
+            restored_summary(i.events)
+        } else {
+            Vec::new()
+        };
         Verdict {
             scenario: i.scenario.name.clone(),
             outcome,
@@ -390,7 +406,12 @@ impl Verdict {
         }
         line(format!(
             "  time: {:.1} s wall, {:.0} s simulated; {} state transitions; {} Kubernetes and {} EKS requests; {} evictions",
-            f.wall_seconds, f.simulated_seconds, f.state_transitions, f.kubernetes_requests, f.eks_requests, f.evictions
+            f.wall_seconds,
+            f.simulated_seconds,
+            f.state_transitions,
+            f.kubernetes_requests,
+            f.eks_requests,
+            f.evictions
         ));
         line("  functions (invocations, slowest, peak memory):".into());
         for (name, st) in &f.functions {

@@ -158,12 +158,14 @@ impl Twin {
         // The cluster's subnets are moto's default ones where a zone has one, so EC2
         // DescribeSubnets (which ngm calls) knows them.
         let moto_subnets = match (&moto_url, &scenario) {
-            (Some(m), Some(s)) => crate::lb::aws::default_subnets_by_zone(&crate::lb::aws::AwsTarget {
-                endpoint_url: m.clone(),
-                region: s.cluster.region.clone(),
-            })
-            .await
-            .unwrap_or_default(),
+            (Some(m), Some(s)) => {
+                crate::lb::aws::default_subnets_by_zone(&crate::lb::aws::AwsTarget {
+                    endpoint_url: m.clone(),
+                    region: s.cluster.region.clone(),
+                })
+                .await
+                .unwrap_or_default()
+            }
             _ => Default::default(),
         };
         let eks = moto_url.as_ref().map(|moto_url| {
@@ -250,7 +252,9 @@ impl Twin {
                     eks.create_nodegroup(&groups::create_request(eks.config(), g))?;
                 }
                 NodeGroupKind::SelfManaged => {
-                    groups::create_self_managed(&asg, &s.cluster.name, g).await?;
+                    let subnets: Vec<String> =
+                        g.zones.iter().map(|z| eks.config().subnet_in(z)).collect();
+                    groups::create_self_managed(&asg, &s.cluster.name, g, &subnets).await?;
                 }
             }
         }

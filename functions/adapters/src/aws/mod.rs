@@ -9,6 +9,7 @@ mod asg;
 mod ec2;
 mod eks;
 mod elb;
+pub mod lock;
 mod sfn;
 mod ssm;
 
@@ -17,7 +18,8 @@ pub use asg::AsgAdapter;
 pub use ec2::Ec2Adapter;
 pub use eks::EksAdapter;
 pub use elb::ElbAdapter;
-pub use sfn::SfnAdapter;
+pub use lock::{LockAdapter, ensure_lock_table};
+pub use sfn::{SfnAdapter, execution_arn as sfn_execution_arn};
 pub use ssm::SsmAdapter;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;

@@ -8,6 +8,8 @@ use ngm_core::ports::{PortError, PortResult, SfnPort};
 
 use super::{classify, epoch, none_if_missing};
 
+mod history;
+
 #[derive(Debug, Clone)]
 pub struct SfnAdapter {
     client: Client,

@@ -286,7 +286,11 @@ impl KubePort for KubeAdapter {
         let api: Api<Node> = Api::all(self.client.clone());
         // Uncordon removes the field (null), as `kubectl uncordon` does, rather than writing
         // `false` onto a node that never had it.
-        let value = if unschedulable { json!(true) } else { Value::Null };
+        let value = if unschedulable {
+            json!(true)
+        } else {
+            Value::Null
+        };
         let body = json!({"spec": {"unschedulable": value}});
         self.merge_patch(&api, "cordon node", name, body).await
     }

@@ -212,28 +212,45 @@ pub fn plan_drain(
 
     let mut chosen: Vec<&PodView> = Vec::new();
     let mut by_set: BTreeMap<(&str, &str), Vec<&PodView>> = BTreeMap::new();
+    let mut by_replicaset: BTreeMap<(&str, &str), Vec<&PodView>> = BTreeMap::new();
     for p in &evictable {
-        match p.owner.as_ref().filter(|o| o.kind == "StatefulSet") {
-            Some(o) => by_set
+        match p.owner.as_ref() {
+            Some(o) if o.kind == "StatefulSet" => by_set
                 .entry((p.namespace.as_str(), o.name.as_str()))
                 .or_default()
                 .push(p),
-            None => chosen.push(p),
+            Some(o) if o.kind == "ReplicaSet" => by_replicaset
+                .entry((p.namespace.as_str(), o.name.as_str()))
+                .or_default()
+                .push(p),
+            _ => chosen.push(p),
         }
+    }
+    // A Deployment without a PDB would lose every pod here at once (nothing else limits
+    // evictions), so its pods leave one at a time: the next only once the last has gone and
+    // the ReplicaSet has had a round to start its replacement.
+    for ((ns, rs), mut pods) in by_replicaset {
+        let in_flight = old_pods.iter().any(|p| {
+            p.terminating && p.namespace == ns && p.owner.as_ref().is_some_and(|o| o.name == rs)
+        });
+        if in_flight {
+            continue;
+        }
+        pods.sort_by(|a, b| a.name.cmp(&b.name));
+        chosen.push(pods[0]);
     }
     for ((ns, set), mut pods) in by_set {
         let settled = statefulsets
             .iter()
             .find(|s| s.kind == WorkloadKind::StatefulSet && s.namespace == ns && s.name == set)
             .is_some_and(WorkloadView::is_settled);
-        // One ordinal at a time: only when every replica, including the last replacement, is Ready.
-        if !settled
-            || old_pods.iter().any(|p| {
-                p.terminating
-                    && p.namespace == ns
-                    && p.owner.as_ref().is_some_and(|o| o.name == set)
-            })
-        {
+        // One ordinal at a time: only when every replica, including the last replacement, is
+        // Ready. Past the deadline ngm stops waiting for that and lets the PDB decide, as
+        // kubectl drain does: the eviction's 429 then names the PDB that blocks.
+        let in_flight = old_pods.iter().any(|p| {
+            p.terminating && p.namespace == ns && p.owner.as_ref().is_some_and(|o| o.name == set)
+        });
+        if (!settled || in_flight) && now < drain_by {
             continue;
         }
         pods.sort_by_key(|p| std::cmp::Reverse(ordinal(&p.name, set)));

@@ -1,67 +1,111 @@
 //! Steps 1, 2, 3 and 10 around the groups themselves: the per-cluster lock, creating (or
 //! adopting) the new group, waiting for it, and deleting the old one once it is empty.
-
-use std::collections::BTreeMap;
+//!
+//! The lock is a record in a table ([`LockPort`](crate::ports::LockPort)) keyed by the cluster
+//! ARN and held on a lease: whoever starts a run (the API, the AMI watcher) takes it under the
+//! execution name it is about to start, validate-and-plan takes or renews it under the same
+//! name, and restore or rollback delete it. A lease that has run out may be taken over.
 
 use serde::{Deserialize, Serialize};
 
-use crate::marks;
-use crate::model::{NodeGroupKind, NodeGroupSpec, NodeGroupStatus, NodeView, PodView};
+use crate::model::{NodeGroupKind, NodeGroupSpec, NodeGroupStatus, NodeView, PodView, Timestamp};
 use crate::plan::action::Action;
 use crate::plan::drain::{Eligibility, eligibility};
 use crate::plan::newgroup::{
     CREATED_BY_TAG, client_request_token, launch_template_overrides, same_shape,
 };
-use crate::request::{MigrationRequest, Policy};
+use crate::ports::LockRecord;
+use crate::request::{MigrationRequest, OnPdbBlocked, Policy};
 
-/// What to do about the per-cluster lock (a tag on the EKS cluster).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "decision")]
-// Built once per invocation and consumed at once: boxing would buy nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum LockDecision {
-    /// Take it with this action.
-    Acquire { action: Action },
-    /// This execution already holds it.
-    Held,
-    /// Another running execution holds it.
-    Busy { holder: String },
+/// Waits whose limits the steps set, not the request: the new group becoming ready (45 min),
+/// the surge becoming ready (30 min) and the old group disappearing (30 min). `ngm-steps`
+/// checks that its timeouts add up to this.
+pub const STEP_WAITS_SECS: u64 = (45 + 30 + 30) * 60;
+/// The operator's time to answer a PDB-blocked drain: the ASL's `AwaitOperator` task times out
+/// after a day.
+pub const OPERATOR_WAIT_SECS: u64 = 24 * 60 * 60;
+/// The LB drain wait assumed before the load balancers are read: the longest AWS default (NLB
+/// TCP idle timeout, 350 s) plus the 300 s deregistration delay, rounded up.
+pub const ASSUMED_LB_DRAIN_SECS: u64 = 15 * 60;
+/// Slack for Lambda retries, Wait-state floors between polls, the restore and the rollback.
+pub const LEASE_MARGIN_SECS: u64 = 60 * 60;
+
+/// How long a run may hold the per-cluster lock: every wait it may go through at its limit,
+/// plus a margin. `lb_drain_seconds` is the planned LB drain wait, `None` before it is known.
+/// A run still going after this is presumed dead, and the next migration may take over.
+pub fn lease_seconds(req: &MigrationRequest, lb_drain_seconds: Option<u64>) -> u64 {
+    let policy = &req.policy;
+    let lb = policy
+        .lb_drain_seconds_override
+        .or(lb_drain_seconds)
+        .unwrap_or(ASSUMED_LB_DRAIN_SECS);
+    let operator = if policy.on_pdb_blocked == OnPdbBlocked::WaitForOperator {
+        OPERATOR_WAIT_SECS
+    } else {
+        0
+    };
+    STEP_WAITS_SECS
+        .saturating_add(lb)
+        .saturating_add(policy.drain_deadline_seconds)
+        .saturating_add(operator)
+        .saturating_add(LEASE_MARGIN_SECS)
 }
 
-/// `holder_running` says whether the tag's holder is still a running execution; a lock left by
-/// a finished or aborted run is taken over.
+/// The per-cluster lock's key: the cluster's ARN, unique across regions and accounts.
+pub fn lock_key(cluster_arn: &str) -> String {
+    cluster_arn.to_string()
+}
+
+/// What to do about the per-cluster lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockDecision {
+    /// Write this record with the table's conditional acquire: nobody holds the lock, its lease
+    /// has run out (a crashed run), or this execution holds it on a shorter lease (a renewal).
+    Acquire { record: LockRecord },
+    /// This execution already holds it long enough: nothing to write.
+    Held,
+    /// Another execution holds a live lease.
+    Busy {
+        holder: String,
+        lease_until: Timestamp,
+    },
+}
+
+/// Plans taking the lock for `execution` until `lease_until`, from the record read.
 pub fn plan_lock(
-    cluster_arn: &str,
-    cluster_tags: &BTreeMap<String, String>,
+    key: &str,
+    current: Option<&LockRecord>,
     execution: &str,
-    holder_running: bool,
+    now: Timestamp,
+    lease_until: Timestamp,
 ) -> LockDecision {
-    match cluster_tags.get(marks::LOCK_TAG) {
-        Some(h) if h == execution => LockDecision::Held,
-        Some(h) if holder_running => LockDecision::Busy { holder: h.clone() },
-        _ => LockDecision::Acquire {
-            action: Action::TagResource {
-                arn: cluster_arn.to_string(),
-                tags: [(marks::LOCK_TAG.to_string(), execution.to_string())].into(),
-            },
+    let mut acquired_at = now;
+    if let Some(c) = current {
+        if c.holder == execution {
+            if c.lease_until >= lease_until {
+                return LockDecision::Held;
+            }
+            acquired_at = c.acquired_at;
+        } else if c.lease_until >= now {
+            return LockDecision::Busy {
+                holder: c.holder.clone(),
+                lease_until: c.lease_until,
+            };
+        }
+    }
+    LockDecision::Acquire {
+        record: LockRecord {
+            key: key.to_string(),
+            holder: execution.to_string(),
+            acquired_at,
+            lease_until,
         },
     }
 }
 
-/// Release the lock if this execution holds it.
-pub fn plan_unlock(
-    cluster_arn: &str,
-    cluster_tags: &BTreeMap<String, String>,
-    execution: &str,
-) -> Vec<Action> {
-    if cluster_tags.get(marks::LOCK_TAG).map(String::as_str) == Some(execution) {
-        vec![Action::UntagResource {
-            arn: cluster_arn.to_string(),
-            keys: vec![marks::LOCK_TAG.to_string()],
-        }]
-    } else {
-        vec![]
-    }
+/// Whether `execution` should delete the record read: only its own.
+pub fn plan_unlock(current: Option<&LockRecord>, execution: &str) -> bool {
+    current.is_some_and(|c| c.holder == execution)
 }
 
 /// What step 2 does.

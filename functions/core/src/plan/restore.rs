@@ -8,7 +8,6 @@ use crate::marks;
 use crate::model::{AsgInfo, HpaView, NodeView, PodView, Scaling, WorkloadView};
 use crate::plan::action::{Action, remove};
 use crate::plan::freeze::{plan_unpin_asgs, plan_unpin_managed, restore_hpa};
-use crate::plan::lifecycle::plan_unlock;
 use crate::plan::nodes::{plan_taint, plan_untaint};
 use crate::plan::retire::plan_unmark;
 use crate::plan::surge::original_replicas;
@@ -19,8 +18,6 @@ use crate::state::{NewGroupInfo, Originals};
 #[derive(Debug, Clone, Copy)]
 pub struct RestoreInputs<'a> {
     pub execution: &'a str,
-    pub cluster_arn: &'a str,
-    pub cluster_tags: &'a BTreeMap<String, String>,
     /// Deployments and StatefulSets carrying ngm annotations.
     pub workloads: &'a [WorkloadView],
     pub hpas: &'a [HpaView],
@@ -56,12 +53,11 @@ pub fn restore_workloads(workloads: &[WorkloadView]) -> Vec<Action> {
     actions
 }
 
-/// After success: HPAs, workloads, new nodes, then the lock.
+/// After success: HPAs, workloads, new nodes. The step releases the lock after these.
 pub fn plan_restore(i: RestoreInputs<'_>) -> Vec<Action> {
     let mut actions: Vec<Action> = i.hpas.iter().filter_map(restore_hpa).collect();
     actions.extend(restore_workloads(i.workloads));
     actions.extend(plan_untaint(i.nodes, i.execution));
-    actions.extend(plan_unlock(i.cluster_arn, i.cluster_tags, i.execution));
     actions
 }
 
@@ -88,7 +84,8 @@ pub struct RollbackPlan {
     /// Drain the new nodes with [`crate::plan::drain::plan_drain`] before `finish`, because
     /// deleting a group terminates its pods without regard to PDBs.
     pub drain_new_nodes: bool,
-    /// Delete the new group (if ngm created it and the policy says so), release the lock.
+    /// Delete the new group (if ngm created it and the policy says so). The step releases the
+    /// lock after these.
     pub finish: Vec<Action>,
 }
 
@@ -126,7 +123,6 @@ pub fn plan_rollback(
             name: g.name.clone(),
         });
     }
-    finish.extend(plan_unlock(i.cluster_arn, i.cluster_tags, i.execution));
     RollbackPlan {
         restore,
         drain_new_nodes: delete.is_some(),

@@ -13,6 +13,7 @@
 pub mod builders;
 mod controllers;
 mod kube_port;
+mod lock_port;
 mod ports;
 
 pub use builders::{cluster_arn, deployment, managed_group};
@@ -25,7 +26,7 @@ use ngm_core::model::{
     LoadBalancerInfo, NodeGroupSpec, NodeView, ObjectRef, PdbView, PodView, Resources, ServiceView,
     TargetHealth, WorkloadRef, WorkloadView,
 };
-use ngm_core::ports::{PortError, PortResult};
+use ngm_core::ports::{LockRecord, PortError, PortResult};
 
 use crate::world::World;
 
@@ -73,6 +74,8 @@ pub struct Snapshot {
     pub subnet_zones: BTreeMap<String, String>,
     pub parameters: BTreeMap<String, String>,
     pub executions: Vec<ExecutionInfo>,
+    /// The lock table, by key.
+    pub locks: BTreeMap<String, LockRecord>,
     /// Names and uids come from this counter, so a run is deterministic.
     pub counter: u64,
 }
@@ -119,6 +122,7 @@ impl FakeCloud {
             ssm: Arc::new(self.clone()),
             sfn: Arc::new(self.clone()),
             kube: Arc::new(self.clone()),
+            lock: Arc::new(self.clone()),
         }
     }
 

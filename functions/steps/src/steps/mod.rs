@@ -176,4 +176,6 @@ pub(crate) async fn load_balancers_for(
 }
 
 #[cfg(test)]
+mod lock_tests;
+#[cfg(test)]
 mod tests;

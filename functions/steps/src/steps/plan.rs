@@ -4,17 +4,16 @@
 
 use std::collections::BTreeSet;
 
-use ngm_core::model::{
-    ClusterInfo, ExecutionStatus, NodeGroupKind, NodeGroupSpec, NodeView, Resources, Timestamp,
-};
-use ngm_core::plan::lifecycle::{LockDecision, plan_lock};
+use ngm_core::model::{ClusterInfo, NodeGroupKind, NodeGroupSpec, NodeView, Resources, Timestamp};
+use ngm_core::plan::lifecycle::{LockDecision, lease_seconds, lock_key, plan_lock, plan_unlock};
 use ngm_core::plan::newgroup::derive_target;
 use ngm_core::plan::preflight::{PreflightInputs, PreflightReport, Severity, plan_preflight};
 use ngm_core::plan::source::spec_from_asg;
+use ngm_core::ports::LockAcquired;
 use ngm_core::request::{validate, validate_against_source};
 use ngm_core::state::{LockInfo, MigrationState, Phase};
 
-use super::{executor, load_balancers_for, source_nodes};
+use super::{load_balancers_for, source_nodes};
 use crate::error::StepError;
 use crate::observe::observe_with_nodes;
 use crate::world::World;
@@ -70,26 +69,70 @@ pub(crate) async fn resolve_source(
     Ok((spec, nodes))
 }
 
-/// Whether the execution named `holder` is still running. Without this execution's ARN the
-/// state machine cannot be named, so the holder is presumed alive (never steal a live lock).
-async fn holder_running(
-    state: &MigrationState,
+/// Takes or renews the per-cluster lock for this execution until `now` plus the lease. The
+/// holder's liveness is judged by the lease alone, not by asking Step Functions whether it still
+/// runs: the API and the AMI watcher take the lock before they start the execution, so a holder
+/// that is not running yet is normal.
+async fn take_lock(
+    state: &mut MigrationState,
     world: &World,
-    holder: &str,
-) -> Result<bool, StepError> {
-    let Some(arn) = &state.execution.arn else {
-        return Ok(true);
+    cluster_arn: &str,
+    now: Timestamp,
+) -> Result<(), StepError> {
+    let key = lock_key(cluster_arn);
+    let lease_until = now.plus(lease_seconds(&state.request, Some(state.lb_drain_seconds)));
+    let current = world.lock.read(&key).await?;
+    let exec = &state.execution.name;
+    let record = match plan_lock(&key, current.as_ref(), exec, now, lease_until) {
+        LockDecision::Busy { holder, .. } => return Err(StepError::ClusterLocked { holder }),
+        LockDecision::Held => None,
+        LockDecision::Acquire { record } => Some(record),
     };
-    // arn:aws:states:<region>:<account>:execution:<machine>:<name>
-    let Some((prefix, _)) = arn.rsplit_once(':') else {
-        return Ok(true);
-    };
-    let machine = prefix.replace(":execution:", ":stateMachine:");
-    let running = world
-        .sfn
-        .list_executions(&machine, Some(ExecutionStatus::Running))
-        .await?;
-    Ok(running.iter().any(|e| e.name == holder))
+    if let Some(record) = record {
+        // The write is conditional: a run that took the lock since our read wins.
+        match world.lock.acquire(&record, now).await? {
+            LockAcquired::Acquired => {
+                tracing::info!(step = STEP, execution = %exec, key = %key, lease_until = record.lease_until.0, "lock taken");
+            }
+            LockAcquired::HeldBy(other) => {
+                return Err(StepError::ClusterLocked {
+                    holder: other.map_or_else(|| "another execution".into(), |o| o.holder),
+                });
+            }
+        }
+    }
+    // A retry keeps the first acquisition time: the state's, else the lock record's when this
+    // execution already held it (a rerun of this step on the same input, I5).
+    let acquired_at = current
+        .as_ref()
+        .filter(|c| c.holder == *exec)
+        .map_or(now, |c| c.acquired_at);
+    state.lock.get_or_insert(LockInfo {
+        cluster_arn: cluster_arn.to_string(),
+        acquired_at,
+    });
+    Ok(())
+}
+
+/// Releases the lock if this execution holds it (restore and rollback). A dry run only logs.
+pub(crate) async fn release_lock(
+    state: &mut MigrationState,
+    world: &World,
+    cluster_arn: &str,
+    step: &'static str,
+) -> Result<(), StepError> {
+    let key = lock_key(cluster_arn);
+    let exec = &state.execution.name;
+    let current = world.lock.read(&key).await?;
+    if plan_unlock(current.as_ref(), exec) {
+        if state.request.policy.dry_run {
+            tracing::info!(step, execution = %exec, key = %key, dry_run = true, "lock released");
+        } else if world.lock.release(&key, exec).await? {
+            tracing::info!(step, execution = %exec, key = %key, "lock released");
+        }
+    }
+    state.lock = None;
+    Ok(())
 }
 
 /// The report for `source` and its nodes.
@@ -136,13 +179,37 @@ async fn preflight(
     }))
 }
 
-/// Step 1.
+/// Step 1. A run that ends here (a dry run, or a failure the state machine does not retry)
+/// never reaches restore or rollback, so it gives back a lock its starter took for it.
 pub async fn validate_and_plan(
+    state: MigrationState,
+    world: &World,
+    now: Timestamp,
+) -> Result<MigrationState, StepError> {
+    // A request bad on its own fails before any call: whoever starts a run with the lock has
+    // validated it already, so no lock can be waiting for it.
+    validate(&state.request).map_err(|errors| StepError::InvalidRequest { errors })?;
+    let mut before = state.clone();
+    let result = plan_and_lock(state, world, now).await;
+    let ends_here = match &result {
+        Ok(s) => s.phase == Phase::DryRunDone,
+        Err(StepError::ClusterLocked { .. }) => false,
+        Err(e) => !e.is_retryable(),
+    };
+    if ends_here && let Ok(c) = cluster(&before, world).await {
+        let released = release_lock(&mut before, world, &c.arn, STEP).await;
+        if let Err(e) = released {
+            tracing::warn!(step = STEP, error = %e, "lock not released; its lease will run out");
+        }
+    }
+    result
+}
+
+async fn plan_and_lock(
     mut state: MigrationState,
     world: &World,
     now: Timestamp,
 ) -> Result<MigrationState, StepError> {
-    validate(&state.request).map_err(|errors| StepError::InvalidRequest { errors })?;
     let cluster = cluster(&state, world).await?;
     let (source, old_nodes) = resolve_source(&state, world).await?;
     validate_against_source(&state.request, &source)
@@ -174,28 +241,7 @@ pub async fn validate_and_plan(
         });
     }
 
-    let holder = cluster.tags.get(ngm_core::marks::LOCK_TAG).cloned();
-    let running = match &holder {
-        Some(h) if *h != state.execution.name => holder_running(&state, world, h).await?,
-        _ => false,
-    };
-    match plan_lock(&cluster.arn, &cluster.tags, &state.execution.name, running) {
-        LockDecision::Busy { holder } => return Err(StepError::ClusterLocked { holder }),
-        LockDecision::Acquire { action } => {
-            executor(&state, world, STEP).run(&action).await?;
-            state.lock = Some(LockInfo {
-                cluster_arn: cluster.arn.clone(),
-                acquired_at: now,
-            });
-        }
-        LockDecision::Held => {
-            // A retry keeps the first acquisition time.
-            state.lock.get_or_insert(LockInfo {
-                cluster_arn: cluster.arn.clone(),
-                acquired_at: now,
-            });
-        }
-    }
+    take_lock(&mut state, world, &cluster.arn, now).await?;
     state.phase = Phase::Planned;
     Ok(state)
 }

@@ -9,7 +9,7 @@ use ngm_core::plan::restore::{OldGroup, RestoreInputs, plan_restore, plan_rollba
 use ngm_core::plan::scope::managed_group_selector;
 use ngm_core::state::{MigrationState, Phase};
 
-use super::plan::cluster;
+use super::plan::{cluster, release_lock};
 use super::{POLL_SECS, executor, pending, pods_on, retiring_nodes, source_nodes};
 use crate::error::StepError;
 use crate::world::World;
@@ -52,16 +52,14 @@ pub async fn restore(
     );
     let actions = plan_restore(RestoreInputs {
         execution: &state.execution.name,
-        cluster_arn: &cluster.arn,
-        cluster_tags: &cluster.tags,
         workloads: &workloads,
         hpas: &hpas,
         nodes: &nodes,
     });
     executor(&state, world, "restore").run_all(&actions).await?;
+    release_lock(&mut state, world, &cluster.arn, "restore").await?;
     state.counts.workloads_restored = state.counts.workloads_surged;
     state.counts.hpas_restored = state.counts.hpas_frozen;
-    state.lock = None;
     state.phase = Phase::Restored;
     state.pending = None;
     tracing::info!(step = "restore", execution = %state.execution.name, counts = ?state.counts, "migration finished");
@@ -137,8 +135,6 @@ pub async fn rollback(
     let plan = plan_rollback(
         RestoreInputs {
             execution: &exec_name,
-            cluster_arn: &cluster.arn,
-            cluster_tags: &cluster.tags,
             workloads: &workloads,
             hpas: &hpas,
             nodes: &nodes,
@@ -173,7 +169,7 @@ pub async fn rollback(
         }
     }
     exec.run_all(&plan.finish).await?;
-    state.lock = None;
+    release_lock(&mut state, world, &cluster.arn, STEP).await?;
     state.phase = Phase::RolledBack;
     state.pending = None;
     Ok(state)

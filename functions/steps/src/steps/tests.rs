@@ -171,7 +171,7 @@ async fn a_whole_migration_restores_everything_and_removes_the_old_group() {
     for n in after.nodes.values() {
         assert_eq!(ngm_marks_on(n), Vec::<String>::new(), "{}", n.name);
     }
-    assert!(!after.clusters["prod"].tags.contains_key(marks::LOCK_TAG));
+    assert!(after.locks.is_empty(), "{:?}", after.locks);
     let new = s
         .new_group
         .as_ref()
@@ -213,7 +213,8 @@ async fn rollback_after_the_surge_puts_the_cluster_back_as_it_was() {
     }
     assert_eq!(after.nodegroups.get("ng-a"), before.nodegroups.get("ng-a"));
     assert_eq!(after.nodegroups.len(), 1, "the new group is deleted");
-    assert_eq!(after.clusters, before.clusters, "lock released");
+    assert_eq!(after.clusters, before.clusters);
+    assert!(after.locks.is_empty(), "lock released: {:?}", after.locks);
     assert!(after.pods.values().all(|p| {
         p.node_name
             .as_deref()
@@ -386,9 +387,9 @@ async fn a_throttled_call_fails_with_a_retryable_name_and_the_retry_succeeds() {
     let f = scenario();
     let w = f.world();
     f.fail_next(
-        "tag_resource",
+        "lock_acquire",
         PortError::Throttled {
-            op: "TagResource".into(),
+            op: "dynamodb:PutItem".into(),
         },
     );
     let err = validate_and_plan(state_for(serde_json::json!({})), &w, T0)
@@ -399,41 +400,11 @@ async fn a_throttled_call_fails_with_a_retryable_name_and_the_retry_succeeds() {
     let s = ok(validate_and_plan(state_for(serde_json::json!({})), &w, T0).await);
     assert_eq!(s.phase, Phase::Planned);
     assert_eq!(
-        f.snapshot().clusters["prod"]
-            .tags
-            .get(marks::LOCK_TAG)
-            .map(String::as_str),
+        f.snapshot()
+            .locks
+            .get(&cluster_arn("prod"))
+            .map(|l| l.holder.as_str()),
         Some("exec-1")
-    );
-}
-
-#[tokio::test]
-async fn a_cluster_locked_by_a_running_execution_refuses_a_second_one() {
-    let f = scenario();
-    let w = f.world();
-    let arn = cluster_arn("prod");
-    f.edit(|s| {
-        if let Some(c) = s.clusters.values_mut().find(|c| c.arn == arn) {
-            c.tags.insert(marks::LOCK_TAG.into(), "other".into());
-        }
-    });
-    use ngm_core::ports::SfnPort;
-    let started = f
-        .start_execution(
-            "arn:aws:states:eu-west-1:111122223333:stateMachine:ngm",
-            "other",
-            "{}",
-        )
-        .await;
-    assert!(started.is_ok());
-    let err = validate_and_plan(state_for(serde_json::json!({})), &w, T0)
-        .await
-        .err();
-    assert_eq!(
-        err,
-        Some(StepError::ClusterLocked {
-            holder: "other".into()
-        })
     );
 }
 

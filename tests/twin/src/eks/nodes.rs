@@ -278,7 +278,18 @@ impl Eks {
                     !replaced.contains(key) && !remove_taints.iter().any(|r| r == key)
                 });
                 taints.extend(add_taints.iter().map(Taint::to_k8s));
-                n["spec"]["taints"] = json!(taints);
+                // A scaling-only update leaves the node as it is; an emptied list goes, as
+                // the kubelet's own taint sync leaves no `taints: []` behind.
+                let before = n["spec"]["taints"].as_array().cloned().unwrap_or_default();
+                if taints != before {
+                    if taints.is_empty() {
+                        if let Some(spec) = n["spec"].as_object_mut() {
+                            spec.remove("taints");
+                        }
+                    } else {
+                        n["spec"]["taints"] = json!(taints);
+                    }
+                }
                 Ok(())
             });
             if let Err(e) = result {

@@ -151,6 +151,7 @@ pub async fn create_self_managed(
     client: &aws_sdk_autoscaling::Client,
     cluster: &str,
     g: &NodeGroup,
+    subnets: &[String],
 ) -> Result<(), TwinError> {
     let aws = |what: &str, e: String| TwinError::Aws(format!("{what} for {}: {e}", g.name));
     let lc = format!("{}-lc", g.name);
@@ -182,7 +183,8 @@ pub async fn create_self_managed(
         .min_size(to_i32(g.min()))
         .max_size(to_i32(g.max()))
         .desired_capacity(to_i32(g.desired_size))
-        .set_availability_zones(Some(g.zones.clone()))
+        // Subnets, as eksctl's groups have: ngm derives the new group's subnets from them.
+        .vpc_zone_identifier(subnets.join(","))
         .set_tags(Some(tags.collect()))
         .send()
         .await

@@ -259,10 +259,38 @@ fn a_pdb_blocked_past_the_deadline_follows_the_policy() {
 #[test]
 fn evictions_are_batched_per_round() {
     let pods: Vec<PodView> = (0..450)
-        .map(|i| pod("a", &format!("p{i:03}"), "w", "old1"))
+        .map(|i| pod("a", &format!("p{i:03}"), &format!("w{i}"), "old1"))
         .collect();
     let plan = plan_drain(&pods, &[], &policy(), None, Timestamp(100), Timestamp(0));
     assert_eq!(plan.actions.len(), MAX_EVICTIONS_PER_ROUND);
+}
+
+#[test]
+fn a_deployments_pods_leave_one_at_a_time() {
+    let pods = vec![
+        pod("a", "web-2", "web", "old1"),
+        pod("a", "web-1", "web", "old1"),
+        pod("a", "api-1", "api", "old2"),
+    ];
+    let plan = plan_drain(&pods, &[], &policy(), None, Timestamp(100), Timestamp(0));
+    let evicted: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::EvictPod { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(evicted, vec!["api-1", "web-1"]);
+
+    // While web-1 terminates, web-2 waits; api has nothing left.
+    let pods = vec![
+        pod("a", "web-1", "web", "old1").terminating(),
+        pod("a", "web-2", "web", "old1"),
+    ];
+    let plan = plan_drain(&pods, &[], &policy(), None, Timestamp(100), Timestamp(0));
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert!(matches!(plan.outcome, DrainOutcome::Continue { .. }));
 }
 
 #[test]

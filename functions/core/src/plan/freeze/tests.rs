@@ -177,7 +177,17 @@ fn hpa_min_is_raised_to_the_surge_and_restored_exactly() {
             &policy,
             EXEC,
         );
-        let Some(Action::PatchHpa { patch, .. }) = actions.first() else {
+        // The Deployment's replica count goes on it before the HPA moves it.
+        assert!(
+            matches!(actions.first(), Some(Action::AnnotateWorkload { annotations, .. })
+                if annotations.get(marks::ORIGINAL_REPLICAS) == Some(&Some(w.replicas.to_string()))),
+            "{}: {actions:?}",
+            c.name
+        );
+        let Some(patch) = actions.iter().find_map(|a| match a {
+            Action::PatchHpa { patch, .. } => Some(patch),
+            _ => None,
+        }) else {
             panic!("{}: no patch in {actions:?}", c.name);
         };
         assert_eq!(patch.min_replicas, c.min, "{}", c.name);
@@ -196,10 +206,15 @@ fn hpa_min_is_raised_to_the_surge_and_restored_exactly() {
         (marks::ORIGINAL_HPA_MAX, "10"),
         (marks::EXECUTION, EXEC),
     ]);
+    // A frozen Deployment carries its original count already.
+    let mut w_frozen = w.clone();
+    w_frozen
+        .annotations
+        .insert(marks::ORIGINAL_REPLICAS.into(), w.replicas.to_string());
     assert_eq!(
         plan_freeze_hpas(
             std::slice::from_ref(&frozen),
-            std::slice::from_ref(&w),
+            std::slice::from_ref(&w_frozen),
             &affected,
             &policy,
             EXEC

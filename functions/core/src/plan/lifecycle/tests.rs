@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
 use super::*;
@@ -8,29 +6,87 @@ use crate::plan::newgroup::derive_target;
 
 const EXEC: &str = "exec-1";
 
+fn record(holder: &str, acquired_at: i64, lease_until: i64) -> LockRecord {
+    LockRecord {
+        key: "arn:c".into(),
+        holder: holder.into(),
+        acquired_at: Timestamp(acquired_at),
+        lease_until: Timestamp(lease_until),
+    }
+}
+
 #[test]
-fn lock_is_taken_kept_or_refused() {
-    let none = BTreeMap::new();
-    assert!(matches!(
-        plan_lock("arn:c", &none, EXEC, false),
-        LockDecision::Acquire { .. }
-    ));
-    let mine: BTreeMap<String, String> = [(marks::LOCK_TAG.to_string(), EXEC.to_string())].into();
-    assert_eq!(plan_lock("arn:c", &mine, EXEC, true), LockDecision::Held);
-    let theirs: BTreeMap<String, String> =
-        [(marks::LOCK_TAG.to_string(), "other".to_string())].into();
+fn a_free_lock_is_acquired_until_the_lease_end() {
     assert_eq!(
-        plan_lock("arn:c", &theirs, EXEC, true),
-        LockDecision::Busy {
-            holder: "other".into()
+        plan_lock("arn:c", None, EXEC, Timestamp(100), Timestamp(900)),
+        LockDecision::Acquire {
+            record: record(EXEC, 100, 900)
         }
     );
-    assert!(matches!(
-        plan_lock("arn:c", &theirs, EXEC, false),
-        LockDecision::Acquire { .. }
-    ));
-    assert_eq!(plan_unlock("arn:c", &theirs, EXEC), vec![]);
-    assert_eq!(plan_unlock("arn:c", &mine, EXEC).len(), 1);
+}
+
+#[test]
+fn a_live_lease_of_another_execution_is_busy() {
+    let theirs = record("other", 0, 500);
+    assert_eq!(
+        plan_lock("arn:c", Some(&theirs), EXEC, Timestamp(500), Timestamp(900)),
+        LockDecision::Busy {
+            holder: "other".into(),
+            lease_until: Timestamp(500)
+        }
+    );
+}
+
+#[test]
+fn an_expired_lease_is_taken_over() {
+    let theirs = record("other", 0, 499);
+    assert_eq!(
+        plan_lock("arn:c", Some(&theirs), EXEC, Timestamp(500), Timestamp(900)),
+        LockDecision::Acquire {
+            record: record(EXEC, 500, 900)
+        }
+    );
+}
+
+#[test]
+fn the_holder_keeps_a_long_enough_lease_and_renews_a_short_one() {
+    let mine = record(EXEC, 10, 900);
+    assert_eq!(
+        plan_lock("arn:c", Some(&mine), EXEC, Timestamp(500), Timestamp(900)),
+        LockDecision::Held
+    );
+    assert_eq!(
+        plan_lock("arn:c", Some(&mine), EXEC, Timestamp(500), Timestamp(1200)),
+        LockDecision::Acquire {
+            record: record(EXEC, 10, 1200)
+        }
+    );
+}
+
+#[test]
+fn only_the_holder_releases() {
+    assert!(plan_unlock(Some(&record(EXEC, 0, 1)), EXEC));
+    assert!(!plan_unlock(Some(&record("other", 0, 1)), EXEC));
+    assert!(!plan_unlock(None, EXEC));
+}
+
+#[test]
+fn the_lease_covers_every_wait_of_the_request() {
+    let mut req = request_with_target(json!({}));
+    req.policy.drain_deadline_seconds = 1000;
+    let base = lease_seconds(&req, Some(100));
+    assert_eq!(base, STEP_WAITS_SECS + 100 + 1000 + LEASE_MARGIN_SECS);
+    assert_eq!(
+        lease_seconds(&req, None),
+        base - 100 + ASSUMED_LB_DRAIN_SECS
+    );
+    req.policy.lb_drain_seconds_override = Some(7);
+    assert_eq!(lease_seconds(&req, Some(100)), base - 100 + 7);
+    req.policy.on_pdb_blocked = OnPdbBlocked::WaitForOperator;
+    assert_eq!(
+        lease_seconds(&req, Some(100)),
+        base - 100 + 7 + OPERATOR_WAIT_SECS
+    );
 }
 
 #[test]

@@ -6,10 +6,6 @@ use crate::plan::nodes::ngm_taint;
 
 const EXEC: &str = "exec-1";
 
-fn lock_tags() -> BTreeMap<String, String> {
-    [(marks::LOCK_TAG.to_string(), EXEC.to_string())].into()
-}
-
 fn surged() -> WorkloadView {
     deployment("a", "web", 6)
         .annotate(marks::ORIGINAL_REPLICAS, "3")
@@ -37,16 +33,13 @@ fn old_node() -> NodeView {
 }
 
 #[test]
-fn restore_puts_everything_back_and_releases_the_lock() {
-    let tags = lock_tags();
+fn restore_puts_everything_back() {
     let new = node("new1", "ng-b")
         .annotate(marks::EXECUTION, EXEC)
         .annotate(marks::CA_SCALE_DOWN_DISABLED, "true")
         .annotate(marks::SCALE_DOWN_DISABLED_BY_NGM, "true");
     let i = RestoreInputs {
         execution: EXEC,
-        cluster_arn: "arn:c",
-        cluster_tags: &tags,
         workloads: &[surged()],
         hpas: &[frozen_hpa()],
         nodes: &[new],
@@ -64,18 +57,12 @@ fn restore_puts_everything_back_and_releases_the_lock() {
         |a| matches!(a, Action::PatchNodeAnnotations { annotations, .. }
         if annotations.contains_key(marks::CA_SCALE_DOWN_DISABLED))
     ));
-    assert!(
-        matches!(actions.last(), Some(Action::UntagResource { keys, .. }) if keys == &vec![marks::LOCK_TAG.to_string()])
-    );
 }
 
 #[test]
 fn restore_plans_nothing_once_the_world_is_restored() {
-    let tags = BTreeMap::new();
     let i = RestoreInputs {
         execution: EXEC,
-        cluster_arn: "arn:c",
-        cluster_tags: &tags,
         workloads: &[deployment("a", "web", 3)],
         hpas: &[hpa("a", "web", Some(2), 10)],
         nodes: &[node("new1", "ng-b")],
@@ -85,7 +72,6 @@ fn restore_plans_nothing_once_the_world_is_restored() {
 
 #[test]
 fn rollback_untaints_unpins_restores_and_deletes_the_group_per_policy() {
-    let tags = lock_tags();
     let group_tags: BTreeMap<String, String> =
         [(marks::ORIGINAL_SCALING_TAG.to_string(), "2/6/3".to_string())].into();
     let marked = vec![
@@ -103,8 +89,6 @@ fn rollback_untaints_unpins_restores_and_deletes_the_group_per_policy() {
     let run = |policy: &Policy, created: bool| {
         let i = RestoreInputs {
             execution: EXEC,
-            cluster_arn: "arn:c",
-            cluster_tags: &tags,
             workloads: &[surged()],
             hpas: &[frozen_hpa()],
             nodes: &[old_node()],
@@ -171,10 +155,7 @@ fn rollback_untaints_unpins_restores_and_deletes_the_group_per_policy() {
             name: "ng-b".into()
         }
     );
-    assert!(matches!(
-        plan.finish.last(),
-        Some(Action::UntagResource { .. })
-    ));
+    assert_eq!(plan.finish.len(), 1, "{:?}", plan.finish);
 
     let keep = Policy {
         rollback_deletes_new_group: false,
