@@ -12,7 +12,11 @@ const GRANTS: &[(&str, &[&str], &[&str])] = &[
     ("", &["nodes"], &["get", "list", "patch"]),
     ("", &["pods"], &["get", "list", "patch", "delete"]),
     ("", &["pods/eviction"], &["create"]),
-    ("apps", &["deployments", "statefulsets"], &["get", "list", "patch"]),
+    (
+        "apps",
+        &["deployments", "statefulsets"],
+        &["get", "list", "patch"],
+    ),
     (
         "apps",
         &["deployments/scale", "statefulsets/scale"],

@@ -277,6 +277,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         }
     };
     interp.stop().await;
+    let aws_requests = match twin.moto_url() {
+        Some(url) => moto_request_counts(url).await,
+        None => BTreeMap::new(),
+    };
     let world = world_checks(&twin, &scenario);
     let report = twin.finish_run().await?;
     let functions = host.stats();
@@ -293,6 +297,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         report: &report,
         world,
         functions,
+        aws_requests,
         idempotence: checks,
         operator_answers: answers,
         events: timeline.events(),
@@ -321,6 +326,30 @@ fn twin_elapsed(
     report: &ngm_twin::report::Report,
 ) -> Duration {
     (report.finished_at - started).to_std().unwrap_or_default()
+}
+
+/// The functions' calls to moto by `service:Operation` (tests/aws/moto_server.py counts the
+/// requests whose user agent carries `app/ngm-local`); empty if moto cannot say.
+async fn moto_request_counts(moto_url: &str) -> BTreeMap<String, u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(addr) = moto_url.strip_prefix("http://") else {
+        return BTreeMap::new();
+    };
+    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else {
+        return BTreeMap::new();
+    };
+    let request =
+        format!("GET /ngm/requests HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    if conn.write_all(request.as_bytes()).await.is_err()
+        || conn.read_to_string(&mut response).await.is_err()
+    {
+        return BTreeMap::new();
+    }
+    response
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or_default()
 }
 
 /// The lock table in moto, as the SAM template creates it in AWS.

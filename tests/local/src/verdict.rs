@@ -154,6 +154,8 @@ pub struct Figures {
     pub state_transitions: usize,
     pub kubernetes_requests: u64,
     pub eks_requests: u64,
+    /// The functions' other AWS calls (served by moto), by `service:Operation`.
+    pub aws_requests: BTreeMap<String, u64>,
     pub evictions: u64,
     pub functions: BTreeMap<String, FunctionStats>,
 }
@@ -185,6 +187,7 @@ pub struct Inputs<'a> {
     pub report: &'a Report,
     pub world: WorldState,
     pub functions: BTreeMap<String, FunctionStats>,
+    pub aws_requests: BTreeMap<String, u64>,
     pub idempotence: Vec<IdempotenceCheck>,
     pub operator_answers: Vec<Result<(), String>>,
     pub events: &'a [StateEvent],
@@ -350,6 +353,7 @@ impl Verdict {
                 state_transitions: i.events.iter().filter(|e| e.kind == "StateEntered").count(),
                 kubernetes_requests: r.requests.kubernetes_total,
                 eks_requests: r.requests.eks_total,
+                aws_requests: i.aws_requests,
                 evictions: r.evictions.requested,
                 functions: i.functions,
             },
@@ -404,14 +408,22 @@ impl Verdict {
         for a in &self.operator_answers {
             line(format!("  operator callback: {a}"));
         }
+        let other_aws: u64 = f.aws_requests.values().sum();
         line(format!(
-            "  time: {:.1} s wall, {:.0} s simulated; {} state transitions; {} Kubernetes and {} EKS requests; {} evictions",
-            f.wall_seconds,
-            f.simulated_seconds,
-            f.state_transitions,
+            "  time: {:.1} s wall, {:.0} s simulated; {} state transitions",
+            f.wall_seconds, f.simulated_seconds, f.state_transitions
+        ));
+        line(format!(
+            "  requests by the functions: {} Kubernetes ({} evictions); {} AWS ({} EKS; {})",
             f.kubernetes_requests,
+            f.evictions,
+            f.eks_requests + other_aws,
             f.eks_requests,
-            f.evictions
+            f.aws_requests
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         line("  functions (invocations, slowest, peak memory):".into());
         for (name, st) in &f.functions {
