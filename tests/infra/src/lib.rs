@@ -115,3 +115,57 @@ pub fn shown(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A role's statements; a conditional `!If [cond, statement, AWS::NoValue]` counts as its
+/// statement (the grant a deployment with that condition gets).
+pub fn statements(role: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in role["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        for st in p["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            match tagged(st, "If") {
+                Some(branches) => out.push(branches[1].clone()),
+                None => out.push(st.clone()),
+            }
+        }
+    }
+    out
+}
+
+/// A scalar or a list, as a list (IAM accepts both for `Action` and `Resource`).
+pub fn list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Sequence(s) => s.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+/// The template's functions as (binary built, function resource).
+pub fn functions_by_binary(template: &Value) -> Vec<(String, &Value)> {
+    resources(template, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(_, f)| {
+            let bin = f["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (bin, f)
+        })
+        .collect()
+}
+
+/// The role resource a function runs as (`Role: !GetAtt <Role>.Arn`).
+pub fn role_of<'a>(template: &'a Value, function: &Value) -> &'a Value {
+    let role = tagged(&function["Properties"]["Role"], "GetAtt")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim_end_matches(".Arn");
+    &template["Resources"][role]
+}
