@@ -173,7 +173,7 @@ async fn taint_patch_keeps_the_groups_own_taints_and_is_a_no_op_when_present() {
 }
 
 #[tokio::test]
-async fn label_merge_patch_sets_and_removes_and_cordon_sets_unschedulable() {
+async fn label_merge_patch_sets_and_removes_and_uncordon_removes_unschedulable() {
     let (store, kube, _server) = twin().await;
     seed_nodes(&store);
     let exclude = "node.kubernetes.io/exclude-from-external-load-balancers";
@@ -193,7 +193,8 @@ async fn label_merge_patch_sets_and_removes_and_cordon_sets_unschedulable() {
     kube.set_unschedulable("old-1", false).await.unwrap();
     let node = store.get(Resource::Node, "", "old-1").unwrap();
     assert!(node["metadata"]["labels"].get(exclude).is_none());
-    assert_eq!(node["spec"]["unschedulable"], false);
+    // Uncordon removes the field, as `kubectl uncordon` does.
+    assert!(node["spec"].get("unschedulable").is_none(), "{node}");
 }
 
 #[tokio::test]

@@ -345,14 +345,26 @@ fn poll_floor(st: &Map<String, Value>, task: &str) -> u64 {
         }
         let secs = match (w["Seconds"].as_u64(), w["SecondsPath"].as_str(), rule) {
             (Some(s), _, _) => s,
-            (None, Some(path), Some(r)) if r["Variable"] == path => {
-                r["NumericGreaterThanEquals"].as_u64().unwrap_or(0)
-            }
+            (None, Some(path), Some(r)) => guaranteed_minimum(r, path),
             _ => 0,
         };
         floor = Some(floor.map_or(secs, |f: u64| f.min(secs)));
     }
     floor.unwrap_or_else(|| panic!("{task} has no Choice → Wait → {task} loop"))
+}
+
+/// The `NumericGreaterThanEquals` a rule guarantees on `path`, directly or in an `And`.
+fn guaranteed_minimum(rule: &Value, path: &str) -> u64 {
+    if rule["Variable"] == path {
+        return rule["NumericGreaterThanEquals"].as_u64().unwrap_or(0);
+    }
+    rule["And"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| guaranteed_minimum(r, path))
+        .max()
+        .unwrap_or(0)
 }
 
 #[test]

@@ -17,6 +17,15 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
 
+/// The value a function's environment gives `var` under a tag (`Ref`, `Sub`), or "".
+fn env_tagged(f: &Value, var: &str, tag: &str) -> String {
+    env(f)
+        .get(var)
+        .and_then(|v| tagged(v, tag))
+        .map(|v| s(v).to_string())
+        .unwrap_or_default()
+}
+
 fn env(f: &Value) -> BTreeMap<String, Value> {
     f["Properties"]["Environment"]["Variables"]
         .as_mapping()
@@ -104,11 +113,7 @@ fn every_function_is_told_the_stacks_lock_table() {
     let tables = resources(&t, "AWS::DynamoDB::Table");
     let table = tables[0].0.as_str();
     for (bin, f) in functions_by_binary(&t) {
-        assert_eq!(
-            tagged(&env(f)["NGM_LOCK_TABLE"], "Ref").map(s),
-            Some(table),
-            "{bin}"
-        );
+        assert_eq!(env_tagged(f, "NGM_LOCK_TABLE", "Ref"), table, "{bin}");
     }
 }
 
@@ -122,10 +127,7 @@ fn the_triggers_watch_the_stacks_cluster_and_start_the_stacks_state_machine() {
     assert_eq!(name, "${AWS::StackName}-migration");
     let fns: BTreeMap<String, &Value> = functions_by_binary(&t).into_iter().collect();
     for bin in TRIGGERS {
-        let arn = tagged(&env(fns[*bin])["NGM_STATE_MACHINE_ARN"], "Sub")
-            .map(s)
-            .unwrap_or_default()
-            .to_string();
+        let arn = env_tagged(fns[*bin], "NGM_STATE_MACHINE_ARN", "Sub");
         assert_eq!(
             arn,
             format!(
@@ -135,8 +137,8 @@ fn the_triggers_watch_the_stacks_cluster_and_start_the_stacks_state_machine() {
         );
     }
     assert_eq!(
-        tagged(&env(fns["ami-watch"])["NGM_CLUSTERS"], "Ref").map(s),
-        Some("ClusterName")
+        env_tagged(fns["ami-watch"], "NGM_CLUSTERS", "Ref"),
+        "ClusterName"
     );
 }
 
