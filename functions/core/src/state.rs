@@ -139,6 +139,10 @@ pub struct Deadlines {
     pub drain_by: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_group_gone_by: Option<Timestamp>,
+    /// Rollback: when the new nodes have left the load balancers for long enough to delete
+    /// them. They are excluded `lbDrainSeconds` before it, once the old nodes are back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_lb_drained_by: Option<Timestamp>,
 }
 
 /// Originals that live on no Kubernetes object.

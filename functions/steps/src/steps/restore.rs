@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use ngm_core::model::{NodeGroupKind, NodeView, Timestamp, WorkloadKind, WorkloadView};
 use ngm_core::plan::drain::{DrainOutcome, plan_drain};
+use ngm_core::plan::nodes::plan_cut_traffic;
 use ngm_core::plan::restore::{OldGroup, RestoreInputs, plan_restore, plan_rollback};
 use ngm_core::plan::scope::managed_group_selector;
 use ngm_core::state::{MigrationState, Phase};
@@ -13,6 +14,10 @@ use super::plan::{cluster, release_lock};
 use super::{POLL_SECS, executor, pending, pods_on, retiring_nodes, source_nodes};
 use crate::error::StepError;
 use crate::world::World;
+
+/// Time for old nodes put back into the load balancers to pass their health checks (an ALB's
+/// defaults: 5 healthy checks 30 s apart) before the new nodes leave them.
+const ROLLBACK_LB_SETTLE_SECS: u64 = 180;
 
 async fn all_workloads(world: &World) -> Result<Vec<WorkloadView>, StepError> {
     let mut w = world.kube.list_workloads(WorkloadKind::Deployment).await?;
@@ -146,10 +151,35 @@ pub async fn rollback(
         state.new_group.as_ref(),
         &policy,
     );
+    let drained_by = (plan.drain_new_nodes && !policy.dry_run).then(|| {
+        let lb = state.lb_drain_seconds;
+        *state
+            .deadlines
+            .rollback_lb_drained_by
+            .get_or_insert(now.plus(ROLLBACK_LB_SETTLE_SECS.saturating_add(lb)))
+    });
     let exec = executor(&state, world, STEP);
     exec.run_all(&plan.restore).await?;
 
     if plan.drain_new_nodes && !policy.dry_run {
+        // The new nodes leave the load balancers the way the old ones did in cut-traffic, but
+        // only once the old nodes (just put back) have had time to pass their health checks;
+        // then the group is deleted no sooner than the LB drain after that.
+        let lb = state.lb_drain_seconds;
+        let drained_by = drained_by.unwrap_or(now);
+        let exclude_at = Timestamp(
+            drained_by
+                .0
+                .saturating_sub(i64::try_from(lb).unwrap_or(i64::MAX)),
+        );
+        if now < exclude_at {
+            state.pending = pending(
+                u64::try_from(exclude_at.0 - now.0).unwrap_or(POLL_SECS),
+                "the old nodes are rejoining the load balancers".into(),
+            );
+            return Ok(state);
+        }
+        exec.run_all(&plan_cut_traffic(&new)).await?;
         // The deleted group would terminate its pods regardless of PDBs, so they leave by
         // eviction first; the rollback has no deadline of its own and waits for the budgets.
         let pods = pods_on(world, &new).await?;
@@ -157,6 +187,13 @@ pub async fn rollback(
         let round = plan_drain(&pods, &sets, &policy, None, now.plus(u64::MAX / 4), now);
         exec.run_all(&round.actions).await?;
         match round.outcome {
+            DrainOutcome::Done if now < drained_by => {
+                state.pending = pending(
+                    u64::try_from(drained_by.0 - now.0).unwrap_or(POLL_SECS),
+                    "the new nodes are leaving the load balancers".into(),
+                );
+                return Ok(state);
+            }
             DrainOutcome::Done => {}
             DrainOutcome::Refused { reasons } => return Err(StepError::DrainRefused { reasons }),
             _ => {
