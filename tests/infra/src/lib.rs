@@ -11,25 +11,9 @@ use std::process::{Command, Output};
 
 use serde_yaml::Value;
 
-/// The repository root: `NGM_REPO`, else the nearest directory above the current one that
-/// holds `infra/template.yaml` (cargo runs tests from the package directory), else the path
-/// this crate was built from.
+/// The repository root, found as every test crate finds it ([`ngm_testkit::moto::repo_root`]).
 pub fn repo() -> PathBuf {
-    if let Some(p) = std::env::var_os("NGM_REPO") {
-        return PathBuf::from(p);
-    }
-    let marker = Path::new("infra/template.yaml");
-    if let Ok(mut dir) = std::env::current_dir() {
-        loop {
-            if dir.join(marker).is_file() {
-                return dir;
-            }
-            if !dir.pop() {
-                break;
-            }
-        }
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    ngm_testkit::moto::repo_root()
 }
 
 /// Reads a repository file, or panics naming it.
