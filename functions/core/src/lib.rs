@@ -6,6 +6,7 @@
 //! [`plan`] together with an injected `now`, execute the returned actions and report a new
 //! [`state::MigrationState`].
 
+pub mod asl;
 pub mod marks;
 pub mod model;
 pub mod plan;

@@ -64,22 +64,6 @@ fn substituted(text: &str) -> String {
     out
 }
 
-/// `ValidateAndPlan` → `validate-and-plan`.
-fn kebab(name: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('-');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn linter(bin: &str) -> PathBuf {
     let p = repo().join("tests/asl/node_modules/.bin").join(bin);
     assert!(
@@ -185,7 +169,7 @@ fn every_task_names_a_function_crate_and_every_function_crate_is_used() {
     let asl = asl();
     let mut used = BTreeSet::new();
     for (_, f) in lambda_tasks(&asl) {
-        let dir = kebab(&f);
+        let dir = ngm_core::asl::function_name(&f);
         let manifest = repo().join("functions").join(&dir).join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest)
             .unwrap_or_else(|_| panic!("${{{f}FunctionArn}} names no crate functions/{dir}"));

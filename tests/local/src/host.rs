@@ -190,7 +190,8 @@ pub struct LambdaHost {
     functions: Arc<BTreeMap<String, Arc<Function>>>,
     checks: Arc<Mutex<Vec<IdempotenceCheck>>>,
     tasks: Vec<JoinHandle<()>>,
-    children: Vec<tokio::process::Child>,
+    /// Per function process: the signal that stops it, and the task that owns it.
+    processes: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for LambdaHost {
@@ -224,7 +225,7 @@ impl LambdaHost {
         })?;
         let mut functions = BTreeMap::new();
         let mut tasks = Vec::new();
-        let mut children = Vec::new();
+        let mut processes = Vec::new();
         for spec in specs {
             if !spec.binary.is_file() {
                 return Err(HostError::MissingBinary(spec.binary.clone()));
@@ -258,8 +259,8 @@ impl LambdaHost {
                 exited: Mutex::new(None),
             });
             tasks.push(serve(listener, runtime_api(f.clone())));
-            children.push(child);
-            tasks.push(tokio::spawn(watch_exit(f.clone())));
+            let (stop, stopped) = oneshot::channel();
+            processes.push((stop, tokio::spawn(own_process(child, f.clone(), stopped))));
             functions.insert(spec.name.clone(), f);
         }
         let functions = Arc::new(functions);
@@ -283,7 +284,7 @@ impl LambdaHost {
             functions,
             checks,
             tasks,
-            children,
+            processes,
         })
     }
 
@@ -310,9 +311,10 @@ impl LambdaHost {
     }
 
     /// Stops the processes and listeners.
-    pub async fn shutdown(mut self) {
-        for c in &mut self.children {
-            let _ = c.kill().await;
+    pub async fn shutdown(self) {
+        for (stop, owner) in self.processes {
+            let _ = stop.send(());
+            let _ = owner.await;
         }
         for t in &self.tasks {
             t.abort();
@@ -365,20 +367,23 @@ fn spawn(
     })
 }
 
-/// Polls the process table: a function that exits (a panic, a bad configuration) fails its
-/// pending invocation with `Runtime.ExitError`, as Lambda does, instead of hanging it.
-async fn watch_exit(f: Arc<Function>) {
-    let Some(pid) = f.pid else { return };
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let state = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
-        // A zombie (`Z`) has exited but not been reaped yet.
-        let gone = state.is_empty() || state.split_whitespace().nth(2) == Some("Z");
-        if gone {
-            *lock(&f.exited) = Some("process exited (see its log)".into());
+/// Owns a function's process until the host stops it. A function that exits on its own (a
+/// panic, a bad configuration) fails its pending invocation with `Runtime.ExitError`, as Lambda
+/// does, instead of hanging it.
+async fn own_process(
+    mut child: tokio::process::Child,
+    f: Arc<Function>,
+    stop: oneshot::Receiver<()>,
+) {
+    tokio::select! {
+        status = child.wait() => {
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            *lock(&f.exited) = Some(format!("process exited ({status}; see its log)"));
             lock(&f.pending).clear();
-            return;
+        }
+        // A dropped host drops the sender too: the process goes either way.
+        _ = stop => {
+            let _ = child.kill().await;
         }
     }
 }

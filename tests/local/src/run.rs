@@ -87,22 +87,7 @@ pub fn functions_dir(explicit: Option<&Path>) -> PathBuf {
     dir
 }
 
-/// `${ValidateAndPlanFunctionArn}` → `validate-and-plan`.
-pub fn function_for_substitution(key: &str) -> Option<String> {
-    let stem = key.strip_suffix("FunctionArn")?;
-    let mut out = String::new();
-    for (i, c) in stem.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('-');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    Some(out)
-}
+pub use ngm_core::asl::function_for_substitution;
 
 fn substitutions(definition: &str, region: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
