@@ -183,12 +183,10 @@ async fn a_pod_kill_fires_its_seconds_after_the_run_begins() {
 }
 
 #[tokio::test]
-async fn a_fault_on_a_moto_api_is_refused_before_anything_starts() {
-    let s = scenario(
-        "  - { kind: throttle, api: aws, call: \"autoscaling:UpdateAutoScalingGroup\" }\n",
-    );
+async fn a_fault_on_an_aws_service_the_twin_cannot_fail_is_refused_before_anything_starts() {
+    let s = scenario("  - { kind: throttle, api: aws, call: \"s3:GetObject\" }\n");
     let err = Twin::start(Some(s), TwinOptions::default())
         .await
-        .expect_err("moto's APIs cannot be faulted");
+        .expect_err("s3 cannot be faulted");
     assert!(matches!(err, TwinError::UnsupportedFault(_)), "{err}");
 }
