@@ -175,3 +175,45 @@ async fn requests_are_counted_by_caller_and_function_rules_hit_only_their_functi
         ("faults[0] fail", "get nodes", "ngm/taint", 500, 1)
     );
 }
+
+/// A scenario's `faultRate` on Kubernetes (with `function`) is installed with the other
+/// Kubernetes faults and fails that function's calls, each one with one of its codes, named
+/// in the injected-answers log by its place in the scenario.
+#[tokio::test]
+async fn a_scenario_fault_rate_fails_the_chosen_functions_calls_only() {
+    let scenario = ngm_twin::scenario::Scenario::parse(
+        r#"
+name: rate
+cluster:
+  name: c
+  nodeGroups:
+    - { name: g, instanceTypes: [m5.large], zones: [us-west-2a], amiRelease: r, desiredSize: 1 }
+faults:
+  - { kind: faultRate, rate: 1.0, seed: 3, api: kubernetes, codes: [503, 429], function: retire }
+"#,
+    )
+    .expect("scenario");
+    let (store, url, _h) = twin().await;
+    scenario.install_kubernetes_faults(&store);
+    let retire: Api<Node> = Api::all(client(&url, "ngm/retire"));
+    let drain: Api<Node> = Api::all(client(&url, "ngm/drain"));
+    let mut codes = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        match retire.get("n1").await {
+            Err(kube::Error::Api(s)) => {
+                codes.insert(s.code);
+            }
+            other => panic!("rate 1.0 fails every call: {other:?}"),
+        }
+        assert!(drain.get("n1").await.is_ok(), "another function");
+    }
+    assert_eq!(codes, [429, 503].into_iter().collect());
+    let injected = store.faults().injected();
+    assert_eq!(injected.total(), 20);
+    assert!(
+        injected
+            .snapshot()
+            .iter()
+            .all(|a| a.fault == "faults[0] faultRate" && a.caller == "ngm/retire")
+    );
+}

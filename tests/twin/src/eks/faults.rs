@@ -268,3 +268,78 @@ impl Counters {
         self.snapshot().get(operation).copied().unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(f: &Faults, calls: &[(&str, &str)]) -> Vec<Option<u16>> {
+        calls
+            .iter()
+            .map(|(op, caller)| f.take_call_fault(op, caller).map(|e| e.status))
+            .collect()
+    }
+
+    #[test]
+    fn a_call_rule_counts_after_over_its_own_functions_calls_and_logs_each_answer() {
+        let f = Faults::default();
+        f.add_rule(
+            CallRule::new("DescribeNodegroup", CallFault::Unavailable, 1)
+                .after(1)
+                .function(Some("check-group-ready"))
+                .labelled("faults[2] fail"),
+        );
+        let ready = "app/ngm-local-check-group-ready";
+        let other = "app/ngm-local-rollback";
+        let got = run(
+            &f,
+            &[
+                ("DescribeNodegroup", ready),
+                ("DescribeNodegroup", other),
+                ("ListNodegroups", ready),
+                ("DescribeNodegroup", ready),
+                ("DescribeNodegroup", ready),
+            ],
+        );
+        assert_eq!(got, [None, None, None, Some(503), None]);
+        let log = f.injected().snapshot();
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (
+                log[0].fault.as_str(),
+                log[0].call.as_str(),
+                log[0].caller.as_str()
+            ),
+            ("faults[2] fail", "eks:DescribeNodegroup", ready)
+        );
+    }
+
+    #[test]
+    fn a_rate_rule_is_deterministic_from_its_seed_and_uses_every_fault() {
+        let run_seed = |seed| {
+            let f = Faults::default();
+            f.add_rule(CallRule::rate(
+                0.2,
+                seed,
+                vec![
+                    CallFault::Throttle,
+                    CallFault::ServerError,
+                    CallFault::Unavailable,
+                ],
+            ));
+            (0..1000)
+                .map(|_| {
+                    f.take_call_fault("DescribeNodegroup", "app/ngm-local-retire")
+                        .map(|e| e.status)
+                })
+                .collect::<Vec<_>>()
+        };
+        let a = run_seed(7);
+        assert_eq!(a, run_seed(7));
+        let failed = a.iter().flatten().count();
+        assert!((130..=270).contains(&failed), "{failed} of 1000 at 0.2");
+        for code in [429, 500, 503] {
+            assert!(a.contains(&Some(code)), "{code}");
+        }
+    }
+}

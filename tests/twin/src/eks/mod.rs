@@ -247,8 +247,9 @@ impl Eks {
     pub async fn serve(&self) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let app = router(self.clone());
-        let task = tokio::spawn(async move {
+        let sup = self.inner.store.supervisor().clone();
+        let app = crate::supervisor::guard_router(router(self.clone()), sup.clone(), "eks server");
+        let task = sup.spawn("eks server", async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "eks server stopped");
             }
