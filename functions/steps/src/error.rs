@@ -59,6 +59,11 @@ pub enum StepError {
     Rejected { op: String, detail: String },
     #[error("{op} failed: {detail}")]
     Unexpected { op: String, detail: String },
+    /// This execution no longer holds the cluster's lock: the renewal after a step found
+    /// another holder (or none). Never retried, and no rollback: whoever holds the lock owns
+    /// the cluster now.
+    #[error("execution {execution} no longer holds the cluster lock ({holder})")]
+    LockLost { execution: String, holder: String },
 }
 
 /// Every `error_type` a step can return, in declaration order.
@@ -81,6 +86,7 @@ pub const ALL_ERROR_NAMES: &[&str] = &[
     "AccessDenied",
     "Rejected",
     "Unexpected",
+    "LockLost",
 ];
 
 /// The names the state machine retries with backoff; every other name is caught and rolled back.
@@ -116,6 +122,7 @@ impl StepError {
             StepError::AccessDenied { .. } => "AccessDenied",
             StepError::Rejected { .. } => "Rejected",
             StepError::Unexpected { .. } => "Unexpected",
+            StepError::LockLost { .. } => "LockLost",
         }
     }
 
@@ -142,6 +149,8 @@ impl From<PortError> for StepError {
             PortError::NotFound { what } | PortError::Gone { what } => StepError::NotFound { what },
             PortError::Invalid { op, detail } => StepError::Rejected { op, detail },
             PortError::AccessDenied { op } => StepError::AccessDenied { op },
+            // A 5xx: the API could not answer now; the same call may succeed later.
+            PortError::Unavailable { op, detail } => StepError::Transient { op, detail },
             PortError::Unexpected { op, detail } => StepError::Unexpected { op, detail },
         }
     }
@@ -187,6 +196,10 @@ mod tests {
                 op: s(),
                 detail: s(),
             },
+            StepError::LockLost {
+                execution: s(),
+                holder: s(),
+            },
         ]
     }
 
@@ -225,9 +238,17 @@ mod tests {
             ),
             (PortError::AccessDenied { op: op() }, "AccessDenied", false),
             (
+                PortError::Unavailable {
+                    op: op(),
+                    detail: "500 Internal Server Error".into(),
+                },
+                "Transient",
+                true,
+            ),
+            (
                 PortError::Unexpected {
                     op: op(),
-                    detail: "500".into(),
+                    detail: "unreadable answer".into(),
                 },
                 "Unexpected",
                 false,
