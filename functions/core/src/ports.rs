@@ -71,6 +71,10 @@ pub enum EvictOutcome {
     PdbBlocked { pdb: Option<String> },
     /// 404, or 409 on the UID precondition.
     AlreadyGone,
+    /// 403 with cause `NamespaceTerminating`: the pod's namespace is being deleted, so the
+    /// namespace controller deletes the pod itself. Not an error: the caller waits for the pod
+    /// to go, as `kubectl drain` does (k8s.io/kubectl/pkg/drain/drain.go).
+    NamespaceTerminating,
 }
 
 /// Annotation or label edits: `Some(v)` sets, `None` removes.

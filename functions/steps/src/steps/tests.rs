@@ -71,6 +71,10 @@ where
 {
     for _ in 0..20 {
         state = step(state, *now).await?;
+        if state.continuation.is_some() {
+            // The next batch, at once, as the state machine's Choice does.
+            continue;
+        }
         match &state.pending {
             Some(p) => {
                 *now = now.plus(p.retry_after_seconds);
@@ -150,6 +154,11 @@ async fn a_whole_migration_restores_everything_and_removes_the_old_group() {
     let s = ok(step!(&f, &w, s, now, retire));
     let s = ok(step!(&f, &w, s, now, drain));
     let s = ok(step!(&f, &w, s, now, delete_old));
+    assert_eq!(s.phase, Phase::OldGroupEmpty, "the wait deletes nothing");
+    assert!(f.snapshot().nodegroups.contains_key("ng-a"));
+    // The state machine's DeleteOldGroup Task: the same function, now in oldGroupEmpty.
+    let s = ok(delete_old(s, &w, now).await);
+    assert_eq!(s.phase, Phase::DeletingOldGroup);
     f.reconcile();
     let s = ok(step!(&f, &w, s, now, check_deleted));
     assert_eq!(s.phase, Phase::OldGroupDeleted);
@@ -304,6 +313,8 @@ async fn every_step_run_twice_on_the_same_state_leaves_the_same_world_and_output
     }
     assert_eq!(s.phase, Phase::Drained);
     let s = twice(&f, &s, "delete-old", |s| delete_old(s, w, now)).await;
+    assert_eq!(s.phase, Phase::OldGroupEmpty);
+    let s = twice(&f, &s, "delete-old-group", |s| delete_old(s, w, now)).await;
     f.reconcile();
     let s = twice(&f, &s, "check-deleted", |s| check_deleted(s, w, now)).await;
     assert_eq!(s.phase, Phase::OldGroupDeleted);
