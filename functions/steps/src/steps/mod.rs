@@ -222,4 +222,6 @@ pub(crate) async fn load_balancers_for(
 #[cfg(test)]
 mod lock_tests;
 #[cfg(test)]
+mod loops_tests;
+#[cfg(test)]
 mod tests;

@@ -15,9 +15,9 @@ use crate::error::StepError;
 use crate::fakes::{FakeCloud, Snapshot, cluster_arn, deployment, managed_group};
 use crate::world::World;
 
-const T0: Timestamp = Timestamp(1_700_000_000);
+pub(super) const T0: Timestamp = Timestamp(1_700_000_000);
 
-fn scenario() -> FakeCloud {
+pub(super) fn scenario() -> FakeCloud {
     let f = FakeCloud::new();
     f.add_cluster("prod")
         .add_managed_group(managed_group("ng-a", "m5.large", 3))
@@ -31,7 +31,7 @@ fn scenario() -> FakeCloud {
     f
 }
 
-fn state_for(policy: serde_json::Value) -> MigrationState {
+pub(super) fn state_for(policy: serde_json::Value) -> MigrationState {
     let json = serde_json::json!({
         "cluster": {"name": "prod", "region": "eu-west-1"},
         "source": {"managedNodeGroup": "ng-a"},
@@ -49,7 +49,7 @@ fn state_for(policy: serde_json::Value) -> MigrationState {
     )
 }
 
-fn web() -> WorkloadRef {
+pub(super) fn web() -> WorkloadRef {
     WorkloadRef {
         kind: WorkloadKind::Deployment,
         namespace: "default".into(),
@@ -93,7 +93,7 @@ macro_rules! step {
     }};
 }
 
-fn ok<T>(r: Result<T, StepError>) -> T {
+pub(super) fn ok<T>(r: Result<T, StepError>) -> T {
     r.unwrap_or_else(|e| panic!("{} : {e}", e.error_type()))
 }
 
@@ -118,7 +118,7 @@ fn ngm_marks_on(n: &NodeView) -> Vec<String> {
 }
 
 /// Runs steps 1 to 6 (through the surge being ready).
-async fn through_surge(f: &FakeCloud, w: &World, now: &mut Timestamp) -> MigrationState {
+pub(super) async fn through_surge(f: &FakeCloud, w: &World, now: &mut Timestamp) -> MigrationState {
     let mut t = *now;
     let s = ok(validate_and_plan(state_for(serde_json::json!({})), w, t).await);
     let s = ok(create_group(s, w, t).await);
@@ -343,7 +343,7 @@ async fn a_dry_run_reports_and_changes_nothing() {
 }
 
 /// A StatefulSet pod whose PDB never allows a disruption, on a tainted old group.
-async fn blocked_drain(policy: serde_json::Value) -> (FakeCloud, MigrationState) {
+pub(super) async fn blocked_drain(policy: serde_json::Value) -> (FakeCloud, MigrationState) {
     let f = scenario();
     let mut db = deployment("default", "db", 1);
     db.kind = WorkloadKind::StatefulSet;
