@@ -14,5 +14,7 @@ pub mod world;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 
-pub use error::{ALL_ERROR_NAMES, RETRYABLE_ERROR_NAMES, StepError};
+pub use error::{
+    ALL_ERROR_NAMES, DEADLINE_ERROR_NAMES, LOCK_LOST, RETRYABLE_ERROR_NAMES, StepError,
+};
 pub use world::World;

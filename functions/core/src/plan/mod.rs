@@ -5,6 +5,7 @@
 //! step run twice plans nothing the second time.
 
 pub mod action;
+pub mod deadlines;
 pub mod newgroup;
 pub mod wait;
 
