@@ -197,6 +197,13 @@ fn every_task_names_a_function_crate_and_every_function_crate_is_used() {
         );
         used.insert(dir);
     }
+    // The cleanup machine (statemachine/cleanup.asl.json) runs the cleanup crate.
+    let cleanup = std::fs::read_to_string(repo().join("statemachine/cleanup.asl.json"))
+        .unwrap_or_else(|e| panic!("statemachine/cleanup.asl.json: {e}"));
+    let cleanup: Value = serde_json::from_str(&cleanup).unwrap_or_else(|e| panic!("{e}"));
+    for (_, f) in lambda_tasks(&cleanup) {
+        used.insert(ngm_core::asl::function_name(&f));
+    }
     for s in substitutions(&asl_text()) {
         assert!(
             s.ends_with("FunctionArn") || OTHER_SUBSTITUTIONS.contains(&s.as_str()),

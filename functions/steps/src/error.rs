@@ -197,6 +197,8 @@ impl From<PortError> for StepError {
             PortError::NotFound { what } | PortError::Gone { what } => StepError::NotFound { what },
             PortError::Invalid { op, detail } => StepError::Rejected { op, detail },
             PortError::AccessDenied { op } => StepError::AccessDenied { op },
+            // A 5xx: the API could not answer now; the same call may succeed later.
+            PortError::Unavailable { op, detail } => StepError::Transient { op, detail },
             PortError::Unexpected { op, detail } => StepError::Unexpected { op, detail },
         }
     }
@@ -287,9 +289,17 @@ mod tests {
             ),
             (PortError::AccessDenied { op: op() }, "AccessDenied", false),
             (
+                PortError::Unavailable {
+                    op: op(),
+                    detail: "500 Internal Server Error".into(),
+                },
+                "Transient",
+                true,
+            ),
+            (
                 PortError::Unexpected {
                     op: op(),
-                    detail: "500".into(),
+                    detail: "unreadable answer".into(),
                 },
                 "Unexpected",
                 false,

@@ -1,4 +1,4 @@
-//! The step handlers of the migration workflow (DESIGN.md §2), one async function per step,
+//! The step handlers of the migration workflow (docs/design.md §2), one async function per step,
 //! each taking and returning the `MigrationState`. Every handler observes the world through the
 //! ports in a [`world::World`], hands what it saw to a pure planner of `ngm-core`, executes the
 //! planned actions ([`exec`]) and reports the new state. A step that would wait returns the

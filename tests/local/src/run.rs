@@ -17,7 +17,7 @@ use crate::settings::{OperatorAnswer, WorkflowSettings};
 use crate::timeline::Timeline;
 use crate::verdict::{Verdict, world_checks};
 
-/// The step functions, in the order of DESIGN.md §2, by the names the ASL's
+/// The step functions, in the order of docs/design.md §2, by the names the ASL's
 /// `${<Name>FunctionArn}` substitutions kebab-case to.
 pub const FUNCTIONS: [&str; 14] = [
     "validate-and-plan",

@@ -95,8 +95,11 @@ pub fn plan_lock(
         record: LockRecord {
             key: key.to_string(),
             holder: execution.to_string(),
+            // The caller knows the execution's ARN; the plan only decides.
+            holder_arn: None,
             acquired_at,
             lease_until,
+            state: None,
         },
     }
 }

@@ -1,4 +1,4 @@
-//! One handler per step of DESIGN.md §2, and what they share: finding the old and new nodes,
+//! One handler per step of docs/design.md §2, and what they share: finding the old and new nodes,
 //! the load balancers in front of the old pods, and the pending answer of a polling step.
 
 use std::collections::BTreeSet;
