@@ -379,7 +379,7 @@ async fn answer_operator(
         OperatorAnswer::Approve => sfn
             .send_task_success()
             .task_token(token)
-            .output("{}")
+            .output(r#"{"action":"retry"}"#)
             .send()
             .await
             .map(|_| ())
