@@ -1,9 +1,12 @@
-//! The DynamoDB lock against moto: conditional acquire and release, lease takeover, and two
-//! runs racing for one cluster.
+//! The DynamoDB lock against moto: conditional acquire and release, renewal with the state,
+//! lease takeover only once Step Functions says the holder ended, and two runs racing for one
+//! cluster.
 
 mod common;
 
-use ngm_adapters::aws::{LockAdapter, ensure_lock_table};
+use std::sync::Arc;
+
+use ngm_adapters::aws::{LockAdapter, SfnAdapter, ensure_lock_table};
 use ngm_core::model::Timestamp;
 use ngm_core::ports::{LockAcquired, LockPort, LockRecord};
 
@@ -13,8 +16,10 @@ fn record(holder: &str, at: i64, until: i64) -> LockRecord {
     LockRecord {
         key: KEY.into(),
         holder: holder.into(),
+        holder_arn: None,
         acquired_at: Timestamp(at),
         lease_until: Timestamp(until),
+        state: None,
     }
 }
 
@@ -24,7 +29,117 @@ async fn table(url: &str, name: &str) -> LockAdapter {
     ensure_lock_table(&client, name).await.expect("table");
     // A second call finds the table and succeeds.
     ensure_lock_table(&client, name).await.expect("table again");
-    LockAdapter::new(client, name)
+    let sfn = Arc::new(SfnAdapter::new(aws_sdk_sfn::Client::new(&conf)));
+    LockAdapter::new(client, name, sfn)
+}
+
+/// A state machine whose executions stay RUNNING in moto (a long Wait), and one execution.
+async fn running_execution(url: &str, name: &str) -> (aws_sdk_sfn::Client, String) {
+    let sfn = aws_sdk_sfn::Client::new(&common::sdk_config(url).await);
+    let machine = sfn
+        .create_state_machine()
+        .name(format!("ngm-migration-{name}"))
+        .role_arn("arn:aws:iam::123456789012:role/x")
+        .definition(r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":600,"End":true}}}"#)
+        .send()
+        .await
+        .expect("state machine")
+        .state_machine_arn()
+        .to_owned();
+    let arn = sfn
+        .start_execution()
+        .state_machine_arn(machine)
+        .name(name)
+        .input("{}")
+        .send()
+        .await
+        .expect("start")
+        .execution_arn()
+        .to_owned();
+    (sfn, arn)
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_only_once_its_execution_has_ended() {
+    let moto = common::moto(None).await;
+    let lock = table(&moto.url, "ngm-takeover").await;
+    let (sfn, arn) = running_execution(&moto.url, "a").await;
+    let a = LockRecord {
+        holder_arn: Some(arn.clone()),
+        ..record("a", 100, 200)
+    };
+    assert_eq!(
+        lock.acquire(&a, Timestamp(100)).await,
+        Ok(LockAcquired::Acquired)
+    );
+    assert_eq!(lock.read(KEY).await, Ok(Some(a.clone())));
+
+    // Long past the lease, but "a" still runs: no takeover, and the holder is named.
+    let b = record("b", 1000, 2000);
+    assert_eq!(
+        lock.acquire(&b, Timestamp(1000)).await,
+        Ok(LockAcquired::HeldBy(Some(a.clone())))
+    );
+    // Stopped from the console: now it may be taken over.
+    sfn.stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .expect("stop");
+    assert_eq!(
+        lock.acquire(&b, Timestamp(1000)).await,
+        Ok(LockAcquired::Acquired)
+    );
+    assert_eq!(lock.read(KEY).await, Ok(Some(b.clone())));
+
+    // A holder whose execution never existed has ended too (a start that failed).
+    let c = LockRecord {
+        holder_arn: arn.rsplit_once(':').map(|(head, _)| format!("{head}:c")),
+        ..record("c", 3000, 4000)
+    };
+    assert_eq!(
+        lock.acquire(&c, Timestamp(3000)).await,
+        Ok(LockAcquired::Acquired)
+    );
+    let d = record("d", 5000, 6000);
+    assert_eq!(
+        lock.acquire(&d, Timestamp(5000)).await,
+        Ok(LockAcquired::Acquired)
+    );
+    moto.stop().await;
+}
+
+#[tokio::test]
+async fn renewal_stores_the_state_and_fails_once_the_lock_is_someone_elses() {
+    let moto = common::moto(None).await;
+    let lock = table(&moto.url, "ngm-renew").await;
+    let a = record("a", 100, 200);
+    assert_eq!(
+        lock.acquire(&a, Timestamp(100)).await,
+        Ok(LockAcquired::Acquired)
+    );
+    assert_eq!(
+        lock.renew(KEY, "a", Timestamp(900), r#"{"phase":"tainted"}"#)
+            .await,
+        Ok(true)
+    );
+    let read = lock.read(KEY).await.ok().flatten();
+    assert_eq!(
+        read,
+        Some(LockRecord {
+            lease_until: Timestamp(900),
+            state: Some(r#"{"phase":"tainted"}"#.into()),
+            ..a.clone()
+        })
+    );
+    // Another execution cannot renew it, and nothing changes.
+    assert_eq!(lock.renew(KEY, "b", Timestamp(9999), "{}").await, Ok(false));
+    assert_eq!(lock.read(KEY).await.ok().flatten(), read);
+    // Released: renewing is lost too.
+    assert_eq!(lock.release(KEY, "a").await, Ok(true));
+    assert_eq!(lock.renew(KEY, "a", Timestamp(900), "{}").await, Ok(false));
+    assert_eq!(lock.read(KEY).await, Ok(None));
+    moto.stop().await;
 }
 
 #[tokio::test]

@@ -46,11 +46,15 @@ async fn main() -> Result<(), Error> {
         .collect();
     let state_machine_arn = required(STATE_MACHINE_VAR)?;
     let table = required(LOCK_TABLE_VAR)?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = ngm_adapters::load_sdk_config().await;
     let w: &'static Watcher = Box::leak(Box::new(Watcher {
         eks: EksAdapter::new(aws_sdk_eks::Client::new(&sdk)),
         ssm: SsmAdapter::new(aws_sdk_ssm::Client::new(&sdk)),
-        lock: LockAdapter::new(aws_sdk_dynamodb::Client::new(&sdk), table),
+        lock: LockAdapter::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            table,
+            std::sync::Arc::new(SfnAdapter::new(aws_sdk_sfn::Client::new(&sdk))),
+        ),
         sfn: SfnAdapter::new(aws_sdk_sfn::Client::new(&sdk)),
         state_machine_arn,
         region: sdk.region().map(ToString::to_string).unwrap_or_default(),

@@ -167,8 +167,10 @@ async fn a_cluster_locked_by_another_run_starts_nothing() {
             ngm_core::ports::LockRecord {
                 key: key.clone(),
                 holder: "resize-1".into(),
+                holder_arn: None,
                 acquired_at: SUN_3AM,
                 lease_until: SUN_3AM.plus(3600),
+                state: None,
             },
         )
     });

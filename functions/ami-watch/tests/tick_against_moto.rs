@@ -114,7 +114,11 @@ impl World {
         World {
             eks: EksAdapter::new(raw_eks.clone()),
             ssm: SsmAdapter::new(aws_sdk_ssm::Client::new(conf)),
-            lock: LockAdapter::new(ddb, TABLE),
+            lock: LockAdapter::new(
+                ddb,
+                TABLE,
+                std::sync::Arc::new(SfnAdapter::new(raw_sfn.clone())),
+            ),
             sfn: SfnAdapter::new(raw_sfn.clone()),
             raw_sfn,
             raw_eks,

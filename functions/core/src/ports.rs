@@ -42,6 +42,10 @@ pub enum PortError {
     Invalid { op: String, detail: String },
     #[error("{op} was denied")]
     AccessDenied { op: String },
+    /// A server-side failure (HTTP 5xx other than a throttle or a gateway timeout): the API
+    /// could not answer now, and the same call may succeed later.
+    #[error("{op} is unavailable: {detail}")]
+    Unavailable { op: String, detail: String },
     #[error("{op} failed: {detail}")]
     Unexpected { op: String, detail: String },
 }
@@ -53,6 +57,7 @@ impl PortError {
             self,
             PortError::Throttled { .. }
                 | PortError::Timeout { .. }
+                | PortError::Unavailable { .. }
                 | PortError::Conflict { .. }
                 | PortError::PdbBlocked { .. }
         )
@@ -71,6 +76,10 @@ pub enum EvictOutcome {
     PdbBlocked { pdb: Option<String> },
     /// 404, or 409 on the UID precondition.
     AlreadyGone,
+    /// 403 with cause `NamespaceTerminating`: the pod's namespace is being deleted, so the
+    /// namespace controller deletes the pod itself. Not an error: the caller waits for the pod
+    /// to go, as `kubectl drain` does (k8s.io/kubectl/pkg/drain/drain.go).
+    NamespaceTerminating,
 }
 
 /// Annotation or label edits: `Some(v)` sets, `None` removes.
@@ -210,6 +219,9 @@ pub trait SfnPort: Send + Sync {
 #[async_trait]
 pub trait KubePort: Send + Sync {
     async fn list_nodes(&self, selector: &LabelSelector) -> PortResult<Vec<NodeView>>;
+    /// Marking and unmarking (this, the annotation and taint patches, cordon and
+    /// `annotate_pod`): a node or pod that no longer exists (404) is `Ok`, since there is
+    /// nothing left to mark or unmark (a Spot node just reclaimed, a pod a rollout deleted).
     async fn patch_node_labels(&self, name: &str, labels: &MetadataPatch) -> PortResult<()>;
     async fn patch_node_annotations(
         &self,
@@ -217,12 +229,14 @@ pub trait KubePort: Send + Sync {
         annotations: &MetadataPatch,
     ) -> PortResult<()>;
     /// Adds `add` and removes every taint with the same key and effect as one in `remove`.
+    /// A node that is gone is `Ok`.
     async fn patch_node_taints(
         &self,
         name: &str,
         add: &[Taint],
         remove: &[Taint],
     ) -> PortResult<()>;
+    /// Cordon or uncordon; a node that is gone is `Ok`.
     async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> PortResult<()>;
 
     /// Pods with `spec.nodeName=node` (a field selector), all namespaces.
@@ -233,13 +247,15 @@ pub trait KubePort: Send + Sync {
         namespace: Option<&str>,
         selector: &LabelSelector,
     ) -> PortResult<Vec<PodView>>;
+    /// A pod that is gone is `Ok`.
     async fn annotate_pod(
         &self,
         namespace: &str,
         name: &str,
         annotations: &MetadataPatch,
     ) -> PortResult<()>;
-    /// Eviction with a UID precondition.
+    /// Eviction with a UID precondition. Only a refusal that is none of the outcomes is an
+    /// error.
     async fn evict_pod(&self, namespace: &str, name: &str, uid: &str) -> PortResult<EvictOutcome>;
     /// Graceful delete with a UID precondition, bypassing PDBs (only for `onPdbBlocked: force`);
     /// a pod already gone is `Ok`.
@@ -276,7 +292,7 @@ pub trait KubePort: Send + Sync {
     ) -> PortResult<()>;
 }
 
-/// The per-cluster lock as stored: who holds it and until when.
+/// The per-cluster lock as stored: who holds it, until when, and where its run is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LockRecord {
@@ -284,10 +300,19 @@ pub struct LockRecord {
     pub key: String,
     /// The holding execution's name.
     pub holder: String,
+    /// The holding execution's ARN: what a takeover asks Step Functions about, and what
+    /// cleanup and `ngm unlock` match. `None` only on records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_arn: Option<String>,
     pub acquired_at: Timestamp,
-    /// After this instant anyone may take the lock over: a crashed execution cannot hold it
-    /// forever.
+    /// After this instant the lock may be taken over, once Step Functions says the holder's
+    /// execution is no longer running: a crashed execution cannot hold it forever, and a slow
+    /// one is never robbed of it.
     pub lease_until: Timestamp,
+    /// The holder's latest `MigrationState` (JSON), written after every step: what cleanup
+    /// rolls back or restores from when the execution ended without doing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// What a conditional acquire answered.
@@ -295,17 +320,30 @@ pub struct LockRecord {
 pub enum LockAcquired {
     /// The record now names the caller as holder, until the requested lease end.
     Acquired,
-    /// Someone else holds a live lease. `None` when it was released again before it could be
-    /// read back.
+    /// Someone else holds it: a live lease, or an expired one whose execution is still
+    /// running. `None` when it was released again before it could be read back.
     HeldBy(Option<LockRecord>),
 }
 
 /// The per-cluster lock table.
 #[async_trait]
 pub trait LockPort: Send + Sync {
-    /// One conditional write: it succeeds only when no record exists, the record's holder is
-    /// `record.holder`, or the record's lease ended before `now`.
+    /// One conditional write: it succeeds only when no record exists, or the record's holder
+    /// is `record.holder`, or the record's lease ended before `now` AND Step Functions says
+    /// the holder's execution (`holder_arn`) is not RUNNING (DescribeExecution; an execution
+    /// that does not exist has ended). A takeover writes only over the exact record it judged,
+    /// so a renewal racing it wins.
     async fn acquire(&self, record: &LockRecord, now: Timestamp) -> PortResult<LockAcquired>;
+    /// Renews `holder`'s lease to `lease_until` and stores `state` (the latest
+    /// `MigrationState` JSON), only while `holder` still holds the lock. `Ok(false)` when it
+    /// does not (the record is gone or names another execution): the lock is lost.
+    async fn renew(
+        &self,
+        key: &str,
+        holder: &str,
+        lease_until: Timestamp,
+        state: &str,
+    ) -> PortResult<bool>;
     /// Deletes the record only while `holder` holds it. `Ok(false)` when someone else holds it
     /// or nobody does.
     async fn release(&self, key: &str, holder: &str) -> PortResult<bool>;

@@ -3,6 +3,11 @@
 //! invocation decodes the `MigrationState` ([`input`]), builds the kube client for the state's
 //! cluster ([`world`]), runs the step and returns the new state.
 //!
+//! After every step that holds the per-cluster lock, the harness renews the lease and stores the
+//! new state in the lock record ([`renew_lock`]), on condition that this execution still holds
+//! it; when it does not, the step fails with `LockLost`. Every adapter call of an invocation is
+//! capped at a quarter of the time the Lambda runtime gives it ([`ngm_adapters::retry`]).
+//!
 //! A step error leaves as a `Diagnostic` whose `error_type` is the step error's stable name
 //! (`StepError::error_type`), which is what the state machine's Retry and Catch match. A boxed
 //! error would report its Rust type name instead, which no ASL can match.
@@ -13,6 +18,7 @@ pub mod world;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use ngm_core::model::Timestamp;
+use ngm_core::plan::lifecycle::{lease_seconds, lock_key};
 use ngm_core::state::MigrationState;
 use ngm_steps::{StepError, World};
 use serde_json::Value;
@@ -96,6 +102,7 @@ where
         };
         let world = world(&state).await.map_err(fail)?;
         let out = (step.handler)(state, &world, now).await.map_err(fail)?;
+        renew_lock(&out, &world, now).await.map_err(fail)?;
         tracing::info!(phase = ?out.phase, pending = ?out.pending, blocked = ?out.blocked, "step finished");
         serde_json::to_value(&out).map_err(|e| {
             fail(StepError::Unexpected {
@@ -106,6 +113,60 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// Renews this execution's lock and stores `state` in it, when the state says it holds one
+/// (validate-and-plan took it; restore and rollback clear it when they release it). A dry run
+/// holds none. `LockLost` when the record names another execution or is gone.
+pub async fn renew_lock(
+    state: &MigrationState,
+    world: &World,
+    now: Timestamp,
+) -> Result<(), StepError> {
+    let Some(lock) = &state.lock else {
+        return Ok(());
+    };
+    if state.request.policy.dry_run {
+        return Ok(());
+    }
+    let key = lock_key(&lock.cluster_arn);
+    let lease_until = now.plus(lease_seconds(&state.request, Some(state.lb_drain_seconds)));
+    let json = serde_json::to_string(state).map_err(|e| StepError::Unexpected {
+        op: "encode the state for the lock record".into(),
+        detail: e.to_string(),
+    })?;
+    let execution = &state.execution.name;
+    if world
+        .lock
+        .renew(&key, execution, lease_until, &json)
+        .await?
+    {
+        return Ok(());
+    }
+    let holder = match world.lock.read(&key).await? {
+        Some(r) => format!("held by {}", r.holder),
+        None => "released".to_string(),
+    };
+    tracing::error!(execution = %execution, key = %key, holder = %holder, "lock lost");
+    Err(StepError::LockLost {
+        execution: execution.clone(),
+        holder,
+    })
+}
+
+/// The deadline of every adapter call in an invocation whose runtime deadline is
+/// `deadline_ms` (Unix milliseconds; 0 when the runtime sent none): a quarter of the time
+/// left, so a step that keeps meeting throttles still answers long before the Lambda timeout.
+pub fn call_deadline(deadline_ms: u64, now_ms: u64) -> Option<tokio::time::Instant> {
+    let left = deadline_ms.checked_sub(now_ms).filter(|l| *l > 0)?;
+    Some(ngm_adapters::retry::invocation_deadline(
+        tokio::time::Instant::now(),
+        std::time::Duration::from_millis(left),
+    ))
+}
+
+fn wall_ms() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
 /// JSON logs (CloudWatch parses them), level from `RUST_LOG`, default `info`.
@@ -137,14 +198,51 @@ where
     let ctx: &'static (Step<H>, Clients) = Box::leak(Box::new((step, clients)));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let (step, clients) = ctx;
-        invoke(
+        let run = invoke(
             step,
             &event.context.request_id,
             event.payload,
             clock.now(),
             async |s: &MigrationState| clients.world_for(s).await,
-        )
-        .await
+        );
+        match call_deadline(event.context.deadline, wall_ms()) {
+            Some(deadline) => ngm_adapters::retry::within(deadline, run).await,
+            None => run.await,
+        }
+    }))
+    .await
+}
+
+/// The whole `main` of a function whose event is not a `MigrationState` (cleanup): the same
+/// configuration, clients, logs, error names and per-call deadline as a step.
+pub async fn run_raw<H>(name: &'static str, handler: H) -> Result<(), Error>
+where
+    H: AsyncFn(Value, &Clients, Timestamp) -> Result<Value, StepError> + 'static,
+{
+    ngm_adapters::install_crypto_provider();
+    init_tracing();
+    let config = Config::from_env()?;
+    let clock = config.clock;
+    let clients = Clients::load(config).await;
+    tracing::info!(function = name, clients = ?clients, "cold start");
+    let ctx: &'static (H, Clients) = Box::leak(Box::new((handler, clients)));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let (handler, clients) = ctx;
+        let span = tracing::info_span!("invocation", function = name, request_id = %event.context.request_id);
+        let run = async {
+            handler(event.payload, clients, clock.now())
+                .await
+                .map_err(|e| {
+                    let d = diagnostic(name, &e);
+                    tracing::warn!(error_type = %d.error_type, message = %d.error_message, "failed");
+                    d
+                })
+        }
+        .instrument(span);
+        match call_deadline(event.context.deadline, wall_ms()) {
+            Some(deadline) => ngm_adapters::retry::within(deadline, run).await,
+            None => run.await,
+        }
     }))
     .await
 }

@@ -82,12 +82,13 @@ impl Clients {
     /// Loads the SDK configuration (region, credentials, `AWS_ENDPOINT_URL*`) and builds the
     /// SDK clients for the function's own region.
     pub async fn load(config: Config) -> Clients {
-        let sdk = aws_config::load_from_env().await;
+        let sdk = ngm_adapters::load_sdk_config().await;
         let region = sdk.region().map(ToString::to_string).unwrap_or_default();
         let home = AwsPorts::new(&sdk, &region, config.ec2);
         let lock = Arc::new(LockAdapter::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             config.lock_table.clone(),
+            home.sfn.clone(),
         ));
         Clients {
             config,
@@ -113,8 +114,23 @@ impl Clients {
 
     /// The world for one invocation on `state`'s cluster.
     pub async fn world_for(&self, state: &MigrationState) -> Result<World, StepError> {
-        let cluster_name = &state.request.cluster.name;
-        let region = &state.request.cluster.region;
+        self.world_for_cluster(&state.request.cluster.name, &state.request.cluster.region)
+            .await
+    }
+
+    /// The lock table (in the function's own region).
+    pub fn lock(&self) -> Arc<LockAdapter> {
+        self.lock.clone()
+    }
+
+    /// The world for one invocation on the cluster `cluster_name` in `region`.
+    pub async fn world_for_cluster(
+        &self,
+        cluster_name: &str,
+        region: &str,
+    ) -> Result<World, StepError> {
+        let cluster_name = &cluster_name.to_string();
+        let region = &region.to_string();
         let aws = self.ports_for(region);
         let cluster = aws
             .eks

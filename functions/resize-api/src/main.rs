@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt().json().with_target(false).init();
     let state_machine_arn = required(STATE_MACHINE_VAR)?;
     let table = required(LOCK_TABLE_VAR)?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = ngm_adapters::load_sdk_config().await;
     let sfn = Arc::new(SfnAdapter::new(aws_sdk_sfn::Client::new(&sdk)));
     let home = sdk.clone();
     let api = Api {
@@ -38,7 +38,11 @@ async fn main() -> Result<(), Error> {
                 .build();
             Arc::new(EksAdapter::new(aws_sdk_eks::Client::new(&conf))) as Arc<dyn EksPort>
         }),
-        lock: Arc::new(LockAdapter::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
+        lock: Arc::new(LockAdapter::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            table,
+            sfn.clone(),
+        )),
         sfn: sfn.clone(),
         history: sfn,
         state_machine_arn,

@@ -54,7 +54,7 @@ async fn api(conf: &SdkConfig) -> (Api, aws_sdk_sfn::Client) {
     let eks: Arc<dyn EksPort> = Arc::new(EksAdapter::new(eks));
     let api = Api {
         eks_for: Arc::new(move |_region: &str| eks.clone()),
-        lock: Arc::new(LockAdapter::new(ddb, "ngm-locks")),
+        lock: Arc::new(LockAdapter::new(ddb, "ngm-locks", sfn.clone())),
         sfn: sfn.clone(),
         history: sfn,
         state_machine_arn: machine,

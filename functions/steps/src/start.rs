@@ -31,6 +31,13 @@ pub fn execution_name(parts: &[&str]) -> String {
     format!("{}-{digest}", &clean[..keep])
 }
 
+/// `arn:aws:states:r:a:stateMachine:sm` and `name` give the execution's ARN
+/// `arn:aws:states:r:a:execution:sm:name`, known before StartExecution.
+pub fn execution_arn(state_machine_arn: &str, name: &str) -> Option<String> {
+    let (head, sm) = state_machine_arn.rsplit_once(":stateMachine:")?;
+    Some(format!("{head}:execution:{sm}:{name}"))
+}
+
 /// What a start did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOutcome {
@@ -69,7 +76,8 @@ pub async fn start_locked(
         LockDecision::Busy { holder, .. } => return Ok(StartOutcome::Locked { holder }),
         LockDecision::Held => {}
         LockDecision::Acquire { .. } if req.policy.dry_run => {}
-        LockDecision::Acquire { record } => {
+        LockDecision::Acquire { mut record } => {
+            record.holder_arn = execution_arn(state_machine_arn, name);
             if let LockAcquired::HeldBy(other) = lock.acquire(&record, now).await? {
                 return Ok(StartOutcome::Locked {
                     holder: other.map_or_else(|| "another execution".into(), |o| o.holder),

@@ -22,7 +22,7 @@ use crate::timeline::Timeline;
 use crate::verdict::{CleanupRun, Verdict};
 use crate::world;
 
-/// The step functions, in the order of DESIGN.md §2, by the names the ASL's
+/// The step functions, in the order of docs/design.md §2, by the names the ASL's
 /// `${<Name>FunctionArn}` substitutions kebab-case to.
 pub const FUNCTIONS: [&str; 14] = [
     "validate-and-plan",

@@ -7,8 +7,6 @@ use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
 use ngm_core::model::{AsgInfo, AsgInstance, Labels, LaunchTemplateRef, Scaling};
 use ngm_core::ports::{AsgPort, PortError, PortResult};
 
-use super::classify;
-
 #[derive(Debug, Clone)]
 pub struct AsgAdapter {
     client: Client,
@@ -93,13 +91,12 @@ fn info_of(g: &AutoScalingGroup) -> AsgInfo {
 #[async_trait]
 impl AsgPort for AsgAdapter {
     async fn describe(&self, name: &str) -> PortResult<Option<AsgInfo>> {
-        let out = self
-            .client
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(name)
-            .send()
-            .await
-            .map_err(|e| classify("autoscaling:DescribeAutoScalingGroups", e))?;
+        let out = crate::send!(
+            "autoscaling:DescribeAutoScalingGroups",
+            self.client
+                .describe_auto_scaling_groups()
+                .auto_scaling_group_names(name)
+        )?;
         // An unknown name is an empty list, not an error.
         Ok(out
             .auto_scaling_groups()
@@ -109,37 +106,37 @@ impl AsgPort for AsgAdapter {
     }
 
     async fn update_size(&self, name: &str, scaling: Scaling) -> PortResult<()> {
-        self.client
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(name)
-            .min_size(scaling.min)
-            .max_size(scaling.max)
-            .desired_capacity(scaling.desired)
-            .send()
-            .await
-            .map_err(|e| classify("autoscaling:UpdateAutoScalingGroup", e))?;
+        crate::send!(
+            "autoscaling:UpdateAutoScalingGroup",
+            self.client
+                .update_auto_scaling_group()
+                .auto_scaling_group_name(name)
+                .min_size(scaling.min)
+                .max_size(scaling.max)
+                .desired_capacity(scaling.desired)
+        )?;
         Ok(())
     }
 
     async fn suspend_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
-        self.client
-            .suspend_processes()
-            .auto_scaling_group_name(name)
-            .set_scaling_processes(Some(processes.to_vec()))
-            .send()
-            .await
-            .map_err(|e| classify("autoscaling:SuspendProcesses", e))?;
+        crate::send!(
+            "autoscaling:SuspendProcesses",
+            self.client
+                .suspend_processes()
+                .auto_scaling_group_name(name)
+                .set_scaling_processes(Some(processes.to_vec()))
+        )?;
         Ok(())
     }
 
     async fn resume_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
-        self.client
-            .resume_processes()
-            .auto_scaling_group_name(name)
-            .set_scaling_processes(Some(processes.to_vec()))
-            .send()
-            .await
-            .map_err(|e| classify("autoscaling:ResumeProcesses", e))?;
+        crate::send!(
+            "autoscaling:ResumeProcesses",
+            self.client
+                .resume_processes()
+                .auto_scaling_group_name(name)
+                .set_scaling_processes(Some(processes.to_vec()))
+        )?;
         Ok(())
     }
 
@@ -159,12 +156,10 @@ impl AsgPort for AsgAdapter {
                     .build()
             })
             .collect();
-        self.client
-            .create_or_update_tags()
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| classify("autoscaling:CreateOrUpdateTags", e))?;
+        crate::send!(
+            "autoscaling:CreateOrUpdateTags",
+            self.client.create_or_update_tags().set_tags(Some(tags))
+        )?;
         Ok(())
     }
 
@@ -182,24 +177,21 @@ impl AsgPort for AsgAdapter {
                     .build()
             })
             .collect();
-        self.client
-            .delete_tags()
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| classify("autoscaling:DeleteTags", e))?;
+        crate::send!(
+            "autoscaling:DeleteTags",
+            self.client.delete_tags().set_tags(Some(tags))
+        )?;
         Ok(())
     }
 
     async fn delete(&self, name: &str) -> PortResult<()> {
-        let out = self
-            .client
-            .delete_auto_scaling_group()
-            .auto_scaling_group_name(name)
-            .force_delete(true)
-            .send()
-            .await
-            .map_err(|e| classify("autoscaling:DeleteAutoScalingGroup", e));
+        let out = crate::send!(
+            "autoscaling:DeleteAutoScalingGroup",
+            self.client
+                .delete_auto_scaling_group()
+                .auto_scaling_group_name(name)
+                .force_delete(true)
+        );
         match out {
             Ok(_) | Err(PortError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),

@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{
 use ngm_core::model::{LaunchTemplateOverrides, LaunchTemplateRef, LaunchTemplateVersion};
 use ngm_core::ports::{Ec2Port, PortError, PortResult};
 
-use super::{classify, none_if_missing};
+use super::none_if_missing;
 
 #[derive(Debug, Clone)]
 pub struct Ec2Adapter {
@@ -143,13 +143,12 @@ impl Ec2Port for Ec2Adapter {
         if subnets.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let out = self
-            .client
-            .describe_subnets()
-            .set_subnet_ids(Some(subnets.to_vec()))
-            .send()
-            .await
-            .map_err(|e| classify("ec2:DescribeSubnets", e))?;
+        let out = crate::send!(
+            "ec2:DescribeSubnets",
+            self.client
+                .describe_subnets()
+                .set_subnet_ids(Some(subnets.to_vec()))
+        )?;
         Ok(out
             .subnets()
             .iter()
@@ -161,15 +160,14 @@ impl Ec2Port for Ec2Adapter {
         &self,
         template: &LaunchTemplateRef,
     ) -> PortResult<Option<LaunchTemplateVersion>> {
-        let out = self
-            .client
-            .describe_launch_template_versions()
-            .set_launch_template_id(template.id.clone())
-            .set_launch_template_name(template.name.clone().filter(|_| template.id.is_none()))
-            .versions(template.version.as_deref().unwrap_or("$Default"))
-            .send()
-            .await
-            .map_err(|e| classify("ec2:DescribeLaunchTemplateVersions", e));
+        let out = crate::send!(
+            "ec2:DescribeLaunchTemplateVersions",
+            self.client
+                .describe_launch_template_versions()
+                .set_launch_template_id(template.id.clone())
+                .set_launch_template_name(template.name.clone().filter(|_| template.id.is_none()))
+                .versions(template.version.as_deref().unwrap_or("$Default"))
+        );
         Ok(
             none_if_missing(out)?
                 .and_then(|o| o.launch_template_versions().first().map(version_of)),
@@ -183,18 +181,17 @@ impl Ec2Port for Ec2Adapter {
         client_token: &str,
     ) -> PortResult<LaunchTemplateVersion> {
         // SourceVersion makes EC2 copy every field of the source and apply only the overrides.
-        let out = self
-            .client
-            .create_launch_template_version()
-            .set_launch_template_id(template.id.clone())
-            .set_launch_template_name(template.name.clone().filter(|_| template.id.is_none()))
-            .set_source_version(template.version.clone())
-            .launch_template_data(overrides_data(overrides))
-            .client_token(client_token)
-            .version_description("created by ngm")
-            .send()
-            .await
-            .map_err(|e| classify("ec2:CreateLaunchTemplateVersion", e))?;
+        let out = crate::send!(
+            "ec2:CreateLaunchTemplateVersion",
+            self.client
+                .create_launch_template_version()
+                .set_launch_template_id(template.id.clone())
+                .set_launch_template_name(template.name.clone().filter(|_| template.id.is_none()))
+                .set_source_version(template.version.clone())
+                .launch_template_data(overrides_data(overrides))
+                .client_token(client_token)
+                .version_description("created by ngm")
+        )?;
         out.launch_template_version()
             .map(version_of)
             .ok_or_else(|| PortError::Unexpected {
@@ -210,16 +207,15 @@ impl Ec2Port for Ec2Adapter {
         overrides: &LaunchTemplateOverrides,
         client_token: &str,
     ) -> PortResult<LaunchTemplateVersion> {
-        let out = self
-            .client
-            .create_launch_template()
-            .launch_template_name(name)
-            .launch_template_data(clone_data(source, overrides))
-            .client_token(client_token)
-            .version_description("cloned by ngm")
-            .send()
-            .await
-            .map_err(|e| classify("ec2:CreateLaunchTemplate", e))?;
+        let out = crate::send!(
+            "ec2:CreateLaunchTemplate",
+            self.client
+                .create_launch_template()
+                .launch_template_name(name)
+                .launch_template_data(clone_data(source, overrides))
+                .client_token(client_token)
+                .version_description("cloned by ngm")
+        )?;
         let lt = out.launch_template().ok_or_else(|| PortError::Unexpected {
             op: "ec2:CreateLaunchTemplate".into(),
             detail: "the answer carried no template".into(),

@@ -14,7 +14,7 @@ use ngm_core::model::{
 };
 use ngm_core::ports::{EksPort, PortError, PortResult};
 
-use super::{classify, none_if_missing};
+use super::none_if_missing;
 
 #[derive(Debug, Clone)]
 pub struct EksAdapter {
@@ -111,13 +111,10 @@ fn scaling_config(s: Scaling) -> NodegroupScalingConfig {
 #[async_trait]
 impl EksPort for EksAdapter {
     async fn describe_cluster(&self, cluster: &str) -> PortResult<Option<ClusterInfo>> {
-        let out = self
-            .client
-            .describe_cluster()
-            .name(cluster)
-            .send()
-            .await
-            .map_err(|e| classify("eks:DescribeCluster", e));
+        let out = crate::send!(
+            "eks:DescribeCluster",
+            self.client.describe_cluster().name(cluster)
+        );
         let Some(out) = none_if_missing(out)? else {
             return Ok(None);
         };
@@ -143,29 +140,23 @@ impl EksPort for EksAdapter {
         cluster: &str,
         name: &str,
     ) -> PortResult<Option<NodeGroupSpec>> {
-        let out = self
-            .client
-            .describe_nodegroup()
-            .cluster_name(cluster)
-            .nodegroup_name(name)
-            .send()
-            .await
-            .map_err(|e| classify("eks:DescribeNodegroup", e));
+        let out = crate::send!(
+            "eks:DescribeNodegroup",
+            self.client
+                .describe_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+        );
         Ok(none_if_missing(out)?.and_then(|o| o.nodegroup().map(spec_of)))
     }
 
     async fn list_nodegroups(&self, cluster: &str) -> PortResult<Vec<String>> {
-        let pages: Vec<_> = self
-            .client
-            .list_nodegroups()
-            .cluster_name(cluster)
-            .into_paginator()
-            .send()
-            .collect()
-            .await;
+        let pages = crate::paginate!(
+            "eks:ListNodegroups",
+            self.client.list_nodegroups().cluster_name(cluster)
+        )?;
         let mut names = Vec::new();
         for page in pages {
-            let page = page.map_err(|e| classify("eks:ListNodegroups", e))?;
             names.extend(page.nodegroups().iter().cloned());
         }
         Ok(names)
@@ -221,10 +212,7 @@ impl EksPort for EksAdapter {
                     .build(),
             );
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| classify("eks:CreateNodegroup", e))?;
+        let out = crate::send!("eks:CreateNodegroup", req)?;
         out.nodegroup()
             .map(spec_of)
             .ok_or_else(|| PortError::Unexpected {
@@ -234,14 +222,13 @@ impl EksPort for EksAdapter {
     }
 
     async fn delete_nodegroup(&self, cluster: &str, name: &str) -> PortResult<()> {
-        let out = self
-            .client
-            .delete_nodegroup()
-            .cluster_name(cluster)
-            .nodegroup_name(name)
-            .send()
-            .await
-            .map_err(|e| classify("eks:DeleteNodegroup", e));
+        let out = crate::send!(
+            "eks:DeleteNodegroup",
+            self.client
+                .delete_nodegroup()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+        );
         match out {
             // Already gone, or already being deleted: both mean the request is done.
             Ok(_) | Err(PortError::NotFound { .. }) => Ok(()),
@@ -257,16 +244,15 @@ impl EksPort for EksAdapter {
         scaling: Scaling,
         client_request_token: &str,
     ) -> PortResult<String> {
-        let out = self
-            .client
-            .update_nodegroup_config()
-            .cluster_name(cluster)
-            .nodegroup_name(name)
-            .scaling_config(scaling_config(scaling))
-            .client_request_token(client_request_token)
-            .send()
-            .await
-            .map_err(|e| classify("eks:UpdateNodegroupConfig", e))?;
+        let out = crate::send!(
+            "eks:UpdateNodegroupConfig",
+            self.client
+                .update_nodegroup_config()
+                .cluster_name(cluster)
+                .nodegroup_name(name)
+                .scaling_config(scaling_config(scaling))
+                .client_request_token(client_request_token)
+        )?;
         out.update()
             .and_then(|u| u.id())
             .map(str::to_owned)
@@ -282,15 +268,14 @@ impl EksPort for EksAdapter {
         nodegroup: &str,
         update_id: &str,
     ) -> PortResult<UpdateStatus> {
-        let out = self
-            .client
-            .describe_update()
-            .name(cluster)
-            .nodegroup_name(nodegroup)
-            .update_id(update_id)
-            .send()
-            .await
-            .map_err(|e| classify("eks:DescribeUpdate", e))?;
+        let out = crate::send!(
+            "eks:DescribeUpdate",
+            self.client
+                .describe_update()
+                .name(cluster)
+                .nodegroup_name(nodegroup)
+                .update_id(update_id)
+        )?;
         let update = out.update().ok_or_else(|| PortError::Unexpected {
             op: "eks:DescribeUpdate".into(),
             detail: "the answer carried no update".into(),
@@ -316,13 +301,13 @@ impl EksPort for EksAdapter {
     }
 
     async fn tag_resource(&self, arn: &str, tags: &Labels) -> PortResult<()> {
-        self.client
-            .tag_resource()
-            .resource_arn(arn)
-            .set_tags(Some(tags.clone().into_iter().collect()))
-            .send()
-            .await
-            .map_err(|e| classify("eks:TagResource", e))?;
+        crate::send!(
+            "eks:TagResource",
+            self.client
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(tags.clone().into_iter().collect()))
+        )?;
         Ok(())
     }
 
@@ -330,24 +315,21 @@ impl EksPort for EksAdapter {
         if keys.is_empty() {
             return Ok(());
         }
-        self.client
-            .untag_resource()
-            .resource_arn(arn)
-            .set_tag_keys(Some(keys.to_vec()))
-            .send()
-            .await
-            .map_err(|e| classify("eks:UntagResource", e))?;
+        crate::send!(
+            "eks:UntagResource",
+            self.client
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(keys.to_vec()))
+        )?;
         Ok(())
     }
 
     async fn list_tags(&self, arn: &str) -> PortResult<Labels> {
-        let out = self
-            .client
-            .list_tags_for_resource()
-            .resource_arn(arn)
-            .send()
-            .await
-            .map_err(|e| classify("eks:ListTagsForResource", e))?;
+        let out = crate::send!(
+            "eks:ListTagsForResource",
+            self.client.list_tags_for_resource().resource_arn(arn)
+        )?;
         Ok(labels(out.tags()))
     }
 }

@@ -13,7 +13,7 @@ use ngm_core::model::{
 };
 use ngm_core::ports::{ElbPort, PortResult};
 
-use super::{classify, none_if_missing};
+use super::none_if_missing;
 
 #[derive(Debug, Clone)]
 pub struct ElbAdapter {
@@ -27,16 +27,11 @@ impl ElbAdapter {
     }
 
     async fn find_v2(&self, dns: &str) -> PortResult<Option<LoadBalancer>> {
-        let pages: Vec<_> = self
-            .v2
-            .describe_load_balancers()
-            .into_paginator()
-            .send()
-            .collect()
-            .await;
+        let pages = crate::paginate!(
+            "elasticloadbalancing:DescribeLoadBalancers",
+            self.v2.describe_load_balancers()
+        )?;
         for page in pages {
-            let page =
-                page.map_err(|e| classify("elasticloadbalancing:DescribeLoadBalancers", e))?;
             if let Some(lb) = page
                 .load_balancers()
                 .iter()
@@ -54,13 +49,12 @@ impl ElbAdapter {
             Some(LoadBalancerTypeEnum::Network) => LbKind::Nlb,
             _ => LbKind::Alb,
         };
-        let attrs = self
-            .v2
-            .describe_load_balancer_attributes()
-            .load_balancer_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| classify("elasticloadbalancing:DescribeLoadBalancerAttributes", e))?;
+        let attrs = crate::send!(
+            "elasticloadbalancing:DescribeLoadBalancerAttributes",
+            self.v2
+                .describe_load_balancer_attributes()
+                .load_balancer_arn(&arn)
+        )?;
         let idle = attrs
             .attributes()
             .iter()
@@ -68,25 +62,21 @@ impl ElbAdapter {
             .and_then(|a| a.value())
             .and_then(|v| v.parse().ok());
 
-        let groups = self
-            .v2
-            .describe_target_groups()
-            .load_balancer_arn(&arn)
-            .send()
-            .await
-            .map_err(|e| classify("elasticloadbalancing:DescribeTargetGroups", e));
+        let groups = crate::send!(
+            "elasticloadbalancing:DescribeTargetGroups",
+            self.v2.describe_target_groups().load_balancer_arn(&arn)
+        );
         // A load balancer with no target group yet has nothing to drain.
         let groups = none_if_missing(groups)?;
         let mut target_groups = Vec::new();
         for tg in groups.iter().flat_map(|g| g.target_groups()) {
             let tg_arn = tg.target_group_arn().unwrap_or_default().to_owned();
-            let attrs = self
-                .v2
-                .describe_target_group_attributes()
-                .target_group_arn(&tg_arn)
-                .send()
-                .await
-                .map_err(|e| classify("elasticloadbalancing:DescribeTargetGroupAttributes", e))?;
+            let attrs = crate::send!(
+                "elasticloadbalancing:DescribeTargetGroupAttributes",
+                self.v2
+                    .describe_target_group_attributes()
+                    .target_group_arn(&tg_arn)
+            )?;
             target_groups.push(TargetGroupInfo {
                 deregistration_delay_secs: attrs
                     .attributes()
@@ -102,21 +92,17 @@ impl ElbAdapter {
         // An NLB's TCP idle timeout is a listener attribute (default 350 s).
         let mut tcp_idle = None;
         if kind == LbKind::Nlb {
-            let listeners = self
-                .v2
-                .describe_listeners()
-                .load_balancer_arn(&arn)
-                .send()
-                .await
-                .map_err(|e| classify("elasticloadbalancing:DescribeListeners", e))?;
+            let listeners = crate::send!(
+                "elasticloadbalancing:DescribeListeners",
+                self.v2.describe_listeners().load_balancer_arn(&arn)
+            )?;
             for l in listeners.listeners() {
-                let attrs = self
-                    .v2
-                    .describe_listener_attributes()
-                    .listener_arn(l.listener_arn().unwrap_or_default())
-                    .send()
-                    .await
-                    .map_err(|e| classify("elasticloadbalancing:DescribeListenerAttributes", e))?;
+                let attrs = crate::send!(
+                    "elasticloadbalancing:DescribeListenerAttributes",
+                    self.v2
+                        .describe_listener_attributes()
+                        .listener_arn(l.listener_arn().unwrap_or_default())
+                )?;
                 let secs: Option<u64> = attrs
                     .attributes()
                     .iter()
@@ -138,17 +124,12 @@ impl ElbAdapter {
     }
 
     async fn find_classic(&self, dns: &str) -> PortResult<Option<LoadBalancerInfo>> {
-        let pages: Vec<_> = self
-            .classic
-            .describe_load_balancers()
-            .into_paginator()
-            .send()
-            .collect()
-            .await;
+        let pages = crate::paginate!(
+            "elasticloadbalancing:DescribeLoadBalancers",
+            self.classic.describe_load_balancers()
+        )?;
         let mut name = None;
         for page in pages {
-            let page =
-                page.map_err(|e| classify("elasticloadbalancing:DescribeLoadBalancers", e))?;
             if let Some(lb) = page
                 .load_balancer_descriptions()
                 .iter()
@@ -159,13 +140,12 @@ impl ElbAdapter {
             }
         }
         let Some(name) = name else { return Ok(None) };
-        let attrs = self
-            .classic
-            .describe_load_balancer_attributes()
-            .load_balancer_name(&name)
-            .send()
-            .await
-            .map_err(|e| classify("elasticloadbalancing:DescribeLoadBalancerAttributes", e))?;
+        let attrs = crate::send!(
+            "elasticloadbalancing:DescribeLoadBalancerAttributes",
+            self.classic
+                .describe_load_balancer_attributes()
+                .load_balancer_name(&name)
+        )?;
         let a = attrs.load_balancer_attributes();
         Ok(Some(LoadBalancerInfo {
             id: name,
@@ -212,13 +192,12 @@ impl ElbPort for ElbAdapter {
     }
 
     async fn target_health(&self, target_group_arn: &str) -> PortResult<Vec<TargetHealth>> {
-        let out = self
-            .v2
-            .describe_target_health()
-            .target_group_arn(target_group_arn)
-            .send()
-            .await
-            .map_err(|e| classify("elasticloadbalancing:DescribeTargetHealth", e))?;
+        let out = crate::send!(
+            "elasticloadbalancing:DescribeTargetHealth",
+            self.v2
+                .describe_target_health()
+                .target_group_arn(target_group_arn)
+        )?;
         Ok(out
             .target_health_descriptions()
             .iter()
@@ -234,13 +213,12 @@ impl ElbPort for ElbAdapter {
     }
 
     async fn classic_instance_health(&self, lb_name: &str) -> PortResult<Vec<TargetHealth>> {
-        let out = self
-            .classic
-            .describe_instance_health()
-            .load_balancer_name(lb_name)
-            .send()
-            .await
-            .map_err(|e| classify("elasticloadbalancing:DescribeInstanceHealth", e))?;
+        let out = crate::send!(
+            "elasticloadbalancing:DescribeInstanceHealth",
+            self.classic
+                .describe_instance_health()
+                .load_balancer_name(lb_name)
+        )?;
         Ok(out
             .instance_states()
             .iter()

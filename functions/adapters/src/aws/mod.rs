@@ -1,8 +1,46 @@
 //! The AWS ports over the real aws-sdk-* clients.
 //!
-//! Every SDK error goes through [`classify`] once. A missing object becomes
+//! Every call goes through [`send!`](crate::send) (or [`failure`] for the few that read the raw
+//! error first), which retries it under the one adapter policy ([`crate::retry`]); every SDK
+//! error goes through [`classify`] once. A missing object becomes
 //! [`PortError::NotFound`] there, and each adapter method turns that into `Ok(None)` on a read or
 //! success on a delete, so steps never match on SDK error codes.
+
+/// `send!(OP, builder)`: sends the fluent `builder` under the adapter retry policy, classifying
+/// each failure once. The builder is cloned per attempt.
+#[macro_export]
+macro_rules! send {
+    ($op:expr, $builder:expr) => {{
+        let builder = $builder;
+        let op: &str = $op;
+        $crate::retry::call(op, || {
+            let b = builder.clone();
+            async move { b.send().await.map_err(|e| $crate::aws::failure(op, e)) }
+        })
+        .await
+    }};
+}
+
+/// `paginate!(OP, builder)`: every page of a paginated call, as one call under the adapter
+/// retry policy (a failed page starts the listing again); `PortResult<Vec<Page>>`.
+#[macro_export]
+macro_rules! paginate {
+    ($op:expr, $builder:expr) => {{
+        let builder = $builder;
+        let op: &str = $op;
+        $crate::retry::call(op, || {
+            let b = builder.clone();
+            async move {
+                let pages: Vec<_> = b.into_paginator().send().collect().await;
+                pages
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| $crate::aws::failure(op, e))
+            }
+        })
+        .await
+    }};
+}
 
 mod asg;
 #[cfg(feature = "ec2")]
@@ -101,6 +139,9 @@ pub fn classify_code(op: &str, code: &str, status: u16, message: &str) -> PortEr
         PortError::Timeout { op }
     } else if (400..500).contains(&status) {
         PortError::Invalid { op, detail }
+    } else if status >= 500 {
+        // InternalFailure, ServerException, ...: the service could not answer now.
+        PortError::Unavailable { op, detail }
     } else {
         PortError::Unexpected { op, detail }
     }
@@ -131,6 +172,25 @@ where
             op: op.to_owned(),
             detail: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
         },
+    }
+}
+
+/// Classifies an SDK error for the retry layer, with the server's `Retry-After` if it sent one.
+pub fn failure<E>(op: &str, err: SdkError<E, HttpResponse>) -> crate::retry::Failure
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let retry_after = match &err {
+        SdkError::ServiceError(ctx) => ctx
+            .raw()
+            .headers()
+            .get("retry-after")
+            .and_then(crate::retry::parse_retry_after),
+        _ => None,
+    };
+    crate::retry::Failure {
+        error: classify(op, err),
+        retry_after,
     }
 }
 
@@ -178,7 +238,9 @@ mod tests {
             ("ResourceInUseException", 409, "", "Conflict"),
             ("ExecutionAlreadyExists", 400, "", "Conflict"),
             ("InvalidParameterException", 400, "bad", "Invalid"),
-            ("ServerException", 500, "", "Unexpected"),
+            ("ServerException", 500, "", "Unavailable"),
+            ("InternalFailure", 500, "", "Unavailable"),
+            ("", 502, "Bad Gateway", "Unavailable"),
             ("RequestTimeout", 408, "", "Timeout"),
         ];
         for (code, status, message, want) in cases {

@@ -6,7 +6,7 @@ use aws_sdk_sfn::types::ExecutionStatus as SfnStatus;
 use ngm_core::model::{ExecutionInfo, ExecutionStatus};
 use ngm_core::ports::{PortError, PortResult, SfnPort};
 
-use super::{classify, epoch, none_if_missing};
+use super::{epoch, none_if_missing};
 
 mod history;
 
@@ -57,15 +57,14 @@ impl SfnPort for SfnAdapter {
         name: &str,
         input: &str,
     ) -> PortResult<String> {
-        let out = self
-            .client
-            .start_execution()
-            .state_machine_arn(state_machine_arn)
-            .name(name)
-            .input(input)
-            .send()
-            .await
-            .map_err(|e| classify("states:StartExecution", e));
+        let out = crate::send!(
+            "states:StartExecution",
+            self.client
+                .start_execution()
+                .state_machine_arn(state_machine_arn)
+                .name(name)
+                .input(input)
+        );
         match out {
             Ok(o) => Ok(o.execution_arn().to_owned()),
             // The name is taken. Same input: this start already happened, so it is done.
@@ -85,13 +84,12 @@ impl SfnPort for SfnAdapter {
     }
 
     async fn describe_execution(&self, execution_arn: &str) -> PortResult<Option<ExecutionInfo>> {
-        let out = self
-            .client
-            .describe_execution()
-            .execution_arn(execution_arn)
-            .send()
-            .await
-            .map_err(|e| classify("states:DescribeExecution", e));
+        let out = crate::send!(
+            "states:DescribeExecution",
+            self.client
+                .describe_execution()
+                .execution_arn(execution_arn)
+        );
         Ok(none_if_missing(out)?.map(|o| ExecutionInfo {
             arn: o.execution_arn().to_owned(),
             name: o.name().unwrap_or_default().to_owned(),
@@ -110,18 +108,15 @@ impl SfnPort for SfnAdapter {
         state_machine_arn: &str,
         status: Option<ExecutionStatus>,
     ) -> PortResult<Vec<ExecutionInfo>> {
-        let pages: Vec<_> = self
-            .client
-            .list_executions()
-            .state_machine_arn(state_machine_arn)
-            .set_status_filter(status.map(sfn_status))
-            .into_paginator()
-            .send()
-            .collect()
-            .await;
+        let pages = crate::paginate!(
+            "states:ListExecutions",
+            self.client
+                .list_executions()
+                .state_machine_arn(state_machine_arn)
+                .set_status_filter(status.map(sfn_status))
+        )?;
         let mut all = Vec::new();
         for page in pages {
-            let page = page.map_err(|e| classify("states:ListExecutions", e))?;
             all.extend(page.executions().iter().map(|e| ExecutionInfo {
                 arn: e.execution_arn().to_owned(),
                 name: e.name().to_owned(),
@@ -138,13 +133,13 @@ impl SfnPort for SfnAdapter {
     }
 
     async fn send_task_success(&self, task_token: &str, output: &str) -> PortResult<()> {
-        self.client
-            .send_task_success()
-            .task_token(task_token)
-            .output(output)
-            .send()
-            .await
-            .map_err(|e| classify("states:SendTaskSuccess", e))?;
+        crate::send!(
+            "states:SendTaskSuccess",
+            self.client
+                .send_task_success()
+                .task_token(task_token)
+                .output(output)
+        )?;
         Ok(())
     }
 
@@ -154,14 +149,14 @@ impl SfnPort for SfnAdapter {
         error: &str,
         cause: &str,
     ) -> PortResult<()> {
-        self.client
-            .send_task_failure()
-            .task_token(task_token)
-            .error(error)
-            .cause(cause)
-            .send()
-            .await
-            .map_err(|e| classify("states:SendTaskFailure", e))?;
+        crate::send!(
+            "states:SendTaskFailure",
+            self.client
+                .send_task_failure()
+                .task_token(task_token)
+                .error(error)
+                .cause(cause)
+        )?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_ssm::Client;
 use ngm_core::ports::{PortResult, SsmPort};
 
-use super::{classify, none_if_missing};
+use super::none_if_missing;
 
 #[derive(Debug, Clone)]
 pub struct SsmAdapter {
@@ -20,13 +20,7 @@ impl SsmAdapter {
 #[async_trait]
 impl SsmPort for SsmAdapter {
     async fn get_parameter(&self, name: &str) -> PortResult<Option<String>> {
-        let out = self
-            .client
-            .get_parameter()
-            .name(name)
-            .send()
-            .await
-            .map_err(|e| classify("ssm:GetParameter", e));
+        let out = crate::send!("ssm:GetParameter", self.client.get_parameter().name(name));
         Ok(none_if_missing(out)?.and_then(|o| o.parameter()?.value().map(str::to_owned)))
     }
 }

@@ -3,11 +3,17 @@
 //! Every list is paginated (`limit`/`continue`) and converted page by page, so memory stays
 //! bounded on large clusters; pods are read per node or per selector, so a step makes requests
 //! in proportion to nodes plus workloads, never nodes × pods.
+//!
+//! Every request goes through [`crate::retry::call`]: throttles (429), server errors (5xx) and
+//! transport failures are retried within the invocation's budget, honouring `Retry-After`.
 
 mod client;
 mod convert;
 
-pub use client::{ClusterEndpoint, client_for_cluster};
+pub use client::{
+    ClusterEndpoint, RetryAfterLayer, client_for_cluster, lambda_function_name,
+    status_with_retry_after, user_agent,
+};
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -29,6 +35,8 @@ use ngm_core::model::{
 use ngm_core::ports::{EvictOutcome, HpaPatch, KubePort, MetadataPatch, PortError, PortResult};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+use crate::retry::{self, Failure};
 
 /// Items per list page: large enough to keep request counts low, small enough to bound memory.
 pub const PAGE_SIZE: u32 = 500;
@@ -54,6 +62,11 @@ pub fn classify_kube(op: &str, err: kube::Error) -> PortError {
                 detail: status.message,
             },
             504 => PortError::Timeout { op },
+            // 500, 502, 503...: the API server (or etcd behind it) could not answer now.
+            500..=599 => PortError::Unavailable {
+                op,
+                detail: format!("{} {}", status.code, status.message),
+            },
             _ => PortError::Unexpected {
                 op,
                 detail: format!("{} {}", status.code, status.message),
@@ -70,6 +83,69 @@ pub fn classify_kube(op: &str, err: kube::Error) -> PortError {
             detail: other.to_string(),
         },
     }
+}
+
+/// A kube error for the retry layer, with the delay the API server named (`Retry-After`,
+/// carried into `details.retryAfterSeconds` by [`RetryAfterLayer`]).
+pub fn kube_failure(op: &str, err: kube::Error) -> Failure {
+    let retry_after = match &err {
+        kube::Error::Api(s) => s
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| std::time::Duration::from_secs(u64::from(s))),
+        _ => None,
+    };
+    Failure {
+        error: classify_kube(op, err),
+        retry_after,
+    }
+}
+
+/// One kube request under the adapter retry policy.
+async fn kcall<T, F, Fut>(op: &str, mut request: F) -> PortResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    retry::call(op, || {
+        let answer = request();
+        async move { answer.await.map_err(|e| kube_failure(op, e)) }
+    })
+    .await
+}
+
+/// Marking and unmarking: an object that is gone has nothing left to mark or unmark.
+fn done_if_gone(r: PortResult<()>) -> PortResult<()> {
+    match r {
+        Err(PortError::NotFound { what }) => {
+            tracing::info!(what = %what, "object gone; nothing to mark");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Whether an eviction 429 is a PodDisruptionBudget refusal rather than API throttling: the
+/// eviction REST handler names the budget (a `DisruptionBudget` cause, or its message
+/// "Cannot evict pod as it would violate the pod's disruption budget."), while the
+/// max-in-flight and priority-and-fairness filters answer a bare "Too many requests".
+pub fn is_pdb_refusal(status: &kube::core::Status) -> bool {
+    let cause = status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "DisruptionBudget"));
+    cause || status.message.contains("disruption budget")
+}
+
+/// Whether a 403 says the namespace is being deleted (cause `NamespaceTerminating`, from the
+/// NamespaceLifecycle admission plugin; kubectl's drain checks the same cause).
+pub fn is_namespace_terminating(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
 }
 
 fn none_if_missing<T>(r: PortResult<T>) -> PortResult<Option<T>> {
@@ -155,16 +231,12 @@ impl KubeAdapter {
     where
         K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
     {
-        api.patch(
-            name,
-            &PatchParams {
-                field_manager: Some(MANAGER.into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(body),
-        )
-        .await
-        .map_err(|e| classify_kube(op, e))?;
+        let pp = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Merge(body);
+        kcall(op, || api.patch(name, &pp, &patch)).await?;
         Ok(())
     }
 }
@@ -183,7 +255,7 @@ where
     lp = lp.limit(page_size);
     let mut out = Vec::new();
     loop {
-        let page = api.list(&lp).await.map_err(|e| classify_kube(op, e))?;
+        let page = kcall(op, || api.list(&lp)).await?;
         out.extend(page.items.iter().map(&convert));
         match page.metadata.continue_ {
             Some(token) if !token.is_empty() => lp = lp.continue_token(&token),
@@ -218,8 +290,10 @@ impl KubePort for KubeAdapter {
     async fn patch_node_labels(&self, name: &str, labels: &MetadataPatch) -> PortResult<()> {
         let api: Api<Node> = Api::all(self.client.clone());
         let body = json!({"metadata": {"labels": metadata_json(labels)}});
-        self.merge_patch(&api, "patch node labels", name, body)
-            .await
+        done_if_gone(
+            self.merge_patch(&api, "patch node labels", name, body)
+                .await,
+        )
     }
 
     async fn patch_node_annotations(
@@ -229,8 +303,10 @@ impl KubePort for KubeAdapter {
     ) -> PortResult<()> {
         let api: Api<Node> = Api::all(self.client.clone());
         let body = json!({"metadata": {"annotations": metadata_json(annotations)}});
-        self.merge_patch(&api, "patch node annotations", name, body)
-            .await
+        done_if_gone(
+            self.merge_patch(&api, "patch node annotations", name, body)
+                .await,
+        )
     }
 
     async fn patch_node_taints(
@@ -240,15 +316,9 @@ impl KubePort for KubeAdapter {
         remove: &[Taint],
     ) -> PortResult<()> {
         let api: Api<Node> = Api::all(self.client.clone());
-        let Some(node) = none_if_missing(
-            api.get(name)
-                .await
-                .map_err(|e| classify_kube("get node", e)),
-        )?
-        else {
-            return Err(PortError::NotFound {
-                what: format!("node {name}"),
-            });
+        let Some(node) = none_if_missing(kcall("get node", || api.get(name)).await)? else {
+            tracing::info!(node = name, "node gone; no taints to change");
+            return Ok(());
         };
         let current = convert::node(&node).taints;
         let mut next: Vec<Taint> = current
@@ -278,8 +348,10 @@ impl KubePort for KubeAdapter {
             "metadata": {"resourceVersion": node.metadata.resource_version},
             "spec": {"taints": taints},
         });
-        self.merge_patch(&api, "patch node taints", name, body)
-            .await
+        done_if_gone(
+            self.merge_patch(&api, "patch node taints", name, body)
+                .await,
+        )
     }
 
     async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> PortResult<()> {
@@ -292,7 +364,7 @@ impl KubePort for KubeAdapter {
             Value::Null
         };
         let body = json!({"spec": {"unschedulable": value}});
-        self.merge_patch(&api, "cordon node", name, body).await
+        done_if_gone(self.merge_patch(&api, "cordon node", name, body).await)
     }
 
     async fn list_pods_on_node(&self, node: &str) -> PortResult<Vec<PodView>> {
@@ -328,7 +400,7 @@ impl KubePort for KubeAdapter {
     ) -> PortResult<()> {
         let api: Api<Pod> = self.ns(namespace);
         let body = json!({"metadata": {"annotations": metadata_json(annotations)}});
-        self.merge_patch(&api, "annotate pod", name, body).await
+        done_if_gone(self.merge_patch(&api, "annotate pod", name, body).await)
     }
 
     async fn evict_pod(&self, namespace: &str, name: &str, uid: &str) -> PortResult<EvictOutcome> {
@@ -349,23 +421,31 @@ impl KubePort for KubeAdapter {
                 ..K8sDeleteOptions::default()
             }),
         };
-        let result: Result<Value, kube::Error> = api
-            .create_subresource("eviction", name, &PostParams::default(), &eviction)
-            .await;
-        match result {
-            Ok(_) => Ok(EvictOutcome::Evicted),
-            Err(kube::Error::Api(status)) => match status.code {
-                // 429 while a PDB is at its limit: blocked, try again later.
-                429 => Ok(EvictOutcome::PdbBlocked {
-                    pdb: blocking_pdb(&status),
-                }),
-                // 404: the pod is gone; 409: the UID precondition failed, so a new pod took
-                // the name and ours is gone too.
-                404 | 409 => Ok(EvictOutcome::AlreadyGone),
-                _ => Err(classify_kube("evict pod", kube::Error::Api(status))),
-            },
-            Err(e) => Err(classify_kube("evict pod", e)),
-        }
+        let pp = PostParams::default();
+        retry::call("evict pod", || async {
+            let result: Result<Value, kube::Error> = api
+                .create_subresource("eviction", name, &pp, &eviction)
+                .await;
+            match result {
+                Ok(_) => Ok(EvictOutcome::Evicted),
+                Err(kube::Error::Api(status)) => match status.code {
+                    // 429 while a PDB is at its limit: blocked, try again later (the step
+                    // waits). A 429 of the API server's own throttling is retried here.
+                    429 if is_pdb_refusal(&status) => Ok(EvictOutcome::PdbBlocked {
+                        pdb: blocking_pdb(&status),
+                    }),
+                    // 404: the pod is gone; 409: the UID precondition failed, so a new pod
+                    // took the name and ours is gone too.
+                    404 | 409 => Ok(EvictOutcome::AlreadyGone),
+                    403 if is_namespace_terminating(&status) => {
+                        Ok(EvictOutcome::NamespaceTerminating)
+                    }
+                    _ => Err(kube_failure("evict pod", kube::Error::Api(status))),
+                },
+                Err(e) => Err(kube_failure("evict pod", e)),
+            }
+        })
+        .await
     }
 
     async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> PortResult<()> {
@@ -377,11 +457,11 @@ impl KubePort for KubeAdapter {
             }),
             ..DeleteParams::default()
         };
-        match api.delete(name, &dp).await {
+        match kcall("delete pod", || api.delete(name, &dp)).await {
             Ok(_) => Ok(()),
             // 404 gone; 409 the UID precondition failed: a different pod has the name now.
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-            Err(e) => Err(classify_kube("delete pod", e)),
+            Err(PortError::NotFound { .. } | PortError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -389,19 +469,15 @@ impl KubePort for KubeAdapter {
         match w.kind {
             WorkloadKind::Deployment => {
                 let api: Api<Deployment> = self.ns(&w.namespace);
-                Ok(api
-                    .get_opt(&w.name)
-                    .await
-                    .map_err(|e| classify_kube("get deployment", e))?
+                Ok(kcall("get deployment", || api.get_opt(&w.name))
+                    .await?
                     .as_ref()
                     .map(convert::deployment))
             }
             WorkloadKind::StatefulSet => {
                 let api: Api<StatefulSet> = self.ns(&w.namespace);
-                Ok(api
-                    .get_opt(&w.name)
-                    .await
-                    .map_err(|e| classify_kube("get statefulset", e))?
+                Ok(kcall("get statefulset", || api.get_opt(&w.name))
+                    .await?
                     .as_ref()
                     .map(convert::statefulset))
             }
@@ -414,19 +490,16 @@ impl KubePort for KubeAdapter {
             field_manager: Some(MANAGER.into()),
             ..PatchParams::default()
         };
-        let result = match w.kind {
+        match w.kind {
             WorkloadKind::Deployment => {
-                self.ns::<Deployment>(&w.namespace)
-                    .patch_scale(&w.name, &pp, &body)
-                    .await
+                let api = self.ns::<Deployment>(&w.namespace);
+                kcall("scale workload", || api.patch_scale(&w.name, &pp, &body)).await?;
             }
             WorkloadKind::StatefulSet => {
-                self.ns::<StatefulSet>(&w.namespace)
-                    .patch_scale(&w.name, &pp, &body)
-                    .await
+                let api = self.ns::<StatefulSet>(&w.namespace);
+                kcall("scale workload", || api.patch_scale(&w.name, &pp, &body)).await?;
             }
-        };
-        result.map_err(|e| classify_kube("scale workload", e))?;
+        }
         Ok(())
     }
 
@@ -624,9 +697,12 @@ impl KubePort for KubeAdapter {
             ..Event::default()
         };
         let api: Api<Event> = self.ns(&ns);
-        api.create(&PostParams::default(), &event)
-            .await
-            .map_err(|e| classify_kube("create event", e))?;
-        Ok(())
+        let pp = PostParams::default();
+        match kcall("create event", || api.create(&pp, &event)).await {
+            // The name is unique to the nanosecond: 409 is this event, created by an attempt
+            // whose answer was lost.
+            Ok(_) | Err(PortError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -48,8 +48,10 @@ fn held_by(f: &FakeCloud, holder: &str, lease_until: Timestamp) {
             LockRecord {
                 key,
                 holder: holder.into(),
+                holder_arn: None,
                 acquired_at: T0,
                 lease_until,
+                state: None,
             },
         )
     });

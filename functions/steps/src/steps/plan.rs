@@ -69,10 +69,11 @@ pub(crate) async fn resolve_source(
     Ok((spec, nodes))
 }
 
-/// Takes or renews the per-cluster lock for this execution until `now` plus the lease. The
-/// holder's liveness is judged by the lease alone, not by asking Step Functions whether it still
-/// runs: the API and the AMI watcher take the lock before they start the execution, so a holder
-/// that is not running yet is normal.
+/// Takes or renews the per-cluster lock for this execution until `now` plus the lease. A live
+/// lease of another execution is busy; an expired one is taken over only when the lock port
+/// finds its holder's execution ended (DescribeExecution). The API and the AMI watcher take the
+/// lock before they start the execution, so a holder that is not running yet is normal, and its
+/// lease is live then.
 async fn take_lock(
     state: &mut MigrationState,
     world: &World,
@@ -86,7 +87,10 @@ async fn take_lock(
     let record = match plan_lock(&key, current.as_ref(), exec, now, lease_until) {
         LockDecision::Busy { holder, .. } => return Err(StepError::ClusterLocked { holder }),
         LockDecision::Held => None,
-        LockDecision::Acquire { record } => Some(record),
+        LockDecision::Acquire { mut record } => {
+            record.holder_arn.clone_from(&state.execution.arn);
+            Some(record)
+        }
     };
     if let Some(record) = record {
         // The write is conditional: a run that took the lock since our read wins.

@@ -33,7 +33,7 @@ use crate::store::Store;
 
 pub use drain::{DrainRecord, DrainStep};
 pub use error::EksError;
-pub use faults::{CallFault, Counters, Faults};
+pub use faults::{CallFault, CallRule, Counters, Faults};
 pub use http::router;
 pub use model::{Issue, Nodegroup, NodegroupSpec, NodegroupStatus, ScalingConfig, Taint, Update};
 pub use nodes::BOOT_SECONDS_TAG;
@@ -230,14 +230,17 @@ impl Eks {
     /// returned task is aborted. An error in one pass (moto unreachable) is logged and retried.
     pub fn start(&self) -> tokio::task::JoinHandle<()> {
         let eks = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = eks.reconcile_once().await {
-                    tracing::warn!(error = %e, "eks reconcile failed");
+        self.inner
+            .store
+            .supervisor()
+            .spawn("eks reconciler", async move {
+                loop {
+                    if let Err(e) = eks.reconcile_once().await {
+                        tracing::warn!(error = %e, "eks reconcile failed");
+                    }
+                    eks.inner.clock.sleep(eks.inner.cfg.poll_interval).await;
                 }
-                eks.inner.clock.sleep(eks.inner.cfg.poll_interval).await;
-            }
-        })
+            })
     }
 
     /// Serves [`router`] on 127.0.0.1 (an ephemeral port) and returns its base URL.

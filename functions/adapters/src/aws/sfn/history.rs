@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use ngm_core::ports::{ExecutionProgress, PortResult, SfnHistoryPort};
 
-use super::super::{classify, none_if_missing};
+use super::super::none_if_missing;
 use super::SfnAdapter;
 
 /// Enough events to find the last state entered and exited: a step is a handful of events.
@@ -12,16 +12,15 @@ const NEWEST_EVENTS: i32 = 50;
 #[async_trait]
 impl SfnHistoryPort for SfnAdapter {
     async fn progress(&self, execution_arn: &str) -> PortResult<Option<ExecutionProgress>> {
-        let out = self
-            .client
-            .get_execution_history()
-            .execution_arn(execution_arn)
-            .reverse_order(true)
-            .max_results(NEWEST_EVENTS)
-            .include_execution_data(true)
-            .send()
-            .await
-            .map_err(|e| classify("states:GetExecutionHistory", e));
+        let out = crate::send!(
+            "states:GetExecutionHistory",
+            self.client
+                .get_execution_history()
+                .execution_arn(execution_arn)
+                .reverse_order(true)
+                .max_results(NEWEST_EVENTS)
+                .include_execution_data(true)
+        );
         let Some(out) = none_if_missing(out)? else {
             return Ok(None);
         };

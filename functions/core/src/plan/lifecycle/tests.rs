@@ -10,8 +10,10 @@ fn record(holder: &str, acquired_at: i64, lease_until: i64) -> LockRecord {
     LockRecord {
         key: "arn:c".into(),
         holder: holder.into(),
+        holder_arn: None,
         acquired_at: Timestamp(acquired_at),
         lease_until: Timestamp(lease_until),
+        state: None,
     }
 }
 
