@@ -1,6 +1,7 @@
 //! The operator's commands against a deployed ngm: `start` (validates locally, then
 //! StartExecution), `status`, and `approve`/`abort`, which answer the task token a PDB-blocked
-//! drain waits on (SendTaskSuccess / SendTaskFailure).
+//! drain waits on (SendTaskSuccess / SendTaskFailure); `cleanup` and `unlock` (see
+//! [`crate::cleanup`]).
 
 use std::process::ExitCode;
 
@@ -50,6 +51,14 @@ pub enum Op {
     Abort {
         token: String,
         reason: String,
+    },
+    Cleanup {
+        execution_arn: String,
+        cleanup_machine: Option<String>,
+    },
+    Unlock {
+        cluster: String,
+        lock_table: Option<String>,
     },
 }
 
@@ -115,7 +124,52 @@ pub async fn run(op: &Op, sfn: &dyn SfnPort, now_secs: i64) -> Result<String, St
                 .map_err(|e| e.to_string())?;
             Ok("aborted".into())
         }
+        Op::Cleanup {
+            execution_arn,
+            cleanup_machine,
+        } => {
+            let machine = cleanup_machine
+                .clone()
+                .or_else(|| std::env::var(crate::cleanup::CLEANUP_MACHINE_VAR).ok())
+                .filter(|s| !s.is_empty());
+            crate::cleanup::cleanup(sfn, execution_arn, machine.as_deref()).await
+        }
+        Op::Unlock { .. } => Err("unlock needs the lock table; see main".into()),
     }
+}
+
+/// `ngm unlock`: the lock table and EKS besides Step Functions.
+async fn unlock(
+    sdk: &aws_types::SdkConfig,
+    sfn: std::sync::Arc<SfnAdapter>,
+    cluster: &str,
+    lock_table: Option<&str>,
+    now_secs: i64,
+) -> Result<String, String> {
+    let table = lock_table
+        .map(str::to_owned)
+        .or_else(|| std::env::var(crate::cleanup::LOCK_TABLE_VAR).ok())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "no lock table: pass --lock-table or set {}",
+                crate::cleanup::LOCK_TABLE_VAR
+            )
+        })?;
+    let lock = ngm_adapters::aws::LockAdapter::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        table,
+        sfn.clone(),
+    );
+    let eks = ngm_adapters::aws::EksAdapter::new(aws_sdk_eks::Client::new(sdk));
+    crate::cleanup::unlock(
+        &lock,
+        sfn.as_ref(),
+        &eks,
+        cluster,
+        ngm_core::model::Timestamp(now_secs),
+    )
+    .await
 }
 
 /// The `main` of an operator command: AWS settings from the environment, as the AWS CLI reads
@@ -131,8 +185,14 @@ pub fn main(op: Op) -> ExitCode {
     let result = rt.block_on(async {
         ngm_adapters::install_crypto_provider();
         let sdk = aws_config::load_from_env().await;
-        let sfn = SfnAdapter::new(aws_sdk_sfn::Client::new(&sdk));
-        run(&op, &sfn, chrono_free_now()).await
+        let sfn = std::sync::Arc::new(SfnAdapter::new(aws_sdk_sfn::Client::new(&sdk)));
+        match &op {
+            Op::Unlock {
+                cluster,
+                lock_table,
+            } => unlock(&sdk, sfn, cluster, lock_table.as_deref(), chrono_free_now()).await,
+            _ => run(&op, sfn.as_ref(), chrono_free_now()).await,
+        }
     });
     match result {
         Ok(out) => {
