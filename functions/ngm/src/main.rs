@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cleanup;
 mod local;
 mod ops;
 
@@ -70,6 +71,25 @@ enum Command {
         token: String,
         #[arg(long, default_value = "aborted by an operator")]
         reason: String,
+    },
+    /// Clean up after a migration that ended without doing it (stopped, failed, timed out):
+    /// starts the cleanup state machine for it. Refuses while the execution is RUNNING.
+    Cleanup {
+        /// The migration execution's ARN.
+        execution_arn: String,
+        /// The cleanup state machine's ARN (default: $NGM_CLEANUP_STATE_MACHINE_ARN, else the
+        /// stack's `<stack>-cleanup` next to the execution's `<stack>-migration`).
+        #[arg(long = "cleanup-machine")]
+        cleanup_machine: Option<String>,
+    },
+    /// Delete a cluster's migration lock, only when its holder's execution has ended; says
+    /// which execution holds it otherwise.
+    Unlock {
+        /// The cluster's name (in the configured region) or ARN.
+        cluster: String,
+        /// The lock table (default: $NGM_LOCK_TABLE).
+        #[arg(long = "lock-table")]
+        lock_table: Option<String>,
     },
     /// Runs on this machine, against the cluster twin.
     Local {
@@ -163,6 +183,20 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Cleanup {
+            execution_arn,
+            cleanup_machine,
+        } => ops::main(ops::Op::Cleanup {
+            execution_arn,
+            cleanup_machine,
+        }),
+        Command::Unlock {
+            cluster,
+            lock_table,
+        } => ops::main(ops::Op::Unlock {
+            cluster,
+            lock_table,
+        }),
         Command::Abort { token, reason } => ops::main(ops::Op::Abort { token, reason }),
         Command::Schema => {
             let schema = ngm_core::request::request_schema();

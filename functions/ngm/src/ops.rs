@@ -2,7 +2,8 @@
 //! StartExecution), `status`, and `approve`/`abort`, which answer the task token a PDB-blocked
 //! drain waits on (SendTaskSuccess / SendTaskFailure). `approve` finds the token in the
 //! execution's history (the newest `AwaitOperator` task it scheduled) and sends the answer the
-//! state machine keeps at `$.operator`: `{"action": "retry"|"force"|"rollback", "pod"?, "by"?}`.
+//! state machine keeps at `$.operator`: `{"action": "retry"|"force"|"rollback", "pod"?, "by"?}`;
+//! `cleanup` and `unlock` (see [`crate::cleanup`]).
 
 use std::process::ExitCode;
 
@@ -61,6 +62,14 @@ pub enum Op {
     Abort {
         token: String,
         reason: String,
+    },
+    Cleanup {
+        execution_arn: String,
+        cleanup_machine: Option<String>,
+    },
+    Unlock {
+        cluster: String,
+        lock_table: Option<String>,
     },
 }
 
@@ -134,7 +143,52 @@ pub async fn run(
                 .map_err(|e| e.to_string())?;
             Ok("aborted".into())
         }
+        Op::Cleanup {
+            execution_arn,
+            cleanup_machine,
+        } => {
+            let machine = cleanup_machine
+                .clone()
+                .or_else(|| std::env::var(crate::cleanup::CLEANUP_MACHINE_VAR).ok())
+                .filter(|s| !s.is_empty());
+            crate::cleanup::cleanup(sfn, execution_arn, machine.as_deref()).await
+        }
+        Op::Unlock { .. } => Err("unlock needs the lock table; see main".into()),
     }
+}
+
+/// `ngm unlock`: the lock table and EKS besides Step Functions.
+async fn unlock(
+    sdk: &aws_types::SdkConfig,
+    sfn: std::sync::Arc<SfnAdapter>,
+    cluster: &str,
+    lock_table: Option<&str>,
+    now_secs: i64,
+) -> Result<String, String> {
+    let table = lock_table
+        .map(str::to_owned)
+        .or_else(|| std::env::var(crate::cleanup::LOCK_TABLE_VAR).ok())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "no lock table: pass --lock-table or set {}",
+                crate::cleanup::LOCK_TABLE_VAR
+            )
+        })?;
+    let lock = ngm_adapters::aws::LockAdapter::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        table,
+        sfn.clone(),
+    );
+    let eks = ngm_adapters::aws::EksAdapter::new(aws_sdk_eks::Client::new(sdk));
+    crate::cleanup::unlock(
+        &lock,
+        sfn.as_ref(),
+        &eks,
+        cluster,
+        ngm_core::model::Timestamp(now_secs),
+    )
+    .await
 }
 
 /// The `main` of an operator command: AWS settings from the environment, as the AWS CLI reads
@@ -157,8 +211,14 @@ pub fn main(op: Op) -> ExitCode {
             } => Some(resolve_token(&client, target, machine).await?),
             _ => None,
         };
-        let sfn = SfnAdapter::new(client);
-        run(&op, &sfn, token.as_deref(), chrono_free_now()).await
+        let sfn = std::sync::Arc::new(SfnAdapter::new(client));
+        match &op {
+            Op::Unlock {
+                cluster,
+                lock_table,
+            } => unlock(&sdk, sfn, cluster, lock_table.as_deref(), chrono_free_now()).await,
+            _ => run(&op, sfn.as_ref(), token.as_deref(), chrono_free_now()).await,
+        }
     });
     match result {
         Ok(out) => {

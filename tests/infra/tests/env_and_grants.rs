@@ -214,26 +214,55 @@ fn the_triggers_are_granted_exactly_the_calls_their_ports_make_on_the_narrowest_
 #[test]
 fn only_the_lock_users_are_granted_dynamodb_and_only_on_the_lock_table() {
     let t = template();
-    // validate-and-plan takes the lock and gives it back when the run ends there; restore and
-    // rollback give it back; the triggers take it before StartExecution.
+    // The triggers take the lock before StartExecution; validate-and-plan takes it and gives it
+    // back when the run ends there; restore, rollback and cleanup give it back; every step (and
+    // cleanup between rounds) renews it with the new state (functions/lambda's renew_lock).
     let take = [
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
     ];
-    let give_back = ["dynamodb:GetItem", "dynamodb:DeleteItem"];
+    let take_and_renew = [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:UpdateItem",
+    ];
+    let give_back = [
+        "dynamodb:GetItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:UpdateItem",
+    ];
+    let renew = ["dynamodb:GetItem", "dynamodb:UpdateItem"];
     for (bin, f) in functions_by_binary(&t) {
         let granted: BTreeSet<(String, String)> = grants(&t, f)
             .into_iter()
             .filter(|(a, _)| a.starts_with("dynamodb:"))
             .collect();
         let want: &[&str] = match bin.as_str() {
-            "validate-and-plan" | "ami-watch" | "resize-api" => &take,
-            "restore" | "rollback" => &give_back,
-            _ => &[],
+            "ami-watch" | "resize-api" => &take,
+            "validate-and-plan" => &take_and_renew,
+            "restore" | "rollback" | "cleanup" => &give_back,
+            _ => &renew,
         };
         let want: Vec<(&str, &str)> = want.iter().map(|a| (*a, LOCK)).collect();
         assert_eq!(granted, pairs(&want), "{bin}");
+    }
+}
+
+#[test]
+fn whoever_may_take_over_or_clean_up_may_ask_whether_an_execution_still_runs() {
+    let t = template();
+    for (bin, f) in functions_by_binary(&t) {
+        let describes = grants(&t, f).contains(&(
+            "states:DescribeExecution".to_string(),
+            EXECUTIONS.to_string(),
+        ));
+        let wanted = matches!(
+            bin.as_str(),
+            "validate-and-plan" | "cleanup" | "ami-watch" | "resize-api"
+        );
+        assert_eq!(describes, wanted, "{bin}");
     }
 }
 

@@ -163,10 +163,15 @@ fn asl_placeholders() -> BTreeSet<String> {
         .collect()
 }
 
+/// The migration state machine (the other one is the cleanup machine).
 fn state_machine(t: &Value) -> Value {
     let machines = resources(t, "AWS::Serverless::StateMachine");
-    assert_eq!(machines.len(), 1, "one state machine");
-    machines[0].1["Properties"].clone()
+    assert_eq!(machines.len(), 2, "the migration and cleanup state machines");
+    t["Resources"]["MigrationStateMachine"]["Properties"].clone()
+}
+
+fn cleanup_machine(t: &Value) -> Value {
+    t["Resources"]["CleanupStateMachine"]["Properties"].clone()
 }
 
 #[test]
@@ -219,7 +224,7 @@ fn every_function_arn_substitution_names_the_step_function_of_that_task() {
     }
     let lambdas: BTreeSet<String> = fns
         .values()
-        .filter(|b| !TRIGGERS.contains(&b.as_str()))
+        .filter(|b| !TRIGGERS.contains(&b.as_str()) && b.as_str() != "cleanup")
         .cloned()
         .collect();
     assert_eq!(steps, lambdas, "the Tasks and the step functions differ");
@@ -227,15 +232,113 @@ fn every_function_arn_substitution_names_the_step_function_of_that_task() {
 }
 
 #[test]
-fn the_state_machine_logs_and_traces() {
-    let sm = state_machine(&template());
-    assert!(!sm["Logging"]["Level"].is_null(), "no log level");
-    assert_eq!(sm["Logging"]["IncludeExecutionData"], Value::Bool(false));
-    assert!(
-        !sm["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"].is_null(),
-        "no log group"
+fn the_state_machines_log_and_trace() {
+    let t = template();
+    for sm in [state_machine(&t), cleanup_machine(&t)] {
+        assert!(!sm["Logging"]["Level"].is_null(), "no log level");
+        assert_eq!(sm["Logging"]["IncludeExecutionData"], Value::Bool(false));
+        assert!(
+            !sm["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"].is_null(),
+            "no log group"
+        );
+        assert_eq!(sm["Tracing"]["Enabled"], Value::Bool(true));
+    }
+}
+
+#[test]
+fn the_cleanup_machine_runs_the_cleanup_function_and_its_role_invokes_only_that() {
+    let t = template();
+    let sm = cleanup_machine(&t);
+    assert_eq!(s(&sm["DefinitionUri"]), "../statemachine/cleanup.asl.json");
+    let subs = sm["DefinitionSubstitutions"]
+        .as_mapping()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    let arn = subs
+        .get("CleanupFunctionArn")
+        .and_then(|v| tagged(v, "GetAtt"))
+        .map(s);
+    assert_eq!(arn, Some("CleanupFunction.Arn"));
+    assert!(read("statemachine/cleanup.asl.json").contains("${CleanupFunctionArn}"));
+    assert_eq!(functions(&t).get("CleanupFunction").map(String::as_str), Some("cleanup"));
+    let role = tagged(&sm["Role"], "GetAtt").map(s).unwrap_or_default();
+    let role = role.trim_end_matches(".Arn");
+    let invoked: Vec<String> = statements(&t["Resources"][role])
+        .into_iter()
+        .filter(|st| list(&st["Action"]).iter().any(|a| s(a) == "lambda:InvokeFunction"))
+        .flat_map(|st| list(&st["Resource"]))
+        .map(|r| match &r {
+            Value::Tagged(tv) => format!("{} {}", tv.tag, s(&tv.value)),
+            other => s(other).to_string(),
+        })
+        .collect();
+    assert_eq!(
+        invoked,
+        vec![
+            "!GetAtt CleanupFunction.Arn".to_string(),
+            "!Sub ${CleanupFunction.Arn}:*".to_string()
+        ]
     );
-    assert_eq!(sm["Tracing"]["Enabled"], Value::Bool(true));
+}
+
+#[test]
+fn a_migration_that_ends_aborted_failed_or_timed_out_starts_the_cleanup_with_its_arn_and_input() {
+    let t = template();
+    let rule = &t["Resources"]["ExecutionEndedRule"]["Properties"];
+    let p = &rule["EventPattern"];
+    let strs = |v: &Value| -> Vec<String> { list(v).iter().map(|x| s(x).to_string()).collect() };
+    assert_eq!(strs(&p["source"]), ["aws.states"]);
+    assert_eq!(
+        strs(&p["detail-type"]),
+        ["Step Functions Execution Status Change"]
+    );
+    assert_eq!(
+        strs(&p["detail"]["status"]),
+        ["ABORTED", "FAILED", "TIMED_OUT"]
+    );
+    let machine = list(&p["detail"]["stateMachineArn"])
+        .first()
+        .and_then(|v| tagged(v, "Sub"))
+        .map(|v| s(v).to_string())
+        .unwrap_or_default();
+    assert!(machine.ends_with(":stateMachine:${AWS::StackName}-migration"), "{machine}");
+    assert!(rule["EventBusName"].is_null(), "Step Functions events arrive on the default bus");
+    let target = &rule["Targets"][0];
+    assert_eq!(tagged(&target["Arn"], "Ref").map(s), Some("CleanupStateMachine"));
+    let tr = &target["InputTransformer"];
+    assert_eq!(s(&tr["InputPathsMap"]["executionArn"]), "$.detail.executionArn");
+    assert_eq!(s(&tr["InputPathsMap"]["status"]), "$.detail.status");
+    assert_eq!(s(&tr["InputPathsMap"]["input"]), "$.detail.input");
+    // Unquoted placeholders: EventBridge inserts each value as JSON, so the input (a JSON
+    // document as a string) arrives as a string. Filled in, the template is the cleanup input.
+    let filled = s(&tr["InputTemplate"])
+        .replace("<executionArn>", "\"arn:aws:states:r:1:execution:s-migration:e\"")
+        .replace("<status>", "\"ABORTED\"")
+        .replace("<input>", "\"{\\\"cluster\\\": {}}\"");
+    let v: serde_json::Value =
+        serde_json::from_str(&filled).unwrap_or_else(|e| panic!("{filled}: {e}"));
+    assert_eq!(v["status"], "ABORTED");
+    assert_eq!(v["input"], "{\"cluster\": {}}");
+    // Its role starts the cleanup machine and nothing else.
+    let role = tagged(&target["RoleArn"], "GetAtt").map(s).unwrap_or_default();
+    let role = role.trim_end_matches(".Arn");
+    let sts = statements(&t["Resources"][role]);
+    let actions: Vec<String> = sts
+        .iter()
+        .flat_map(|st| list(&st["Action"]))
+        .map(|a| s(&a).to_string())
+        .collect();
+    assert_eq!(actions, ["states:StartExecution"]);
+    let res = sts
+        .first()
+        .map(|st| list(&st["Resource"]))
+        .unwrap_or_default()
+        .first()
+        .and_then(|v| tagged(v, "Sub"))
+        .map(|v| s(v).to_string())
+        .unwrap_or_default();
+    assert!(res.ends_with(":stateMachine:${AWS::StackName}-cleanup"), "{res}");
 }
 
 /// Actions whose only resource is `*`: AWS defines no resource-level permissions for them.
@@ -442,7 +545,7 @@ fn ami_watch_runs_on_a_schedule() {
 
 /// The custom-event rules that start executions: (sources, detail types, input path).
 fn start_rules(t: &Value) -> Vec<(Vec<String>, Vec<String>, String)> {
-    let machine = resources(t, "AWS::Serverless::StateMachine")[0].0.clone();
+    let machine = "MigrationStateMachine".to_string();
     resources(t, "AWS::Events::Rule")
         .into_iter()
         .filter_map(|(_, r)| {
