@@ -83,7 +83,8 @@ pub struct Invariants {
     pub zero_downtime: bool,
     /// I2: no eviction or forced termination took a PDB below what it allows.
     pub budgets_respected: bool,
-    /// I3/I4: no object's desired state changed, and none but Nodes appeared or vanished.
+    /// I3/I4: no object's desired state changed, and none but Nodes appeared or vanished
+    /// (objects of a namespace a `deleteNamespace` fault deleted aside: ngm did not do that).
     pub objects_restored: bool,
 }
 
@@ -157,8 +158,11 @@ pub struct Report {
     pub eks_drains: DrainCounts,
     pub budget_violations: Vec<BudgetViolation>,
     pub budget_dips: Vec<BudgetDip>,
-    /// Desired state after the run against before it.
+    /// Desired state after the run against before it (everything, the deleted namespaces'
+    /// objects included).
     pub changes: SnapshotDiff,
+    /// Namespaces a `deleteNamespace` fault deleted; `objectsRestored` leaves them out.
+    pub namespaces_deleted_by_faults: Vec<String>,
     pub requests: Requests,
 }
 
@@ -206,6 +210,7 @@ impl Recorder {
             },
         };
         let changes = self.before.diff(&after);
+        let deleted = self.store.faults().deleted_namespaces();
         let traffic = parts.traffic.unwrap_or_default();
         Report {
             scenario: self.scenario.clone(),
@@ -214,7 +219,7 @@ impl Recorder {
             invariants: Invariants {
                 zero_downtime: traffic.failed() == 0,
                 budgets_respected: violations.is_empty(),
-                objects_restored: restored(&changes),
+                objects_restored: restored(&changes, &deleted),
             },
             traffic,
             load_balancers: parts.load_balancers,
@@ -223,14 +228,24 @@ impl Recorder {
             budget_violations: violations,
             budget_dips: tracker.dips.clone(),
             changes,
+            namespaces_deleted_by_faults: deleted,
             requests,
         }
     }
 }
 
-/// Nodes come and go in a migration by design; every other object must be as before.
-fn restored(d: &SnapshotDiff) -> bool {
-    d.changed.is_empty() && d.added.iter().chain(&d.removed).all(|r| r.kind == "Node")
+/// Nodes come and go in a migration by design; every other object must be as before, but
+/// for the objects of namespaces a fault deleted (and those namespaces themselves).
+fn restored(d: &SnapshotDiff, deleted_namespaces: &[String]) -> bool {
+    let by_fault = |r: &crate::sim::record::ObjectRef| {
+        deleted_namespaces.contains(&r.namespace)
+            || (r.kind == "Namespace" && deleted_namespaces.contains(&r.name))
+    };
+    d.changed.iter().all(|c| by_fault(&c.object))
+        && d.added
+            .iter()
+            .chain(&d.removed)
+            .all(|r| r.kind == "Node" || by_fault(r))
 }
 
 impl Report {
@@ -325,6 +340,13 @@ impl Report {
                 ch.path,
                 show(&ch.before),
                 show(&ch.after)
+            );
+        }
+        if !self.namespaces_deleted_by_faults.is_empty() {
+            let _ = writeln!(
+                out,
+                "         left aside: namespaces deleted by a fault: {}",
+                self.namespaces_deleted_by_faults.join(", ")
             );
         }
         for r in c.added.iter().filter(|r| r.kind != "Node") {

@@ -473,3 +473,43 @@ async fn subnet_placeholders_in_the_migration_request_resolve_to_the_twins_subne
         "{err}"
     );
 }
+
+/// A `deleteNamespace` fault fires `at` seconds after the run begins; the report lists the
+/// namespace, keeps its removed objects in `changes`, and leaves them out of I3/I4
+/// (`objectsRestored`): the fault removed them, not ngm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_deleted_by_a_fault_is_reported_and_left_out_of_the_restore_check() {
+    let yaml = format!(
+        "{}faults:\n  - {{ kind: deleteNamespace, namespace: team, at: 10 }}\n",
+        BASE.replace(
+            "workloads:\n",
+            "workloads:\n  - { kind: Deployment, name: api, namespace: team, replicas: 1, startupSeconds: 5, terminationGracePeriodSeconds: 5 }\n",
+        )
+    );
+    let mut twin = Twin::start(
+        Some(Scenario::parse(&yaml).expect("scenario")),
+        TwinOptions::default(),
+    )
+    .await
+    .expect("boots");
+    let store = twin.store().clone();
+    twin.begin_run();
+    assert!(store.try_get(Resource::Namespace, "", "team").is_some());
+    eventually(60, "the namespace to go", async || {
+        store.try_get(Resource::Namespace, "", "team").is_none()
+    })
+    .await;
+    let report = twin.finish_run().await.expect("report");
+    assert_eq!(report.namespaces_deleted_by_faults, ["team".to_string()]);
+    assert!(
+        report
+            .changes
+            .removed
+            .iter()
+            .any(|r| r.kind == "Deployment" && r.namespace == "team" && r.name == "api"),
+        "{:?}",
+        report.changes.removed
+    );
+    assert!(report.invariants.objects_restored, "{}", report.summary());
+    twin.shutdown().await.expect("shutdown");
+}

@@ -400,6 +400,16 @@ impl Faults {
             .insert(ns.to_string());
     }
 
+    /// The namespaces faults deleted.
+    pub fn deleted_namespaces(&self) -> Vec<String> {
+        self.deleted_namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Whether a fault deleted this namespace.
     pub fn is_fault_namespace(&self, ns: &str) -> bool {
         self.deleted_namespaces
