@@ -1,9 +1,18 @@
-// Runs statemachine/migration.asl.json with aws-local-stepfunctions for `ngm local run`.
+// Runs a state machine (statemachine/migration.asl.json, or cleanup.asl.json after an
+// execution ended ABORTED, FAILED or TIMED_OUT) with aws-local-stepfunctions for
+// `ngm local run`.
 //
 // Settings come as one JSON object on stdin (see tests/local/src/interp.rs). Every line this
 // script prints on stdout is one JSON object: `ready` (with the Step Functions callback
 // endpoint), `event` (the interpreter's event log), `taskToken` (a waitForTaskToken state is
-// waiting), then one `result`. Diagnostics go to stderr.
+// waiting), then one `result` whose status is SUCCEEDED, FAILED, ABORTED or TIMED_OUT, as
+// Step Functions reports an execution's. Diagnostics go to stderr.
+//
+// As Step Functions does, the execution ends TIMED_OUT when the definition's `TimeoutSeconds`
+// (or `timeoutSeconds` from the settings, simulated seconds) have passed on the twin's clock,
+// and ABORTED when it is stopped (`stop`: at the `visit`-th entry into state `atState`, the
+// console's "Stop execution"); a Lambda invocation in flight then runs on to its end in the
+// Lambda host, its result unused.
 //
 // Tasks are not run here: each Lambda Task posts its input to the Lambda host's Invoke API, as
 // Step Functions would, and a function error is rethrown under its `errorType`, the name the
@@ -43,6 +52,9 @@ const definition = JSON.parse(
 );
 const speed = settings.speed > 0 ? settings.speed : 1;
 const states = definition.States;
+// The execution timeout is timed here, on the twin's clock, not by the library's wall timer.
+const timeoutSeconds = settings.timeoutSeconds ?? definition.TimeoutSeconds;
+delete definition.TimeoutSeconds;
 
 // The last state output: a Wait's input is the output of the Task (and Choice) before it.
 let lastOutput = settings.input;
@@ -170,8 +182,27 @@ const execution = machine.run(settings.input, {
 
 emit({ kind: 'ready', sfnEndpoint: `http://127.0.0.1:${sfn.address().port}` });
 
+// Why the execution was ended from outside, if it was: 'ABORTED' or 'TIMED_OUT'.
+let endedBy = null;
+const end = (status) => {
+  if (endedBy) return;
+  endedBy = status;
+  execution.abort();
+};
+let timer = null;
+if (typeof timeoutSeconds === 'number' && timeoutSeconds > 0) {
+  timer = setTimeout(() => end('TIMED_OUT'), (timeoutSeconds * 1000) / speed);
+}
+const entries = new Map();
+
 const forward = (async () => {
   for await (const ev of execution.eventLogs) {
+    if (ev.type === 'StateEntered' && settings.stop && ev.state?.name === settings.stop.atState) {
+      const n = (entries.get(ev.state.name) ?? 0) + 1;
+      entries.set(ev.state.name, n);
+      // Stopped once the state is running (its Task invoked), as an operator would see it.
+      if (n === (settings.stop.visit ?? 1)) setTimeout(() => end('ABORTED'), 0);
+    }
     emit({
       kind: 'event',
       type: ev.type,
@@ -185,17 +216,22 @@ const forward = (async () => {
   }
 })();
 
-let exitCode = 0;
 try {
   const output = await execution.result;
   await forward;
   emit({ kind: 'result', status: 'SUCCEEDED', output });
 } catch (e) {
   await forward.catch(() => {});
-  const inner = e.cause instanceof Error ? e.cause : e;
-  emit({ kind: 'result', status: 'FAILED', error: inner.name, cause: inner.cause ?? inner.message });
-  exitCode = 0;
+  if (endedBy === 'TIMED_OUT') {
+    emit({ kind: 'result', status: 'TIMED_OUT', error: 'States.Timeout', cause: `the execution ran past its TimeoutSeconds (${timeoutSeconds} s)` });
+  } else if (endedBy === 'ABORTED') {
+    emit({ kind: 'result', status: 'ABORTED', error: null, cause: `stopped in ${settings.stop.atState} (visit ${settings.stop.visit ?? 1})` });
+  } else {
+    const inner = e.cause instanceof Error ? e.cause : e;
+    emit({ kind: 'result', status: 'FAILED', error: inner.name, cause: inner.cause ?? inner.message });
+  }
 } finally {
+  clearTimeout(timer);
   sfn.close();
 }
-process.exit(exitCode);
+process.exit(0);

@@ -8,6 +8,10 @@
 pub const EXECUTION: &str = "ngm.io/execution";
 /// On a workload: `spec.replicas` before the surge.
 pub const ORIGINAL_REPLICAS: &str = "ngm.io/original-replicas";
+/// On a workload: `status.readyReplicas` when ngm first surged it; on a pod: `true` or `false`,
+/// whether it was Ready when ngm marked it. Waits judge progress against this, so a replica
+/// that was already broken before the migration does not hold them.
+pub const READY_BEFORE: &str = "ngm.io/ready-before";
 /// On a workload: the replica count ngm surged it to.
 pub const SURGED_REPLICAS: &str = "ngm.io/surged-replicas";
 /// On an HPA: `spec.minReplicas` before the freeze (`default` when it was unset).

@@ -51,6 +51,85 @@ pub struct MigrationState {
     pub blocked: Option<Blocked>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The operator's answer to a PDB-blocked drain (`AwaitOperator`'s callback, kept with
+    /// `ResultPath: $.operator`). The drain acts on it and clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorAnswer>,
+    /// Set when a batched step (retire, rollback, restore) stopped at its per-invocation budget:
+    /// the state machine calls the same step again at once, without a Wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<Continuation>,
+    /// Things a step skipped on purpose and the report should say (a namespace being deleted,
+    /// ...). At most [`MAX_FINDINGS`], each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+    /// Namespaces found being deleted (an eviction answered 403 NamespaceTerminating): the
+    /// drain and DeleteOld skip their pods, which the namespace controller deletes. At most
+    /// [`MAX_FINDINGS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_namespaces: Vec<String>,
+}
+
+/// The most findings the state keeps (it must stay a few KiB).
+pub const MAX_FINDINGS: usize = 20;
+
+/// What the operator chose for a PDB-blocked drain (`ngm approve EXECUTION --action ...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperatorAnswer {
+    pub action: OperatorAction,
+    /// `namespace/name` of the pod to force; the blocked pod when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Who answered, for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// The operator's choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OperatorAction {
+    /// A new drain deadline, and the evictions start again.
+    Retry,
+    /// Delete one pod (the named one, else the blocked one) bypassing its PDB, then go on as
+    /// after `retry`. A StatefulSet pod waits until no other pod of its set is terminating.
+    Force,
+    /// Roll the migration back.
+    Rollback,
+}
+
+/// Where a batched step stopped. Opaque to the state machine, which only tests its presence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Continuation {
+    /// The step that stopped (`retire`, `rollback`, `restore`).
+    pub step: String,
+    /// Invocations of this step in a row that stopped at the budget.
+    pub batches: u32,
+    /// Actions executed so far over those invocations.
+    pub done: u64,
+}
+
+impl MigrationState {
+    /// Records a namespace being deleted, once, with its finding.
+    pub fn skip_namespace(&mut self, namespace: &str) {
+        if self.skipped_namespaces.len() < MAX_FINDINGS
+            && !self.skipped_namespaces.iter().any(|n| n == namespace)
+        {
+            self.skipped_namespaces.push(namespace.to_string());
+            self.note(format!(
+                "namespace {namespace} is being deleted: its pods were left to the namespace controller"
+            ));
+        }
+    }
+
+    /// Adds a finding once, keeping at most [`MAX_FINDINGS`].
+    pub fn note(&mut self, finding: String) {
+        if self.findings.len() < MAX_FINDINGS && !self.findings.contains(&finding) {
+            self.findings.push(finding);
+        }
+    }
 }
 
 /// The Step Functions execution.
@@ -87,6 +166,10 @@ pub enum Phase {
     TrafficCut,
     Retired,
     Drained,
+    /// DeleteOld's wait is over: only skipped pods remain; DeleteNodegroup comes next.
+    OldGroupEmpty,
+    /// DeleteNodegroup (or DeleteAutoScalingGroup) was called.
+    DeletingOldGroup,
     OldGroupDeleted,
     Restored,
     RolledBack,
@@ -143,6 +226,15 @@ pub struct Deadlines {
     /// them. They are excluded `lbDrainSeconds` before it, once the old nodes are back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_lb_drained_by: Option<Timestamp>,
+    /// Retire: when the surged Deployments must be back at their original counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_by: Option<Timestamp>,
+    /// DeleteOld, before the group's deletion: when the old nodes must be empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_group_empty_by: Option<Timestamp>,
+    /// Rollback: when its own waits (the new nodes' drain) must be over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_by: Option<Timestamp>,
 }
 
 /// Originals that live on no Kubernetes object.
@@ -288,6 +380,10 @@ impl MigrationState {
             pending: None,
             blocked: None,
             failure: None,
+            operator: None,
+            continuation: None,
+            findings: Vec::new(),
+            skipped_namespaces: Vec::new(),
         }
     }
 }

@@ -48,8 +48,24 @@ enum Command {
         #[command(flatten)]
         machine: ops::MachineArg,
     },
-    /// Let a PDB-blocked drain go on (SendTaskSuccess on its task token).
-    Approve { token: String },
+    /// Answer a PDB-blocked drain (SendTaskSuccess on the task token it waits on): `retry`
+    /// sets a new drain deadline and evicts again; `force` deletes the blocked pod (or
+    /// `--pod`) bypassing its PodDisruptionBudget, then goes on; `rollback` rolls back.
+    Approve {
+        /// The execution (ARN, or name with --state-machine), or the task token from the
+        /// `ngm.drain.pdbBlocked` event.
+        execution: String,
+        #[arg(long, value_enum, default_value = "retry")]
+        action: ActionArg,
+        /// `namespace/name` of the pod to force (default: the blocked pod).
+        #[arg(long)]
+        pod: Option<String>,
+        /// Who answers, for the record (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        machine: ops::MachineArg,
+    },
     /// Roll a PDB-blocked migration back (SendTaskFailure on its task token).
     Abort {
         token: String,
@@ -80,6 +96,43 @@ enum Command {
         #[command(subcommand)]
         command: local::LocalCommand,
     },
+}
+
+/// `ngm approve --action`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ActionArg {
+    Retry,
+    Force,
+    Rollback,
+}
+
+fn answer(
+    action: ActionArg,
+    pod: Option<String>,
+    by: Option<String>,
+) -> Result<ngm_core::state::OperatorAnswer, String> {
+    use ngm_core::state::{OperatorAction, OperatorAnswer};
+    let action = match action {
+        ActionArg::Retry => OperatorAction::Retry,
+        ActionArg::Force => OperatorAction::Force,
+        ActionArg::Rollback => OperatorAction::Rollback,
+    };
+    if let Some(p) = &pod {
+        if action != OperatorAction::Force {
+            return Err("--pod goes with --action force".into());
+        }
+        let ok = p
+            .split_once('/')
+            .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'));
+        if !ok {
+            return Err(format!("--pod {p:?} is not namespace/name"));
+        }
+    }
+    Ok(OperatorAnswer {
+        action,
+        pod,
+        by: by.or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty())),
+    })
 }
 
 fn read_input(file: &str) -> Result<String, String> {
@@ -113,7 +166,23 @@ fn main() -> ExitCode {
             }
         },
         Command::Status { id, machine } => ops::main(ops::Op::Status { id, machine }),
-        Command::Approve { token } => ops::main(ops::Op::Approve { token }),
+        Command::Approve {
+            execution,
+            action,
+            pod,
+            by,
+            machine,
+        } => match answer(action, pod, by) {
+            Ok(answer) => ops::main(ops::Op::Approve {
+                target: execution,
+                machine,
+                answer,
+            }),
+            Err(e) => {
+                eprintln!("ngm: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Cleanup {
             execution_arn,
             cleanup_machine,

@@ -1,13 +1,20 @@
 //! The operator's commands against a deployed ngm: `start` (validates locally, then
 //! StartExecution), `status`, and `approve`/`abort`, which answer the task token a PDB-blocked
-//! drain waits on (SendTaskSuccess / SendTaskFailure); `cleanup` and `unlock` (see
-//! [`crate::cleanup`]).
+//! drain waits on (SendTaskSuccess / SendTaskFailure). `approve` finds the token in the
+//! execution's history (the newest `AwaitOperator` task it scheduled) and sends the answer the
+//! state machine keeps at `$.operator`: `{"action": "retry"|"force"|"rollback", "pod"?, "by"?}`;
+//! `cleanup` and `unlock` (see [`crate::cleanup`]).
 
 use std::process::ExitCode;
 
+use aws_sdk_sfn::types::HistoryEventType;
 use clap::Args;
 use ngm_adapters::aws::{SfnAdapter, sfn_execution_arn};
 use ngm_core::ports::SfnPort;
+use ngm_core::state::OperatorAnswer;
+
+/// The state whose task token `approve` answers.
+pub const AWAIT_OPERATOR_STATE: &str = "AwaitOperator";
 
 /// The state machine, when `--state-machine` is not given.
 pub const STATE_MACHINE_VAR: &str = "NGM_STATE_MACHINE_ARN";
@@ -46,7 +53,11 @@ pub enum Op {
         machine: MachineArg,
     },
     Approve {
-        token: String,
+        /// An execution ARN, an execution name (with the state machine), or the task token
+        /// itself (from the `ngm.drain.pdbBlocked` event).
+        target: String,
+        machine: MachineArg,
+        answer: OperatorAnswer,
     },
     Abort {
         token: String,
@@ -62,8 +73,14 @@ pub enum Op {
     },
 }
 
-/// Runs `op` through `sfn` and returns what to print.
-pub async fn run(op: &Op, sfn: &dyn SfnPort, now_secs: i64) -> Result<String, String> {
+/// Runs `op` through `sfn` and returns what to print. `token` is the task token `approve`
+/// answers (see [`resolve_token`]).
+pub async fn run(
+    op: &Op,
+    sfn: &dyn SfnPort,
+    token: Option<&str>,
+    now_secs: i64,
+) -> Result<String, String> {
     match op {
         Op::Start {
             request_json,
@@ -112,11 +129,13 @@ pub async fn run(op: &Op, sfn: &dyn SfnPort, now_secs: i64) -> Result<String, St
                 .ok_or_else(|| format!("no execution {arn}"))?;
             serde_json::to_string_pretty(&info).map_err(|e| e.to_string())
         }
-        Op::Approve { token } => {
-            sfn.send_task_success(token, "{\"approved\":true}")
+        Op::Approve { answer, .. } => {
+            let token = token.ok_or("no task token to answer")?;
+            let output = serde_json::to_string(answer).map_err(|e| e.to_string())?;
+            sfn.send_task_success(token, &output)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok("approved".into())
+            Ok(format!("approved: {output}"))
         }
         Op::Abort { token, reason } => {
             sfn.send_task_failure(token, ABORT_ERROR, reason)
@@ -182,13 +201,20 @@ pub fn main(op: Op) -> ExitCode {
     let result = rt.block_on(async {
         ngm_adapters::install_crypto_provider();
         let sdk = aws_config::load_from_env().await;
-        let sfn = std::sync::Arc::new(SfnAdapter::new(aws_sdk_sfn::Client::new(&sdk)));
+        let client = aws_sdk_sfn::Client::new(&sdk);
+        let token = match &op {
+            Op::Approve {
+                target, machine, ..
+            } => Some(resolve_token(&client, target, machine).await?),
+            _ => None,
+        };
+        let sfn = std::sync::Arc::new(SfnAdapter::new(client));
         match &op {
             Op::Unlock {
                 cluster,
                 lock_table,
             } => unlock(&sdk, sfn, cluster, lock_table.as_deref(), chrono_free_now()).await,
-            _ => run(&op, sfn.as_ref(), chrono_free_now()).await,
+            _ => run(&op, sfn.as_ref(), token.as_deref(), chrono_free_now()).await,
         }
     });
     match result {
@@ -199,6 +225,71 @@ pub fn main(op: Op) -> ExitCode {
         Err(e) => {
             eprintln!("ngm: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The task token to answer for `target`: an execution ARN, an execution name (with the state
+/// machine), or, when it is neither and no state machine is configured, the token itself.
+pub async fn resolve_token(
+    client: &aws_sdk_sfn::Client,
+    target: &str,
+    machine: &MachineArg,
+) -> Result<String, String> {
+    let arn = if target.starts_with("arn:") {
+        target.to_string()
+    } else {
+        match machine.arn() {
+            Ok(m) => sfn_execution_arn(&m, target)
+                .ok_or("the state machine ARN is not a state machine ARN")?,
+            // No execution to look up: the argument is the token from the event.
+            Err(_) => return Ok(target.to_string()),
+        }
+    };
+    waiting_token(client, &arn).await
+}
+
+/// The token of the operator wait the execution is in now, from its newest history events:
+/// the `AwaitOperator` task scheduled last, unless that state has been left since.
+async fn waiting_token(client: &aws_sdk_sfn::Client, arn: &str) -> Result<String, String> {
+    let mut next: Option<String> = None;
+    loop {
+        let out = client
+            .get_execution_history()
+            .execution_arn(arn)
+            .reverse_order(true)
+            .include_execution_data(true)
+            .set_next_token(next.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "reading the history of {arn}: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e)
+                )
+            })?;
+        for e in out.events() {
+            if e.r#type() == &HistoryEventType::TaskStateExited
+                && e.state_exited_event_details()
+                    .is_some_and(|d| d.name() == AWAIT_OPERATOR_STATE)
+            {
+                return Err(format!("{arn} is not waiting for an operator"));
+            }
+            if e.r#type() == &HistoryEventType::TaskScheduled
+                && let Some(d) = e.task_scheduled_event_details()
+                && d.resource().ends_with("waitForTaskToken")
+            {
+                let params: serde_json::Value = serde_json::from_str(d.parameters())
+                    .map_err(|e| format!("the AwaitOperator parameters are not JSON: {e}"))?;
+                return params["Entries"][0]["Detail"]["taskToken"]
+                    .as_str()
+                    .map(String::from)
+                    .ok_or_else(|| "the AwaitOperator event carries no task token".to_string());
+            }
+        }
+        next = out.next_token().map(String::from);
+        if next.is_none() {
+            return Err(format!("{arn} has never waited for an operator"));
         }
     }
 }

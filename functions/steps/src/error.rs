@@ -31,9 +31,30 @@ pub enum StepError {
     /// The new group reached a status it will not recover from.
     #[error("{reason}")]
     NewGroupFailed { reason: String },
-    /// A wait ran past its deadline.
-    #[error("{what} did not happen before the deadline: {reason}")]
-    DeadlineExceeded { what: &'static str, reason: String },
+    /// CheckGroupReady: the new group was not ACTIVE with every node Ready by its deadline.
+    #[error("the new group was not ready by its deadline: {reason}")]
+    NewGroupNotReady { reason: String },
+    /// CheckSurge: the surged pods were not Ready on new nodes by the deadline.
+    #[error("the surge was not ready by its deadline: {reason}")]
+    SurgeNotReady { reason: String },
+    /// Retire: the surged Deployments were not back at their original counts (judged against
+    /// what was Ready before the migration) by the deadline.
+    #[error("the old copies were not retired by the deadline: {reason}")]
+    RetireStalled { reason: String },
+    /// Drain: no PodDisruptionBudget blocks, yet pods are still on the old nodes past the
+    /// drain deadline.
+    #[error("the drain did not finish by its deadline: {reason}")]
+    DrainTimedOut { reason: String },
+    /// DeleteOld, before DeleteNodegroup: pods ngm must move were still on the old nodes at the
+    /// deadline.
+    #[error("the old group was not empty by the deadline: {reason}")]
+    OldGroupNotEmpty { reason: String },
+    /// CheckDeleted: the old group still existed at the deadline.
+    #[error("the old group was not deleted by the deadline: {reason}")]
+    OldGroupNotDeleted { reason: String },
+    /// Rollback's own wait (the new nodes' drain and load-balancer exit) ran past its deadline.
+    #[error("the rollback did not finish by its deadline: {reason}")]
+    RollbackStalled { reason: String },
     /// A PodDisruptionBudget kept refusing an eviction past the drain deadline, and the policy
     /// says roll back.
     #[error("eviction of {pod} stayed blocked by PodDisruptionBudget {pdb} past the deadline")]
@@ -76,7 +97,13 @@ pub const ALL_ERROR_NAMES: &[&str] = &[
     "ClusterLocked",
     "TargetGroupConflict",
     "NewGroupFailed",
-    "DeadlineExceeded",
+    "NewGroupNotReady",
+    "SurgeNotReady",
+    "RetireStalled",
+    "DrainTimedOut",
+    "OldGroupNotEmpty",
+    "OldGroupNotDeleted",
+    "RollbackStalled",
     "PdbBlocked",
     "DrainRefused",
     "PortUnavailable",
@@ -91,6 +118,21 @@ pub const ALL_ERROR_NAMES: &[&str] = &[
 
 /// The names the state machine retries with backoff; every other name is caught and rolled back.
 pub const RETRYABLE_ERROR_NAMES: &[&str] = &["Throttled", "Transient"];
+
+/// One error per waiting loop, each raised when that loop's deadline passes (the ASL catches
+/// each by name).
+pub const DEADLINE_ERROR_NAMES: &[&str] = &[
+    "NewGroupNotReady",
+    "SurgeNotReady",
+    "RetireStalled",
+    "DrainTimedOut",
+    "OldGroupNotEmpty",
+    "OldGroupNotDeleted",
+    "RollbackStalled",
+];
+
+/// Never retried and never rolled back: another execution holds the cluster now.
+pub const LOCK_LOST: &str = "LockLost";
 
 fn join(errors: &[FieldError]) -> String {
     errors
@@ -112,7 +154,13 @@ impl StepError {
             StepError::ClusterLocked { .. } => "ClusterLocked",
             StepError::TargetGroupConflict { .. } => "TargetGroupConflict",
             StepError::NewGroupFailed { .. } => "NewGroupFailed",
-            StepError::DeadlineExceeded { .. } => "DeadlineExceeded",
+            StepError::NewGroupNotReady { .. } => "NewGroupNotReady",
+            StepError::SurgeNotReady { .. } => "SurgeNotReady",
+            StepError::RetireStalled { .. } => "RetireStalled",
+            StepError::DrainTimedOut { .. } => "DrainTimedOut",
+            StepError::OldGroupNotEmpty { .. } => "OldGroupNotEmpty",
+            StepError::OldGroupNotDeleted { .. } => "OldGroupNotDeleted",
+            StepError::RollbackStalled { .. } => "RollbackStalled",
             StepError::PdbBlocked { .. } => "PdbBlocked",
             StepError::DrainRefused { .. } => "DrainRefused",
             StepError::PortUnavailable { .. } => "PortUnavailable",
@@ -174,10 +222,13 @@ mod tests {
             StepError::ClusterLocked { holder: s() },
             StepError::TargetGroupConflict { reason: s() },
             StepError::NewGroupFailed { reason: s() },
-            StepError::DeadlineExceeded {
-                what: "x",
-                reason: s(),
-            },
+            StepError::NewGroupNotReady { reason: s() },
+            StepError::SurgeNotReady { reason: s() },
+            StepError::RetireStalled { reason: s() },
+            StepError::DrainTimedOut { reason: s() },
+            StepError::OldGroupNotEmpty { reason: s() },
+            StepError::OldGroupNotDeleted { reason: s() },
+            StepError::RollbackStalled { reason: s() },
             StepError::PdbBlocked { pod: s(), pdb: s() },
             StepError::DrainRefused { reasons: vec![] },
             StepError::PortUnavailable { port: "ec2" },

@@ -46,7 +46,15 @@ impl Executor<'_> {
             return Ok(Outcome::Skipped);
         }
         tracing::info!(step = self.step, action = kind, detail = ?action, "executing action");
-        let outcome = self.apply(action).await?;
+        let outcome = match self.apply(action).await {
+            // A pod a rollout just deleted, a Spot node just reclaimed, a workload deleted
+            // mid-run: there is nothing left to mark or unmark, so the write is done.
+            Err(StepError::NotFound { what }) if is_mark(action) => {
+                tracing::info!(step = self.step, action = kind, what = %what, "object gone: nothing left to mark");
+                return Ok(Outcome::Done);
+            }
+            other => other?,
+        };
         if let Some((object, event_type, reason, message)) = action.event(self.execution) {
             // Events are a courtesy to operators; losing one must not fail the migration.
             if let Err(e) = self
@@ -160,6 +168,57 @@ impl Executor<'_> {
             } => w.kube.delete_pod(namespace, name, uid).await?,
         }
         Ok(Outcome::Done)
+    }
+}
+
+/// Writes whose object may vanish under ngm without harm: labels, annotations, taints, cordon,
+/// scale and HPA patches.
+pub fn is_mark(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::PatchNodeLabels { .. }
+            | Action::PatchNodeAnnotations { .. }
+            | Action::AddNodeTaints { .. }
+            | Action::RemoveNodeTaints { .. }
+            | Action::SetUnschedulable { .. }
+            | Action::AnnotateWorkload { .. }
+            | Action::ScaleWorkload { .. }
+            | Action::PatchHpa { .. }
+            | Action::AnnotatePod { .. }
+    )
+}
+
+/// What one invocation's batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    pub done: usize,
+    pub finished: bool,
+}
+
+impl Executor<'_> {
+    /// Runs `actions` in order until `max_actions` ran or `max_elapsed` passed, so that one
+    /// invocation stays well under the Lambda timeout however many pods there are. The plans
+    /// are convergent (what is done drops out of the next plan), so the next invocation plans
+    /// the rest.
+    pub async fn run_batch(
+        &self,
+        actions: &[Action],
+        max_actions: usize,
+        max_elapsed: std::time::Duration,
+    ) -> Result<Batch, StepError> {
+        let started = std::time::Instant::now();
+        let mut done = 0;
+        for a in actions {
+            if done >= max_actions || started.elapsed() >= max_elapsed {
+                break;
+            }
+            self.run(a).await?;
+            done += 1;
+        }
+        Ok(Batch {
+            done,
+            finished: done == actions.len(),
+        })
     }
 }
 

@@ -1,4 +1,4 @@
-//! The step handlers of the migration workflow (DESIGN.md §2), one async function per step,
+//! The step handlers of the migration workflow (docs/design.md §2), one async function per step,
 //! each taking and returning the `MigrationState`. Every handler observes the world through the
 //! ports in a [`world::World`], hands what it saw to a pure planner of `ngm-core`, executes the
 //! planned actions ([`exec`]) and reports the new state. A step that would wait returns the
@@ -14,5 +14,7 @@ pub mod world;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 
-pub use error::{ALL_ERROR_NAMES, RETRYABLE_ERROR_NAMES, StepError};
+pub use error::{
+    ALL_ERROR_NAMES, DEADLINE_ERROR_NAMES, LOCK_LOST, RETRYABLE_ERROR_NAMES, StepError,
+};
 pub use world::World;

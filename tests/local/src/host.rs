@@ -1,4 +1,4 @@
-//! A Lambda host of our own: each function binary runs as one long-lived process (a warm
+//! A Lambda host of our own: each function binary runs as a long-lived process (a warm
 //! sandbox) that speaks the Lambda Runtime API to a listener of its own, and the interpreter
 //! reaches them all through one Lambda Invoke API listener.
 //!
@@ -7,13 +7,21 @@
 //! (so the interpreter can rethrow under the `errorType`); 500 or 429 for a service error.
 //! A function name may be a plain name or a full function ARN.
 //!
-//! Faults are injected here: a service error before the function runs, or a lost response
-//! after it ran (so the retry runs the step a second time). With `twice`, every invocation runs
-//! the function twice on the same input and records whether the second run changed the world
-//! or the output (I5).
+//! Each function has its own timeout (infra/template.yaml). An invocation still running at
+//! its timeout is answered `Sandbox.Timedout` ("Task timed out after N.00 seconds"), its
+//! process is killed and the next invocation gets a fresh one ([`process`]), as Lambda does.
+//! Every invocation's duration is measured against a quarter of that timeout (I6).
+//!
+//! Faults are injected here: a service error before the function runs, a lost response after
+//! it ran (so the retry runs the step a second time), or a timeout (the function is killed
+//! and the invocation answered `Sandbox.Timedout`). With `twice`, every invocation runs the
+//! function twice on the same input and records whether the second run changed the world or
+//! the output (I5).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+mod process;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,20 +31,22 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
+use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::idempotence::{IdempotenceCheck, SecondRun, WorldProbe};
 
-/// One function: its name (as in the ASL's `${NameFunctionArn}`, kebab-cased) and binary.
+/// One function: its name (as in the ASL's `${NameFunctionArn}`, kebab-cased), binary and
+/// timeout (Lambda's `Timeout`).
 #[derive(Clone, Debug)]
 pub struct FunctionSpec {
     pub name: String,
     pub binary: PathBuf,
+    pub timeout: Duration,
 }
 
 /// A fault the host injects into invocations of a function.
@@ -49,6 +59,14 @@ pub struct InvokeFault {
     /// How many invocations of each matching function it hits (default 1).
     #[serde(default = "one")]
     pub times: u32,
+    /// How many invocations of each matching function pass first (default 0).
+    #[serde(default)]
+    pub after: u32,
+    /// For `timeout`: the function is killed this many wall milliseconds into the invocation
+    /// (mid-work). Without it, it is killed as it answers: it did all its work and its answer
+    /// never came, the hardest case for idempotence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_millis: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -64,6 +82,15 @@ pub enum FaultKind {
     TooManyRequests,
     /// The function runs to the end, then the interpreter gets a 500 instead of its answer.
     LostResponse,
+    /// The function runs past its timeout: Lambda kills it and answers `Sandbox.Timedout`.
+    Timeout,
+}
+
+/// One planned fault: the invocation it hits (counted from 1) and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Planned {
+    kind: FaultKind,
+    at_millis: Option<u64>,
 }
 
 #[derive(Clone, Default)]
@@ -72,8 +99,6 @@ pub struct HostOptions {
     pub env: BTreeMap<String, String>,
     /// Each function's stdout and stderr go to `<logs>/<name>.log`.
     pub logs: PathBuf,
-    /// The functions' timeout (Lambda's `Timeout`).
-    pub timeout: Duration,
     pub faults: Vec<InvokeFault>,
     /// Runs every invocation twice and compares world and output.
     pub twice: Option<Arc<dyn WorldProbe>>,
@@ -107,10 +132,27 @@ pub struct FunctionStats {
     /// Function errors by `errorType`.
     pub errors: BTreeMap<String, u64>,
     pub faults_injected: u64,
+    /// Injected `timeout` faults (each surfaces as one `Sandbox.Timedout`).
+    pub timeouts_injected: u64,
     pub max_millis: u64,
     pub total_millis: u64,
-    /// The process's peak resident memory (VmHWM), in KiB.
+    /// Processes started after the first (killed at a timeout, or exited).
+    pub restarts: u64,
+    /// The processes' peak resident memory (VmHWM), in KiB.
     pub peak_rss_kib: Option<u64>,
+}
+
+/// An invocation that took more than a quarter of its function's timeout (I6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlowInvocation {
+    pub function: String,
+    pub millis: u64,
+    pub budget_millis: u64,
+    /// It ran into the timeout itself.
+    pub timed_out: bool,
+    /// An injected fault made it slow (a `timeout` fault's kill).
+    pub injected: bool,
 }
 
 enum Outcome {
@@ -127,12 +169,18 @@ struct Invocation {
 struct Function {
     name: String,
     arn: String,
+    timeout: Duration,
     queue: mpsc::Sender<Invocation>,
     next: AsyncMutex<mpsc::Receiver<Invocation>>,
     pending: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     stats: Mutex<FunctionStats>,
-    faults: Mutex<VecDeque<FaultKind>>,
-    pid: Option<u32>,
+    /// Invocations seen, and the faults planned by invocation number.
+    seen: Mutex<u64>,
+    faults: Mutex<BTreeMap<u64, Planned>>,
+    /// The current process and its generation (ends when it is killed or exits).
+    pid: Mutex<Option<u32>>,
+    generation: watch::Sender<u64>,
+    kill: mpsc::UnboundedSender<()>,
     exited: Mutex<Option<String>>,
 }
 
@@ -142,8 +190,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
 
+fn timed_out(timeout: Duration) -> Outcome {
+    Outcome::Error {
+        error_type: "Sandbox.Timedout".into(),
+        message: format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
+    }
+}
+
 impl Function {
-    async fn call(&self, payload: Bytes, timeout: Duration) -> Outcome {
+    /// Runs one invocation; with a `timeout` fault, kills the process at `at_millis` or as it
+    /// answers.
+    async fn call(&self, payload: Bytes, fault: Option<Planned>) -> Outcome {
         if let Some(exit) = lock(&self.exited).clone() {
             return Outcome::Error {
                 error_type: "Runtime.ExitError".into(),
@@ -163,7 +220,19 @@ impl Function {
                 message: format!("{} no longer takes invocations", self.name),
             };
         }
-        match tokio::time::timeout(timeout, answer).await {
+        let injected = fault.filter(|p| p.kind == FaultKind::Timeout);
+        let limit = injected
+            .and_then(|p| p.at_millis)
+            .map_or(self.timeout, |ms| {
+                Duration::from_millis(ms).min(self.timeout)
+            });
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(_)) if injected.is_some() => {
+                // It answered, but (as the fault has it) only after its timeout: Lambda
+                // discards the answer and stops the sandbox.
+                let _ = self.kill.send(());
+                timed_out(self.timeout)
+            }
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Outcome::Error {
                 error_type: "Runtime.ExitError".into(),
@@ -175,10 +244,8 @@ impl Function {
             },
             Err(_) => {
                 lock(&self.pending).remove(&id);
-                Outcome::Error {
-                    error_type: "Sandbox.Timedout".into(),
-                    message: format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
-                }
+                let _ = self.kill.send(());
+                timed_out(self.timeout)
             }
         }
     }
@@ -189,8 +256,9 @@ pub struct LambdaHost {
     invoke_url: String,
     functions: Arc<BTreeMap<String, Arc<Function>>>,
     checks: Arc<Mutex<Vec<IdempotenceCheck>>>,
+    slow: Arc<Mutex<Vec<SlowInvocation>>>,
     tasks: Vec<JoinHandle<()>>,
-    /// Per function process: the signal that stops it, and the task that owns it.
+    /// Per function: the signal that stops it, and the task that owns its processes.
     processes: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -216,6 +284,32 @@ fn serve(listener: TcpListener, app: Router) -> JoinHandle<()> {
     })
 }
 
+/// The faults for one function, by the invocation (from 1) each hits.
+fn plan_faults(faults: &[InvokeFault], function: &str) -> BTreeMap<u64, Planned> {
+    let mut out = BTreeMap::new();
+    for f in faults
+        .iter()
+        .filter(|f| f.function == "*" || f.function == function)
+    {
+        let mut n = u64::from(f.after) + 1;
+        for _ in 0..f.times {
+            // Two faults on one invocation: the later one takes the next free invocation.
+            while out.contains_key(&n) {
+                n += 1;
+            }
+            out.insert(
+                n,
+                Planned {
+                    kind: f.kind,
+                    at_millis: f.at_millis,
+                },
+            );
+            n += 1;
+        }
+    }
+    out
+}
+
 impl LambdaHost {
     /// Starts one process per function and the Invoke API.
     pub async fn start(specs: &[FunctionSpec], opts: HostOptions) -> Result<Self, HostError> {
@@ -224,53 +318,61 @@ impl LambdaHost {
             source,
         })?;
         let mut functions = BTreeMap::new();
-        let mut tasks = Vec::new();
         let mut processes = Vec::new();
+        let region = opts
+            .env
+            .get("AWS_REGION")
+            .map_or("us-east-1", String::as_str)
+            .to_string();
         for spec in specs {
             if !spec.binary.is_file() {
                 return Err(HostError::MissingBinary(spec.binary.clone()));
             }
-            let (listener, addr) = listen().await?;
             let (queue, next) = mpsc::channel(16);
-            let faults: VecDeque<FaultKind> = opts
-                .faults
-                .iter()
-                .filter(|f| f.function == "*" || f.function == spec.name)
-                .flat_map(|f| std::iter::repeat_n(f.kind, f.times as usize))
-                .collect();
-            let child = spawn(spec, &addr, &opts)?;
-            let pid = child.id();
-            let region = opts
-                .env
-                .get("AWS_REGION")
-                .map_or("us-east-1", String::as_str);
+            let (kill, kills) = mpsc::unbounded_channel();
             let f = Arc::new(Function {
                 name: spec.name.clone(),
                 arn: format!(
                     "arn:aws:lambda:{region}:000000000000:function:{}",
                     spec.name
                 ),
+                timeout: spec.timeout,
                 queue,
                 next: AsyncMutex::new(next),
                 pending: Mutex::new(HashMap::new()),
                 stats: Mutex::new(FunctionStats::default()),
-                faults: Mutex::new(faults),
-                pid,
+                seen: Mutex::new(0),
+                faults: Mutex::new(plan_faults(&opts.faults, &spec.name)),
+                pid: Mutex::new(None),
+                generation: watch::channel(0).0,
+                kill,
                 exited: Mutex::new(None),
             });
-            tasks.push(serve(listener, runtime_api(f.clone())));
+            // Truncate the log once; restarts append to it.
+            let log = opts.logs.join(format!("{}.log", spec.name));
+            std::fs::write(&log, b"").map_err(|source| HostError::Logs { path: log, source })?;
             let (stop, stopped) = oneshot::channel();
-            processes.push((stop, tokio::spawn(own_process(child, f.clone(), stopped))));
+            processes.push((
+                stop,
+                tokio::spawn(process::supervise(
+                    spec.clone(),
+                    opts.clone(),
+                    f.clone(),
+                    kills,
+                    stopped,
+                )),
+            ));
             functions.insert(spec.name.clone(), f);
         }
         let functions = Arc::new(functions);
         let checks = Arc::new(Mutex::new(Vec::new()));
+        let slow = Arc::new(Mutex::new(Vec::new()));
         let (listener, addr) = listen().await?;
         let state = InvokeState {
             functions: functions.clone(),
-            timeout: opts.timeout,
             twice: opts.twice.clone(),
             checks: checks.clone(),
+            slow: slow.clone(),
         };
         let app = Router::new()
             .route(
@@ -278,12 +380,12 @@ impl LambdaHost {
                 post(invoke_handler),
             )
             .with_state(state);
-        tasks.push(serve(listener, app));
         Ok(Self {
             invoke_url: format!("http://{addr}"),
             functions,
             checks,
-            tasks,
+            slow,
+            tasks: vec![serve(listener, app)],
             processes,
         })
     }
@@ -293,13 +395,15 @@ impl LambdaHost {
         &self.invoke_url
     }
 
-    /// Each function's figures so far, with its process's peak memory.
+    /// Each function's figures so far, with its processes' peak memory.
     pub fn stats(&self) -> BTreeMap<String, FunctionStats> {
         self.functions
             .iter()
             .map(|(name, f)| {
                 let mut s = lock(&f.stats).clone();
-                s.peak_rss_kib = f.pid.and_then(peak_rss_kib);
+                if let Some(kib) = lock(&f.pid).and_then(process::peak_rss_kib) {
+                    s.peak_rss_kib = Some(s.peak_rss_kib.unwrap_or(0).max(kib));
+                }
                 (name.clone(), s)
             })
             .collect()
@@ -308,6 +412,11 @@ impl LambdaHost {
     /// The idempotence checks made in `twice` mode.
     pub fn idempotence_checks(&self) -> Vec<IdempotenceCheck> {
         lock(&self.checks).clone()
+    }
+
+    /// Every invocation over a quarter of its function's timeout (I6).
+    pub fn slow_invocations(&self) -> Vec<SlowInvocation> {
+        lock(&self.slow).clone()
     }
 
     /// Stops the processes and listeners.
@@ -322,203 +431,12 @@ impl LambdaHost {
     }
 }
 
-fn spawn(
-    spec: &FunctionSpec,
-    runtime_api: &str,
-    opts: &HostOptions,
-) -> Result<tokio::process::Child, HostError> {
-    let log_path = opts.logs.join(format!("{}.log", spec.name));
-    let log = std::fs::File::create(&log_path).map_err(|source| HostError::Logs {
-        path: log_path.clone(),
-        source,
-    })?;
-    let err = log.try_clone().map_err(|source| HostError::Logs {
-        path: log_path,
-        source,
-    })?;
-    let mut cmd = tokio::process::Command::new(&spec.binary);
-    cmd.env_clear();
-    for keep in ["PATH", "HOME", "TMPDIR", "RUST_BACKTRACE"] {
-        if let Ok(v) = std::env::var(keep) {
-            cmd.env(keep, v);
-        }
-    }
-    cmd.envs(&opts.env)
-        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env(
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/{}", spec.name),
-        )
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
-        .env(
-            "AWS_LAMBDA_FUNCTION_TIMEOUT",
-            opts.timeout.as_secs().to_string(),
-        )
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(err)
-        .kill_on_drop(true);
-    cmd.spawn().map_err(|source| HostError::Spawn {
-        name: spec.name.clone(),
-        source,
-    })
-}
-
-/// Owns a function's process until the host stops it. A function that exits on its own (a
-/// panic, a bad configuration) fails its pending invocation with `Runtime.ExitError`, as Lambda
-/// does, instead of hanging it.
-async fn own_process(
-    mut child: tokio::process::Child,
-    f: Arc<Function>,
-    stop: oneshot::Receiver<()>,
-) {
-    tokio::select! {
-        status = child.wait() => {
-            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-            *lock(&f.exited) = Some(format!("process exited ({status}; see its log)"));
-            lock(&f.pending).clear();
-        }
-        // A dropped host drops the sender too: the process goes either way.
-        _ = stop => {
-            let _ = child.kill().await;
-        }
-    }
-}
-
-/// VmHWM from `/proc/<pid>/status`, in KiB.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status =
-        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
-fn runtime_api(f: Arc<Function>) -> Router {
-    Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(invocation_response),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/error",
-            post(invocation_error),
-        )
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(f)
-}
-
-async fn next_invocation(State(f): State<Arc<Function>>) -> Response {
-    let inv = {
-        let mut next = f.next.lock().await;
-        next.recv().await
-    };
-    let Some(inv) = inv else {
-        return StatusCode::GONE.into_response();
-    };
-    lock(&f.pending).insert(inv.id.clone(), inv.reply);
-    let deadline = chrono::Utc::now().timestamp_millis() + 900_000;
-    let mut headers = HeaderMap::new();
-    let put = |h: &mut HeaderMap, k: &'static str, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(k, v);
-        }
-    };
-    put(
-        &mut headers,
-        "lambda-runtime-aws-request-id",
-        inv.id.clone(),
-    );
-    put(
-        &mut headers,
-        "lambda-runtime-deadline-ms",
-        deadline.to_string(),
-    );
-    put(
-        &mut headers,
-        "lambda-runtime-invoked-function-arn",
-        f.arn.clone(),
-    );
-    put(
-        &mut headers,
-        "lambda-runtime-trace-id",
-        format!("Root=1-00000000-{}", inv.id),
-    );
-    put(&mut headers, "content-type", "application/json".into());
-    (StatusCode::OK, headers, inv.payload).into_response()
-}
-
-async fn invocation_response(
-    State(f): State<Arc<Function>>,
-    UrlPath(id): UrlPath<String>,
-    body: Bytes,
-) -> StatusCode {
-    if let Some(reply) = lock(&f.pending).remove(&id) {
-        let _ = reply.send(Outcome::Ok(body));
-    }
-    StatusCode::ACCEPTED
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorBody {
-    #[serde(default)]
-    error_type: String,
-    #[serde(default)]
-    error_message: String,
-}
-
-async fn invocation_error(
-    State(f): State<Arc<Function>>,
-    UrlPath(id): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or(ErrorBody {
-        error_type: String::new(),
-        error_message: String::from_utf8_lossy(&body).into_owned(),
-    });
-    let error_type = if parsed.error_type.is_empty() {
-        headers
-            .get("lambda-runtime-function-error-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("Unhandled")
-            .to_string()
-    } else {
-        parsed.error_type
-    };
-    if let Some(reply) = lock(&f.pending).remove(&id) {
-        let _ = reply.send(Outcome::Error {
-            error_type,
-            message: parsed.error_message,
-        });
-    }
-    StatusCode::ACCEPTED
-}
-
-async fn init_error(State(f): State<Arc<Function>>, body: Bytes) -> StatusCode {
-    *lock(&f.exited) = Some(format!(
-        "init error: {}",
-        String::from_utf8_lossy(&body)
-            .chars()
-            .take(500)
-            .collect::<String>()
-    ));
-    StatusCode::ACCEPTED
-}
-
 #[derive(Clone)]
 struct InvokeState {
     functions: Arc<BTreeMap<String, Arc<Function>>>,
-    timeout: Duration,
     twice: Option<Arc<dyn WorldProbe>>,
     checks: Arc<Mutex<Vec<IdempotenceCheck>>>,
+    slow: Arc<Mutex<Vec<SlowInvocation>>>,
 }
 
 /// `name`, `arn:...:function:name` or either with a `:qualifier`.
@@ -540,11 +458,25 @@ fn service_error(status: StatusCode, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// Runs the invocation in a task of its own: a caller that goes away (an execution stopped
+/// while its Task ran) does not stop the function, as it does not in Lambda.
 async fn invoke_handler(
     State(st): State<InvokeState>,
     UrlPath(raw): UrlPath<String>,
     payload: Bytes,
 ) -> Response {
+    tokio::spawn(invoke(st, raw, payload))
+        .await
+        .unwrap_or_else(|e| {
+            service_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                &format!("the host's invocation task failed: {e}"),
+            )
+        })
+}
+
+async fn invoke(st: InvokeState, raw: String, payload: Bytes) -> Response {
     let name = function_name(&raw);
     let Some(f) = st.functions.get(name).cloned() else {
         return service_error(
@@ -553,11 +485,19 @@ async fn invoke_handler(
             &format!("Function not found: {raw}"),
         );
     };
-    let fault = lock(&f.faults).pop_front();
-    if fault.is_some() {
-        lock(&f.stats).faults_injected += 1;
+    let fault = {
+        let mut seen = lock(&f.seen);
+        *seen += 1;
+        lock(&f.faults).remove(&seen)
+    };
+    if let Some(p) = fault {
+        let mut s = lock(&f.stats);
+        s.faults_injected += 1;
+        if p.kind == FaultKind::Timeout {
+            s.timeouts_injected += 1;
+        }
     }
-    match fault {
+    match fault.map(|p| p.kind) {
         Some(FaultKind::ServiceError) => {
             return service_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -576,11 +516,11 @@ async fn invoke_handler(
     }
     let started = Instant::now();
     let started_sim = st.twice.as_ref().map_or(0, |p| p.now());
-    let mut outcome = f.call(payload.clone(), st.timeout).await;
+    let mut outcome = f.call(payload.clone(), fault).await;
     if let (Some(probe), Outcome::Ok(first)) = (&st.twice, &outcome) {
         let world_once = probe.snapshot();
         let writes_before = probe.writes();
-        let second = f.call(payload.clone(), st.timeout).await;
+        let second = f.call(payload.clone(), None).await;
         let run = SecondRun {
             writes: probe.writes().saturating_sub(writes_before),
             elapsed_seconds: probe.now() - started_sim,
@@ -601,6 +541,19 @@ async fn invoke_handler(
         outcome = second;
     }
     let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let budget = u64::try_from(f.timeout.as_millis() / 4).unwrap_or(u64::MAX);
+    let hit_timeout =
+        matches!(&outcome, Outcome::Error { error_type, .. } if error_type == "Sandbox.Timedout");
+    let injected_timeout = fault.is_some_and(|p| p.kind == FaultKind::Timeout);
+    if millis > budget || hit_timeout {
+        lock(&st.slow).push(SlowInvocation {
+            function: name.to_string(),
+            millis,
+            budget_millis: budget,
+            timed_out: hit_timeout,
+            injected: injected_timeout,
+        });
+    }
     {
         let mut s = lock(&f.stats);
         s.invocations += 1;
@@ -610,7 +563,7 @@ async fn invoke_handler(
             *s.errors.entry(error_type.clone()).or_default() += 1;
         }
     }
-    if fault == Some(FaultKind::LostResponse) {
+    if fault.is_some_and(|p| p.kind == FaultKind::LostResponse) {
         return service_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ServiceException",
@@ -641,6 +594,46 @@ async fn invoke_handler(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fault(function: &str, kind: FaultKind, times: u32, after: u32) -> InvokeFault {
+        InvokeFault {
+            function: function.into(),
+            kind,
+            times,
+            after,
+            at_millis: None,
+        }
+    }
+
+    #[test]
+    fn faults_are_planned_by_invocation_number() {
+        let plan = plan_faults(
+            &[
+                fault("*", FaultKind::ServiceError, 1, 0),
+                fault("retire", FaultKind::Timeout, 2, 3),
+                fault("drain", FaultKind::LostResponse, 1, 0),
+            ],
+            "retire",
+        );
+        let kinds: Vec<(u64, FaultKind)> = plan.iter().map(|(n, p)| (*n, p.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (1, FaultKind::ServiceError),
+                (4, FaultKind::Timeout),
+                (5, FaultKind::Timeout)
+            ]
+        );
+        // Two faults meant for one invocation hit two in a row.
+        let plan = plan_faults(
+            &[
+                fault("*", FaultKind::ServiceError, 1, 0),
+                fault("*", FaultKind::LostResponse, 1, 0),
+            ],
+            "freeze",
+        );
+        assert_eq!(plan.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    }
 
     #[test]
     fn a_function_is_found_by_name_or_by_arn() {

@@ -33,9 +33,16 @@ pub struct Settings {
     /// Waits and retry intervals are divided by this.
     pub speed: f64,
     pub execution: ExecutionRef,
+    /// Stop the execution (StopExecution) at this state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<crate::settings::StopAt>,
+    /// Simulated seconds before the execution times out (default: the definition's
+    /// `TimeoutSeconds`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct ExecutionRef {
     pub name: String,
     pub arn: String,
@@ -188,5 +195,8 @@ mod tests {
                 cause: Some("x".into())
             }
         );
+        let l: Line = serde_json::from_str(r#"{"kind":"result","status":"ABORTED","error":null}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(l, Line::Result { status, error: None, .. } if status == "ABORTED"));
     }
 }

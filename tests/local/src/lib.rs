@@ -4,18 +4,29 @@
 //! twin (Kubernetes and EKS) and moto (everything else), on the twin's scaled clock. At the end
 //! the run is judged: the scenario's expected outcome and invariants I1–I6.
 //!
-//! - [`host`]: the Lambda Runtime API per function and the Invoke API, with injected faults;
-//! - [`interp`]: the interpreter process;
-//! - [`run`]: one scenario end to end;
-//! - [`verdict`], [`timeline`], [`idempotence`]: what is printed and checked.
+//! - [`host`]: the Lambda Runtime API per function and the Invoke API, with injected faults
+//!   and each function's timeout;
+//! - [`interp`]: the interpreter process (stop, execution timeout);
+//! - [`run`]: one scenario end to end, and the cleanup machine after an ABORTED, FAILED or
+//!   TIMED_OUT execution, as the EventBridge rule starts it;
+//! - [`sfn`]: DescribeExecution for the functions;
+//! - [`verdict`], [`expect`], [`world`], [`aws_world`], [`timeline`], [`idempotence`]: what is
+//!   printed and checked.
 
+pub mod aws_world;
+pub mod campaign;
+pub mod expect;
 pub mod host;
 pub mod idempotence;
 pub mod interp;
 pub mod run;
+pub mod scale;
 pub mod settings;
+pub mod sfn;
+pub mod support;
 pub mod timeline;
 pub mod verdict;
+pub mod world;
 
 pub use ngm_testkit::moto::repo_root;
 pub use run::{RunOptions, RunOutcome, run};

@@ -10,14 +10,19 @@ use ngm_twin::scenario::Scenario;
 use ngm_twin::twin::{Twin, TwinOptions};
 use serde_json::Value;
 
+use crate::aws_world;
+use crate::expect::Expectation;
 use crate::host::{FunctionSpec, HostOptions, LambdaHost};
 use crate::idempotence::TwinProbe;
 use crate::interp::{ExecutionRef, Interpreter, Line, Settings, StateEvent};
 use crate::settings::{OperatorAnswer, WorkflowSettings};
+use crate::sfn::{ExecutionInfo, Executions};
+use crate::support::{answer_operator, blocked_pod, create_lock_table, moto_conf, operator_output};
 use crate::timeline::Timeline;
-use crate::verdict::{Verdict, world_checks};
+use crate::verdict::{CleanupRun, Verdict};
+use crate::world;
 
-/// The step functions, in the order of DESIGN.md §2, by the names the ASL's
+/// The step functions, in the order of docs/design.md §2, by the names the ASL's
 /// `${<Name>FunctionArn}` substitutions kebab-case to.
 pub const FUNCTIONS: [&str; 14] = [
     "validate-and-plan",
@@ -99,7 +104,7 @@ fn substitutions(definition: &str, region: &str) -> Result<BTreeMap<String, Stri
         let value = if key == "EventBusName" {
             "ngm-local".to_string()
         } else if let Some(f) = function_for_substitution(key) {
-            if !FUNCTIONS.contains(&f.as_str()) {
+            if !FUNCTIONS.contains(&f.as_str()) && f != CLEANUP_FUNCTION {
                 return Err(format!("${{{key}}} names no function ({f})"));
             }
             format!("arn:aws:lambda:{region}:000000000000:function:{f}")
@@ -118,10 +123,124 @@ pub struct RunOutcome {
     pub verdict: Verdict,
     pub report: ngm_twin::report::Report,
     pub events: Vec<StateEvent>,
+    /// The cleanup machine's events, when it ran.
+    pub cleanup_events: Vec<StateEvent>,
+    /// moto's counts of the functions' calls, as it gave them (by caller when it can).
+    pub aws_calls: Value,
     pub work_dir: PathBuf,
 }
 
+/// What one state machine execution ended with.
+struct Ended {
+    status: String,
+    output: Option<Value>,
+    error: Option<String>,
+    cause: Option<String>,
+    events: Vec<StateEvent>,
+    answers: Vec<Result<(), String>>,
+}
+
+/// Everything one execution needs from the run.
+struct Drive<'a> {
+    workflow: &'a WorkflowSettings,
+    region: &'a str,
+    deadline: Instant,
+    timeline: &'a mut Timeline,
+    label: &'a str,
+}
+
+/// Runs one execution in the interpreter to its end, answering operator callbacks; ends at
+/// once when the twin fails.
+async fn drive(
+    repo: &Path,
+    settings: &Settings,
+    log: PathBuf,
+    d: Drive<'_>,
+) -> Result<Ended, LocalError> {
+    let mut interp = Interpreter::start(repo, settings, log).await?;
+    let mut sfn_endpoint = None;
+    let mut answers = Vec::new();
+    let mut events = Vec::new();
+    loop {
+        let next = tokio::time::timeout_at(
+            tokio::time::Instant::from_std(d.deadline),
+            interp.lines.recv(),
+        );
+        let line = match next.await {
+            Err(_) => {
+                interp.stop().await;
+                return Err(LocalError::TimedOut(
+                    d.deadline.saturating_duration_since(Instant::now()),
+                ));
+            }
+            Ok(None) => {
+                return Err(crate::interp::InterpError::NoResult(interp.log().into()).into());
+            }
+            Ok(Some(l)) => l,
+        };
+        match line {
+            Line::Ready { sfn_endpoint: e } => sfn_endpoint = Some(e),
+            Line::Event(e) => {
+                events.push(e.clone());
+                d.timeline.record(e);
+            }
+            Line::TaskToken {
+                state,
+                token,
+                detail,
+            } => {
+                let answer = match d.workflow.operator_answers {
+                    Some(n) if answers.len() >= n as usize => OperatorAnswer::Abort,
+                    _ => d.workflow.operator,
+                };
+                let pod = d
+                    .workflow
+                    .force_pod
+                    .clone()
+                    .or_else(|| blocked_pod(&detail));
+                d.timeline.note(&format!(
+                    "{}{state}: operator asked ({}); answering {answer:?}{}",
+                    d.label,
+                    detail
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no message"),
+                    if answer == OperatorAnswer::Force {
+                        format!(" {}", pod.as_deref().unwrap_or("(no pod named)"))
+                    } else {
+                        String::new()
+                    }
+                ));
+                let endpoint = sfn_endpoint.clone().unwrap_or_default();
+                let output = operator_output(answer, pod.as_deref());
+                answers.push(answer_operator(&endpoint, d.region, &token, output).await);
+            }
+            Line::TaskAnswered { .. } => {}
+            Line::Result {
+                status,
+                output,
+                error,
+                cause,
+            } => {
+                interp.stop().await;
+                return Ok(Ended {
+                    status,
+                    output,
+                    error,
+                    cause,
+                    events,
+                    answers,
+                });
+            }
+        }
+    }
+}
+
+/// The name the cleanup function has in the ASL (`${CleanupFunctionArn}`) and the host.
+pub const CLEANUP_FUNCTION: &str = "cleanup";
+
 /// Runs a scenario end to end.
+#[allow(clippy::too_many_lines)]
 pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     let bad = |reason: String| LocalError::Scenario {
         path: opts.scenario.clone(),
@@ -129,6 +248,17 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     };
     let scenario = Scenario::load(&opts.scenario).map_err(|e| bad(e.to_string()))?;
     let workflow = WorkflowSettings::from_scenario(scenario.workflow.as_ref()).map_err(bad)?;
+    let known: Vec<&str> = FUNCTIONS
+        .iter()
+        .copied()
+        .chain([CLEANUP_FUNCTION])
+        .collect();
+    let expectation = scenario
+        .expect
+        .as_ref()
+        .map(|e| Expectation::parse(e, &known))
+        .transpose()
+        .map_err(bad)?;
     let request = scenario
         .migration
         .clone()
@@ -137,8 +267,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     let definition_path = repo.join("statemachine/migration.asl.json");
     let definition = std::fs::read_to_string(&definition_path)
         .map_err(|e| LocalError::Io(format!("{}: {e}", definition_path.display())))?;
+    let cleanup_path = repo.join("statemachine/cleanup.asl.json");
+    let cleanup_definition = std::fs::read_to_string(&cleanup_path).ok();
     let region = scenario.cluster.region.clone();
     let substitutions = substitutions(&definition, &region).map_err(bad)?;
+    let (global_timeout, timeouts) = crate::support::function_timeouts(&repo).map_err(bad)?;
     let work_dir = match &opts.work_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!(
@@ -161,18 +294,63 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     .await?;
     let speed = twin.clock().speed();
     let mut env = twin.env();
+    let moto = moto_conf(&env).map_err(LocalError::Io)?;
     let lock_table = "ngm-locks";
-    create_lock_table(&env, lock_table).await?;
+    create_lock_table(&moto, lock_table)
+        .await
+        .map_err(LocalError::Io)?;
+    if !workflow.aws_faults.is_empty() {
+        let url = twin.moto_url().unwrap_or_default().to_string();
+        crate::support::post_moto_faults(&url, &workflow.aws_faults)
+            .await
+            .map_err(bad)?;
+    }
+    let executions = Executions::default();
+    let (sfn_url, sfn_task) = crate::sfn::serve(executions.clone())
+        .await
+        .map_err(|e| LocalError::Io(format!("serving Step Functions: {e}")))?;
+    env.insert("AWS_ENDPOINT_URL_SFN".into(), sfn_url);
     env.insert("NGM_LOCK_TABLE".into(), lock_table.into());
     env.insert("NGM_CLUSTER_CA".into(), String::new());
     env.insert("RUST_LOG".into(), "info".into());
-    env.insert("AWS_SDK_UA_APP_ID".into(), "ngm-local".into());
+    let account_sm =
+        |machine: &str| format!("arn:aws:states:{region}:000000000000:stateMachine:{machine}");
+    let execution_arn = |machine: &str, name: &str| {
+        format!("arn:aws:states:{region}:000000000000:execution:{machine}:{name}")
+    };
+    let cluster_arn = twin
+        .eks()
+        .map(|e| e.config().cluster_arn())
+        .unwrap_or_default();
+    if let Some(held) = &workflow.held_lock {
+        let arn = execution_arn("ngm-migration", &held.holder);
+        let now = twin.clock().now().timestamp();
+        crate::support::hold_lock(&moto, lock_table, &cluster_arn, held, &arn, now)
+            .await
+            .map_err(LocalError::Io)?;
+        #[allow(clippy::cast_precision_loss)]
+        executions.insert(
+            &arn,
+            ExecutionInfo {
+                name: held.holder.clone(),
+                state_machine_arn: account_sm("ngm-migration"),
+                status: if held.running { "RUNNING" } else { "SUCCEEDED" }.into(),
+                start: (now - 7200) as f64,
+                stop: (!held.running).then_some((now - 60) as f64),
+                input: "{}".into(),
+            },
+        );
+    }
     let dir = functions_dir(opts.functions_dir.as_deref());
+    let with_cleanup = cleanup_definition.is_some();
     let specs: Vec<FunctionSpec> = FUNCTIONS
         .iter()
+        .copied()
+        .chain(with_cleanup.then_some(CLEANUP_FUNCTION))
         .map(|f| FunctionSpec {
-            name: (*f).to_string(),
+            name: f.to_string(),
             binary: dir.join(f),
+            timeout: timeouts.get(f).copied().unwrap_or(global_timeout),
         })
         .collect();
     let host = LambdaHost::start(
@@ -180,7 +358,6 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         HostOptions {
             env,
             logs: work_dir.join("functions"),
-            timeout: Duration::from_secs(60),
             faults: workflow.lambda_faults.clone(),
             twice: workflow.twice.then(|| {
                 Arc::new(TwinProbe {
@@ -192,6 +369,28 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     )
     .await?;
 
+    let aws_source = |twin: &Twin| -> Option<(String, String)> {
+        twin.moto_url().map(|m| (m.to_string(), region.clone()))
+    };
+    let read_aws = |twin: &Twin| {
+        let src = aws_source(twin);
+        let eks = twin.eks().cloned();
+        async move {
+            let Some((moto_url, region)) = src else {
+                return Err("the twin runs without moto".to_string());
+            };
+            aws_world::read(&aws_world::Source {
+                moto_url: &moto_url,
+                region: &region,
+                eks: eks.as_ref(),
+                lock_table,
+            })
+            .await
+        }
+    };
+    let aws_before = read_aws(&twin).await;
+    let world_before = world::read(&twin, &scenario);
+
     let started_sim = twin.clock().now();
     twin.begin_run();
     let name = format!(
@@ -199,99 +398,192 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         scenario.name.chars().take(40).collect::<String>(),
         started_sim.timestamp()
     );
+    let arn = execution_arn("ngm-migration", &name);
+    #[allow(clippy::cast_precision_loss)]
+    let now_secs = |twin: &Twin| twin.clock().now().timestamp_millis() as f64 / 1000.0;
+    executions.insert(
+        &arn,
+        ExecutionInfo {
+            name: name.clone(),
+            state_machine_arn: account_sm("ngm-migration"),
+            status: "RUNNING".into(),
+            start: now_secs(&twin),
+            stop: None,
+            input: request.to_string(),
+        },
+    );
     let settings = Settings {
         definition: definition_path,
         substitutions,
-        input: request,
+        input: request.clone(),
         invoke_url: host.invoke_url().to_string(),
         speed,
         execution: ExecutionRef {
-            arn: format!("arn:aws:states:{region}:000000000000:execution:ngm-migration:{name}"),
-            name,
+            arn: arn.clone(),
+            name: name.clone(),
         },
+        stop: workflow.stop_execution.clone(),
+        timeout_seconds: workflow.execution_timeout_seconds,
     };
-    let mut interp = Interpreter::start(&repo, &settings, work_dir.join("interpreter.log")).await?;
     let mut timeline = Timeline::new(twin.clock().clone(), started_sim, opts.print_timeline);
     let limit = Duration::from_secs(workflow.timeout_seconds.unwrap_or(600));
-    let mut sfn_endpoint = None;
-    let mut answers = Vec::new();
-    let result = loop {
-        let line = match tokio::time::timeout_at(
-            tokio::time::Instant::from_std(wall + limit),
-            interp.lines.recv(),
-        )
-        .await
-        {
-            Err(_) => {
-                interp.stop().await;
-                host.shutdown().await;
-                twin.shutdown().await?;
-                return Err(LocalError::TimedOut(limit));
-            }
-            Ok(None) => {
-                return Err(crate::interp::InterpError::NoResult(interp.log().into()).into());
-            }
-            Ok(Some(l)) => l,
-        };
-        match line {
-            Line::Ready { sfn_endpoint: e } => sfn_endpoint = Some(e),
-            Line::Event(e) => timeline.record(e),
-            Line::TaskToken {
-                state,
-                token,
-                detail,
-            } => {
-                timeline.note(&format!(
-                    "{state}: operator asked ({}); answering {:?}",
-                    detail
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("no message"),
-                    workflow.operator
-                ));
-                let endpoint = sfn_endpoint.clone().unwrap_or_default();
-                answers.push(answer_operator(&endpoint, &region, &token, workflow.operator).await);
-            }
-            Line::TaskAnswered { .. } => {}
-            Line::Result {
-                status,
-                output,
-                error,
-                cause,
-            } => break (status, output, error, cause),
+    let deadline = wall + limit;
+    let driven = drive(
+        &repo,
+        &settings,
+        work_dir.join("interpreter.log"),
+        Drive {
+            workflow: &workflow,
+            region: &region,
+            deadline,
+            timeline: &mut timeline,
+            label: "",
+        },
+    )
+    .await;
+    let ended = match driven {
+        Ok(e) => e,
+        Err(e) => {
+            host.shutdown().await;
+            sfn_task.abort();
+            twin.shutdown().await?;
+            return Err(e);
         }
     };
-    interp.stop().await;
-    let aws_requests = match twin.moto_url() {
-        Some(url) => moto_request_counts(url).await,
-        None => BTreeMap::new(),
+    executions.end(&arn, &ended.status, now_secs(&twin));
+
+    // The EventBridge rule on "Step Functions Execution Status Change" starts the cleanup
+    // machine for ABORTED, FAILED and TIMED_OUT, with the migration's input as a string.
+    let mut cleanup = None;
+    let mut cleanup_events = Vec::new();
+    if workflow.cleanup && matches!(ended.status.as_str(), "ABORTED" | "FAILED" | "TIMED_OUT") {
+        match &cleanup_definition {
+            None => {
+                cleanup = Some(CleanupRun {
+                    status: format!("not run: {} is missing", cleanup_path.display()),
+                    ..CleanupRun::default()
+                });
+            }
+            Some(def) => {
+                let cleanup_name = format!("cleanup-{name}");
+                let cleanup_arn = execution_arn("ngm-cleanup", &cleanup_name);
+                let input = serde_json::json!({
+                    "executionArn": arn,
+                    "status": ended.status,
+                    "input": request.to_string(),
+                });
+                executions.insert(
+                    &cleanup_arn,
+                    ExecutionInfo {
+                        name: cleanup_name.clone(),
+                        state_machine_arn: account_sm("ngm-cleanup"),
+                        status: "RUNNING".into(),
+                        start: now_secs(&twin),
+                        stop: None,
+                        input: input.to_string(),
+                    },
+                );
+                timeline.note(&format!("cleanup: the execution ended {}", ended.status));
+                let settings = Settings {
+                    definition: cleanup_path.clone(),
+                    substitutions: self::substitutions(def, &region).map_err(bad)?,
+                    input,
+                    invoke_url: host.invoke_url().to_string(),
+                    speed,
+                    execution: ExecutionRef {
+                        arn: cleanup_arn.clone(),
+                        name: cleanup_name,
+                    },
+                    stop: None,
+                    timeout_seconds: None,
+                };
+                let done = drive(
+                    &repo,
+                    &settings,
+                    work_dir.join("cleanup-interpreter.log"),
+                    Drive {
+                        workflow: &workflow,
+                        region: &region,
+                        deadline,
+                        timeline: &mut timeline,
+                        label: "cleanup ",
+                    },
+                )
+                .await;
+                match done {
+                    Ok(c) => {
+                        executions.end(&cleanup_arn, &c.status, now_secs(&twin));
+                        cleanup = Some(CleanupRun {
+                            status: c.status,
+                            error: c.error,
+                            cause: c.cause,
+                            transitions: c
+                                .events
+                                .iter()
+                                .filter(|e| e.kind == "StateEntered")
+                                .count(),
+                        });
+                        cleanup_events = c.events;
+                    }
+                    Err(e) => {
+                        cleanup = Some(CleanupRun {
+                            status: format!("did not end: {e}"),
+                            ..CleanupRun::default()
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    let aws_calls = match twin.moto_url() {
+        Some(url) => crate::support::moto_request_counts(url).await,
+        None => Value::Null,
     };
-    let world = world_checks(&twin, &scenario);
+    let world = world::read(&twin, &scenario);
+    // A node group whose Auto Scaling group went first is still the twin's to report.
+    let aws_after = read_aws(&twin).await.map(|mut a| {
+        if let Ok(b) = &aws_before {
+            aws_world::add_nodegroups(&mut a, twin.eks(), b.nodegroups.keys());
+        }
+        a
+    });
     let report = twin.finish_run().await?;
     let functions = host.stats();
+    let slow = host.slow_invocations();
     let checks = host.idempotence_checks();
     host.shutdown().await;
+    sfn_task.abort();
     twin.shutdown().await?;
 
+    let aws = match (aws_before, aws_after) {
+        (Ok(b), Ok(a)) => Ok((b, a)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
     let verdict = Verdict::compile(crate::verdict::Inputs {
         scenario: &scenario,
-        status: result.0,
-        output: result.1,
-        error: result.2,
-        cause: result.3,
+        expectation: expectation.as_ref(),
+        status: ended.status,
+        output: ended.output,
+        error: ended.error,
+        cause: ended.cause,
         report: &report,
+        world_before,
         world,
+        aws,
         functions,
-        aws_requests,
+        slow,
+        aws_requests: crate::support::total_counts(&aws_calls),
         idempotence: checks,
-        operator_answers: answers,
-        events: timeline.events(),
+        operator_answers: ended.answers,
+        events: &ended.events,
+        cleanup,
         wall: wall.elapsed(),
         simulated: twin_elapsed(started_sim, &report),
-        timeout: Duration::from_secs(60),
     });
     if let Some(path) = &opts.report {
-        let body = serde_json::json!({ "verdict": &verdict, "twin": &report });
+        let body =
+            serde_json::json!({ "verdict": &verdict, "twin": &report, "awsCalls": &aws_calls });
         std::fs::write(
             path,
             serde_json::to_string_pretty(&body).unwrap_or_default(),
@@ -301,7 +593,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     Ok(RunOutcome {
         verdict,
         report,
-        events: timeline.events().to_vec(),
+        events: ended.events,
+        cleanup_events,
+        aws_calls,
         work_dir,
     })
 }
@@ -311,89 +605,6 @@ fn twin_elapsed(
     report: &ngm_twin::report::Report,
 ) -> Duration {
     (report.finished_at - started).to_std().unwrap_or_default()
-}
-
-/// The functions' calls to moto by `service:Operation` (tests/aws/moto_server.py counts the
-/// requests whose user agent carries `app/ngm-local`); empty if moto cannot say.
-async fn moto_request_counts(moto_url: &str) -> BTreeMap<String, u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(addr) = moto_url.strip_prefix("http://") else {
-        return BTreeMap::new();
-    };
-    let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else {
-        return BTreeMap::new();
-    };
-    let request =
-        format!("GET /ngm/requests HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let mut response = String::new();
-    if conn.write_all(request.as_bytes()).await.is_err()
-        || conn.read_to_string(&mut response).await.is_err()
-    {
-        return BTreeMap::new();
-    }
-    response
-        .split_once("\r\n\r\n")
-        .and_then(|(_, body)| serde_json::from_str(body).ok())
-        .unwrap_or_default()
-}
-
-/// The lock table in moto, as the SAM template creates it in AWS.
-async fn create_lock_table(env: &BTreeMap<String, String>, table: &str) -> Result<(), LocalError> {
-    let endpoint = env
-        .get("AWS_ENDPOINT_URL")
-        .ok_or_else(|| LocalError::Io("the twin runs without moto".into()))?;
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(
-            env.get("AWS_REGION").cloned().unwrap_or_default(),
-        ))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "local",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&conf);
-    ngm_adapters::aws::lock::ensure_lock_table(&client, table)
-        .await
-        .map_err(|e| LocalError::Io(format!("creating the lock table: {e}")))
-}
-
-/// Answers a task token through the Step Functions API, with the real SDK, as `ngm approve`
-/// and `ngm abort` do.
-async fn answer_operator(
-    endpoint: &str,
-    region: &str,
-    token: &str,
-    answer: OperatorAnswer,
-) -> Result<(), String> {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "testing", "testing", None, None, "local",
-        ))
-        .load()
-        .await;
-    let sfn = aws_sdk_sfn::Client::new(&conf);
-    match answer {
-        OperatorAnswer::Approve => sfn
-            .send_task_success()
-            .task_token(token)
-            .output("{}")
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("{}", aws_sdk_sfn::error::DisplayErrorContext(e))),
-        OperatorAnswer::Abort => sfn
-            .send_task_failure()
-            .task_token(token)
-            .error("OperatorAborted")
-            .cause("the operator aborted the migration at the PDB-blocked drain")
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("{}", aws_sdk_sfn::error::DisplayErrorContext(e))),
-    }
 }
 
 #[cfg(test)]

@@ -1,19 +1,26 @@
 //! The verdict on a run: the outcome against the scenario's expectation, I1–I6, and the
 //! figures (time, traffic, transitions, requests, each function's memory).
+//!
+//! Whatever an injected fault explains (a killed or crash-looping pod's failed requests, a
+//! function error the host or the twin injected) is counted apart from what ngm caused, and
+//! only the latter breaks an invariant. Nothing is reported restored unless I3/I4 held, and
+//! the lock is reported released only when the AWS side was read and no lock was left.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ngm_twin::lb::FailureReason;
 use ngm_twin::report::Report;
-use ngm_twin::scenario::{NodeGroupKind, Outcome as Expected, Scenario};
-use ngm_twin::store::Resource;
-use ngm_twin::twin::Twin;
+use ngm_twin::scenario::{Fault, Scenario};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::host::FunctionStats;
+use crate::aws_world::{self, AwsWorld, Promise, SourceGroup};
+use crate::expect::{Expectation, Outcome};
+use crate::host::{FunctionStats, SlowInvocation};
 use crate::idempotence::IdempotenceCheck;
 use crate::interp::StateEvent;
+use crate::world::{self, WorldState};
 
 /// Whether an invariant held, broke, or was not exercised by this run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -37,109 +44,15 @@ impl Check {
     }
 }
 
-/// What the twin's world looks like at the end, beyond the report's object diff.
+/// The cleanup state machine's run after an ABORTED, FAILED or TIMED_OUT execution.
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WorldState {
-    /// Nodes still in the source group.
-    pub source_nodes: Vec<String>,
-    /// Whether EKS still has the source group (managed sources only).
-    pub source_group_exists: bool,
-    /// Non-DaemonSet pods, with the group of their node (`namespace/name` → group).
-    pub pod_groups: BTreeMap<String, String>,
-    /// Labels, annotations and taints with ngm's prefix left on nodes and pods.
-    pub marks_left: Vec<String>,
-}
-
-const ASG_ANNOTATION: &str = "twin.ngm.io/asg";
-
-fn node_group(node: &Value) -> String {
-    let label = node
-        .pointer("/metadata/labels/eks.amazonaws.com~1nodegroup")
-        .and_then(Value::as_str);
-    let asg = node
-        .pointer(&format!(
-            "/metadata/annotations/{}",
-            ASG_ANNOTATION.replace('/', "~1")
-        ))
-        .and_then(Value::as_str);
-    label.or(asg).unwrap_or_default().to_string()
-}
-
-fn marks(kind: &str, obj: &Value, out: &mut Vec<String>) {
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    for field in ["labels", "annotations"] {
-        if let Some(Value::Object(m)) = obj.pointer(&format!("/metadata/{field}")) {
-            for k in m.keys() {
-                if k.starts_with("ngm.io/") || (k.contains(".ngm.io/") && !k.starts_with("twin.")) {
-                    out.push(format!("{kind} {name}: {field} {k}"));
-                }
-            }
-        }
-    }
-    if let Some(Value::Array(taints)) = obj.pointer("/spec/taints") {
-        for t in taints {
-            let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
-            if key.starts_with("ngm.io/") {
-                out.push(format!("{kind} {name}: taint {key}"));
-            }
-        }
-    }
-}
-
-/// Reads the end state from the twin.
-pub fn world_checks(twin: &Twin, scenario: &Scenario) -> WorldState {
-    let store = twin.store();
-    let source = scenario
-        .migration
-        .as_ref()
-        .and_then(|m| {
-            m.pointer("/source/managedNodeGroup")
-                .or_else(|| m.pointer("/source/autoScalingGroup"))
-        })
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let mut w = WorldState::default();
-    let mut node_groups = BTreeMap::new();
-    for node in store.list_all(Resource::Node, None) {
-        let name = node
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let group = node_group(&node);
-        if group == source {
-            w.source_nodes.push(name.clone());
-        }
-        marks("node", &node, &mut w.marks_left);
-        node_groups.insert(name, group);
-    }
-    for pod in store.list_all(Resource::Pod, None) {
-        marks("pod", &pod, &mut w.marks_left);
-        let owner = pod
-            .pointer("/metadata/ownerReferences/0/kind")
-            .and_then(Value::as_str);
-        if owner == Some("DaemonSet") {
-            continue;
-        }
-        let s = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or_default();
-        let node = s("/spec/nodeName");
-        w.pod_groups.insert(
-            format!("{}/{}", s("/metadata/namespace"), s("/metadata/name")),
-            node_groups.get(node).cloned().unwrap_or_default(),
-        );
-    }
-    let managed = scenario
-        .cluster
-        .node_groups
-        .iter()
-        .any(|g| g.name == source && g.kind == NodeGroupKind::Managed);
-    w.source_group_exists = managed && twin.eks().and_then(|e| e.nodegroup(&source)).is_some();
-    w
+pub struct CleanupRun {
+    /// SUCCEEDED, FAILED...; or why it did not run.
+    pub status: String,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub transitions: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -149,30 +62,97 @@ pub struct Figures {
     pub simulated_seconds: f64,
     pub requests_sent: u64,
     pub requests_failed: u64,
+    /// Failed requests an injected fault explains (a pod the scenario kills or crash-loops).
+    pub requests_failed_injected: u64,
     pub pdb_violations: usize,
     /// State transitions (states entered), what Step Functions bills.
     pub state_transitions: usize,
+    pub cleanup_transitions: usize,
     pub kubernetes_requests: u64,
     pub eks_requests: u64,
     /// The functions' other AWS calls (served by moto), by `service:Operation`.
     pub aws_requests: BTreeMap<String, u64>,
     pub evictions: u64,
+    /// Faults injected: by the Lambda host, and answers the twin gave because of a fault.
+    pub injected_faults: u64,
+    /// Function errors by type; and how many of them injected faults explain.
+    pub function_errors: BTreeMap<String, u64>,
+    pub function_errors_injected: u64,
     pub functions: BTreeMap<String, FunctionStats>,
+    /// Invocations over a quarter of their function's timeout.
+    pub slow_invocations: Vec<SlowInvocation>,
+}
+
+impl Figures {
+    /// The figures by the names `expect.figures` uses.
+    pub fn named(&self) -> BTreeMap<String, f64> {
+        #[allow(clippy::cast_precision_loss)]
+        let f = |x: u64| x as f64;
+        let mut m = BTreeMap::from([
+            ("sentRequests".to_string(), f(self.requests_sent)),
+            ("failedRequests".to_string(), f(self.requests_failed)),
+            (
+                "ngmFailedRequests".to_string(),
+                f(self.requests_failed - self.requests_failed_injected),
+            ),
+            (
+                "injectedFailedRequests".to_string(),
+                f(self.requests_failed_injected),
+            ),
+            (
+                "budgetViolations".to_string(),
+                f(self.pdb_violations as u64),
+            ),
+            ("evictions".to_string(), f(self.evictions)),
+            (
+                "stateTransitions".to_string(),
+                f(self.state_transitions as u64),
+            ),
+            (
+                "cleanupTransitions".to_string(),
+                f(self.cleanup_transitions as u64),
+            ),
+            (
+                "kubernetesRequests".to_string(),
+                f(self.kubernetes_requests),
+            ),
+            ("eksRequests".to_string(), f(self.eks_requests)),
+            (
+                "awsRequests".to_string(),
+                f(self.eks_requests + self.aws_requests.values().sum::<u64>()),
+            ),
+            ("simulatedSeconds".to_string(), self.simulated_seconds),
+            ("injectedFaults".to_string(), f(self.injected_faults)),
+            (
+                "slowInvocations".to_string(),
+                f(self.slow_invocations.len() as u64),
+            ),
+        ]);
+        for (name, s) in &self.functions {
+            m.insert(format!("invocations.{name}"), f(s.invocations));
+        }
+        for (e, n) in &self.function_errors {
+            m.insert(format!("errors.{e}"), f(*n));
+        }
+        m
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
     pub scenario: String,
-    /// `success`, `rolledBack`, `failed` or `dryRun`.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub error: Option<String>,
     pub cause: Option<String>,
     /// Problems with the outcome against the scenario's `expect:`.
     pub expectation: Vec<String>,
     pub invariants: BTreeMap<String, Check>,
-    /// What was put back: objects the run changed and then restored.
+    /// What was put back, only when I3/I4 held.
     pub restored: Vec<String>,
+    /// What is left to put back when I3/I4 did not hold.
+    pub left: Vec<String>,
+    pub cleanup: Option<CleanupRun>,
     pub operator_answers: Vec<String>,
     pub figures: Figures,
     pub output: Option<Value>,
@@ -180,20 +160,25 @@ pub struct Verdict {
 
 pub struct Inputs<'a> {
     pub scenario: &'a Scenario,
+    pub expectation: Option<&'a Expectation>,
     pub status: String,
     pub output: Option<Value>,
     pub error: Option<String>,
     pub cause: Option<String>,
     pub report: &'a Report,
+    pub world_before: WorldState,
     pub world: WorldState,
+    /// The AWS side before and after, or why it could not be read.
+    pub aws: Result<(AwsWorld, AwsWorld), String>,
     pub functions: BTreeMap<String, FunctionStats>,
+    pub slow: Vec<SlowInvocation>,
     pub aws_requests: BTreeMap<String, u64>,
     pub idempotence: Vec<IdempotenceCheck>,
     pub operator_answers: Vec<Result<(), String>>,
     pub events: &'a [StateEvent],
+    pub cleanup: Option<CleanupRun>,
     pub wall: Duration,
     pub simulated: Duration,
-    pub timeout: Duration,
 }
 
 fn last_entered(events: &[StateEvent]) -> Option<&str> {
@@ -204,73 +189,131 @@ fn last_entered(events: &[StateEvent]) -> Option<&str> {
         .and_then(|e| e.state.as_deref())
 }
 
+/// The workloads and pods the scenario's faults break on purpose.
+fn injected_pods(scenario: &Scenario) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in &scenario.faults {
+        if let Fault::KillPod { pod, .. } = f {
+            out.push(pod.clone());
+        }
+    }
+    // Twin faults this crate does not know by type (crashLoop...) name a `workload`.
+    if let Ok(Value::Array(faults)) = serde_json::to_value(&scenario.faults) {
+        for f in faults {
+            if let Some(w) = f.get("workload").and_then(Value::as_str) {
+                out.push(format!("{w}-"));
+            }
+        }
+    }
+    out
+}
+
+/// Answers the twin gave because of an injected fault (`requests.injected`, a number or a
+/// breakdown whose numbers add up), read from the report's JSON so that any shape counts.
+pub fn twin_injected(report: &Report) -> u64 {
+    fn sum(v: &Value) -> u64 {
+        match v {
+            Value::Number(n) => n.as_u64().unwrap_or(0),
+            Value::Object(m) => m
+                .get("total")
+                .map_or_else(|| m.values().map(sum).sum(), sum),
+            Value::Array(a) => a.iter().map(sum).sum(),
+            _ => 0,
+        }
+    }
+    serde_json::to_value(report)
+        .ok()
+        .and_then(|r| r.pointer("/requests/injected").map(sum))
+        .unwrap_or(0)
+}
+
+/// What the run promised on the AWS side, by outcome and by what the world shows.
+fn promise(outcome: Outcome, world: &WorldState, keep_new_group: bool) -> Option<Promise> {
+    match outcome {
+        Outcome::Success => Some(Promise::Migrated),
+        Outcome::DryRun | Outcome::RolledBack => Some(Promise::AsBefore { keep_new_group }),
+        // After an abort, a timeout or a failure, cleanup rolled back while the old group
+        // existed and restored once it was gone.
+        Outcome::Aborted | Outcome::TimedOut | Outcome::Failed => {
+            if world.source_nodes.is_empty() && !world.source_group_exists {
+                Some(Promise::Migrated)
+            } else {
+                Some(Promise::AsBefore { keep_new_group })
+            }
+        }
+    }
+}
+
 impl Verdict {
     pub fn compile(i: Inputs<'_>) -> Self {
-        let outcome = match (i.status.as_str(), last_entered(i.events)) {
-            ("SUCCEEDED", Some("DryRunReport")) => "dryRun",
-            ("SUCCEEDED", _) => "success",
-            (_, Some("MigrationRolledBack")) => "rolledBack",
-            _ => "failed",
-        }
-        .to_string();
-        let mut expectation = Vec::new();
-        if let Some(exp) = &i.scenario.expect {
-            let want = match exp.outcome {
-                Expected::Success => "success",
-                Expected::RolledBack => "rolledBack",
-                Expected::Failed => "failed",
-            };
-            let dry = i
-                .scenario
-                .migration
-                .as_ref()
-                .and_then(|m| m.pointer("/policy/dryRun"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let want = if dry && want == "success" {
-                "dryRun"
-            } else {
-                want
-            };
-            if outcome != want {
-                expectation.push(format!(
-                    "expected {want}, got {outcome} ({}: {})",
-                    i.error.as_deref().unwrap_or("-"),
-                    i.cause.as_deref().unwrap_or("-")
-                ));
-            }
-            if want == "dryRun" && i.output.as_ref().and_then(|o| o.get("preflight")).is_none() {
-                expectation.push("a dry run must return the pre-flight report".into());
-            }
-            if let Some(err) = &exp.error
-                && i.error.as_ref() != Some(err)
-            {
-                expectation.push(format!("expected error {err}, got {:?}", i.error));
-            }
-        }
+        let outcome = Outcome::of(&i.status, last_entered(i.events));
         let r = i.report;
-        let mut invariants = BTreeMap::new();
-        let failures: Vec<String> = r
+        let migration = i.scenario.migration.clone().unwrap_or_default();
+        let keep_new_group = migration
+            .pointer("/policy/rollbackDeletesNewGroup")
+            .and_then(Value::as_bool)
+            == Some(false);
+        let source = world::source_group(i.scenario);
+        let source_group = if migration.pointer("/source/autoScalingGroup").is_some() {
+            SourceGroup::SelfManaged(source.clone())
+        } else {
+            SourceGroup::Managed(source.clone())
+        };
+
+        // Failures an injected fault explains.
+        let broken_on_purpose = injected_pods(i.scenario);
+        let injected_failures = r
             .traffic
             .samples
             .iter()
-            .take(5)
-            .map(|s| format!("{:?}", s))
-            .collect();
+            .filter(|s| {
+                matches!(
+                    s.reason,
+                    FailureReason::PodKilled | FailureReason::NoEndpoint
+                ) && s.pod.as_ref().is_some_and(|p| {
+                    broken_on_purpose
+                        .iter()
+                        .any(|b| p == b || (b.ends_with('-') && p.starts_with(b.as_str())))
+                })
+            })
+            .count() as u64;
+        let host_injected: u64 = i.functions.values().map(|s| s.faults_injected).sum();
+        let twin_injected = twin_injected(r);
+        let mut function_errors: BTreeMap<String, u64> = BTreeMap::new();
+        for s in i.functions.values() {
+            for (e, n) in &s.errors {
+                *function_errors.entry(e.clone()).or_default() += n;
+            }
+        }
+        // A timeout the host injected surfaces as Sandbox.Timedout; a throttle or a 5xx the
+        // twin or moto injected surfaces (after the adapters' own retries) as Throttled or
+        // Transient: at most one such error per injected answer.
+        let host_timeouts: u64 = i.functions.values().map(|s| s.timeouts_injected).sum();
+        let retryable: u64 = ["Throttled", "Transient"]
+            .iter()
+            .filter_map(|e| function_errors.get(*e))
+            .sum();
+        let timed_out = function_errors
+            .get("Sandbox.Timedout")
+            .copied()
+            .unwrap_or(0);
+        let function_errors_injected = timed_out.min(host_timeouts) + retryable.min(twin_injected);
+
+        let mut invariants = BTreeMap::new();
+        let ngm_failed = r.traffic.failed().saturating_sub(injected_failures);
         invariants.insert(
             "I1 zero downtime".into(),
             if r.traffic.sent() == 0 {
                 Check::NotExercised("the scenario sends no traffic".into())
-            } else if r.traffic.failed() == 0 {
+            } else if ngm_failed == 0 {
                 Check::Holds
             } else {
                 Check::Broken(
                     std::iter::once(format!(
-                        "{} of {} requests failed",
-                        r.traffic.failed(),
+                        "{ngm_failed} of {} requests failed ({injected_failures} more on pods the scenario breaks)",
                         r.traffic.sent()
                     ))
-                    .chain(failures)
+                    .chain(r.traffic.samples.iter().take(5).map(|s| format!("{s:?}")))
                     .collect(),
                 )
             },
@@ -284,10 +327,47 @@ impl Verdict {
                     .collect(),
             ),
         );
-        invariants.insert(
-            "I3/I4 restore".into(),
-            restore_check(&outcome, r, &i.world, i.scenario),
+        let promise = promise(outcome, &i.world, keep_new_group);
+        let mut restore = Vec::new();
+        for c in &r.changes.changed {
+            restore.push(format!(
+                "{}{} changed: {:?} → {:?}",
+                c.object, c.path, c.before, c.after
+            ));
+        }
+        for o in r.changes.added.iter().chain(&r.changes.removed) {
+            if o.kind != "Node" {
+                restore.push(format!("{o} added or removed"));
+            }
+        }
+        restore.extend(
+            i.world
+                .marks_left
+                .iter()
+                .map(|m| format!("left behind: {m}")),
         );
+        let mut lock_ok = false;
+        match promise {
+            Some(Promise::Migrated) => {
+                restore.extend(world::migrated_problems(&source, &i.world_before, &i.world))
+            }
+            Some(Promise::AsBefore { .. }) => {
+                restore.extend(world::as_before_problems(&i.world));
+            }
+            None => {}
+        }
+        match (&i.aws, promise) {
+            (Ok((before, after)), Some(p)) => {
+                let aws = aws_world::problems(p, &source_group, before, after);
+                lock_ok = !aws.iter().any(|x| x.starts_with("lock "));
+                restore.extend(aws);
+            }
+            (Err(e), _) => restore.push(format!("the AWS side could not be read: {e}")),
+            (Ok(_), None) => {}
+        }
+        let restore_check = Check::from_problems(restore.clone());
+        let holds = restore_check == Check::Holds;
+        invariants.insert("I3/I4 restore".into(), restore_check);
         invariants.insert(
             "I5 idempotence".into(),
             if i.idempotence.is_empty() {
@@ -305,31 +385,65 @@ impl Verdict {
                 )
             },
         );
-        let budget = i.timeout / 4;
         invariants.insert(
             "I6 no long waits in a Lambda".into(),
             Check::from_problems(
-                i.functions
+                i.slow
                     .iter()
-                    .filter(|(_, s)| {
-                        s.errors.contains_key("Sandbox.Timedout")
-                            || Duration::from_millis(s.max_millis) > budget
-                    })
-                    .map(|(f, s)| {
+                    .filter(|s| !s.injected)
+                    .map(|s| {
                         format!(
-                            "{f}: slowest invocation {} ms (budget {} ms of a {} s timeout)",
-                            s.max_millis,
-                            budget.as_millis(),
-                            i.timeout.as_secs()
+                            "{}: an invocation took {} ms (budget {} ms, a quarter of its {} s timeout){}",
+                            s.function,
+                            s.millis,
+                            s.budget_millis,
+                            s.budget_millis * 4 / 1000,
+                            if s.timed_out { "; it timed out" } else { "" }
                         )
                     })
                     .collect(),
             ),
         );
-        let restored = if r.changes.changed.is_empty() {
-            restored_summary(i.events)
+        let restored = if holds {
+            restored_summary(outcome, promise, i.events, i.cleanup.as_ref(), lock_ok)
         } else {
             Vec::new()
+        };
+        let figures = Figures {
+            wall_seconds: i.wall.as_secs_f64(),
+            simulated_seconds: i.simulated.as_secs_f64(),
+            requests_sent: r.traffic.sent(),
+            requests_failed: r.traffic.failed(),
+            requests_failed_injected: injected_failures.min(r.traffic.failed()),
+            pdb_violations: r.budget_violations.len(),
+            state_transitions: i.events.iter().filter(|e| e.kind == "StateEntered").count(),
+            cleanup_transitions: i.cleanup.as_ref().map_or(0, |c| c.transitions),
+            kubernetes_requests: r.requests.kubernetes_total,
+            eks_requests: r.requests.eks_total,
+            aws_requests: i.aws_requests,
+            evictions: r.evictions.requested,
+            injected_faults: host_injected + twin_injected,
+            function_errors,
+            function_errors_injected,
+            functions: i.functions,
+            slow_invocations: i.slow,
+        };
+        let expectation = match i.expectation {
+            Some(exp) => {
+                let mut p = exp.check(
+                    outcome,
+                    i.error.as_deref(),
+                    i.cause.as_deref(),
+                    &figures.named(),
+                );
+                if outcome == Outcome::DryRun
+                    && i.output.as_ref().and_then(|o| o.get("preflight")).is_none()
+                {
+                    p.push("a dry run must return the pre-flight report".into());
+                }
+                p
+            }
+            None => Vec::new(),
         };
         Verdict {
             scenario: i.scenario.name.clone(),
@@ -339,24 +453,14 @@ impl Verdict {
             expectation,
             invariants,
             restored,
+            left: if holds { Vec::new() } else { restore },
+            cleanup: i.cleanup,
             operator_answers: i
                 .operator_answers
                 .into_iter()
                 .map(|a| a.map_or_else(|e| format!("failed: {e}"), |()| "answered".into()))
                 .collect(),
-            figures: Figures {
-                wall_seconds: i.wall.as_secs_f64(),
-                simulated_seconds: i.simulated.as_secs_f64(),
-                requests_sent: r.traffic.sent(),
-                requests_failed: r.traffic.failed(),
-                pdb_violations: r.budget_violations.len(),
-                state_transitions: i.events.iter().filter(|e| e.kind == "StateEntered").count(),
-                kubernetes_requests: r.requests.kubernetes_total,
-                eks_requests: r.requests.eks_total,
-                aws_requests: i.aws_requests,
-                evictions: r.evictions.requested,
-                functions: i.functions,
-            },
+            figures,
             output: i.output,
         }
     }
@@ -383,6 +487,17 @@ impl Verdict {
                 .map(|e| format!(" ({e}: {})", self.cause.as_deref().unwrap_or("")))
                 .unwrap_or_default()
         ));
+        if let Some(c) = &self.cleanup {
+            line(format!(
+                "  cleanup: {}{} ({} transitions)",
+                c.status,
+                c.error
+                    .as_ref()
+                    .map(|e| format!(" ({e}: {})", c.cause.as_deref().unwrap_or("")))
+                    .unwrap_or_default(),
+                c.transitions
+            ));
+        }
         for e in &self.expectation {
             line(format!("  FAIL expectation: {e}"));
         }
@@ -399,19 +514,31 @@ impl Verdict {
             }
         }
         line(format!(
-            "  requests through the load balancers: {} sent, {} failed; PDB violations: {}",
-            f.requests_sent, f.requests_failed, f.pdb_violations
+            "  requests through the load balancers: {} sent, {} failed ({} on pods the scenario breaks); PDB violations: {}",
+            f.requests_sent, f.requests_failed, f.requests_failed_injected, f.pdb_violations
         ));
         if !self.restored.is_empty() {
-            line(format!("  restored: {}", self.restored.join(", ")));
+            line(format!("  restored: {}", self.restored.join("; ")));
+        }
+        if !self.left.is_empty() {
+            line(format!(
+                "  NOT restored, left as it is ({} problems): {}",
+                self.left.len(),
+                self.left
+                    .iter()
+                    .take(8)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
         }
         for a in &self.operator_answers {
             line(format!("  operator callback: {a}"));
         }
         let other_aws: u64 = f.aws_requests.values().sum();
         line(format!(
-            "  time: {:.1} s wall, {:.0} s simulated; {} state transitions",
-            f.wall_seconds, f.simulated_seconds, f.state_transitions
+            "  time: {:.1} s wall, {:.0} s simulated; {} state transitions (+{} in cleanup)",
+            f.wall_seconds, f.simulated_seconds, f.state_transitions, f.cleanup_transitions
         ));
         line(format!(
             "  requests by the functions: {} Kubernetes ({} evictions); {} AWS ({} EKS; {})",
@@ -424,6 +551,14 @@ impl Verdict {
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        ));
+        let errors: u64 = f.function_errors.values().sum();
+        line(format!(
+            "  faults injected: {}; function errors: {} ({} explained by injected faults, {} by ngm)",
+            f.injected_faults,
+            errors,
+            f.function_errors_injected,
+            errors - f.function_errors_injected.min(errors)
         ));
         line("  functions (invocations, slowest, peak memory):".into());
         for (name, st) in &f.functions {
@@ -450,64 +585,39 @@ impl Verdict {
     }
 }
 
-fn restore_check(outcome: &str, r: &Report, w: &WorldState, scenario: &Scenario) -> Check {
-    let mut problems = Vec::new();
-    for c in r.changes.changed.iter().take(10) {
-        problems.push(format!(
-            "{}{} changed: {:?} → {:?}",
-            c.object, c.path, c.before, c.after
-        ));
-    }
-    for o in r.changes.added.iter().chain(&r.changes.removed) {
-        if o.kind != "Node" {
-            problems.push(format!("{o} added or removed"));
-        }
-    }
-    problems.extend(w.marks_left.iter().map(|m| format!("left behind: {m}")));
-    match outcome {
-        "success" => {
-            if !w.source_nodes.is_empty() {
-                problems.push(format!("old group still has nodes {:?}", w.source_nodes));
-            }
-            if w.source_group_exists {
-                problems.push("the old node group still exists".into());
-            }
-            let target = scenario
-                .migration
-                .as_ref()
-                .and_then(|m| m.pointer("/target/name"))
-                .and_then(Value::as_str);
-            if let Some(target) = target {
-                for (pod, group) in &w.pod_groups {
-                    if group != target {
-                        problems.push(format!("pod {pod} runs on group {group:?}, not {target}"));
-                    }
-                }
-            }
-        }
-        // I4: the old group is still there with its nodes (unmarked, checked above).
-        _ => {
-            if w.source_nodes.is_empty() {
-                problems.push("the old group has no nodes left after a rollback".into());
-            }
-        }
-    }
-    Check::from_problems(problems)
-}
-
-/// What the run put back, by the restoring states that ran.
-fn restored_summary(events: &[StateEvent]) -> Vec<String> {
+/// What the run put back, said only once I3/I4 held.
+fn restored_summary(
+    outcome: Outcome,
+    promise: Option<Promise>,
+    events: &[StateEvent],
+    cleanup: Option<&CleanupRun>,
+    lock_released: bool,
+) -> Vec<String> {
     let ran = |s: &str| {
         events
             .iter()
             .any(|e| e.kind == "StateExited" && e.state.as_deref() == Some(s))
     };
     let mut out = Vec::new();
-    if ran("Restore") {
-        out.push("replicas, HPAs and autoscaler settings equal their originals; ngm marks removed; lock released".into());
+    match promise {
+        Some(Promise::Migrated) if ran("Restore") || cleanup.is_some() => out.push(
+            "replicas, HPAs and autoscaler settings equal their originals; ngm marks removed; the AWS side as promised"
+                .into(),
+        ),
+        Some(Promise::AsBefore { .. }) if outcome != Outcome::DryRun => out.push(
+            "old nodes untainted and unlabelled; replicas, HPAs, autoscalers and the AWS side as before"
+                .into(),
+        ),
+        _ => {}
     }
-    if ran("Rollback") {
-        out.push("old nodes untainted and unlabelled; replicas, HPAs and autoscalers as before; lock released".into());
+    if let Some(c) = cleanup {
+        out.push(format!("by the cleanup machine ({})", c.status));
+    }
+    if lock_released && outcome != Outcome::DryRun {
+        out.push("lock released".into());
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

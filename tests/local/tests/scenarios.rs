@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use ngm_local::expect::Outcome;
 use ngm_local::verdict::Check;
 use ngm_local::{RunOptions, RunOutcome, run};
 
@@ -15,12 +16,23 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 async fn run_scenario(name: &str) -> RunOutcome {
+    run_path(name, scenario(name)).await
+}
+
+/// Runs a scenario file and prints its verdict (with the run's time: `-- --nocapture`).
+async fn run_path(name: &str, path: PathBuf) -> RunOutcome {
     let outcome = run(RunOptions {
-        scenario: scenario(name),
+        scenario: path,
         ..RunOptions::default()
     })
     .await
     .unwrap_or_else(|e| panic!("{name}: {e}"));
+    println!(
+        "scenario {name}: {:.1} s wall, {:.0} s simulated{}",
+        outcome.verdict.figures.wall_seconds,
+        outcome.verdict.figures.simulated_seconds,
+        outcome.verdict.summary()
+    );
     assert!(
         outcome.verdict.passed(),
         "{name} failed (logs in {}):\n{}",
@@ -40,7 +52,7 @@ fn holds(o: &RunOutcome, invariant: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn pulumi_tutorial_moves_nginx_to_the_new_group_without_a_failed_request() {
     let o = run_scenario("pulumi-tutorial").await;
-    assert_eq!(o.verdict.outcome, "success");
+    assert_eq!(o.verdict.outcome, Outcome::Success);
     assert!(o.verdict.figures.requests_sent > 0);
     assert_eq!(o.verdict.figures.requests_failed, 0);
     assert!(holds(&o, "I1") && holds(&o, "I2") && holds(&o, "I3"));
@@ -49,28 +61,28 @@ async fn pulumi_tutorial_moves_nginx_to_the_new_group_without_a_failed_request()
 #[tokio::test(flavor = "multi_thread")]
 async fn small_deployments_with_long_grace_behind_an_nlb_lose_no_request() {
     let o = run_scenario("nlb-long-grace").await;
-    assert_eq!(o.verdict.outcome, "success");
+    assert_eq!(o.verdict.outcome, Outcome::Success);
     assert!(holds(&o, "I1"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_self_managed_group_moves_to_a_managed_group() {
     let o = run_scenario("self-managed-to-managed").await;
-    assert_eq!(o.verdict.outcome, "success");
+    assert_eq!(o.verdict.outcome, Outcome::Success);
     assert!(holds(&o, "I3"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blue_green_ami_update_keeps_nodeport_services_behind_a_clb_up() {
     let o = run_scenario("blue-green-clb-nodeport").await;
-    assert_eq!(o.verdict.outcome, "success");
+    assert_eq!(o.verdict.outcome, Outcome::Success);
     assert!(holds(&o, "I1"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_surge_survives_the_hpa_and_the_hpa_comes_back_exactly() {
     let o = run_scenario("hpa").await;
-    assert_eq!(o.verdict.outcome, "success");
+    assert_eq!(o.verdict.outcome, Outcome::Success);
     // I3's object diff covers the HPA's min/max and the Deployment's replicas.
     assert!(holds(&o, "I3"));
     assert!(
@@ -83,7 +95,7 @@ async fn the_surge_survives_the_hpa_and_the_hpa_comes_back_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pdb_blocked_past_the_deadline_rolls_back_and_names_pod_and_pdb() {
     let o = run_scenario("pdb-blocked-rollback").await;
-    assert_eq!(o.verdict.outcome, "rolledBack");
+    assert_eq!(o.verdict.outcome, Outcome::RolledBack);
     assert_eq!(o.verdict.error.as_deref(), Some("PdbBlocked"));
     let cause = o.verdict.cause.clone().unwrap_or_default();
     assert!(
@@ -96,7 +108,7 @@ async fn a_pdb_blocked_past_the_deadline_rolls_back_and_names_pod_and_pdb() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pdb_blocked_drain_waits_for_the_operator_and_rolls_back_on_abort() {
     let o = run_scenario("pdb-blocked-operator").await;
-    assert_eq!(o.verdict.outcome, "rolledBack");
+    assert_eq!(o.verdict.outcome, Outcome::RolledBack);
     assert_eq!(o.verdict.error.as_deref(), Some("OperatorAborted"));
     assert_eq!(o.verdict.operator_answers, vec!["answered".to_string()]);
     assert!(
@@ -110,14 +122,14 @@ async fn a_pdb_blocked_drain_waits_for_the_operator_and_rolls_back_on_abort() {
 #[tokio::test(flavor = "multi_thread")]
 async fn statefulset_pods_come_back_in_the_zones_of_their_volumes() {
     let o = run_scenario("statefulset-zones").await;
-    assert_eq!(o.verdict.outcome, "success");
+    assert_eq!(o.verdict.outcome, Outcome::Success);
     assert!(o.verdict.figures.evictions >= 3, "{:?}", o.verdict.figures);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_changes_nothing_and_returns_the_preflight_report() {
     let o = run_scenario("dry-run").await;
-    assert_eq!(o.verdict.outcome, "dryRun");
+    assert_eq!(o.verdict.outcome, Outcome::DryRun);
     let output = o.verdict.output.clone().unwrap_or_default();
     assert!(output.get("preflight").is_some(), "{output}");
     assert!(o.report.changes.is_empty(), "{:?}", o.report.changes);
@@ -127,7 +139,7 @@ async fn a_dry_run_changes_nothing_and_returns_the_preflight_report() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fault_at_every_step_still_ends_in_success() {
     let o = run_scenario("faults-every-step").await;
-    assert_eq!(o.verdict.outcome, "success");
+    assert_eq!(o.verdict.outcome, Outcome::Success);
     let f = &o.verdict.figures.functions;
     for (name, s) in f.iter().filter(|(_, s)| s.invocations > 0) {
         assert!(s.faults_injected >= 1, "{name} got no fault: {s:?}");
@@ -142,6 +154,154 @@ async fn a_fault_at_every_step_still_ends_in_success() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_step_run_twice_leaves_the_same_world_and_output() {
     let o = run_scenario("idempotence").await;
-    assert_eq!(o.verdict.outcome, "success");
+    assert_eq!(o.verdict.outcome, Outcome::Success);
     assert!(holds(&o, "I5"), "{:?}", o.verdict.invariants);
+}
+
+fn entered(o: &RunOutcome, state: &str) -> bool {
+    o.events
+        .iter()
+        .any(|e| e.kind == "StateEntered" && e.state.as_deref() == Some(state))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_untouched_group_stays_as_it_was() {
+    let o = run_scenario("campaign-base").await;
+    assert_eq!(o.verdict.outcome, Outcome::Success);
+    // I3 holds only if the batch group's pods, scaling and Auto Scaling group are untouched.
+    assert!(holds(&o, "I3"), "{:?}", o.verdict.invariants);
+}
+
+/// console-abort.yaml stopped in `state` instead: the run must end ABORTED, the cleanup
+/// machine must run and succeed, and I3/I4 (cluster and AWS side) must hold.
+async fn abort_at(state: &str) {
+    let text = std::fs::read_to_string(scenario("console-abort")).unwrap_or_default();
+    let text = text
+        .replace("atState: Retire", &format!("atState: {state}"))
+        .replace(
+            "name: console-abort",
+            &format!("name: console-abort-{}", state.to_lowercase()),
+        );
+    let dir = std::env::temp_dir().join(format!("ngm-abort-{}-{}", state, std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join("scenario.yaml");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+    let o = run_path(&format!("console-abort at {state}"), path).await;
+    assert_eq!(o.verdict.outcome, Outcome::Aborted);
+    assert!(entered(&o, state), "never reached {state}");
+    let cleanup = o.verdict.cleanup.clone().unwrap_or_default();
+    assert_eq!(cleanup.status, "SUCCEEDED", "{cleanup:?}");
+    assert!(holds(&o, "I3/I4"), "{:?}", o.verdict.invariants);
+    assert!(
+        o.verdict.restored.iter().any(|r| r == "lock released"),
+        "{:?}",
+        o.verdict.restored
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_while_the_group_is_created_is_cleaned_up_exactly() {
+    abort_at("CheckGroupReady").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_during_the_freeze_is_cleaned_up_exactly() {
+    abort_at("Freeze").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_during_the_taint_is_cleaned_up_exactly() {
+    abort_at("Taint").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_during_the_surge_is_cleaned_up_exactly() {
+    abort_at("CheckSurge").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_while_traffic_is_cut_is_cleaned_up_exactly() {
+    abort_at("CutTraffic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_during_retire_is_cleaned_up_exactly() {
+    abort_at("Retire").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_during_the_drain_is_cleaned_up_exactly() {
+    abort_at("Drain").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_before_the_old_group_is_deleted_is_cleaned_up_exactly() {
+    abort_at("DeleteOld").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_while_the_old_group_goes_ends_in_a_restore() {
+    abort_at("CheckDeleted").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_abort_during_the_restore_is_finished_by_cleanup() {
+    abort_at("Restore").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_that_times_out_is_cleaned_up_exactly() {
+    let o = run_scenario("execution-timeout").await;
+    assert_eq!(o.verdict.outcome, Outcome::TimedOut);
+    assert_eq!(
+        o.verdict.cleanup.as_ref().map(|c| c.status.as_str()),
+        Some("SUCCEEDED")
+    );
+    assert!(holds(&o, "I3/I4"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_retry_sets_a_new_deadline_and_evicts_again() {
+    let o = run_scenario("approve-retry").await;
+    assert_eq!(o.verdict.outcome, Outcome::Success);
+    assert!(!o.verdict.operator_answers.is_empty());
+    assert!(
+        o.verdict.operator_answers.iter().all(|a| a == "answered"),
+        "{:?}",
+        o.verdict.operator_answers
+    );
+    assert!(
+        o.verdict.figures.evictions >= 3,
+        "{:?}",
+        o.verdict.figures.evictions
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_force_deletes_the_blocked_pods_one_at_a_time() {
+    let o = run_scenario("approve-force").await;
+    assert_eq!(o.verdict.outcome, Outcome::Success);
+    assert!(
+        o.verdict.operator_answers.len() >= 3,
+        "{:?}",
+        o.verdict.operator_answers
+    );
+    assert_eq!(o.verdict.figures.pdb_violations, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_rollout_ends_in_its_deadline_error_and_an_exact_rollback() {
+    let o = run_scenario("stuck-rollout").await;
+    assert_eq!(o.verdict.outcome, Outcome::RolledBack);
+    assert_eq!(o.verdict.error.as_deref(), Some("RetireStalled"));
+    assert!(holds(&o, "I3/I4"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_lease_whose_holder_still_runs_is_not_taken_over() {
+    let o = run_scenario("lease-held").await;
+    assert_eq!(o.verdict.error.as_deref(), Some("ClusterLocked"));
+    assert!(entered(&o, "NotStarted"));
+    // I3/I4's AWS side compares the lock item: still the other execution's.
+    assert!(holds(&o, "I3/I4"), "{:?}", o.verdict.invariants);
 }

@@ -148,12 +148,10 @@ impl Balancers {
         let (aws_tx, aws_task) = match &config.aws {
             Some(target) => {
                 let (tx, rx) = mpsc::unbounded_channel();
-                let task = tokio::spawn(aws::run(
-                    target.clone(),
-                    store.clone(),
-                    aws_shared.clone(),
-                    rx,
-                ));
+                let task = store.supervisor().spawn(
+                    "load balancers (AWS mirror)",
+                    aws::run(target.clone(), store.clone(), aws_shared.clone(), rx),
+                );
                 (Some(tx), Some(task))
             }
             None => (None, None),
@@ -185,14 +183,17 @@ impl Balancers {
         }
         let state = Arc::new(Mutex::new(state));
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(runtime::run(
-            state.clone(),
-            rx,
-            store.clone(),
-            inflight,
-            aws_tx,
-            stop.clone(),
-        ));
+        let task = store.supervisor().spawn(
+            "load balancers and probe",
+            runtime::run(
+                state.clone(),
+                rx,
+                store.clone(),
+                inflight,
+                aws_tx,
+                stop.clone(),
+            ),
+        );
         Self {
             state,
             aws: aws_shared,

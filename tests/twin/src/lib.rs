@@ -18,4 +18,5 @@ pub mod seed;
 pub mod server;
 pub mod sim;
 pub mod store;
+pub mod supervisor;
 pub mod twin;

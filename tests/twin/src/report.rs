@@ -23,6 +23,7 @@ pub use recorder::{BudgetDip, Recorder};
 use crate::eks::{DrainRecord, Eks};
 use crate::lb::{LbInfo, ProbeStats};
 use crate::sim::record::{Snapshot, SnapshotDiff};
+use crate::store::InjectedCount;
 
 /// What the other parts of the twin contribute to the report.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +36,16 @@ pub struct RunParts {
     pub eks_requests: BTreeMap<String, u64>,
     /// EKS's own drains ([`Eks::drain_log`]).
     pub eks_drains: Vec<DrainRecord>,
+    /// EKS requests by caller, then `eks:<Operation>`.
+    pub eks_by_caller: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Answers EKS gave because of an injected fault.
+    pub eks_injected: Vec<InjectedCount>,
+    /// ngm's calls to moto by `service:Operation` (tests/aws/moto_server.py).
+    pub aws_requests: BTreeMap<String, u64>,
+    /// ngm's calls to moto by caller, then `service:Operation`.
+    pub aws_by_caller: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Answers moto gave because of an injected fault.
+    pub aws_injected: Vec<InjectedCount>,
 }
 
 impl RunParts {
@@ -42,6 +53,24 @@ impl RunParts {
     pub fn with_eks(mut self, eks: &Eks) -> Self {
         self.eks_requests = eks.counters().snapshot();
         self.eks_drains = eks.drain_log();
+        self.eks_by_caller = eks.counters().by_caller();
+        self.eks_injected = eks.faults().injected().snapshot();
+        self
+    }
+}
+
+impl RunParts {
+    /// Takes ngm's call counts and injected answers from the moto wrapper
+    /// (tests/aws/moto_server.py); a moto that cannot say leaves them empty.
+    pub async fn with_moto(mut self, moto_url: &str) -> Self {
+        use crate::twin::moto::get_json;
+        fn parse<T: serde::de::DeserializeOwned + Default>(v: Option<serde_json::Value>) -> T {
+            v.and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default()
+        }
+        self.aws_requests = parse(get_json(moto_url, "/ngm/requests").await);
+        self.aws_by_caller = parse(get_json(moto_url, "/ngm/requests?by=caller").await);
+        self.aws_injected = parse(get_json(moto_url, "/ngm/injected").await);
         self
     }
 }
@@ -78,6 +107,39 @@ pub struct Requests {
     pub eks_total: u64,
     /// By EKS operation name.
     pub eks: BTreeMap<String, u64>,
+    /// ngm's calls to the AWS services moto serves, by `service:Operation` (empty when the
+    /// moto in use does not count them).
+    pub aws: BTreeMap<String, u64>,
+    /// Every API together, by caller (`ngm/<function>` on Kubernetes, the AWS app id
+    /// `app/ngm-local-<function>` on AWS, `unknown` when the request names none), then by
+    /// call as fault rules name them (`create pods/eviction`, `eks:DescribeNodegroup`,
+    /// `autoscaling:UpdateAutoScalingGroup`).
+    pub by_caller: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The answers the twin (and moto) gave because of an injected fault, which the verdict
+    /// counts apart from the failures ngm caused.
+    pub injected: Injected,
+}
+
+/// Answers given because of injected faults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Injected {
+    pub total: u64,
+    /// By fault, API, call, caller and code.
+    pub answers: Vec<InjectedCount>,
+}
+
+/// Adds `from`'s per-caller counts into `into`.
+fn merge_by_caller(
+    into: &mut BTreeMap<String, BTreeMap<String, u64>>,
+    from: &BTreeMap<String, BTreeMap<String, u64>>,
+) {
+    for (caller, calls) in from {
+        let entry = into.entry(caller.clone()).or_default();
+        for (call, n) in calls {
+            *entry.entry(call.clone()).or_default() += n;
+        }
+    }
 }
 
 /// Everything a run is judged by.
@@ -124,11 +186,24 @@ impl Recorder {
                 count,
             })
             .collect();
+        let mut by_caller = self.store.requests().by_caller();
+        merge_by_caller(&mut by_caller, &parts.eks_by_caller);
+        merge_by_caller(&mut by_caller, &parts.aws_by_caller);
+        let mut answers = self.store.faults().injected().snapshot();
+        answers.extend(parts.eks_injected.iter().cloned());
+        answers.extend(parts.aws_injected.iter().cloned());
+        answers.sort();
         let requests = Requests {
             kubernetes_total: kubernetes.iter().map(|r| r.count).sum(),
             kubernetes,
             eks_total: parts.eks_requests.values().sum(),
             eks: parts.eks_requests,
+            aws: parts.aws_requests,
+            by_caller,
+            injected: Injected {
+                total: answers.iter().map(|a| a.count).sum(),
+                answers,
+            },
         };
         let changes = self.before.diff(&after);
         let traffic = parts.traffic.unwrap_or_default();
@@ -279,9 +354,19 @@ impl Report {
         let r = &self.requests;
         let _ = writeln!(
             out,
-            "  requests: {} Kubernetes, {} EKS",
-            r.kubernetes_total, r.eks_total
+            "  requests: {} Kubernetes, {} EKS, {} other AWS; {} answered by an injected fault",
+            r.kubernetes_total,
+            r.eks_total,
+            r.aws.values().sum::<u64>(),
+            r.injected.total
         );
+        for a in &r.injected.answers {
+            let _ = writeln!(
+                out,
+                "         injected {} {} to {} by {}: {}",
+                a.code, a.call, a.caller, a.fault, a.count
+            );
+        }
         for rc in r
             .kubernetes
             .iter()

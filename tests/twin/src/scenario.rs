@@ -10,9 +10,11 @@
 mod apply;
 mod build;
 mod model;
+mod placeholders;
 mod scale;
 
 pub use apply::{Applied, ScenarioError, wait_until};
 pub use build::{hpa_object, pdb_object, service_object, workload_objects};
 pub use model::*;
+pub use placeholders::resolve_subnets;
 pub use scale::scale_scenario;

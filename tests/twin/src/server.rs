@@ -59,7 +59,9 @@ pub async fn serve_with(
     options: ApiOptions,
 ) -> std::io::Result<(String, ServerHandle)> {
     let listener = TcpListener::bind(addr).await?;
-    let handle = serve_app(listener, router_with(store, options))?;
+    let sup = store.supervisor().clone();
+    let app = crate::supervisor::guard_router(router_with(store, options), sup, "api server");
+    let handle = serve_app(listener, app)?;
     Ok((handle.url(), handle))
 }
 

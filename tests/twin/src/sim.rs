@@ -18,6 +18,7 @@ pub mod gc;
 pub mod hpa;
 pub mod instances;
 pub mod kubelet;
+pub mod namespace;
 pub mod nodes;
 pub mod objects;
 pub mod podutil;

@@ -11,6 +11,7 @@
 
 pub mod faults;
 pub mod groups;
+pub mod moto;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,6 +54,12 @@ pub enum TwinError {
     UnsupportedFault(String),
     #[error("no run was begun (call Twin::begin_run first)")]
     NoRun,
+    /// A twin task (controllers, kubelet, load balancers, EKS, the servers...) panicked: the
+    /// cluster no longer behaves, so the run ends at once.
+    #[error("twin task {task} panicked: {message}")]
+    TaskPanicked { task: String, message: String },
+    #[error("the migration request: {0}")]
+    Request(String),
 }
 
 /// How to run the twin.
@@ -117,6 +124,23 @@ impl Drop for Twin {
 /// real time, so a fast clock does not flood moto with DescribeAutoScalingGroups.
 fn poll_interval(speed: f64) -> Duration {
     Duration::from_secs_f64(5.0_f64.max(speed * 0.05))
+}
+
+/// Fills the twin's values into a migration request ([`crate::scenario::resolve_subnets`]).
+fn resolve_request(
+    request: &serde_json::Value,
+    eks: Option<&Eks>,
+) -> Result<serde_json::Value, TwinError> {
+    let subnet = |zone: &str| {
+        eks.and_then(|e| {
+            e.config()
+                .subnets
+                .iter()
+                .find(|s| s.zone == zone)
+                .map(|s| s.id.clone())
+        })
+    };
+    crate::scenario::resolve_subnets(request, &subnet).map_err(TwinError::Request)
 }
 
 impl Twin {
@@ -207,6 +231,7 @@ impl Twin {
             Some(e) => eks::router(e.clone()).merge(api),
             None => api,
         };
+        let app = crate::supervisor::guard_router(app, store.supervisor().clone(), "api server");
         let server = serve_app(listener, app)?;
         let kubeconfig = options.kubeconfig.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("ngm-twin-{}.kubeconfig", server.addr.port()))
@@ -238,11 +263,25 @@ impl Twin {
         Ok(twin)
     }
 
+    /// The scenario's migration request with the twin's values filled in:
+    /// `${subnet:<zone>}` becomes the twin's subnet in that zone (an unknown zone is an
+    /// error). `None` when the scenario has no `migration:`.
+    pub fn migration_request(&self) -> Result<Option<serde_json::Value>, TwinError> {
+        let Some(request) = self.scenario.as_ref().and_then(|s| s.migration.as_ref()) else {
+            return Ok(None);
+        };
+        resolve_request(request, self.eks.as_ref()).map(Some)
+    }
+
     /// Creates the scenario's node groups, then its workloads, then its load balancers.
     async fn load(&mut self, s: &Scenario, timeout: Duration) -> Result<(), TwinError> {
         let (Some(eks), Some(moto_url)) = (self.eks.clone(), self.moto_url.clone()) else {
             return Err(TwinError::NodeGroup("a scenario needs moto".into()));
         };
+        // A placeholder the twin cannot fill fails the scenario before anything is created.
+        if let Some(request) = &s.migration {
+            resolve_request(request, Some(&eks))?;
+        }
         let asg = groups::asg_client(&moto_url, &s.cluster.region);
         for g in &s.cluster.node_groups {
             // The initial cluster is already running when the story starts.
@@ -292,7 +331,7 @@ impl Twin {
         let mut rest = s.clone();
         rest.cluster.node_groups.clear();
         rest.apply(&self.store, &self.clock, timeout).await?;
-        faults::install_aws(s, &eks)?;
+        faults::install_aws(s, &eks, &moto_url).await?;
         let inflight = self.sim.as_ref().map(|x| x.inflight().clone());
         let lb = LbConfig::from_scenario(s).with_aws(&moto_url, &s.cluster.region);
         self.balancers = Some(Balancers::start(
@@ -306,6 +345,16 @@ impl Twin {
     /// `http://127.0.0.1:PORT`: the Kubernetes API and the EKS REST API.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Resolves only when a twin task panicked (at once if one already has), naming the task
+    /// and the panic. Whoever runs the twin selects on it and ends the run with this error.
+    pub async fn fatal(&self) -> TwinError {
+        let p = self.store.supervisor().fatal().await;
+        TwinError::TaskPanicked {
+            task: p.task,
+            message: p.message,
+        }
     }
 
     /// The moto server's URL (every other AWS API), if the twin has one.
@@ -394,6 +443,8 @@ impl Twin {
             recorder = recorder.named(&s.name);
             let kills = faults::arm_kills(s, &self.store);
             self.tasks.extend(kills);
+            let deletions = faults::arm_namespace_deletions(s, &self.store);
+            self.tasks.extend(deletions);
         }
         self.recorder = Some(recorder);
     }
@@ -409,6 +460,9 @@ impl Twin {
         }
         if let Some(e) = &self.eks {
             parts = parts.with_eks(e);
+        }
+        if let Some(m) = &self.moto_url {
+            parts = parts.with_moto(m).await;
         }
         Ok(recorder.finish(parts).await)
     }

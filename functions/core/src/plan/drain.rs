@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{PodPhase, PodView, Timestamp, WorkloadKind, WorkloadView};
 use crate::plan::action::Action;
+use crate::plan::deadlines::{DRAIN_OVERRUN_SECS, latest_drain_by};
 use crate::request::{BarePodPolicy, EmptyDirPolicy, OnPdbBlocked, Policy};
-use crate::state::Blocked;
+use crate::state::{Blocked, OperatorAction, OperatorAnswer};
 
 /// A filter's answer for one pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +159,9 @@ pub enum DrainOutcome {
     },
     /// Pods the policy forbids evicting.
     Refused { reasons: Vec<String> },
+    /// Past the deadline and its overrun, pods are still there and no PDB is refusing: the
+    /// drain gives up (`DrainTimedOut`) instead of polling for ever.
+    TimedOut { remaining: usize },
 }
 
 /// One drain round.
@@ -267,10 +271,23 @@ pub fn plan_drain(
             outcome: DrainOutcome::Done,
         };
     }
+    let overrun_over = now >= drain_by.plus(DRAIN_OVERRUN_SECS);
+    let refused = blocked.is_some() && policy.on_pdb_blocked != OnPdbBlocked::Force;
+    if overrun_over && !refused {
+        return DrainPlan {
+            actions: vec![],
+            skipped,
+            warnings,
+            outcome: DrainOutcome::TimedOut { remaining },
+        };
+    }
     if let Some(b) = blocked.filter(|_| now >= drain_by) {
         let actions = if policy.on_pdb_blocked == OnPdbBlocked::Force {
+            // Deleting bypasses the PDB, so the one-ordinal-at-a-time rule is ngm's alone to
+            // keep: never a StatefulSet pod while another of its set is still terminating.
             chosen
                 .iter()
+                .filter(|p| !set_in_flight(p, old_pods))
                 .map(|p| Action::DeletePod {
                     namespace: p.namespace.clone(),
                     name: p.name.clone(),
@@ -314,6 +331,109 @@ pub fn plan_drain(
         outcome: DrainOutcome::Continue {
             retry_after_seconds: DRAIN_POLL_SECS,
         },
+    }
+}
+
+/// Whether another pod of `p`'s StatefulSet is still terminating.
+pub fn set_in_flight(p: &PodView, pods: &[PodView]) -> bool {
+    let Some(set) = p.owner.as_ref().filter(|o| o.kind == "StatefulSet") else {
+        return false;
+    };
+    pods.iter().any(|o| {
+        o.terminating
+            && o.namespace == p.namespace
+            && o.name != p.name
+            && o.owner
+                .as_ref()
+                .is_some_and(|x| x.kind == "StatefulSet" && x.name == set.name)
+    })
+}
+
+/// What the drain does with the operator's answer before its round.
+#[derive(Debug, Clone, PartialEq)]
+// Built once per invocation and consumed at once: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum OperatorPlan {
+    /// A new deadline; the evictions start again. With `force`, `delete` goes first.
+    Resume {
+        drain_by: Timestamp,
+        delete: Option<Action>,
+        /// Said in the state's findings (a named pod that is not on the old nodes, ...).
+        note: Option<String>,
+    },
+    /// `force` named a StatefulSet pod while another of its set is terminating: keep the
+    /// answer and come back.
+    WaitForSibling { pod: String },
+    /// `rollback` (the state machine routes it to the rollback; a drain that sees it fails).
+    Rollback,
+    /// No time is left in the execution for another drain.
+    NoTimeLeft,
+}
+
+/// Plans the operator's answer: `retry` renews the deadline (no later than the execution
+/// leaves room for), `force` also deletes one pod (the named one, else the blocked one) with
+/// its UID precondition, keeping one StatefulSet ordinal at a time.
+pub fn plan_operator(
+    answer: &OperatorAnswer,
+    blocked: Option<&Blocked>,
+    old_pods: &[PodView],
+    policy: &Policy,
+    started_at: Timestamp,
+    now: Timestamp,
+) -> OperatorPlan {
+    if answer.action == OperatorAction::Rollback {
+        return OperatorPlan::Rollback;
+    }
+    let latest = latest_drain_by(started_at, policy);
+    if latest <= now {
+        return OperatorPlan::NoTimeLeft;
+    }
+    let drain_by = now.plus(policy.drain_deadline_seconds).min(latest);
+    if answer.action == OperatorAction::Retry {
+        return OperatorPlan::Resume {
+            drain_by,
+            delete: None,
+            note: None,
+        };
+    }
+    let target = answer
+        .pod
+        .clone()
+        .or_else(|| blocked.map(|b| b.pod.clone()));
+    let Some(target) = target else {
+        return OperatorPlan::Resume {
+            drain_by,
+            delete: None,
+            note: Some("force named no pod and no eviction was blocked: retried".into()),
+        };
+    };
+    let Some(pod) = old_pods.iter().find(|p| p.key() == target) else {
+        return OperatorPlan::Resume {
+            drain_by,
+            delete: None,
+            note: Some(format!(
+                "force named {target}, which is not on the old nodes: nothing deleted, retried"
+            )),
+        };
+    };
+    if pod.terminating {
+        return OperatorPlan::Resume {
+            drain_by,
+            delete: None,
+            note: None,
+        };
+    }
+    if set_in_flight(pod, old_pods) {
+        return OperatorPlan::WaitForSibling { pod: target };
+    }
+    OperatorPlan::Resume {
+        drain_by,
+        delete: Some(Action::DeletePod {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+        }),
+        note: None,
     }
 }
 

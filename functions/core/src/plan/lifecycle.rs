@@ -21,9 +21,7 @@ use crate::request::{MigrationRequest, OnPdbBlocked, Policy};
 /// the surge becoming ready (30 min) and the old group disappearing (30 min). `ngm-steps`
 /// checks that its timeouts add up to this.
 pub const STEP_WAITS_SECS: u64 = (45 + 30 + 30) * 60;
-/// The operator's time to answer a PDB-blocked drain: the ASL's `AwaitOperator` task times out
-/// after a day.
-pub const OPERATOR_WAIT_SECS: u64 = 24 * 60 * 60;
+pub use crate::plan::deadlines::OPERATOR_WAIT_SECS;
 /// The LB drain wait assumed before the load balancers are read: the longest AWS default (NLB
 /// TCP idle timeout, 350 s) plus the 300 s deregistration delay, rounded up.
 pub const ASSUMED_LB_DRAIN_SECS: u64 = 15 * 60;
@@ -219,6 +217,17 @@ pub enum DeleteDecision {
     },
 }
 
+/// A live pod that was not Ready when ngm marked it and is still not Ready: it served nothing
+/// before the migration, so waiting for it would only wait for a crash loop.
+pub fn broken_before(p: &PodView) -> bool {
+    !p.terminating
+        && !p.ready
+        && p.annotations
+            .get(crate::marks::READY_BEFORE)
+            .map(String::as_str)
+            == Some("false")
+}
+
 /// Delete the old group only once nothing but skipped pods (DaemonSet, mirror, out of scope)
 /// remains: EKS's own drain on delete lasts minutes and then terminates regardless of PDBs.
 pub fn plan_delete_old(
@@ -231,6 +240,7 @@ pub fn plan_delete_old(
         .iter()
         .filter(|p| p.terminating || !matches!(eligibility(p, policy), Eligibility::Skip { .. }))
         .filter(|p| !p.is_mirror && p.owner_kind() != Some("DaemonSet"))
+        .filter(|p| !broken_before(p))
         .count();
     if remaining > 0 {
         return DeleteDecision::Wait { remaining };

@@ -1,10 +1,11 @@
-//! Pure planners, one per step of the procedure (DESIGN.md §2).
+//! Pure planners, one per step of the procedure (docs/design.md §2).
 //!
 //! Each takes what the step observed plus `now` and returns data: an enum of actions, a report,
 //! or a decision. No planner performs I/O, so a dry run is "plan, log, skip execution", and a
 //! step run twice plans nothing the second time.
 
 pub mod action;
+pub mod deadlines;
 pub mod newgroup;
 pub mod wait;
 

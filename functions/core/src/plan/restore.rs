@@ -46,6 +46,7 @@ pub fn restore_workloads(workloads: &[WorkloadView]) -> Vec<Action> {
             annotations: remove(&[
                 marks::ORIGINAL_REPLICAS,
                 marks::SURGED_REPLICAS,
+                marks::READY_BEFORE,
                 marks::EXECUTION,
             ]),
         });

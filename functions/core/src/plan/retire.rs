@@ -9,7 +9,7 @@ use crate::model::{HpaView, PodView, ReplicaSetView, WorkloadKind, WorkloadRef, 
 use crate::plan::action::{Action, remove, set};
 use crate::plan::freeze::restore_hpa;
 use crate::plan::scope::{in_scope, owning_workload};
-use crate::plan::surge::{original_replicas, surged_by};
+use crate::plan::surge::{original_replicas, ready_goal, surged_by};
 use crate::request::Policy;
 
 /// Mark the pods on retiring nodes that belong to Deployments this execution surged.
@@ -36,6 +36,9 @@ pub fn plan_mark(
                 (marks::POD_DELETION_COST, cost.clone()),
                 (marks::EXECUTION, execution.to_string()),
             ];
+            if !p.annotations.contains_key(marks::READY_BEFORE) {
+                annotations.push((marks::READY_BEFORE, p.ready.to_string()));
+            }
             if !p.annotations.contains_key(marks::ORIGINAL_DELETION_COST) {
                 annotations.push((marks::ORIGINAL_DELETION_COST, original));
             }
@@ -72,6 +75,41 @@ pub fn plan_retire(workloads: &[WorkloadView], hpas: &[HpaView], execution: &str
         }
     }
     actions
+}
+
+/// Whether a surged Deployment is back: at its original count, the controller caught up, no
+/// more live pods than that, and as many Ready as before the migration (not more than the
+/// original count): a replica broken before ngm came does not hold the retire.
+pub fn retired(w: &WorkloadView, live_pods: usize) -> Result<(), String> {
+    let original = original_replicas(w);
+    if w.replicas != original {
+        return Err(format!(
+            "{} is at {} of {original} replicas",
+            w.workload_ref(),
+            w.replicas
+        ));
+    }
+    if w.observed_generation < w.generation {
+        return Err(format!(
+            "{} has not observed its scale-down",
+            w.workload_ref()
+        ));
+    }
+    if live_pods > usize::try_from(original).unwrap_or(0) {
+        return Err(format!(
+            "{} still runs {live_pods} pods for {original}",
+            w.workload_ref()
+        ));
+    }
+    let goal = ready_goal(w);
+    if w.ready_replicas < goal {
+        return Err(format!(
+            "{} has {} of {goal} Ready",
+            w.workload_ref(),
+            w.ready_replicas
+        ));
+    }
+    Ok(())
 }
 
 /// What the scale-down actually removed, for one Deployment.
@@ -116,7 +154,11 @@ pub fn plan_unmark(pods: &[PodView], execution: &str) -> Vec<Action> {
     pods.iter()
         .filter(|p| p.annotations.get(marks::EXECUTION).map(String::as_str) == Some(execution))
         .map(|p| {
-            let mut patch = remove(&[marks::EXECUTION, marks::ORIGINAL_DELETION_COST]);
+            let mut patch = remove(&[
+                marks::EXECUTION,
+                marks::ORIGINAL_DELETION_COST,
+                marks::READY_BEFORE,
+            ]);
             let restored = p
                 .annotations
                 .get(marks::ORIGINAL_DELETION_COST)

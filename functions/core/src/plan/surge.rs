@@ -17,6 +17,21 @@ pub fn original_replicas(w: &WorkloadView) -> i32 {
         .unwrap_or(w.replicas)
 }
 
+/// The Ready replicas before ngm touched this workload, from its annotation, else its original
+/// count.
+pub fn ready_before(w: &WorkloadView) -> i32 {
+    w.annotations
+        .get(marks::READY_BEFORE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| original_replicas(w))
+}
+
+/// How many Ready replicas a wait on this workload asks for: its original count, but no more
+/// than were Ready before the migration (a replica broken before ngm came cannot hold it).
+pub fn ready_goal(w: &WorkloadView) -> i32 {
+    original_replicas(w).min(ready_before(w)).max(0)
+}
+
 /// Whether this execution surged (or is surging) the workload.
 pub fn surged_by(w: &WorkloadView, execution: &str) -> bool {
     w.annotations.get(marks::EXECUTION).map(String::as_str) == Some(execution)
@@ -56,13 +71,18 @@ pub fn plan_surge(
         let marked = surged_by(w, execution)
             && w.annotations.get(marks::SURGED_REPLICAS) == Some(&target.to_string());
         if !marked {
+            let mut annotations = vec![
+                (marks::ORIGINAL_REPLICAS, original.to_string()),
+                (marks::SURGED_REPLICAS, target.to_string()),
+                (marks::EXECUTION, execution.to_string()),
+            ];
+            // Recorded once, before the surge changes what is Ready.
+            if !w.annotations.contains_key(marks::READY_BEFORE) {
+                annotations.push((marks::READY_BEFORE, w.ready_replicas.to_string()));
+            }
             actions.push(Action::AnnotateWorkload {
                 workload: w.workload_ref(),
-                annotations: set(&[
-                    (marks::ORIGINAL_REPLICAS, original.to_string()),
-                    (marks::SURGED_REPLICAS, target.to_string()),
-                    (marks::EXECUTION, execution.to_string()),
-                ]),
+                annotations: set(&annotations),
             });
         }
         if w.replicas != target {
@@ -91,16 +111,16 @@ pub fn ready_off(pods: &[PodView], retiring_nodes: &BTreeSet<String>) -> i32 {
 }
 
 /// The surge is settled when every surged workload has at least its original count of Ready
-/// pods off the old nodes. `progress` pairs each surged workload with [`ready_off`].
+/// pods off the old nodes, or as many as were Ready before the migration when fewer were. `progress` pairs each surged workload with [`ready_off`].
 pub fn surge_settled(progress: &[(&WorkloadView, i32)]) -> Result<(), String> {
     let lagging: Vec<String> = progress
         .iter()
-        .filter(|(w, ready)| *ready < original_replicas(w))
+        .filter(|(w, ready)| *ready < ready_goal(w))
         .map(|(w, ready)| {
             format!(
                 "{} has {ready}/{} ready on new nodes",
                 w.workload_ref(),
-                original_replicas(w)
+                ready_goal(w)
             )
         })
         .collect();

@@ -47,7 +47,10 @@ impl NamespaceFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum OnPdbBlocked {
-    /// Pause on a task token until an operator approves (force) or aborts (rollback).
+    /// Pause on a task token (a day at most) until an operator answers with
+    /// `ngm approve EXECUTION --action retry|force|rollback`: `retry` sets a new drain deadline
+    /// and evicts again, `force` deletes the blocked (or named) pod and goes on, `rollback` rolls
+    /// back. No answer, or `ngm abort`, rolls back.
     WaitForOperator,
     /// Roll the whole migration back.
     Rollback,
@@ -89,7 +92,9 @@ pub struct Policy {
     pub namespaces: NamespaceFilter,
     /// Pods carrying this annotation (any value) are left out of the migration.
     pub opt_out_annotation: String,
-    /// How long the drain may wait on PDBs before `onPdbBlocked` applies.
+    /// How long the drain may wait on PDBs before `onPdbBlocked` applies. At least 60; at most
+    /// what fits in the execution's 48-hour timeout with every other wait at its limit (and the
+    /// operator's day with `waitForOperator`): validation says the limit.
     pub drain_deadline_seconds: u64,
     pub on_pdb_blocked: OnPdbBlocked,
     pub pods_without_controller: BarePodPolicy,

@@ -135,7 +135,14 @@ fn validation_names_each_bad_field() {
         (
             "drain deadline too short",
             json!({"policy": {"drainDeadlineSeconds": 5}}),
-            "policy.drainDeadlineSeconds (5) must be between 60 and 604800",
+            "policy.drainDeadlineSeconds (5) must be at least 60",
+        ),
+        (
+            "drain deadline and the operator's day beyond the execution's timeout",
+            json!({"policy": {"drainDeadlineSeconds": 604800, "onPdbBlocked": "waitForOperator"}}),
+            "policy.drainDeadlineSeconds (604800) does not fit in the execution's 172800 s timeout \
+             with the other waits (onPdbBlocked waitForOperator adds a day for the operator): at \
+             most 52200 with this policy",
         ),
         (
             "empty launch template change",
@@ -156,6 +163,41 @@ fn validation_names_each_bad_field() {
         assert!(
             got.iter().any(|m| m == want),
             "{name}: want {want:?}, got {got:?}"
+        );
+    }
+}
+
+#[test]
+fn the_largest_drain_deadline_allowed_fills_the_execution_and_one_second_more_is_refused() {
+    use crate::plan::deadlines::{
+        EXECUTION_TIMEOUT_SECS, execution_budget_secs, max_drain_deadline_secs,
+    };
+    for (on, lb) in [
+        ("waitForOperator", None),
+        ("rollback", None),
+        ("force", Some(60)),
+        ("waitForOperator", Some(0)),
+    ] {
+        let mut policy = json!({"onPdbBlocked": on});
+        if let Some(lb) = lb {
+            policy["lbDrainSecondsOverride"] = json!(lb);
+        }
+        let parsed = check_request(&with(json!({ "policy": policy.clone() })).to_string())
+            .unwrap_or_else(|e| panic!("{on}: {e:?}"));
+        let max = max_drain_deadline_secs(&parsed.policy);
+        policy["drainDeadlineSeconds"] = json!(max);
+        let ok = check_request(&with(json!({ "policy": policy.clone() })).to_string())
+            .unwrap_or_else(|e| panic!("{on} at {max}: {e:?}"));
+        assert_eq!(execution_budget_secs(&ok.policy), EXECUTION_TIMEOUT_SECS);
+        policy["drainDeadlineSeconds"] = json!(max + 1);
+        let errs = check_request(&with(json!({ "policy": policy })).to_string())
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 1, "{on}: {errs:?}");
+        assert_eq!(errs[0].field, "policy.drainDeadlineSeconds");
+        assert!(
+            errs[0].message.contains(&format!("at most {max}")),
+            "{errs:?}"
         );
     }
 }

@@ -13,10 +13,10 @@ use crate::model::TaintEffect;
 const MAX_TAINTS: usize = 50;
 /// A surge above this many copies is a typo, not a plan.
 const MAX_SURGE_FACTOR: f64 = 4.0;
-const MIN_DRAIN_DEADLINE: u64 = 60;
-const MAX_DRAIN_DEADLINE: u64 = 7 * 24 * 3600;
-/// Longer than any ELB idle timeout or deregistration delay can be (ALB idle max is 4000 s).
-const MAX_LB_DRAIN_OVERRIDE: u64 = 7200;
+use crate::plan::deadlines::{
+    EXECUTION_TIMEOUT_SECS, MAX_LB_DRAIN_SECS, MIN_DRAIN_DEADLINE_SECS, execution_budget_secs,
+    max_drain_deadline_secs,
+};
 
 /// One problem with a request: the field path and a sentence that starts with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,21 +341,42 @@ fn validate_policy(req: &MigrationRequest, e: &mut Errors) {
         "policy.optOutAnnotation",
         rules::label_key(&p.opt_out_annotation),
     );
-    if !(MIN_DRAIN_DEADLINE..=MAX_DRAIN_DEADLINE).contains(&p.drain_deadline_seconds) {
+    let lb_ok = p
+        .lb_drain_seconds_override
+        .is_none_or(|s| s <= MAX_LB_DRAIN_SECS);
+    if !lb_ok {
         e.add(
-            "policy.drainDeadlineSeconds",
+            "policy.lbDrainSecondsOverride",
             format!(
-                "({}) must be between {MIN_DRAIN_DEADLINE} and {MAX_DRAIN_DEADLINE}",
-                p.drain_deadline_seconds
+                "({}) is above {MAX_LB_DRAIN_SECS}",
+                p.lb_drain_seconds_override.unwrap_or_default()
             ),
         );
     }
-    if let Some(s) = p.lb_drain_seconds_override
-        && s > MAX_LB_DRAIN_OVERRIDE
-    {
+    if p.drain_deadline_seconds < MIN_DRAIN_DEADLINE_SECS {
         e.add(
-            "policy.lbDrainSecondsOverride",
-            format!("({s}) is above {MAX_LB_DRAIN_OVERRIDE}"),
+            "policy.drainDeadlineSeconds",
+            format!(
+                "({}) must be at least {MIN_DRAIN_DEADLINE_SECS}",
+                p.drain_deadline_seconds
+            ),
+        );
+    } else if lb_ok && execution_budget_secs(p) > EXECUTION_TIMEOUT_SECS {
+        // Every loop has a deadline; together with the drain's and the operator's they must
+        // end before the state machine's TimeoutSeconds, or a timeout would cut a rollback.
+        let operator = if p.on_pdb_blocked == super::OnPdbBlocked::WaitForOperator {
+            " (onPdbBlocked waitForOperator adds a day for the operator)"
+        } else {
+            ""
+        };
+        e.add(
+            "policy.drainDeadlineSeconds",
+            format!(
+                "({}) does not fit in the execution's {EXECUTION_TIMEOUT_SECS} s timeout with the \
+                 other waits{operator}: at most {} with this policy",
+                p.drain_deadline_seconds,
+                max_drain_deadline_secs(p)
+            ),
         );
     }
 }

@@ -82,10 +82,21 @@ impl FakeCloud {
     pub fn reconcile(&self) {
         let mut i = self.lock();
         i.w.pods.retain(|_, p| !p.terminating);
+        // The namespace controller deletes every pod of a namespace being deleted.
+        let gone = i.w.terminating_namespaces.clone();
+        for p in
+            i.w.pods
+                .values_mut()
+                .filter(|p| gone.contains(&p.namespace))
+        {
+            p.terminating = true;
+            p.ready = false;
+        }
         groups(&mut i);
         hpas(&mut i.w);
         let workloads: Vec<WorkloadView> = i.w.workloads.values().cloned().collect();
-        for w in &workloads {
+        // Nothing is created in a namespace being deleted.
+        for w in workloads.iter().filter(|w| !gone.contains(&w.namespace)) {
             scale(&mut i, w);
         }
         daemonsets(&mut i);

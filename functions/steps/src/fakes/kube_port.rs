@@ -14,11 +14,10 @@ use super::controllers::{pdb_status, replicasets};
 use super::ports::{apply, missing};
 use super::{FakeCloud, RecordedEvent};
 
-fn node_mut<'a>(
-    nodes: &'a mut BTreeMap<String, NodeView>,
-    name: &str,
-) -> PortResult<&'a mut NodeView> {
-    nodes.get_mut(name).ok_or_else(|| missing(name))
+/// The node to mark. A node that is gone (a Spot node just reclaimed) has nothing left to
+/// mark, so the write is done: the adapter answers a 404 on a mark the same way.
+fn node_mut<'a>(nodes: &'a mut BTreeMap<String, NodeView>, name: &str) -> Option<&'a mut NodeView> {
+    nodes.get_mut(name)
 }
 
 #[async_trait]
@@ -37,7 +36,9 @@ impl KubePort for FakeCloud {
     async fn patch_node_labels(&self, name: &str, labels: &MetadataPatch) -> PortResult<()> {
         let mut i = self.lock();
         i.enter("patch_node_labels", name, true)?;
-        apply(&mut node_mut(&mut i.w.nodes, name)?.labels, labels);
+        if let Some(n) = node_mut(&mut i.w.nodes, name) {
+            apply(&mut n.labels, labels);
+        }
         Ok(())
     }
 
@@ -48,10 +49,9 @@ impl KubePort for FakeCloud {
     ) -> PortResult<()> {
         let mut i = self.lock();
         i.enter("patch_node_annotations", name, true)?;
-        apply(
-            &mut node_mut(&mut i.w.nodes, name)?.annotations,
-            annotations,
-        );
+        if let Some(n) = node_mut(&mut i.w.nodes, name) {
+            apply(&mut n.annotations, annotations);
+        }
         Ok(())
     }
 
@@ -63,17 +63,20 @@ impl KubePort for FakeCloud {
     ) -> PortResult<()> {
         let mut i = self.lock();
         i.enter("patch_node_taints", name, true)?;
-        let n = node_mut(&mut i.w.nodes, name)?;
-        n.taints
-            .retain(|t| !remove.iter().chain(add).any(|r| r.same_slot(t)));
-        n.taints.extend(add.iter().cloned());
+        if let Some(n) = node_mut(&mut i.w.nodes, name) {
+            n.taints
+                .retain(|t| !remove.iter().chain(add).any(|r| r.same_slot(t)));
+            n.taints.extend(add.iter().cloned());
+        }
         Ok(())
     }
 
     async fn set_unschedulable(&self, name: &str, unschedulable: bool) -> PortResult<()> {
         let mut i = self.lock();
         i.enter("set_unschedulable", name, true)?;
-        node_mut(&mut i.w.nodes, name)?.unschedulable = unschedulable;
+        if let Some(n) = node_mut(&mut i.w.nodes, name) {
+            n.unschedulable = unschedulable;
+        }
         Ok(())
     }
 
@@ -112,11 +115,10 @@ impl KubePort for FakeCloud {
     ) -> PortResult<()> {
         let mut i = self.lock();
         i.enter("annotate_pod", &format!("{namespace}/{name}"), true)?;
-        let p =
-            i.w.pods
-                .get_mut(&(namespace.to_string(), name.to_string()))
-                .ok_or_else(|| missing(name))?;
-        apply(&mut p.annotations, annotations);
+        // A pod a rollout just deleted has nothing left to mark: done, as the adapter answers.
+        if let Some(p) = i.w.pods.get_mut(&(namespace.to_string(), name.to_string())) {
+            apply(&mut p.annotations, annotations);
+        }
         Ok(())
     }
 
@@ -129,6 +131,11 @@ impl KubePort for FakeCloud {
         };
         if pod.terminating {
             return Ok(EvictOutcome::Evicted);
+        }
+        // The API server refuses creates, evictions included, in a namespace being deleted
+        // (403, cause NamespaceTerminating); the namespace controller deletes the pod itself.
+        if i.w.terminating_namespaces.contains(namespace) {
+            return Ok(EvictOutcome::NamespaceTerminating);
         }
         // The eviction subresource answers 429 while any covering PDB allows no disruption.
         let pods: Vec<PodView> = i.w.pods.values().cloned().collect();

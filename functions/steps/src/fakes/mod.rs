@@ -76,6 +76,9 @@ pub struct Snapshot {
     pub executions: Vec<ExecutionInfo>,
     /// The lock table, by key.
     pub locks: BTreeMap<String, LockRecord>,
+    /// Namespaces being deleted: evictions there answer 403 NamespaceTerminating, and
+    /// `reconcile` deletes their pods, as the namespace controller does.
+    pub terminating_namespaces: std::collections::BTreeSet<String>,
     /// Names and uids come from this counter, so a run is deterministic.
     pub counter: u64,
 }

@@ -2,9 +2,12 @@
 //! A PDB that keeps refusing past the deadline is named (pod and PDB) and handled as the
 //! request chose: wait for an operator, roll back, or force.
 
-use ngm_core::model::{Timestamp, WorkloadKind};
+use ngm_core::model::{PodView, Timestamp, WorkloadKind};
 use ngm_core::plan::Action;
-use ngm_core::plan::drain::{DrainOutcome, plan_drain};
+use ngm_core::plan::deadlines::DRAIN_OVERRUN_SECS;
+use ngm_core::plan::drain::{
+    DRAIN_POLL_SECS, DrainOutcome, OperatorPlan, plan_drain, plan_operator,
+};
 use ngm_core::ports::EvictOutcome;
 use ngm_core::request::OnPdbBlocked;
 use ngm_core::state::{Blocked, MigrationState, Phase};
@@ -17,19 +20,83 @@ use crate::world::World;
 const STEP: &str = "drain";
 
 /// Step 9. Returns `pending` between rounds; with `waitForOperator` past the deadline it
-/// returns `blocked` set and no `pending`, for the state machine's task-token pause.
+/// returns `blocked` set and no `pending`, for the state machine's task-token pause. The
+/// operator's answer (`operator`) is acted on first: `retry` renews the deadline, `force` also
+/// deletes one pod. `DrainTimedOut` when pods stay past the deadline with no PDB refusing.
 pub async fn drain(
     mut state: MigrationState,
     world: &World,
     now: Timestamp,
 ) -> Result<MigrationState, StepError> {
     let policy = state.request.policy.clone();
+    let nodes = retiring_nodes(&state, world).await?;
+    // Pods of a namespace being deleted are the namespace controller's to delete.
+    let pods: Vec<PodView> = pods_on(world, &nodes)
+        .await?
+        .into_iter()
+        .filter(|p| !state.skipped_namespaces.contains(&p.namespace))
+        .collect();
+    if let Some(answer) = state.operator.clone() {
+        let plan = plan_operator(
+            &answer,
+            state.blocked.as_ref(),
+            &pods,
+            &policy,
+            state.execution.started_at,
+            now,
+        );
+        tracing::info!(step = STEP, answer = ?answer, plan = ?plan, "operator answered");
+        match plan {
+            OperatorPlan::Rollback => {
+                let b = state.blocked.clone();
+                return Err(StepError::PdbBlocked {
+                    pod: b.as_ref().map_or_else(String::new, |b| b.pod.clone()),
+                    pdb: b.and_then(|b| b.pdb).unwrap_or_else(|| "(unnamed)".into()),
+                });
+            }
+            OperatorPlan::NoTimeLeft => {
+                return Err(StepError::DrainTimedOut {
+                    reason: "the operator answered, but the execution has no time left for another drain".into(),
+                });
+            }
+            OperatorPlan::WaitForSibling { pod } => {
+                state.pending = pending(
+                    DRAIN_POLL_SECS,
+                    format!(
+                        "forcing {pod} waits until the previous pod of its StatefulSet has gone"
+                    ),
+                );
+                return Ok(state);
+            }
+            OperatorPlan::Resume {
+                drain_by,
+                delete,
+                note,
+            } => {
+                if let Some(n) = note {
+                    state.note(n);
+                }
+                state.deadlines.drain_by = Some(drain_by);
+                state.blocked = None;
+                state.operator = None;
+                if let Some(a) = delete {
+                    executor(&state, world, STEP).run(&a).await?;
+                    state.counts.pods_evicted = state.counts.pods_evicted.saturating_add(1);
+                    // The next round sees the forced pod terminating, so a StatefulSet's next
+                    // ordinal waits for it.
+                    state.pending = pending(
+                        DRAIN_POLL_SECS,
+                        "a pod was forced out; the drain resumes".into(),
+                    );
+                    return Ok(state);
+                }
+            }
+        }
+    }
     let drain_by = *state
         .deadlines
         .drain_by
         .get_or_insert(now.plus(policy.drain_deadline_seconds));
-    let nodes = retiring_nodes(&state, world).await?;
-    let pods = pods_on(world, &nodes).await?;
     let sets = world.kube.list_workloads(WorkloadKind::StatefulSet).await?;
     let plan = plan_drain(&pods, &sets, &policy, state.blocked.as_ref(), drain_by, now);
     state.counts.pods_skipped = u32::try_from(plan.skipped).unwrap_or(u32::MAX);
@@ -37,6 +104,7 @@ pub async fn drain(
     let exec = executor(&state, world, STEP);
     let mut first_block: Option<(String, Option<String>)> = None;
     let (mut blocks, mut evicted) = (0u32, 0u32);
+    let mut terminating_namespaces = Vec::new();
     for action in &plan.actions {
         match exec.run(action).await? {
             Outcome::Evict(EvictOutcome::PdbBlocked { pdb }) => {
@@ -57,8 +125,17 @@ pub async fn drain(
             Outcome::Evict(EvictOutcome::Evicted) | Outcome::Done => {
                 evicted = evicted.saturating_add(1);
             }
+            // As kubectl drain does: the namespace controller deletes the pod; wait for it.
+            Outcome::Evict(EvictOutcome::NamespaceTerminating) => {
+                if let Action::EvictPod { namespace, .. } = action {
+                    terminating_namespaces.push(namespace.clone());
+                }
+            }
             _ => {}
         }
+    }
+    for ns in &terminating_namespaces {
+        state.skip_namespace(ns);
     }
     state.counts.pdb_blocks = state.counts.pdb_blocks.saturating_add(blocks);
     state.counts.pods_evicted = state.counts.pods_evicted.saturating_add(evicted);
@@ -107,6 +184,13 @@ pub async fn drain(
             }
         }
         DrainOutcome::Refused { reasons } => return Err(StepError::DrainRefused { reasons }),
+        DrainOutcome::TimedOut { remaining } => {
+            return Err(StepError::DrainTimedOut {
+                reason: format!(
+                    "{remaining} pods are still on the old nodes {DRAIN_OVERRUN_SECS} s past the drain deadline, and no PodDisruptionBudget refuses their eviction"
+                ),
+            });
+        }
     }
     Ok(state)
 }
@@ -114,7 +198,7 @@ pub async fn drain(
 /// The PDB covering a pod, when the eviction answer did not name it.
 async fn covering_pdb(
     world: &World,
-    pods: &[ngm_core::model::PodView],
+    pods: &[PodView],
     namespace: &str,
     name: &str,
 ) -> Result<Option<String>, StepError> {

@@ -12,12 +12,13 @@ use ngm_core::state::{MigrationState, NewGroupInfo, Phase};
 
 use super::plan::resolve_source;
 use super::{
-    GROUP_READY_TIMEOUT_SECS, OLD_GROUP_GONE_TIMEOUT_SECS, POLL_SECS, executor, new_group, pending,
-    pods_on, retiring_nodes, settle_wait,
+    GROUP_READY_TIMEOUT_SECS, OLD_GROUP_GONE_TIMEOUT_SECS, POLL_SECS, executor, new_group, pods_on,
+    retiring_nodes, settle_wait,
 };
 use crate::error::StepError;
 use crate::exec::Outcome;
 use crate::world::World;
+use ngm_core::plan::deadlines::OLD_GROUP_EMPTY_SECS;
 
 /// Step 2.
 pub async fn create_group(
@@ -124,7 +125,9 @@ pub async fn check_group_ready(
         deadline,
         POLL_SECS,
     );
-    if settle_wait(&mut state, decision, "the new group becoming ready")? {
+    if settle_wait(&mut state, decision, |reason| StepError::NewGroupNotReady {
+        reason,
+    })? {
         state.phase = Phase::GroupReady;
         state.counts.new_nodes = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
         if let Some(arn) = group.and_then(|g| g.arn)
@@ -136,45 +139,85 @@ pub async fn check_group_ready(
     Ok(state)
 }
 
-/// Step 10: delete the old group once only skipped pods remain on it, else `pending`.
+/// Step 10, in two Tasks of the state machine. The first (`DeleteOld`, from `drained`) waits
+/// until only skipped pods remain on the old nodes (`pending`; `OldGroupNotEmpty` past its
+/// deadline) and moves to `oldGroupEmpty` without deleting anything, so a failure there still
+/// rolls back. The second (`DeleteOldGroup`, from `oldGroupEmpty`) deletes the group.
 pub async fn delete_old(
+    state: MigrationState,
+    world: &World,
+    now: Timestamp,
+) -> Result<MigrationState, StepError> {
+    match state.phase {
+        Phase::OldGroupEmpty | Phase::DeletingOldGroup => delete_old_group(state, world).await,
+        _ => await_old_empty(state, world, now).await,
+    }
+}
+
+async fn await_old_empty(
     mut state: MigrationState,
     world: &World,
-    _now: Timestamp,
+    now: Timestamp,
 ) -> Result<MigrationState, StepError> {
-    const STEP: &str = "delete-old";
+    let deadline = *state
+        .deadlines
+        .old_group_empty_by
+        .get_or_insert(now.plus(OLD_GROUP_EMPTY_SECS));
     let nodes = retiring_nodes(&state, world).await?;
-    let pods = pods_on(world, &nodes).await?;
-    match plan_delete_old(
+    // Pods of a namespace being deleted go with it; they hold nothing.
+    let pods: Vec<_> = pods_on(world, &nodes)
+        .await?
+        .into_iter()
+        .filter(|p| !state.skipped_namespaces.contains(&p.namespace))
+        .collect();
+    let condition = match plan_delete_old(
         state.source.kind,
         &state.source.name,
         &pods,
         &state.request.policy,
     ) {
         DeleteDecision::Wait { remaining } => {
-            state.pending = pending(
-                POLL_SECS,
-                format!("{remaining} pods still run on the old nodes"),
-            );
+            Err(format!("{remaining} pods still run on the old nodes"))
         }
-        DeleteDecision::Delete { action } => {
-            // Check before writing: a group already deleting (or gone) needs no second call.
-            let deleting = match state.source.kind {
-                NodeGroupKind::Managed => world
-                    .eks
-                    .describe_nodegroup(&state.request.cluster.name, &state.source.name)
-                    .await?
-                    .is_none_or(|g| g.status == NodeGroupStatus::Deleting),
-                NodeGroupKind::SelfManagedAsg => {
-                    world.asg.describe(&state.source.name).await?.is_none()
-                }
-            };
-            if !deleting {
-                executor(&state, world, STEP).run(&action).await?;
-            }
-            state.pending = None;
-        }
+        DeleteDecision::Delete { .. } => Ok(()),
+    };
+    if settle_wait(
+        &mut state,
+        wait_until(condition, now, deadline, POLL_SECS),
+        |reason| StepError::OldGroupNotEmpty { reason },
+    )? {
+        state.phase = Phase::OldGroupEmpty;
     }
+    Ok(state)
+}
+
+async fn delete_old_group(
+    mut state: MigrationState,
+    world: &World,
+) -> Result<MigrationState, StepError> {
+    const STEP: &str = "delete-old";
+    let action = match state.source.kind {
+        NodeGroupKind::Managed => Action::DeleteNodegroup {
+            name: state.source.name.clone(),
+        },
+        NodeGroupKind::SelfManagedAsg => Action::DeleteAsg {
+            name: state.source.name.clone(),
+        },
+    };
+    // Check before writing: a group already deleting (or gone) needs no second call.
+    let deleting = match state.source.kind {
+        NodeGroupKind::Managed => world
+            .eks
+            .describe_nodegroup(&state.request.cluster.name, &state.source.name)
+            .await?
+            .is_none_or(|g| g.status == NodeGroupStatus::Deleting),
+        NodeGroupKind::SelfManagedAsg => world.asg.describe(&state.source.name).await?.is_none(),
+    };
+    if !deleting {
+        executor(&state, world, STEP).run(&action).await?;
+    }
+    state.phase = Phase::DeletingOldGroup;
+    state.pending = None;
     Ok(state)
 }
 
@@ -203,7 +246,9 @@ pub async fn check_deleted(
         Ok(())
     };
     let decision = wait_until(condition, now, deadline, POLL_SECS);
-    if settle_wait(&mut state, decision, "the old group's deletion")? {
+    if settle_wait(&mut state, decision, |reason| {
+        StepError::OldGroupNotDeleted { reason }
+    })? {
         state.phase = Phase::OldGroupDeleted;
     }
     Ok(state)

@@ -1,4 +1,4 @@
-//! One handler per step of DESIGN.md §2, and what they share: finding the old and new nodes,
+//! One handler per step of docs/design.md §2, and what they share: finding the old and new nodes,
 //! the load balancers in front of the old pods, and the pending answer of a polling step.
 
 use std::collections::BTreeSet;
@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use ngm_core::model::{
     LabelSelector, LoadBalancerInfo, NodeGroupKind, NodeView, PodView, ServiceType, ServiceView,
 };
-use ngm_core::plan::WaitDecision;
 use ngm_core::plan::scope::{is_source_node, managed_group_selector, retiring_selector};
-use ngm_core::state::{MigrationState, NewGroupInfo, Pending};
+use ngm_core::plan::{WaitDecision, deadlines};
+use ngm_core::state::{Continuation, MigrationState, NewGroupInfo, Pending};
 
 use crate::error::StepError;
 use crate::exec::Executor;
@@ -32,13 +32,56 @@ pub use restore::{restore, rollback};
 pub use retire::retire;
 pub use surge::{check_surge, surge};
 
-/// How long each wait may last before the step fails, in seconds.
-pub const GROUP_READY_TIMEOUT_SECS: u64 = 45 * 60;
-pub const SURGE_READY_TIMEOUT_SECS: u64 = 30 * 60;
-pub const OLD_GROUP_GONE_TIMEOUT_SECS: u64 = 30 * 60;
+/// How long each wait may last before the step fails, in seconds
+/// (`ngm_core::plan::deadlines`).
+pub const GROUP_READY_TIMEOUT_SECS: u64 = deadlines::GROUP_READY_SECS;
+pub const SURGE_READY_TIMEOUT_SECS: u64 = deadlines::SURGE_READY_SECS;
+pub const OLD_GROUP_GONE_TIMEOUT_SECS: u64 = deadlines::OLD_GROUP_GONE_SECS;
 /// Seconds between polls. Spaced so that hours of waiting stay far below Step Functions'
 /// 25,000-event history limit.
 pub const POLL_SECS: u64 = 30;
+
+/// Most writes one invocation of a batched step (retire, rollback, restore) makes. At about
+/// 10 ms a patch this is 5 s of writes, and the time cap below holds on a slower API server.
+pub const BATCH_MAX_ACTIONS: usize = 500;
+/// Wall-clock cap of one batch's writes: with the observation before it, an invocation stays
+/// under a quarter of the 120 s Lambda timeout (infra/template.yaml).
+pub const BATCH_MAX_SECS: u64 = 15;
+
+/// Runs one batch of `actions` and records the continuation: `finished` when all ran (the
+/// continuation is cleared), else the step must be called again at once.
+pub(crate) async fn batch(
+    state: &mut MigrationState,
+    world: &World,
+    step: &'static str,
+    actions: &[ngm_core::plan::Action],
+) -> Result<crate::exec::Batch, StepError> {
+    let prev = state.continuation.take().filter(|c| c.step == step);
+    let b = executor(state, world, step)
+        .run_batch(
+            actions,
+            BATCH_MAX_ACTIONS,
+            std::time::Duration::from_secs(BATCH_MAX_SECS),
+        )
+        .await?;
+    if b.finished {
+        return Ok(b);
+    }
+    let (batches, done) = prev.map_or((0, 0), |c| (c.batches, c.done));
+    state.continuation = Some(Continuation {
+        step: step.to_string(),
+        batches: batches.saturating_add(1),
+        done: done.saturating_add(u64::try_from(b.done).unwrap_or(u64::MAX)),
+    });
+    state.pending = None;
+    tracing::info!(
+        step,
+        done = b.done,
+        left = actions.len() - b.done,
+        "batch budget reached; continuing"
+    );
+    Ok(b)
+}
 
 pub(crate) fn executor<'a>(
     state: &'a MigrationState,
@@ -63,11 +106,12 @@ pub(crate) fn pending(secs: u64, reason: String) -> Option<Pending> {
 
 /// Applies a wait decision to the state: `Ok(true)` when the awaited condition holds (pending
 /// cleared), `Ok(false)` when the state machine should come back later (pending set), and
-/// `DeadlineExceeded` naming `what` once the deadline has passed.
+/// the loop's own deadline error (`expired` builds it from the reason) once the deadline has
+/// passed.
 pub(crate) fn settle_wait(
     state: &mut MigrationState,
     decision: WaitDecision,
-    what: &'static str,
+    expired: fn(String) -> StepError,
 ) -> Result<bool, StepError> {
     match decision {
         WaitDecision::Done => {
@@ -81,7 +125,7 @@ pub(crate) fn settle_wait(
             state.pending = pending(retry_after_seconds, reason);
             Ok(false)
         }
-        WaitDecision::Expired { reason } => Err(StepError::DeadlineExceeded { what, reason }),
+        WaitDecision::Expired { reason } => Err(expired(reason)),
     }
 }
 
@@ -177,5 +221,7 @@ pub(crate) async fn load_balancers_for(
 
 #[cfg(test)]
 mod lock_tests;
+#[cfg(test)]
+mod loops_tests;
 #[cfg(test)]
 mod tests;

@@ -11,9 +11,10 @@ use ngm_core::plan::scope::managed_group_selector;
 use ngm_core::state::{MigrationState, Phase};
 
 use super::plan::{cluster, release_lock};
-use super::{POLL_SECS, executor, pending, pods_on, retiring_nodes, source_nodes};
+use super::{POLL_SECS, batch, executor, pending, pods_on, retiring_nodes, source_nodes};
 use crate::error::StepError;
 use crate::world::World;
+use ngm_core::plan::deadlines::ROLLBACK_SECS;
 
 /// Time for old nodes put back into the load balancers to pass their health checks (an ALB's
 /// defaults: 5 healthy checks 30 s apart) before the new nodes leave them.
@@ -61,7 +62,12 @@ pub async fn restore(
         hpas: &hpas,
         nodes: &nodes,
     });
-    executor(&state, world, "restore").run_all(&actions).await?;
+    if !batch(&mut state, world, "restore", &actions)
+        .await?
+        .finished
+    {
+        return Ok(state);
+    }
     release_lock(&mut state, world, &cluster.arn, "restore").await?;
     state.counts.workloads_restored = state.counts.workloads_surged;
     state.counts.hpas_restored = state.counts.hpas_frozen;
@@ -72,14 +78,19 @@ pub async fn restore(
 }
 
 /// The rollback: old nodes back in service, old group unpinned, replicas and HPAs back, pod
-/// marks gone; when ngm created the new group and the policy says so, its nodes are drained
-/// (`pending` between rounds) and it is deleted; then the lock is released.
+/// marks gone (in batches: `continuation` while more remain); when ngm created the new group
+/// and the policy says so, its nodes are drained (`pending` between rounds) and it is deleted;
+/// then the lock is released. `RollbackStalled` when its waits run past its own deadline.
 pub async fn rollback(
     mut state: MigrationState,
     world: &World,
     now: Timestamp,
 ) -> Result<MigrationState, StepError> {
     const STEP: &str = "rollback";
+    let rollback_by = *state
+        .deadlines
+        .rollback_by
+        .get_or_insert(now.plus(ROLLBACK_SECS.saturating_add(state.lb_drain_seconds)));
     let exec_name = state.execution.name.clone();
     let policy = state.request.policy.clone();
     let cluster = cluster(&state, world).await?;
@@ -158,8 +169,13 @@ pub async fn rollback(
             .rollback_lb_drained_by
             .get_or_insert(now.plus(ROLLBACK_LB_SETTLE_SECS.saturating_add(lb)))
     });
+    if !batch(&mut state, world, STEP, &plan.restore)
+        .await?
+        .finished
+    {
+        return Ok(state);
+    }
     let exec = executor(&state, world, STEP);
-    exec.run_all(&plan.restore).await?;
 
     if plan.drain_new_nodes && !policy.dry_run {
         // The new nodes leave the load balancers the way the old ones did in cut-traffic, but
@@ -181,7 +197,7 @@ pub async fn rollback(
         }
         exec.run_all(&plan_cut_traffic(&new)).await?;
         // The deleted group would terminate its pods regardless of PDBs, so they leave by
-        // eviction first; the rollback has no deadline of its own and waits for the budgets.
+        // eviction first; the rollback waits for the budgets until its own deadline.
         let pods = pods_on(world, &new).await?;
         let sets = world.kube.list_workloads(WorkloadKind::StatefulSet).await?;
         let round = plan_drain(&pods, &sets, &policy, None, now.plus(u64::MAX / 4), now);
@@ -196,7 +212,17 @@ pub async fn rollback(
             }
             DrainOutcome::Done => {}
             DrainOutcome::Refused { reasons } => return Err(StepError::DrainRefused { reasons }),
-            _ => {
+            // The drain is given no deadline of its own here; the rollback's covers it.
+            DrainOutcome::TimedOut { .. }
+            | DrainOutcome::Blocked { .. }
+            | DrainOutcome::Continue { .. } => {
+                if now >= rollback_by {
+                    return Err(StepError::RollbackStalled {
+                        reason:
+                            "pods are still on the new group's nodes at the rollback's deadline"
+                                .into(),
+                    });
+                }
                 state.pending = pending(
                     POLL_SECS.min(15),
                     "pods are leaving the new group's nodes".into(),

@@ -7,23 +7,31 @@ use std::collections::BTreeSet;
 
 use ngm_core::marks;
 use ngm_core::model::{Timestamp, WorkloadRef};
-use ngm_core::plan::retire::{plan_mark, plan_retire, verify_retire};
-use ngm_core::plan::surge::{original_replicas, surged_by};
+use ngm_core::plan::deadlines::RETIRE_SECS;
+use ngm_core::plan::retire::{plan_mark, plan_retire, retired, verify_retire};
+use ngm_core::plan::surge::surged_by;
+use ngm_core::plan::{WaitDecision, wait_until};
 use ngm_core::state::{MigrationState, Phase};
 
-use super::{POLL_SECS, executor, pending, retiring_nodes};
+use super::{POLL_SECS, batch, executor, retiring_nodes, settle_wait};
 use crate::error::StepError;
 use crate::observe::observe_with_nodes;
 use crate::world::World;
 
 const STEP: &str = "retire";
 
-/// Step 8: `pending` until every surged Deployment is back at its original count.
+/// Step 8: marks the old pods in batches (`continuation` while more remain), then scales back
+/// and stays `pending` until every surged Deployment is back at its original count with as
+/// many Ready as before the migration; `RetireStalled` past its deadline.
 pub async fn retire(
     mut state: MigrationState,
     world: &World,
-    _now: Timestamp,
+    now: Timestamp,
 ) -> Result<MigrationState, StepError> {
+    let deadline = *state
+        .deadlines
+        .retired_by
+        .get_or_insert(now.plus(RETIRE_SECS));
     let exec_name = state.execution.name.clone();
     let nodes = retiring_nodes(&state, world).await?;
     let retiring: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
@@ -34,25 +42,29 @@ pub async fn retire(
         .filter(|w| surged_by(w, &exec_name))
         .collect();
     let refs: BTreeSet<WorkloadRef> = surged.iter().map(|w| w.workload_ref()).collect();
-    let hpas = world.kube.list_hpas().await?;
-    let mut actions = plan_mark(
+    // Every mark lands before any scale-down, so the controller sees every cost; a large
+    // cluster's marks take several invocations.
+    let marks = plan_mark(
         &view.old_pods,
         &view.replicasets,
         &refs,
         &state.request.policy,
         &exec_name,
     );
-    let newly_marked = actions.len();
-    actions.extend(plan_retire(&view.workloads, &hpas, &exec_name));
-    executor(&state, world, STEP).run_all(&actions).await?;
-
     let cost = marks::RETIRE_COST.to_string();
     let already_marked = view
         .old_pods
         .iter()
         .filter(|p| p.annotations.get(marks::POD_DELETION_COST) == Some(&cost))
         .count();
-    state.counts.pods_marked = u32::try_from(already_marked + newly_marked).unwrap_or(u32::MAX);
+    let b = batch(&mut state, world, STEP, &marks).await?;
+    state.counts.pods_marked = u32::try_from(already_marked + b.done).unwrap_or(u32::MAX);
+    if !b.finished {
+        return Ok(state);
+    }
+    let hpas = world.kube.list_hpas().await?;
+    let actions = plan_retire(&view.workloads, &hpas, &exec_name);
+    executor(&state, world, STEP).run_all(&actions).await?;
     state.counts.workloads_retired = u32::try_from(surged.len()).unwrap_or(u32::MAX);
 
     let mut lagging = Vec::new();
@@ -62,12 +74,10 @@ pub async fn retire(
             .list_pods(Some(&w.namespace), &w.selector)
             .await?;
         let live = pods.iter().filter(|p| !p.terminating).count();
-        let original = original_replicas(w);
-        let done = w.replicas == original
-            && w.is_settled()
-            && live <= usize::try_from(original).unwrap_or(0);
-        if !done {
-            lagging.push(w.workload_ref().to_string());
+        // Judged against what was Ready before the migration: a replica already broken then
+        // (a crash loop) does not hold the retire.
+        if let Err(why) = retired(w, live) {
+            lagging.push((w.workload_ref().to_string(), why));
             continue;
         }
         let check = verify_retire(w, &pods, &retiring);
@@ -77,14 +87,27 @@ pub async fn retire(
             tracing::warn!(step = STEP, workload = %check.workload, left_on_old = check.left_on_old, on_new = check.on_new, "scale-down took new pods despite the deletion cost");
         }
     }
-    if let Some(first) = lagging.first() {
-        state.pending = pending(
-            POLL_SECS,
-            format!("{first} is scaling back ({} in all)", lagging.len()),
-        );
-    } else {
+    // While waiting the reason only names the workloads (a retry then answers the same);
+    // at the deadline it says what each one lacks.
+    let condition = match lagging.split_first() {
+        None => Ok(()),
+        Some(((first, _), [])) => Err(format!("{first} is scaling back")),
+        Some(((first, _), rest)) => {
+            Err(format!("{first} is scaling back (and {} more)", rest.len()))
+        }
+    };
+    let mut decision = wait_until(condition, now, deadline, POLL_SECS);
+    if let WaitDecision::Expired { reason } = &mut decision {
+        *reason = lagging
+            .iter()
+            .map(|(_, why)| why.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    if settle_wait(&mut state, decision, |reason| StepError::RetireStalled {
+        reason,
+    })? {
         state.phase = Phase::Retired;
-        state.pending = None;
     }
     Ok(state)
 }

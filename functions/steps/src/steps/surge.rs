@@ -75,7 +75,7 @@ pub async fn check_surge(
     settle_wait(
         &mut state,
         wait_until(surge_settled(&progress), now, deadline, POLL_SECS),
-        "the surge becoming ready",
+        |reason| StepError::SurgeNotReady { reason },
     )?;
     Ok(state)
 }

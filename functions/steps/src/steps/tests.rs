@@ -15,9 +15,9 @@ use crate::error::StepError;
 use crate::fakes::{FakeCloud, Snapshot, cluster_arn, deployment, managed_group};
 use crate::world::World;
 
-const T0: Timestamp = Timestamp(1_700_000_000);
+pub(super) const T0: Timestamp = Timestamp(1_700_000_000);
 
-fn scenario() -> FakeCloud {
+pub(super) fn scenario() -> FakeCloud {
     let f = FakeCloud::new();
     f.add_cluster("prod")
         .add_managed_group(managed_group("ng-a", "m5.large", 3))
@@ -31,7 +31,7 @@ fn scenario() -> FakeCloud {
     f
 }
 
-fn state_for(policy: serde_json::Value) -> MigrationState {
+pub(super) fn state_for(policy: serde_json::Value) -> MigrationState {
     let json = serde_json::json!({
         "cluster": {"name": "prod", "region": "eu-west-1"},
         "source": {"managedNodeGroup": "ng-a"},
@@ -49,7 +49,7 @@ fn state_for(policy: serde_json::Value) -> MigrationState {
     )
 }
 
-fn web() -> WorkloadRef {
+pub(super) fn web() -> WorkloadRef {
     WorkloadRef {
         kind: WorkloadKind::Deployment,
         namespace: "default".into(),
@@ -71,6 +71,10 @@ where
 {
     for _ in 0..20 {
         state = step(state, *now).await?;
+        if state.continuation.is_some() {
+            // The next batch, at once, as the state machine's Choice does.
+            continue;
+        }
         match &state.pending {
             Some(p) => {
                 *now = now.plus(p.retry_after_seconds);
@@ -89,7 +93,7 @@ macro_rules! step {
     }};
 }
 
-fn ok<T>(r: Result<T, StepError>) -> T {
+pub(super) fn ok<T>(r: Result<T, StepError>) -> T {
     r.unwrap_or_else(|e| panic!("{} : {e}", e.error_type()))
 }
 
@@ -114,7 +118,7 @@ fn ngm_marks_on(n: &NodeView) -> Vec<String> {
 }
 
 /// Runs steps 1 to 6 (through the surge being ready).
-async fn through_surge(f: &FakeCloud, w: &World, now: &mut Timestamp) -> MigrationState {
+pub(super) async fn through_surge(f: &FakeCloud, w: &World, now: &mut Timestamp) -> MigrationState {
     let mut t = *now;
     let s = ok(validate_and_plan(state_for(serde_json::json!({})), w, t).await);
     let s = ok(create_group(s, w, t).await);
@@ -150,6 +154,11 @@ async fn a_whole_migration_restores_everything_and_removes_the_old_group() {
     let s = ok(step!(&f, &w, s, now, retire));
     let s = ok(step!(&f, &w, s, now, drain));
     let s = ok(step!(&f, &w, s, now, delete_old));
+    assert_eq!(s.phase, Phase::OldGroupEmpty, "the wait deletes nothing");
+    assert!(f.snapshot().nodegroups.contains_key("ng-a"));
+    // The state machine's DeleteOldGroup Task: the same function, now in oldGroupEmpty.
+    let s = ok(delete_old(s, &w, now).await);
+    assert_eq!(s.phase, Phase::DeletingOldGroup);
     f.reconcile();
     let s = ok(step!(&f, &w, s, now, check_deleted));
     assert_eq!(s.phase, Phase::OldGroupDeleted);
@@ -304,6 +313,8 @@ async fn every_step_run_twice_on_the_same_state_leaves_the_same_world_and_output
     }
     assert_eq!(s.phase, Phase::Drained);
     let s = twice(&f, &s, "delete-old", |s| delete_old(s, w, now)).await;
+    assert_eq!(s.phase, Phase::OldGroupEmpty);
+    let s = twice(&f, &s, "delete-old-group", |s| delete_old(s, w, now)).await;
     f.reconcile();
     let s = twice(&f, &s, "check-deleted", |s| check_deleted(s, w, now)).await;
     assert_eq!(s.phase, Phase::OldGroupDeleted);
@@ -332,7 +343,7 @@ async fn a_dry_run_reports_and_changes_nothing() {
 }
 
 /// A StatefulSet pod whose PDB never allows a disruption, on a tainted old group.
-async fn blocked_drain(policy: serde_json::Value) -> (FakeCloud, MigrationState) {
+pub(super) async fn blocked_drain(policy: serde_json::Value) -> (FakeCloud, MigrationState) {
     let f = scenario();
     let mut db = deployment("default", "db", 1);
     db.kind = WorkloadKind::StatefulSet;

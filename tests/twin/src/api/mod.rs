@@ -20,7 +20,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::store::{ApiError, Resource, Store};
+use crate::store::{ApiError, FaultAnswer, Resource, Store, kubernetes_caller};
 
 /// Settings of the served API.
 #[derive(Clone, Debug)]
@@ -184,6 +184,38 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl IntoResponse for FaultAnswer {
+    fn into_response(self) -> Response {
+        match self {
+            // Go's `http.Error`, as maxinflight.go's `tooManyRequests` calls it.
+            Self::TooManyRequests => {
+                let mut resp = Response::new(Body::from(Self::TOO_MANY_REQUESTS));
+                *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                let h = resp.headers_mut();
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                h.insert(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
+                resp
+            }
+            Self::Status { error, retry_after } => {
+                let mut resp = error.into_response();
+                if let Some(secs) = retry_after
+                    && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+                {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                resp
+            }
+        }
+    }
+}
+
 /// The audit verb of a request, as counters and fault rules name it.
 fn verb(method: &Method, target: &Target, watch: bool) -> &'static str {
     match *method {
@@ -206,34 +238,67 @@ pub(crate) fn is_watch(q: &HashMap<String, String>) -> bool {
 async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
     match dispatch(ctx, req).await {
         Ok(resp) => resp,
-        Err(e) => e.into_response(),
+        Err(Answer::Api(e)) => e.into_response(),
+        Err(Answer::Fault(f)) => f.into_response(),
     }
 }
 
-async fn dispatch(ctx: Ctx, req: Request) -> Result<Response, ApiError> {
+/// An error answer: the API's own, or an injected fault's.
+enum Answer {
+    Api(ApiError),
+    Fault(FaultAnswer),
+}
+
+impl From<ApiError> for Answer {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+/// Whether an error is the NamespaceLifecycle refusal of a terminating namespace.
+fn is_namespace_terminating(e: &ApiError) -> bool {
+    e.code == 403
+        && e.details
+            .as_ref()
+            .and_then(|d| d.get("causes"))
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter().any(|c| {
+                    c.get("reason").and_then(Value::as_str) == Some("NamespaceTerminating")
+                })
+            })
+}
+
+async fn dispatch(ctx: Ctx, req: Request) -> Result<Response, Answer> {
     let (parts, body) = req.into_parts();
+    let caller = kubernetes_caller(
+        parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let path = parts.uri.path().to_string();
     if let Some(resp) = discovery::serve(&ctx, &parts.method, &path) {
-        return resp;
+        return Ok(resp?);
     }
     let Some(target) = parse_path(&path)? else {
-        return Err(ApiError::new(
+        return Err(Answer::Api(ApiError::new(
             404,
             "NotFound",
             "the server could not find the requested resource",
-        ));
+        )));
     };
     let q = query_map(parts.uri.query());
     let watch = is_watch(&q);
     let verb = verb(&parts.method, &target, watch);
     let label = target.label();
-    ctx.store.requests().record(verb, &label);
-    if let Some(err) = ctx.store.faults().check(verb, &label) {
-        return Err(err);
+    ctx.store.requests().record_from(&caller, verb, &label);
+    if let Some(answer) = ctx.store.faults().check_from(&caller, verb, &label) {
+        return Err(Answer::Fault(answer));
     }
     let body = axum::body::to_bytes(body, BODY_LIMIT)
         .await
-        .map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        .map_err(|e| Answer::Api(ApiError::bad_request(format!("reading the body: {e}"))))?;
     let req = objects::Req {
         store: &ctx.store,
         target: &target,
@@ -241,7 +306,7 @@ async fn dispatch(ctx: Ctx, req: Request) -> Result<Response, ApiError> {
         headers: &parts.headers,
         body: &body,
     };
-    match (parts.method.clone(), verb) {
+    let result = match (parts.method.clone(), verb) {
         (_, "watch") => watch::serve(&ctx.store, &target, &q),
         (Method::GET, "list") => objects::list(&req),
         (Method::GET, _) => objects::get(&req),
@@ -253,5 +318,18 @@ async fn dispatch(ctx: Ctx, req: Request) -> Result<Response, ApiError> {
         (m, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource: {m}"
         ))),
+    };
+    if let Err(e) = &result
+        && is_namespace_terminating(e)
+        && ctx.store.faults().is_fault_namespace(target.ns())
+    {
+        ctx.store.faults().injected().record(
+            "deleteNamespace",
+            "kubernetes",
+            &format!("{verb} {label}"),
+            &caller,
+            e.code,
+        );
     }
+    Ok(result?)
 }

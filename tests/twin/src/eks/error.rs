@@ -55,6 +55,10 @@ impl EksError {
     pub fn server(message: impl Into<String>) -> Self {
         Self::new(500, "ServerException", message)
     }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailableException", message)
+    }
 }
 
 impl IntoResponse for EksError {

@@ -5,6 +5,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -64,11 +65,29 @@ fn body_json(body: &Bytes) -> Result<Value, EksError> {
     })
 }
 
+/// The caller of an AWS SDK request: its app id (`app/<id>`, from `AWS_SDK_UA_APP_ID`) in
+/// `x-amz-user-agent` or `User-Agent`, else [`crate::store::UNKNOWN_CALLER`].
+pub fn aws_caller(headers: &HeaderMap) -> String {
+    ["x-amz-user-agent", "user-agent"]
+        .iter()
+        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .flat_map(str::split_whitespace)
+        .find(|w| w.starts_with("app/") && w.len() > 4)
+        .unwrap_or(crate::store::UNKNOWN_CALLER)
+        .to_string()
+}
+
 impl Eks {
     /// Counts the call, answers an injected fault, and checks the cluster name.
-    fn enter(&self, operation: &str, cluster: Option<&str>) -> Result<(), EksError> {
-        self.inner.counters.hit(operation);
-        if let Some(e) = self.inner.faults.take_call_fault(operation) {
+    fn enter(
+        &self,
+        operation: &str,
+        cluster: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<(), EksError> {
+        let caller = aws_caller(headers);
+        self.inner.counters.hit(operation, &caller);
+        if let Some(e) = self.inner.faults.take_call_fault(operation, &caller) {
             return Err(e);
         }
         match cluster {
@@ -123,27 +142,33 @@ impl Eks {
     }
 }
 
-async fn describe_cluster(State(eks): State<Eks>, Path(cluster): Path<String>) -> Reply {
-    eks.enter("DescribeCluster", Some(&cluster))?;
+async fn describe_cluster(
+    State(eks): State<Eks>,
+    headers: HeaderMap,
+    Path(cluster): Path<String>,
+) -> Reply {
+    eks.enter("DescribeCluster", Some(&cluster), &headers)?;
     ok(json!({ "cluster": eks.cluster_json() }))
 }
 
 async fn create_nodegroup(
     State(eks): State<Eks>,
+    headers: HeaderMap,
     Path(cluster): Path<String>,
     body: Bytes,
 ) -> Reply {
-    eks.enter("CreateNodegroup", Some(&cluster))?;
+    eks.enter("CreateNodegroup", Some(&cluster), &headers)?;
     let group = eks.create_nodegroup(&body_json(&body)?)?;
     ok(json!({ "nodegroup": group.to_json() }))
 }
 
 async fn list_nodegroups(
     State(eks): State<Eks>,
+    headers: HeaderMap,
     Path(cluster): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    eks.enter("ListNodegroups", Some(&cluster))?;
+    eks.enter("ListNodegroups", Some(&cluster), &headers)?;
     let mut max = 100usize;
     let mut after: Option<String> = None;
     for (k, v) in query_pairs(&q) {
@@ -187,9 +212,10 @@ async fn list_nodegroups(
 
 async fn describe_nodegroup(
     State(eks): State<Eks>,
+    headers: HeaderMap,
     Path((cluster, nodegroup)): Path<(String, String)>,
 ) -> Reply {
-    eks.enter("DescribeNodegroup", Some(&cluster))?;
+    eks.enter("DescribeNodegroup", Some(&cluster), &headers)?;
     let g = eks
         .nodegroup(&nodegroup)
         .ok_or_else(|| not_found(&nodegroup, &cluster))?;
@@ -198,29 +224,32 @@ async fn describe_nodegroup(
 
 async fn delete_nodegroup(
     State(eks): State<Eks>,
+    headers: HeaderMap,
     Path((cluster, nodegroup)): Path<(String, String)>,
 ) -> Reply {
-    eks.enter("DeleteNodegroup", Some(&cluster))?;
+    eks.enter("DeleteNodegroup", Some(&cluster), &headers)?;
     let g = eks.delete_nodegroup(&nodegroup)?;
     ok(json!({ "nodegroup": g.to_json() }))
 }
 
 async fn update_nodegroup_config(
     State(eks): State<Eks>,
+    headers: HeaderMap,
     Path((cluster, nodegroup)): Path<(String, String)>,
     body: Bytes,
 ) -> Reply {
-    eks.enter("UpdateNodegroupConfig", Some(&cluster))?;
+    eks.enter("UpdateNodegroupConfig", Some(&cluster), &headers)?;
     let update = eks.update_nodegroup_config(&nodegroup, &body_json(&body)?)?;
     ok(json!({ "update": update.to_json() }))
 }
 
 async fn describe_update(
     State(eks): State<Eks>,
+    headers: HeaderMap,
     Path((cluster, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    eks.enter("DescribeUpdate", Some(&cluster))?;
+    eks.enter("DescribeUpdate", Some(&cluster), &headers)?;
     let nodegroup = query_pairs(&q)
         .into_iter()
         .find(|(k, _)| k == "nodegroupName")
@@ -234,14 +263,23 @@ async fn describe_update(
     ok(json!({ "update": update.to_json() }))
 }
 
-async fn list_tags_for_resource(State(eks): State<Eks>, Path(arn): Path<String>) -> Reply {
-    eks.enter("ListTagsForResource", None)?;
+async fn list_tags_for_resource(
+    State(eks): State<Eks>,
+    headers: HeaderMap,
+    Path(arn): Path<String>,
+) -> Reply {
+    eks.enter("ListTagsForResource", None, &headers)?;
     let tags = eks.with_tags(&arn, |t| t.clone())?;
     ok(json!({ "tags": tags }))
 }
 
-async fn tag_resource(State(eks): State<Eks>, Path(arn): Path<String>, body: Bytes) -> Reply {
-    eks.enter("TagResource", None)?;
+async fn tag_resource(
+    State(eks): State<Eks>,
+    headers: HeaderMap,
+    Path(arn): Path<String>,
+    body: Bytes,
+) -> Reply {
+    eks.enter("TagResource", None, &headers)?;
     let body = body_json(&body)?;
     let new: std::collections::BTreeMap<String, String> = validate::opt(&body, "tags")
         .map_err(|e| EksError::bad_request(e.message))?
@@ -264,10 +302,11 @@ async fn tag_resource(State(eks): State<Eks>, Path(arn): Path<String>, body: Byt
 
 async fn untag_resource(
     State(eks): State<Eks>,
+    headers: HeaderMap,
     Path(arn): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Reply {
-    eks.enter("UntagResource", None)?;
+    eks.enter("UntagResource", None, &headers)?;
     let keys: Vec<String> = query_pairs(&q)
         .into_iter()
         .filter(|(k, _)| k == "tagKeys")

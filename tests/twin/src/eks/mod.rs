@@ -33,7 +33,7 @@ use crate::store::Store;
 
 pub use drain::{DrainRecord, DrainStep};
 pub use error::EksError;
-pub use faults::{CallFault, Counters, Faults};
+pub use faults::{CallFault, CallRule, Counters, Faults};
 pub use http::router;
 pub use model::{Issue, Nodegroup, NodegroupSpec, NodegroupStatus, ScalingConfig, Taint, Update};
 pub use nodes::BOOT_SECONDS_TAG;
@@ -230,22 +230,26 @@ impl Eks {
     /// returned task is aborted. An error in one pass (moto unreachable) is logged and retried.
     pub fn start(&self) -> tokio::task::JoinHandle<()> {
         let eks = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = eks.reconcile_once().await {
-                    tracing::warn!(error = %e, "eks reconcile failed");
+        self.inner
+            .store
+            .supervisor()
+            .spawn("eks reconciler", async move {
+                loop {
+                    if let Err(e) = eks.reconcile_once().await {
+                        tracing::warn!(error = %e, "eks reconcile failed");
+                    }
+                    eks.inner.clock.sleep(eks.inner.cfg.poll_interval).await;
                 }
-                eks.inner.clock.sleep(eks.inner.cfg.poll_interval).await;
-            }
-        })
+            })
     }
 
     /// Serves [`router`] on 127.0.0.1 (an ephemeral port) and returns its base URL.
     pub async fn serve(&self) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let app = router(self.clone());
-        let task = tokio::spawn(async move {
+        let sup = self.inner.store.supervisor().clone();
+        let app = crate::supervisor::guard_router(router(self.clone()), sup.clone(), "eks server");
+        let task = sup.spawn("eks server", async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "eks server stopped");
             }

@@ -134,7 +134,10 @@ impl Eks {
         };
         let eks = self.clone();
         let name = group.spec.name.clone();
-        tokio::spawn(async move { eks.provision(&name).await });
+        let sup = eks.inner.store.supervisor().clone();
+        sup.spawn(format!("eks create {name}"), async move {
+            eks.provision(&name).await
+        });
         Ok(group)
     }
 
@@ -244,7 +247,10 @@ impl Eks {
         };
         let eks = self.clone();
         let name = name.to_string();
-        tokio::spawn(async move { eks.teardown(&name).await });
+        let sup = eks.inner.store.supervisor().clone();
+        sup.spawn(format!("eks delete {name}"), async move {
+            eks.teardown(&name).await
+        });
         Ok(group)
     }
 

@@ -149,7 +149,7 @@ impl Recorder {
         }
         let task = {
             let tracker = tracker.clone();
-            tokio::spawn(async move {
+            store.supervisor().spawn("report recorder", async move {
                 loop {
                     match rx.recv().await {
                         Ok(WatchEvent {

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::sim::nodes::{NodeTemplate, register_node};
 use crate::sim::podutil::{is_ready, phase};
 use crate::sim::{Sim, SimConfig};
-use crate::store::{ApiError, FaultRule, Resource, Store};
+use crate::store::{ApiError, CrashLoopRule, FaultRule, Resource, Store};
 
 /// Why a scenario could not be loaded or applied.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +115,48 @@ impl Scenario {
                 return bad(format!("node group {}: unknown instance type {t}", g.name));
             }
         }
+        for f in &self.faults {
+            match f {
+                Fault::CrashLoop { workload, replicas } => {
+                    let found = workload.split_once('/').and_then(|(ns, name)| {
+                        self.workloads
+                            .iter()
+                            .find(|w| w.namespace == ns && w.name == name)
+                    });
+                    let Some(w) = found else {
+                        return bad(format!(
+                            "crashLoop {workload}: no such workload (expected namespace/name of a workload)"
+                        ));
+                    };
+                    if w.kind != WorkloadKind::DaemonSet && *replicas as i32 > w.replicas {
+                        return bad(format!(
+                            "crashLoop {workload}: {replicas} replicas of {}",
+                            w.replicas
+                        ));
+                    }
+                }
+                Fault::DeleteNamespace { namespace, .. }
+                    if namespace.is_empty()
+                        || ["default", "kube-system", "kube-public", "kube-node-lease"]
+                            .contains(&namespace.as_str()) =>
+                {
+                    return bad(format!(
+                        "deleteNamespace {namespace:?}: the API server refuses to delete it"
+                    ));
+                }
+                Fault::FaultRate { rate, codes, .. } => {
+                    if !(0.0..=1.0).contains(rate) {
+                        return bad(format!("faultRate: rate {rate} is not within 0..=1"));
+                    }
+                    if let Some(c) = codes.iter().find(|c| ![429, 500, 503, 504].contains(*c)) {
+                        return bad(format!(
+                            "faultRate: code {c} (the codes are 429, 500, 503, 504)"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
         for s in &self.services {
             if let Some(w) = &s.workload
                 && !self
@@ -170,30 +212,70 @@ impl Scenario {
     /// Registers the Kubernetes call faults with the store (the HTTP layer applies them).
     /// AWS faults are left to the EKS part ([`Scenario::faults`]).
     pub fn install_kubernetes_faults(&self, store: &Store) {
-        for f in &self.faults {
-            let (call, code, times, after) = match f {
+        for (i, f) in self.faults.iter().enumerate() {
+            let label = format!("faults[{i}] {}", f.kind());
+            let (call, code, times, after, function) = match f {
                 Fault::Throttle {
                     api: Api::Kubernetes,
                     call,
                     times,
                     after,
-                } => (call, 429, *times, *after),
+                    function,
+                } => (call, 429, *times, *after, function),
                 Fault::Fail {
                     api: Api::Kubernetes,
                     call,
                     code,
                     times,
                     after,
-                } => (call, code.unwrap_or(500), *times, *after),
+                    function,
+                } => (call, code.unwrap_or(500), *times, *after, function),
+                Fault::FaultRate {
+                    rate,
+                    seed,
+                    api,
+                    codes,
+                    function,
+                } if api.kubernetes() => {
+                    store.faults().add(
+                        FaultRule::rate(*rate, *seed, codes)
+                            .function(function.as_deref())
+                            .labelled(label),
+                    );
+                    continue;
+                }
+                Fault::CrashLoop { workload, replicas } => {
+                    if let Some(rule) = self.crash_loop_rule(workload, *replicas) {
+                        store.crash_loops().add(rule);
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             let (verb, resource) = call.split_once(' ').unwrap_or(("*", call.as_str()));
             store.faults().add(
                 FaultRule::new(verb.trim(), resource.trim(), code)
                     .times(times)
-                    .after(after),
+                    .after(after)
+                    .function(function.as_deref())
+                    .labelled(label),
             );
         }
+    }
+
+    /// The crash-loop rule for `namespace/name`, a workload of the scenario.
+    fn crash_loop_rule(&self, workload: &str, replicas: u32) -> Option<CrashLoopRule> {
+        let (ns, name) = workload.split_once('/')?;
+        let w = self
+            .workloads
+            .iter()
+            .find(|w| w.namespace == ns && w.name == name)?;
+        Some(CrashLoopRule {
+            namespace: ns.to_string(),
+            labels: w.pod_labels(),
+            replicas: replicas as usize,
+            stateful_set: (w.kind == WorkloadKind::StatefulSet).then(|| w.name.clone()),
+        })
     }
 
     /// Creates the initial cluster without waiting: nodes, namespaces, workloads, services.
@@ -239,6 +321,8 @@ impl Scenario {
             applied.objects += 1;
             Ok(())
         };
+        // Before the workloads: a crash-looping replica crashes from its first start.
+        self.install_kubernetes_faults(store);
         for w in &self.workloads {
             for (resource, obj) in workload_objects(w) {
                 create(resource, obj)?;
@@ -247,21 +331,37 @@ impl Scenario {
         for s in &self.services {
             create(Resource::Service, service_object(s, &self.workloads))?;
         }
-        self.install_kubernetes_faults(store);
         Ok(applied)
     }
 
-    /// Whether every initial workload is fully Running and Ready.
+    /// How many replicas of a workload `crashLoop` faults keep from becoming Ready.
+    pub fn crash_looping(&self, namespace: &str, name: &str) -> i32 {
+        self.faults
+            .iter()
+            .map(|f| match f {
+                Fault::CrashLoop { workload, replicas }
+                    if *workload == format!("{namespace}/{name}") =>
+                {
+                    *replicas as i32
+                }
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Whether every initial workload is fully Running and Ready (but for the replicas a
+    /// `crashLoop` fault keeps crashing, which are Running and not Ready).
     pub fn settled(&self, store: &Store) -> Result<(), String> {
         for w in &self.workloads {
             let ns = w.namespace.as_str();
+            let crashing = self.crash_looping(ns, &w.name);
             let ok = match w.kind {
                 WorkloadKind::Deployment => store
                     .try_get_typed::<Deployment>(ns, &w.name)
                     .is_some_and(|d| {
                         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                         let st = d.status.unwrap_or_default();
-                        st.available_replicas.unwrap_or(0) == want
+                        st.available_replicas.unwrap_or(0) == (want - crashing).max(0)
                             && st.replicas.unwrap_or(0) == want
                             && st.updated_replicas.unwrap_or(0) == want
                     }),
@@ -270,25 +370,56 @@ impl Scenario {
                     .is_some_and(|s| {
                         let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                         s.status.is_some_and(|st| {
-                            st.ready_replicas.unwrap_or(0) == want && st.replicas == want
+                            st.ready_replicas.unwrap_or(0) == (want - crashing).max(0)
+                                && st.replicas == want
                         })
                     }),
                 WorkloadKind::DaemonSet => store
                     .try_get_typed::<DaemonSet>(ns, &w.name)
                     .is_some_and(|d| {
                         d.status.is_some_and(|st| {
-                            st.number_ready == st.desired_number_scheduled
+                            st.number_ready == (st.desired_number_scheduled - crashing).max(0)
                                 && st.observed_generation.is_some()
                         })
                     }),
-                WorkloadKind::Pod => (0..w.replicas).all(|i| {
-                    store
-                        .try_get_typed::<Pod>(ns, &format!("{}-{i}", w.name))
-                        .is_some_and(|p| phase(&p) == "Running" && is_ready(&p))
-                }),
+                WorkloadKind::Pod => {
+                    let pods: Vec<Pod> = (0..w.replicas)
+                        .filter_map(|i| store.try_get_typed::<Pod>(ns, &format!("{}-{i}", w.name)))
+                        .collect();
+                    pods.len() == w.replicas.max(0) as usize
+                        && pods.iter().all(|p| phase(p) == "Running")
+                        && pods.iter().filter(|p| is_ready(p)).count() as i32
+                            == (w.replicas - crashing).max(0)
+                }
             };
             if !ok {
                 return Err(format!("{:?} {ns}/{} is not ready", w.kind, w.name));
+            }
+            if crashing > 0 {
+                let labels = w.pod_labels();
+                let looping = store
+                    .list_all(Resource::Pod, Some(ns))
+                    .iter()
+                    .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+                    .filter(|p| {
+                        labels.iter().all(|(k, v)| {
+                            p.pointer(&format!("/metadata/labels/{}", k.replace('/', "~1")))
+                                .and_then(Value::as_str)
+                                == Some(v.as_str())
+                        })
+                    })
+                    .filter(|p| {
+                        p.pointer("/status/containerStatuses/0/state/waiting/reason")
+                            .and_then(Value::as_str)
+                            == Some("CrashLoopBackOff")
+                    })
+                    .count();
+                if (looping as i32) < crashing {
+                    return Err(format!(
+                        "{:?} {ns}/{}: {looping} of {crashing} replicas crash-looping",
+                        w.kind, w.name
+                    ));
+                }
             }
         }
         Ok(())

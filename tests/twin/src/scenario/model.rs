@@ -25,8 +25,10 @@ pub struct Scenario {
     /// The `MigrationRequest`, passed through as is to whoever starts the migration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<Value>,
+    /// How the run should end (outcome, error, figures), passed through as is: the local
+    /// runner reads and checks it (`ngm_local::expect`); the twin does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect: Option<Expectation>,
+    pub expect: Option<Value>,
     /// Settings for whoever runs the workflow against the twin (the local runner's Lambda
     /// faults and operator answers), passed through as is; the twin does not read them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,8 +380,29 @@ impl Traffic {
 pub enum Api {
     /// `call` is `"<verb> <resource>"` as the request counters name it: `"create pods/eviction"`.
     Kubernetes,
-    /// `call` is `"<service>:<Operation>"`: `"eks:CreateNodegroup"`.
+    /// `call` is `"<service>:<Operation>"`: `"eks:CreateNodegroup"` (the twin's EKS) or any
+    /// other service moto serves (`"autoscaling:UpdateAutoScalingGroup"`,
+    /// `"dynamodb:PutItem"`...), named as the request's SigV4 scope names the service.
     Aws,
+}
+
+/// Which calls a [`Fault::FaultRate`] hits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RateApi {
+    Kubernetes,
+    Aws,
+    #[default]
+    All,
+}
+
+impl RateApi {
+    pub fn kubernetes(self) -> bool {
+        matches!(self, Self::Kubernetes | Self::All)
+    }
+    pub fn aws(self) -> bool {
+        matches!(self, Self::Aws | Self::All)
+    }
 }
 
 /// An injected fault.
@@ -391,7 +414,8 @@ pub enum Api {
     deny_unknown_fields
 )]
 pub enum Fault {
-    /// Answer a call with throttling (429 / `ThrottlingException`) `times` times.
+    /// Answer a call with throttling (429 / `ThrottlingException`) `times` times, after
+    /// letting `after` matching calls through.
     Throttle {
         api: Api,
         call: String,
@@ -399,8 +423,13 @@ pub enum Fault {
         times: u32,
         #[serde(default)]
         after: u32,
+        /// Only the calls of this function (`check-surge`): the Kubernetes `User-Agent`
+        /// `ngm/<function>`, the AWS app id `ngm-local-<function>`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        function: Option<String>,
     },
-    /// Fail a call with a server error (or `code`) `times` times.
+    /// Fail a call with a server error (or `code`) `times` times, after letting `after`
+    /// matching calls through.
     Fail {
         api: Api,
         call: String,
@@ -410,6 +439,21 @@ pub enum Fault {
         times: u32,
         #[serde(default)]
         after: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        function: Option<String>,
+    },
+    /// Every call of `api` fails with probability `rate`, with one of `codes` (429 answers as
+    /// throttling), deterministically from `seed`.
+    FaultRate {
+        rate: f64,
+        #[serde(default)]
+        seed: u64,
+        #[serde(default)]
+        api: RateApi,
+        #[serde(default = "default_rate_codes")]
+        codes: Vec<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        function: Option<String>,
     },
     /// The next node group created (or the named one) ends CREATE_FAILED.
     FailNodegroupCreation {
@@ -425,29 +469,44 @@ pub enum Fault {
     },
     /// Kill a pod (`namespace/name`) `atSeconds` after the migration starts.
     KillPod { pod: String, at_seconds: f64 },
+    /// `replicas` replicas of the workload (`namespace/name`) never become Ready: their
+    /// container crashes at every start and the kubelet restarts it with CrashLoopBackOff's
+    /// growing back-off (restartCount grows), from the start of the scenario.
+    CrashLoop {
+        workload: String,
+        #[serde(default = "one")]
+        replicas: u32,
+    },
+    /// The namespace is deleted `at` simulated seconds after the migration starts: it goes
+    /// Terminating (creates and evictions there answer 403 `NamespaceTerminating`), its
+    /// content is deleted (pods gracefully), then the namespace disappears.
+    DeleteNamespace {
+        namespace: String,
+        #[serde(default)]
+        at: f64,
+    },
+}
+
+impl Fault {
+    /// The fault's kind as the scenario names it (`throttle`, `crashLoop`...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Throttle { .. } => "throttle",
+            Self::Fail { .. } => "fail",
+            Self::FaultRate { .. } => "faultRate",
+            Self::FailNodegroupCreation { .. } => "failNodegroupCreation",
+            Self::NodeNeverReady { .. } => "nodeNeverReady",
+            Self::KillPod { .. } => "killPod",
+            Self::CrashLoop { .. } => "crashLoop",
+            Self::DeleteNamespace { .. } => "deleteNamespace",
+        }
+    }
+}
+
+fn default_rate_codes() -> Vec<u16> {
+    vec![500, 503, 429]
 }
 
 fn one() -> u32 {
     1
-}
-
-/// How the migration should end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Outcome {
-    Success,
-    RolledBack,
-    Failed,
-}
-
-/// The expected outcome, and any figures the run must match (e.g. `failedRequests: 0`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Expectation {
-    pub outcome: Outcome,
-    /// The error name a failed or rolled-back run reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub figures: BTreeMap<String, Value>,
 }

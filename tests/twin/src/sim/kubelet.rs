@@ -8,6 +8,10 @@
 //!   first. Then it is removed from the store.
 //! - A pod bound to a node that no longer exists is removed (PodGC's orphaned pods).
 //! - A pod on a node with a NoExecute taint it does not tolerate is deleted (taint manager).
+//! - A pod a `crashLoop` fault picks never becomes Ready: its container exits at every
+//!   start and is restarted after CrashLoopBackOff's back-off (10 s, doubling, at most 5 min:
+//!   pkg/kubelet/kubelet.go `backOffPeriod` and `MaxContainerBackOff`), so its
+//!   `restartCount` grows while it stays Running and not Ready.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -71,6 +75,7 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
         }
         match phase(&pod) {
             "Pending" if node_ready(&n) => start(ctx, &pod, &n),
+            "Running" if is_crash_looping(&pod) => crash_tick(ctx, &pod),
             "Running" if !super::podutil::is_ready(&pod) => become_ready(ctx, &pod),
             _ => {}
         }
@@ -114,13 +119,170 @@ fn container_statuses(pod: &Pod, ready: bool, started_at: &str) -> serde_json::V
     )
 }
 
+/// The kubelet's restart back-off after a container's `restarts`-th restart crashed: 10 s,
+/// doubling each time, at most 300 s (pkg/kubelet/kubelet.go: `backOffPeriod`,
+/// `MaxContainerBackOff`).
+pub fn crash_backoff_seconds(restarts: i32) -> f64 {
+    (10.0 * 2f64.powi(restarts.clamp(0, 16))).min(300.0)
+}
+
+/// A duration as Go's `time.Duration.String` writes whole seconds (`10s`, `1m20s`, `5m0s`).
+fn go_duration(secs: f64) -> String {
+    let s = secs.round() as i64;
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format!("{}m{}s", s / 60, s % 60)
+    }
+}
+
+/// Whether the pod's container is in CrashLoopBackOff.
+pub fn is_crash_looping(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.as_deref())
+        == Some("CrashLoopBackOff")
+}
+
+/// Whether a `crashLoop` fault picks this pod, which is about to start. A StatefulSet's
+/// highest ordinals crash; for other workloads, pods crash while fewer than `replicas` of the
+/// workload's live pods do.
+fn crash_decision(ctx: &mut Ctx<'_>, pod: &Pod) -> bool {
+    let rules = ctx.store.crash_loops().rules();
+    let (ns, name) = key(&pod.metadata);
+    for (i, rule) in rules.iter().enumerate() {
+        if !rule.matches(&ns, pod.metadata.labels.as_ref()) {
+            continue;
+        }
+        if let Some(sts) = &rule.stateful_set {
+            let ordinal = name
+                .strip_prefix(sts.as_str())
+                .and_then(|r| r.strip_prefix('-'))
+                .and_then(|o| o.parse::<usize>().ok());
+            let replicas = ctx
+                .cache
+                .statefulsets
+                .get(&ns, sts)
+                .and_then(|s| s.spec.as_ref())
+                .and_then(|s| s.replicas)
+                .unwrap_or(1)
+                .max(0) as usize;
+            if ordinal.is_some_and(|o| o + rule.replicas >= replicas) {
+                return true;
+            }
+            continue;
+        }
+        let crashing = ctx
+            .cache
+            .pods
+            .values()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && is_crash_looping(p))
+            .filter(|p| {
+                rule.matches(
+                    p.metadata.namespace.as_deref().unwrap_or_default(),
+                    p.metadata.labels.as_ref(),
+                )
+            })
+            .count()
+            + ctx.crash_started.get(&i).copied().unwrap_or(0);
+        if crashing < rule.replicas {
+            *ctx.crash_started.entry(i).or_default() += 1;
+            return true;
+        }
+    }
+    false
+}
+
+/// Container statuses of a crash-looping pod after `restarts` restarts, the last crash at
+/// `at`, as the kubelet reports them (kuberuntime_manager.go `doBackOff`).
+fn crash_statuses(pod: &Pod, restarts: i32, at: &str) -> serde_json::Value {
+    let (ns, name) = key(&pod.metadata);
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let backoff = go_duration(crash_backoff_seconds(restarts));
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
+    json!(
+        containers
+            .iter()
+            .map(|c| json!({
+                "name": c.name,
+                "image": c.image.clone().unwrap_or_default(),
+                "imageID": "",
+                "containerID": format!("containerd://{}-{restarts}", c.name),
+                "ready": false,
+                "started": false,
+                "restartCount": restarts,
+                "state": { "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": format!(
+                        "back-off {backoff} restarting failed container={} pod={name}_{ns}({uid})",
+                        c.name
+                    ),
+                } },
+                "lastState": { "terminated": {
+                    "exitCode": 1,
+                    "reason": "Error",
+                    "startedAt": at,
+                    "finishedAt": at,
+                    "containerID": format!("containerd://{}-{restarts}", c.name),
+                } },
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
+/// A crash-looping pod: restarts its container once the back-off has passed (it crashes
+/// again at once), and waits for the next restart.
+fn crash_tick(ctx: &mut Ctx<'_>, pod: &Pod) {
+    let status = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first());
+    let restarts = status.map_or(0, |c| c.restart_count);
+    let last = status
+        .and_then(|c| c.last_state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .and_then(|t| t.finished_at.as_ref())
+        .map(from_time)
+        .unwrap_or(ctx.now);
+    let next = last + secs_delta(crash_backoff_seconds(restarts));
+    if ctx.now < next {
+        ctx.wake_at(next);
+        return;
+    }
+    let (ns, name) = key(&pod.metadata);
+    let now = ctx.now;
+    let statuses = crash_statuses(pod, restarts + 1, &timestamp(now));
+    let _ = ctx.store.mutate(Resource::Pod, &ns, &name, |v| {
+        if v.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(());
+        }
+        v["status"]["containerStatuses"] = statuses;
+        Ok(())
+    });
+    ctx.wake_in(crash_backoff_seconds(restarts + 1));
+}
+
 fn start(ctx: &mut Ctx<'_>, pod: &Pod, node: &k8s_openapi::api::core::v1::Node) {
     let (ns, name) = key(&pod.metadata);
     let now = ctx.now;
     let ip = next_pod_ip(ctx);
     let host = host_ip(node);
     let ts = timestamp(now);
-    let statuses = container_statuses(pod, false, &ts);
+    let crashes = crash_decision(ctx, pod);
+    let statuses = if crashes {
+        crash_statuses(pod, 0, &ts)
+    } else {
+        container_statuses(pod, false, &ts)
+    };
     let _ = ctx.store.mutate(Resource::Pod, &ns, &name, |v| {
         if v.pointer("/status/phase").and_then(|p| p.as_str()) != Some("Pending")
             || v.pointer("/metadata/deletionTimestamp").is_some()
@@ -149,7 +311,11 @@ fn start(ctx: &mut Ctx<'_>, pod: &Pod, node: &k8s_openapi::api::core::v1::Node) 
         set_condition(v, "PodScheduled", "True", None, None, now);
         Ok(())
     });
-    ctx.wake_in(startup_seconds(pod));
+    ctx.wake_in(if crashes {
+        crash_backoff_seconds(0)
+    } else {
+        startup_seconds(pod)
+    });
 }
 
 fn become_ready(ctx: &mut Ctx<'_>, pod: &Pod) {

@@ -32,95 +32,97 @@ pub fn deletion_cost(pod: &Pod) -> i32 {
         .unwrap_or(0)
 }
 
+/// `podPhaseToOrdinal`: Pending 0, Unknown 1, Running 2. Go's map lookup gives any other
+/// phase 0 (the candidates are active pods, so Succeeded and Failed do not occur).
 fn phase_ordinal(pod: &Pod) -> u8 {
     match phase(pod) {
-        "Pending" => 0,
         "Unknown" => 1,
         "Running" => 2,
-        _ => 3,
+        _ => 0,
     }
 }
 
-/// `logarithmicRankDiff`: compares how long ago two instants were in powers of two of
-/// nanoseconds, so instants close in age compare equal.
-fn log_rank_diff(t1: DateTime<Utc>, t2: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    let rank = |t: DateTime<Utc>| {
-        let d = (now - t).num_nanoseconds().unwrap_or(i64::MAX);
-        if d > 0 { (d as f64).log2() as i64 } else { -1 }
-    };
-    rank(t1) - rank(t2)
+/// `logarithmicRankDiff`'s rank of one instant: log2 of its age in nanoseconds, so instants
+/// close in age share a bucket; an instant not in the past is -1.
+fn log_rank(t: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    let d = (now - t).num_nanoseconds().unwrap_or(i64::MAX);
+    if d > 0 { (d as f64).log2() as i64 } else { -1 }
+}
+
+/// An instant's place in the order: `afterOrZero` puts an unknown (zero) time first, then the
+/// log2 buckets, newest first.
+fn time_key(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> i64 {
+    match t {
+        Some(t) if t.timestamp() != 0 || t.timestamp_subsec_nanos() != 0 => log_rank(t, now),
+        _ => i64::MIN,
+    }
 }
 
 fn uid(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or_default()
 }
 
-/// `ActivePodsWithRanks.Less`, as an ordering: `Less` means "delete `a` before `b`".
+/// The sort key of a candidate: ascending keys are deleted first.
+type Key<'a> = (
+    bool,
+    u8,
+    bool,
+    i32,
+    std::cmp::Reverse<usize>,
+    i64,
+    std::cmp::Reverse<i32>,
+    i64,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
+fn key<'a>(r: &Ranked<'a>, now: DateTime<Utc>) -> Key<'a> {
+    let p = r.pod;
+    let ready = is_ready(p);
+    (
+        // 1. Unassigned < assigned.
+        node_name(p).is_some(),
+        // 2. Pending < Unknown < Running.
+        phase_ordinal(p),
+        // 3. Not ready < ready.
+        ready,
+        // 4. Lower pod-deletion-cost < higher.
+        deletion_cost(p),
+        // 5. Doubled up (more related active pods on the node) < not doubled up.
+        std::cmp::Reverse(r.rank),
+        // 6. Ready for less time < ready for more time (log2 buckets; only between ready pods,
+        //    and a not-ready pod never meets a ready one here, as 3 split them).
+        if ready {
+            time_key(ready_since(p), now)
+        } else {
+            0
+        },
+        // 7. More restarts < fewer restarts.
+        std::cmp::Reverse(max_restarts(p)),
+        // 8. Newer < older (log2 buckets).
+        time_key(Some(created(p)), now),
+        // Ties: the UID (upstream's tie-break within a bucket), then namespace and name, so
+        // distinct pods never compare equal.
+        uid(p),
+        p.metadata.namespace.as_deref().unwrap_or_default(),
+        p.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// `ActivePodsWithRanks.Less`, as a total order: `Less` means "delete `a` before `b`".
+///
+/// Upstream's `Less` is not a strict weak order, and Rust's sort may panic on one that is not
+/// (which crashed the twin's controllers at 600 pods). Its rules 6 and 8 compare two pods'
+/// times in log2 buckets and fall back to the UID inside a bucket, but only when the times
+/// differ; equal times fall through to the next rule. So with `a` and `b` ready at the same
+/// instant (`a` restarted more, `a` < `b` by rule 7) and `c` ready a little later in the same
+/// bucket, `b` < `c` and `c` < `a` by UID can close a cycle. Here each rule is a key and the
+/// pods are compared key by key, which is the same order wherever upstream's is consistent:
+/// rules 1–8 in upstream's sequence, buckets instead of instants, then the UID, then the
+/// namespace and name, so two distinct pods are never equal.
 pub fn deletion_order(a: &Ranked<'_>, b: &Ranked<'_>, now: DateTime<Utc>) -> Ordering {
-    let (pa, pb) = (a.pod, b.pod);
-    // 1. Unassigned < assigned.
-    let (na, nb) = (node_name(pa), node_name(pb));
-    if na != nb && (na.is_none() || nb.is_none()) {
-        return if na.is_none() {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    // 2. Pending < Unknown < Running.
-    let by_phase = phase_ordinal(pa).cmp(&phase_ordinal(pb));
-    if by_phase != Ordering::Equal {
-        return by_phase;
-    }
-    // 3. Not ready < ready.
-    let by_ready = is_ready(pa).cmp(&is_ready(pb));
-    if by_ready != Ordering::Equal {
-        return by_ready;
-    }
-    // 4. Lower pod-deletion-cost < higher.
-    let by_cost = deletion_cost(pa).cmp(&deletion_cost(pb));
-    if by_cost != Ordering::Equal {
-        return by_cost;
-    }
-    // 5. Doubled up (more related pods on the node) < not doubled up.
-    if a.rank != b.rank {
-        return b.rank.cmp(&a.rank);
-    }
-    // 6. Ready for less time < ready for more time (log2 buckets, then UID).
-    if is_ready(pa) && is_ready(pb) {
-        let (ra, rb) = (ready_since(pa), ready_since(pb));
-        if ra != rb {
-            match (ra, rb) {
-                (Some(ra), Some(rb)) => {
-                    let diff = log_rank_diff(ra, rb, now);
-                    return if diff == 0 {
-                        uid(pa).cmp(uid(pb))
-                    } else {
-                        diff.cmp(&0)
-                    };
-                }
-                // `afterOrZero`: an unknown time sorts first.
-                (None, _) => return Ordering::Less,
-                (_, None) => return Ordering::Greater,
-            }
-        }
-    }
-    // 7. More restarts < fewer restarts.
-    let by_restarts = max_restarts(pb).cmp(&max_restarts(pa));
-    if by_restarts != Ordering::Equal {
-        return by_restarts;
-    }
-    // 8. Newer < older (log2 buckets, then UID).
-    let (ca, cb) = (created(pa), created(pb));
-    if ca != cb {
-        let diff = log_rank_diff(ca, cb, now);
-        return if diff == 0 {
-            uid(pa).cmp(uid(pb))
-        } else {
-            diff.cmp(&0)
-        };
-    }
-    Ordering::Equal
+    key(a, now).cmp(&key(b, now))
 }
 
 /// `getPodsRankedByRelatedPodsOnSameNode`: each candidate's rank is the number of active
@@ -153,7 +155,7 @@ pub fn pods_to_delete<'a>(
         return candidates.to_vec();
     }
     let mut ranked = rank_by_related(candidates, related);
-    ranked.sort_by(|a, b| deletion_order(a, b, now));
+    ranked.sort_by_cached_key(|r| key(r, now));
     ranked.into_iter().take(diff).map(|r| r.pod).collect()
 }
 

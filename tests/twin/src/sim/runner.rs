@@ -44,6 +44,8 @@ pub struct Ctx<'a> {
     pub pod_ips: &'a AtomicU32,
     /// Pods by the UID of their controller, built once per pass.
     pub pods_by_owner: HashMap<String, Vec<Arc<Pod>>>,
+    /// Pods a `crashLoop` rule (by index) made crash in this pass, not yet in the cache.
+    pub crash_started: HashMap<usize, usize>,
     wake: Option<DateTime<Utc>>,
 }
 
@@ -127,14 +129,17 @@ pub fn start_with(
 ) -> Sim {
     let stop = Arc::new(Notify::new());
     let kick = Arc::new(Notify::new());
-    let task = tokio::spawn(run(
-        store.clone(),
-        config,
-        inflight.clone(),
-        volumes.clone(),
-        stop.clone(),
-        kick.clone(),
-    ));
+    let task = store.supervisor().spawn(
+        "controllers",
+        run(
+            store.clone(),
+            config,
+            inflight.clone(),
+            volumes.clone(),
+            stop.clone(),
+            kick.clone(),
+        ),
+    );
     Sim {
         store: store.clone(),
         inflight,
@@ -192,6 +197,7 @@ async fn run(
             config: &config,
             pod_ips: &pod_ips,
             pods_by_owner: index_by_owner(&cache),
+            crash_started: HashMap::new(),
             wake: None,
         };
         pass(&mut ctx, &mut timers, &mut pdb_dirty);
@@ -251,6 +257,7 @@ fn pass(ctx: &mut Ctx<'_>, timers: &mut Timers, pdb_dirty: &mut bool) {
     if let Some(last) = timers.hpa {
         ctx.wake_at(last + secs_delta(ctx.config.hpa_sync_seconds));
     }
+    super::namespace::reconcile(ctx);
     super::gc::reconcile(ctx);
     super::deployment::reconcile(ctx);
     super::replicaset::reconcile(ctx);

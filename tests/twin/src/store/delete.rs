@@ -87,7 +87,50 @@ impl Store {
     }
 }
 
+/// Namespaces the API server refuses to delete (NamespaceLifecycle's immortal namespaces).
+pub const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 impl State {
+    /// Deleting a namespace: an immortal one is refused (403); one that still carries the
+    /// `kubernetes` finalizer in `spec.finalizers` turns Terminating (`deletionTimestamp`,
+    /// `status.phase: Terminating`) and the namespace controller
+    /// ([`crate::sim::namespace`]) empties it and removes it; one without goes at once.
+    fn delete_namespace(
+        &mut self,
+        events: &tokio::sync::broadcast::Sender<WatchEvent>,
+        now: chrono::DateTime<chrono::Utc>,
+        old: &Arc<Value>,
+        key: super::Key,
+        name: &str,
+    ) -> Result<DeleteOutcome, ApiError> {
+        if IMMORTAL_NAMESPACES.contains(&name) {
+            return Err(ApiError::forbidden(
+                Resource::Namespace,
+                name,
+                "this namespace may not be deleted",
+            ));
+        }
+        let finalized = old
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty());
+        if finalized {
+            let last = self
+                .remove(events, Resource::Namespace, &key)
+                .ok_or_else(|| ApiError::not_found(Resource::Namespace, name))?;
+            return Ok(DeleteOutcome::Removed(last));
+        }
+        let mut new = (**old).clone();
+        let meta = meta_mut(&mut new)?;
+        if !meta.contains_key("deletionTimestamp") {
+            meta.insert("deletionTimestamp".into(), json!(timestamp(now)));
+            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        }
+        new["status"]["phase"] = json!("Terminating");
+        let obj = self.commit_change(events, Resource::Namespace, key, old, new)?;
+        Ok(DeleteOutcome::Terminating(obj))
+    }
+
     pub(crate) fn delete_locked(
         &mut self,
         events: &tokio::sync::broadcast::Sender<WatchEvent>,
@@ -126,6 +169,9 @@ impl State {
             ));
         }
         let key = key_of(resource, ns, name);
+        if resource == Resource::Namespace {
+            return self.delete_namespace(events, now, &old, key, name);
+        }
         let has_finalizers = old
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)

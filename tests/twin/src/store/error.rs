@@ -99,6 +99,37 @@ impl ApiError {
         .with_details(details(resource, name))
     }
 
+    /// 403 as `apierrors.NewForbidden` words it: `pods "web-1" is forbidden: <why>`.
+    pub fn forbidden(resource: Resource, name: &str, why: &str) -> Self {
+        let message = if name.is_empty() {
+            format!("{} is forbidden: {why}", qualified(resource))
+        } else {
+            format!("{} \"{name}\" is forbidden: {why}", qualified(resource))
+        };
+        Self::new(403, "Forbidden", message).with_details(details(resource, name))
+    }
+
+    /// The NamespaceLifecycle admission plugin's refusal to create in a terminating namespace
+    /// (k8s.io/apiserver pkg/admission/plugin/namespace/lifecycle/admission.go): 403
+    /// Forbidden with the status cause `NamespaceTerminating`.
+    pub fn namespace_terminating(resource: Resource, name: &str, ns: &str) -> Self {
+        let mut e = Self::forbidden(
+            resource,
+            name,
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        );
+        if let Some(d) = e.details.as_mut() {
+            d["causes"] = json!([{
+                "reason": "NamespaceTerminating",
+                "message": format!("namespace {ns} is being terminated"),
+                "field": "metadata.namespace",
+            }]);
+        }
+        e
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

@@ -204,6 +204,11 @@ impl Store {
             .unwrap_or_default();
         let events = self.sender().clone();
         let mut state = self.lock();
+        // Admission runs before the eviction itself: NamespaceLifecycle refuses every create,
+        // evictions included, in a terminating namespace.
+        if state.namespace_terminating(ns) {
+            return Err(ApiError::namespace_terminating(Resource::Pod, name, ns));
+        }
         let pod = state
             .get(Resource::Pod, ns, name)
             .cloned()

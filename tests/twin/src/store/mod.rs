@@ -39,7 +39,11 @@ use crate::clock::Clock;
 pub use delete::{DeleteOptions, DeleteOutcome};
 pub use error::ApiError;
 pub use evict::{EvictionOutcome, EvictionRecord};
-pub use faults::{FaultRule, Faults, RequestCounts};
+pub use faults::{
+    CrashLoopRule, CrashLoops, FaultAnswer, FaultRule, Faults, InjectedCount, InjectedLog,
+    RequestCounts, UNKNOWN_CALLER, caller_function, function_matches, kubernetes_caller,
+    seeded_draw,
+};
 pub use patch::{PatchKind, apply_patch, strategic_merge};
 pub use pdb::{compute_pdb_status, is_pod_ready, pdb_status_json, scaled_value};
 pub use resource::Resource;
@@ -137,6 +141,8 @@ struct Inner {
     requests: RequestCounts,
     faults: Faults,
     evictions: evict::EvictionLog,
+    supervisor: crate::supervisor::Supervisor,
+    crash_loops: CrashLoops,
 }
 
 /// A shared handle on the store. Cheap to clone; all clones see the same objects.
@@ -248,6 +254,8 @@ impl Store {
                 requests: RequestCounts::default(),
                 faults: Faults::default(),
                 evictions: evict::EvictionLog::default(),
+                supervisor: crate::supervisor::Supervisor::default(),
+                crash_loops: CrashLoops::default(),
             }),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -278,6 +286,17 @@ impl Store {
     /// Fault injection rules checked by the HTTP layer.
     pub fn faults(&self) -> &Faults {
         &self.inner.faults
+    }
+
+    /// The supervisor every task working on this store runs under (a panic in any of them
+    /// is fatal to the run: [`crate::supervisor::Supervisor::fatal`]).
+    pub fn supervisor(&self) -> &crate::supervisor::Supervisor {
+        &self.inner.supervisor
+    }
+
+    /// The `crashLoop` faults the kubelet applies.
+    pub fn crash_loops(&self) -> &CrashLoops {
+        &self.inner.crash_loops
     }
 
     pub(crate) fn evictions_log(&self) -> &evict::EvictionLog {

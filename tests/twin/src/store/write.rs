@@ -153,13 +153,17 @@ impl State {
             return Ok(old.clone());
         }
         // Upstream deletes a terminating object once its last finalizer is removed; a pod
-        // instead waits for the kubelet.
+        // instead waits for the kubelet, and a namespace for the `spec.finalizers` the
+        // namespace controller removes once it is empty.
+        let empty = |p: &str| {
+            new.pointer(p)
+                .and_then(Value::as_array)
+                .is_none_or(|f| f.is_empty())
+        };
         let finalized = resource != Resource::Pod
             && new.pointer("/metadata/deletionTimestamp").is_some()
-            && new
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|f| f.is_empty());
+            && empty("/metadata/finalizers")
+            && (resource != Resource::Namespace || empty("/spec/finalizers"));
         if finalized {
             self.commit(events, resource, key.clone(), new, EventKind::Modified);
             return self
@@ -167,6 +171,13 @@ impl State {
                 .ok_or_else(|| ApiError::internal("object vanished while finalizing"));
         }
         Ok(self.commit(events, resource, key, new, EventKind::Modified))
+    }
+
+    /// Whether the namespace is Terminating (being deleted).
+    pub(crate) fn namespace_terminating(&self, ns: &str) -> bool {
+        self.get(Resource::Namespace, "", ns).is_some_and(|n| {
+            n.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+        })
     }
 
     pub(crate) fn create_locked(
@@ -197,6 +208,9 @@ impl State {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        if resource.namespaced() && self.namespace_terminating(ns) {
+            return Err(ApiError::namespace_terminating(resource, &name, ns));
+        }
         if name.is_empty() {
             let prefix = meta
                 .get("generateName")
@@ -266,8 +280,14 @@ fn apply_defaults(resource: Resource, obj: &mut Value) {
                 spec.entry("replicas").or_insert(json!(1));
             }
         }
+        // The namespace strategy's PrepareForCreate: the `kubernetes` finalizer, which the
+        // namespace controller removes once a deleted namespace is empty.
         Resource::Namespace => {
             map.entry("status").or_insert(json!({ "phase": "Active" }));
+            let spec = map.entry("spec").or_insert_with(|| json!({}));
+            if let Some(spec) = spec.as_object_mut() {
+                spec.entry("finalizers").or_insert(json!(["kubernetes"]));
+            }
         }
         _ => {}
     }

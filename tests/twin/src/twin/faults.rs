@@ -1,19 +1,20 @@
 //! The scenario's faults, each installed where it acts:
 //! - Kubernetes call faults go into the store's fault rules (the scenario part does this as it
 //!   creates the workloads, [`crate::scenario::Scenario::install_kubernetes_faults`]);
-//! - AWS call faults, failed node-group creation and never-ready nodes go into the EKS part;
-//! - pod kills are timers armed when the run begins.
+//! - EKS call faults, failed node-group creation and never-ready nodes go into the EKS part;
+//! - the other AWS services' call faults go to the moto wrapper (`POST /ngm/faults`);
+//! - pod kills and namespace deletions are timers armed when the run begins.
 //!
 //! A fault the twin cannot inject is an error, not a silent no-op: a scenario that expects it
 //! would otherwise pass without ever exercising it.
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use super::TwinError;
-use crate::eks::{CallFault, Eks};
+use super::{TwinError, moto};
+use crate::eks::{CallFault, CallRule, Eks};
 use crate::scenario::{Api, Fault, Scenario};
 use crate::store::{Resource, Store};
 
@@ -36,6 +37,40 @@ fn next_group(scenario: &Scenario, named: &Option<String>) -> Result<String, Twi
         })
 }
 
+/// The AWS services whose calls the moto wrapper can fail (named as the SigV4 scope names
+/// them; ELB and ELBv2 share `elasticloadbalancing`).
+pub const MOTO_SERVICES: [&str; 7] = [
+    "autoscaling",
+    "ec2",
+    "elasticloadbalancing",
+    "dynamodb",
+    "states",
+    "ssm",
+    "sts",
+];
+
+/// Where an AWS call fault acts.
+enum AwsTarget<'a> {
+    /// The twin's EKS, by operation.
+    Eks(&'a str),
+    /// moto (tests/aws/moto_server.py `POST /ngm/faults`): service and operation.
+    Moto(&'a str, &'a str),
+}
+
+/// `eks:CreateNodegroup` → the twin's EKS; `autoscaling:UpdateAutoScalingGroup` → moto.
+fn aws_target(call: &str) -> Result<AwsTarget<'_>, TwinError> {
+    match call.split_once(':') {
+        Some(("eks", op)) if !op.is_empty() => Ok(AwsTarget::Eks(op)),
+        Some((service, op)) if MOTO_SERVICES.contains(&service) && !op.is_empty() => {
+            Ok(AwsTarget::Moto(service, op))
+        }
+        _ => Err(TwinError::UnsupportedFault(format!(
+            "{call}: an AWS call is `<service>:<Operation>` with service eks or one of {}",
+            MOTO_SERVICES.join(", ")
+        ))),
+    }
+}
+
 /// Checks every fault can be injected, before anything starts.
 pub fn check(scenario: &Scenario) -> Result<(), TwinError> {
     for f in &scenario.faults {
@@ -43,28 +78,28 @@ pub fn check(scenario: &Scenario) -> Result<(), TwinError> {
             Fault::Throttle {
                 api: Api::Aws,
                 call,
-                after,
-                ..
-            }
-            | Fault::Fail {
-                api: Api::Aws,
-                call,
-                after,
                 ..
             } => {
-                aws_operation(call)?;
-                if *after > 0 {
+                aws_target(call)?;
+            }
+            Fault::Fail {
+                api: Api::Aws,
+                call,
+                code,
+                ..
+            } => {
+                aws_target(call)?;
+                let code = code.unwrap_or(500);
+                if CallFault::from_code(code).is_none() {
                     return Err(TwinError::UnsupportedFault(format!(
-                        "{call}: `after` is supported for Kubernetes calls only"
+                        "{call}: an AWS failure answers 429, 500 or 503 (code {code} asked)"
                     )));
                 }
-                if let Fault::Fail {
-                    code: Some(code), ..
-                } = f
-                    && *code != 500
-                {
+            }
+            Fault::FaultRate { api, codes, .. } if api.aws() => {
+                if let Some(c) = codes.iter().find(|c| CallFault::from_code(**c).is_none()) {
                     return Err(TwinError::UnsupportedFault(format!(
-                        "{call}: an AWS failure answers 500 (code {code} asked)"
+                        "faultRate on AWS: code {c} (AWS calls fail with 429, 500 or 503)"
                     )));
                 }
             }
@@ -85,38 +120,98 @@ pub fn check(scenario: &Scenario) -> Result<(), TwinError> {
     Ok(())
 }
 
-/// `eks:CreateNodegroup` → `CreateNodegroup`; the other AWS services are moto's, which
-/// cannot be faulted.
-fn aws_operation(call: &str) -> Result<&str, TwinError> {
-    match call.split_once(':') {
-        Some(("eks", op)) if !op.is_empty() => Ok(op),
-        _ => Err(TwinError::UnsupportedFault(format!(
-            "{call}: only `eks:<Operation>` calls can be faulted (the rest is moto)"
-        ))),
-    }
+/// One `POST /ngm/faults` rule for the moto wrapper.
+fn moto_rule(
+    label: &str,
+    service: &str,
+    operation: &str,
+    code: u16,
+    times: u32,
+    after: u32,
+    function: &Option<String>,
+) -> Value {
+    json!({
+        "label": label,
+        "service": service,
+        "operation": operation,
+        "code": code,
+        "times": times,
+        "after": after,
+        "function": function,
+    })
 }
 
-/// Installs the AWS-side faults into the EKS part. Called once the initial node groups are
-/// up, so they act on ngm's calls only.
-pub fn install_aws(scenario: &Scenario, eks: &Eks) -> Result<(), TwinError> {
-    for f in &scenario.faults {
+/// Installs the AWS-side faults: EKS call faults, failed creations and never-ready nodes
+/// into the EKS part, the other services' call faults into the moto wrapper (which fails only
+/// ngm's calls, those carrying the `ngm-local` app id). Called once the initial node groups
+/// are up, so they act on ngm's calls only.
+pub async fn install_aws(scenario: &Scenario, eks: &Eks, moto_url: &str) -> Result<(), TwinError> {
+    let mut moto_rules = Vec::new();
+    for (i, f) in scenario.faults.iter().enumerate() {
+        let label = format!("faults[{i}] {}", f.kind());
         match f {
             Fault::Throttle {
                 api: Api::Aws,
                 call,
                 times,
-                ..
-            } => eks
-                .faults()
-                .fail_call(aws_operation(call)?, CallFault::Throttle, *times),
-            Fault::Fail {
+                after,
+                function,
+            }
+            | Fault::Fail {
                 api: Api::Aws,
                 call,
                 times,
+                after,
+                function,
                 ..
-            } => eks
-                .faults()
-                .fail_call(aws_operation(call)?, CallFault::ServerError, *times),
+            } => {
+                let code = match f {
+                    Fault::Fail { code, .. } => code.unwrap_or(500),
+                    _ => 429,
+                };
+                match aws_target(call)? {
+                    AwsTarget::Eks(op) => {
+                        let fault = CallFault::from_code(code).ok_or_else(|| {
+                            TwinError::UnsupportedFault(format!("{call}: code {code}"))
+                        })?;
+                        eks.faults().add_rule(
+                            CallRule::new(op, fault, *times)
+                                .after(*after)
+                                .function(function.as_deref())
+                                .labelled(label),
+                        );
+                    }
+                    AwsTarget::Moto(service, op) => moto_rules.push(moto_rule(
+                        &label, service, op, code, *times, *after, function,
+                    )),
+                }
+            }
+            Fault::FaultRate {
+                rate,
+                seed,
+                api,
+                codes,
+                function,
+            } if api.aws() => {
+                let faults = codes
+                    .iter()
+                    .filter_map(|c| CallFault::from_code(*c))
+                    .collect();
+                eks.faults().add_rule(
+                    CallRule::rate(*rate, *seed, faults)
+                        .function(function.as_deref())
+                        .labelled(label.clone()),
+                );
+                moto_rules.push(json!({
+                    "label": label,
+                    "service": "*",
+                    "operation": "*",
+                    "rate": rate,
+                    "seed": seed,
+                    "codes": codes,
+                    "function": function,
+                }));
+            }
             Fault::FailNodegroupCreation { nodegroup } => {
                 eks.faults().fail_create(&next_group(scenario, nodegroup)?);
             }
@@ -127,7 +222,46 @@ pub fn install_aws(scenario: &Scenario, eks: &Eks) -> Result<(), TwinError> {
             _ => {}
         }
     }
+    for rule in moto_rules {
+        let (code, body) = moto::request(moto_url, "POST", "/ngm/faults", Some(&rule))
+            .await
+            .map_err(|e| TwinError::Aws(format!("installing a moto fault rule: {e}")))?;
+        if code != 200 {
+            return Err(TwinError::UnsupportedFault(format!(
+                "moto refused the fault rule {rule}: {code} {body}"
+            )));
+        }
+    }
     Ok(())
+}
+
+/// Arms the namespace deletions, timed from now (the start of the migration).
+pub fn arm_namespace_deletions(scenario: &Scenario, store: &Store) -> Vec<JoinHandle<()>> {
+    scenario
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::DeleteNamespace { namespace, at } => {
+                let ns = namespace.clone();
+                let store = store.clone();
+                let at = Duration::from_secs_f64(at.max(0.0));
+                let sup = store.supervisor().clone();
+                Some(sup.spawn(format!("deleteNamespace {ns}"), async move {
+                    store.clock().sleep(at).await;
+                    store.faults().namespace_deleted_by_fault(&ns);
+                    if let Err(e) = store.delete(
+                        Resource::Namespace,
+                        "",
+                        &ns,
+                        &crate::store::DeleteOptions::default(),
+                    ) {
+                        tracing::warn!(namespace = %ns, error = %e, "namespace to delete");
+                    }
+                }))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// Arms the pod kills, timed from now (the start of the migration). A killed pod vanishes at
@@ -143,7 +277,8 @@ pub fn arm_kills(scenario: &Scenario, store: &Store) -> Vec<JoinHandle<()>> {
                 let (ns, name) = (ns.to_string(), name.to_string());
                 let store = store.clone();
                 let at = Duration::from_secs_f64(at_seconds.max(0.0));
-                Some(tokio::spawn(async move {
+                let sup = store.supervisor().clone();
+                Some(sup.spawn(format!("killPod {ns}/{name}"), async move {
                     store.clock().sleep(at).await;
                     if store.remove_now(Resource::Pod, &ns, &name).is_none() {
                         tracing::warn!(namespace = %ns, pod = %name, "pod to kill was not found");

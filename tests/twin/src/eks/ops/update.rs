@@ -166,7 +166,8 @@ impl Eks {
         if let Some(s) = resize {
             let eks = self.clone();
             let (name, id) = (name.to_string(), update.id.clone());
-            tokio::spawn(async move {
+            let sup = eks.inner.store.supervisor().clone();
+            sup.spawn(format!("eks resize {name}"), async move {
                 let result = eks.resize(&asg_name, old, s).await;
                 eks.finish_resize(&name, &id, result);
             });

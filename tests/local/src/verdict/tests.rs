@@ -1,0 +1,467 @@
+//! Each verdict rule, shown able to fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{TimeZone, Utc};
+use ngm_twin::lb::{FailureSample, ProbeStats, ServiceTraffic};
+use ngm_twin::report::{DrainCounts, EvictionCounts, Invariants, Requests};
+use ngm_twin::sim::record::{FieldChange, ObjectRef, SnapshotDiff};
+use serde_json::json;
+
+use super::*;
+use crate::aws_world::GroupState;
+use crate::world::PodPlace;
+
+fn scenario(extra: Value) -> Scenario {
+    let mut base = json!({
+        "name": "t",
+        "cluster": {"name": "c", "nodeGroups": [
+            {"name": "old", "instanceTypes": ["m5.large"], "zones": ["us-west-2a"], "amiRelease": "1.33.0-1", "desiredSize": 1}
+        ]},
+        "migration": {"cluster": {"name": "c"}, "source": {"managedNodeGroup": "old"}, "target": {"name": "new"}},
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
+        b.extend(e);
+    }
+    serde_json::from_value(base).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn report() -> Report {
+    let t = Utc
+        .timestamp_opt(1_700_000_000, 0)
+        .single()
+        .unwrap_or_default();
+    Report {
+        scenario: Some("t".into()),
+        started_at: t,
+        finished_at: t,
+        invariants: Invariants {
+            zero_downtime: true,
+            budgets_respected: true,
+            objects_restored: true,
+        },
+        traffic: ProbeStats::default(),
+        load_balancers: Vec::new(),
+        evictions: EvictionCounts::default(),
+        eks_drains: DrainCounts::default(),
+        budget_violations: Vec::new(),
+        budget_dips: Vec::new(),
+        changes: SnapshotDiff::default(),
+        requests: Requests::default(),
+    }
+}
+
+fn place(group: &str, workload: &str) -> PodPlace {
+    PodPlace {
+        group: group.into(),
+        workload: workload.into(),
+    }
+}
+
+fn world_before() -> WorldState {
+    WorldState {
+        source_nodes: vec!["old-1".into()],
+        source_group_exists: true,
+        groups: BTreeSet::from(["old".into()]),
+        pods: BTreeMap::from([("a/web-1".into(), place("old", "Deployment a/web"))]),
+        marks_left: Vec::new(),
+    }
+}
+
+fn world_migrated() -> WorldState {
+    WorldState {
+        source_nodes: Vec::new(),
+        source_group_exists: false,
+        groups: BTreeSet::from(["new".into()]),
+        pods: BTreeMap::from([("a/web-2".into(), place("new", "Deployment a/web"))]),
+        marks_left: Vec::new(),
+    }
+}
+
+fn aws_before() -> AwsWorld {
+    let mut w = AwsWorld::default();
+    w.groups.insert("asg-old".into(), GroupState::default());
+    w.nodegroups.insert(
+        "old".into(),
+        crate::aws_world::NodegroupState {
+            status: "ACTIVE".into(),
+            asg: "asg-old".into(),
+            ..Default::default()
+        },
+    );
+    w
+}
+
+fn aws_migrated() -> AwsWorld {
+    let mut w = AwsWorld::default();
+    w.groups.insert("asg-new".into(), GroupState::default());
+    w
+}
+
+fn entered(state: &str) -> StateEvent {
+    StateEvent {
+        kind: "StateEntered".into(),
+        at: 0,
+        state: Some(state.into()),
+        state_type: None,
+        error: None,
+        cause: None,
+        attempt: None,
+    }
+}
+
+fn exited(state: &str) -> StateEvent {
+    StateEvent {
+        kind: "StateExited".into(),
+        ..entered(state)
+    }
+}
+
+struct Case {
+    scenario: Scenario,
+    expectation: Option<Expectation>,
+    status: &'static str,
+    report: Report,
+    world: WorldState,
+    aws: Result<(AwsWorld, AwsWorld), String>,
+    events: Vec<StateEvent>,
+    functions: BTreeMap<String, FunctionStats>,
+    slow: Vec<SlowInvocation>,
+    cleanup: Option<CleanupRun>,
+}
+
+impl Case {
+    fn success() -> Self {
+        Case {
+            scenario: scenario(json!({})),
+            expectation: None,
+            status: "SUCCEEDED",
+            report: report(),
+            world: world_migrated(),
+            aws: Ok((aws_before(), aws_migrated())),
+            events: vec![entered("Restore"), exited("Restore"), entered("Migrated")],
+            functions: BTreeMap::new(),
+            slow: Vec::new(),
+            cleanup: None,
+        }
+    }
+
+    fn rolled_back() -> Self {
+        Case {
+            status: "FAILED",
+            world: world_before(),
+            aws: Ok((aws_before(), aws_before())),
+            events: vec![
+                entered("Rollback"),
+                exited("Rollback"),
+                entered("MigrationRolledBack"),
+            ],
+            ..Case::success()
+        }
+    }
+
+    fn expect(mut self, v: Value) -> Self {
+        self.expectation =
+            Some(Expectation::parse(&v, &["retire"]).unwrap_or_else(|e| panic!("{e}")));
+        self
+    }
+
+    fn verdict(self) -> Verdict {
+        Verdict::compile(Inputs {
+            scenario: &self.scenario,
+            expectation: self.expectation.as_ref(),
+            status: self.status.into(),
+            output: None,
+            error: (self.status != "SUCCEEDED").then(|| "RetireStalled".to_string()),
+            cause: None,
+            report: &self.report,
+            world_before: world_before(),
+            world: self.world,
+            aws: self.aws,
+            functions: self.functions,
+            slow: self.slow,
+            aws_requests: BTreeMap::new(),
+            idempotence: Vec::new(),
+            operator_answers: Vec::new(),
+            events: &self.events,
+            cleanup: self.cleanup,
+            wall: Duration::from_secs(1),
+            simulated: Duration::from_secs(60),
+        })
+    }
+}
+
+fn broken(v: &Verdict, invariant: &str) -> Vec<String> {
+    match v.invariants.iter().find(|(k, _)| k.starts_with(invariant)) {
+        Some((_, Check::Broken(p))) => p.clone(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn a_clean_success_passes_and_says_what_was_restored() {
+    let v = Case::success()
+        .expect(json!({"outcome": "success"}))
+        .verdict();
+    assert!(v.passed(), "{}", v.summary());
+    assert!(v.summary().contains("restored:"), "{}", v.summary());
+    assert!(v.summary().contains("lock released"), "{}", v.summary());
+}
+
+#[test]
+fn figures_that_differ_fail_the_run() {
+    let v = Case::success()
+        .expect(json!({"outcome": "success", "figures": {"failedRequests": 999}}))
+        .verdict();
+    assert!(!v.passed());
+    assert_eq!(
+        v.expectation,
+        vec!["figure failedRequests: expected 999, got 0"]
+    );
+}
+
+#[test]
+fn an_outcome_outside_the_alternatives_fails_and_one_inside_passes() {
+    let v = Case::rolled_back()
+        .expect(json!({"outcome": ["success", "rolledBack"]}))
+        .verdict();
+    assert!(v.passed(), "{}", v.summary());
+    let v = Case::rolled_back()
+        .expect(json!({"outcome": "success"}))
+        .verdict();
+    assert!(!v.passed());
+}
+
+#[test]
+fn a_lock_left_behind_is_reported_and_nothing_is_called_restored() {
+    let mut c = Case::rolled_back();
+    let mut after = aws_before();
+    after.locks.insert(
+        "arn:c".into(),
+        BTreeMap::from([("holder".into(), "exec".into())]),
+    );
+    c.aws = Ok((aws_before(), after));
+    let v = c.verdict();
+    assert!(!v.passed());
+    assert!(v.restored.is_empty(), "{:?}", v.restored);
+    let s = v.summary();
+    assert!(
+        !s.contains("lock released") && !s.contains("restored:"),
+        "{s}"
+    );
+    assert!(
+        s.contains("NOT restored") && s.contains("lock arn:c still held"),
+        "{s}"
+    );
+}
+
+#[test]
+fn after_rollback_failed_the_summary_lists_what_is_left() {
+    let mut c = Case::rolled_back();
+    c.events = vec![entered("Rollback"), entered("RollbackFailed")];
+    c.report.changes.changed.push(FieldChange {
+        object: ObjectRef {
+            kind: "Deployment".into(),
+            namespace: "a".into(),
+            name: "web".into(),
+        },
+        path: "/spec/replicas".into(),
+        before: Some(json!(2)),
+        after: Some(json!(4)),
+    });
+    c.world
+        .marks_left
+        .push("node old-1: taint ngm.io/migrating".into());
+    let v = c.verdict();
+    assert_eq!(v.outcome, Outcome::Failed);
+    assert!(v.restored.is_empty());
+    assert_eq!(v.left.len(), 2, "{:?}", v.left);
+    assert!(v.summary().contains("ngm.io/migrating"), "{}", v.summary());
+}
+
+#[test]
+fn the_aws_side_is_part_of_i3() {
+    let mut c = Case::success();
+    let mut after = aws_migrated();
+    after.groups.insert("asg-old".into(), GroupState::default());
+    c.aws = Ok((aws_before(), after));
+    let p = broken(&c.verdict(), "I3");
+    assert!(
+        p.iter().any(|x| x.contains("old Auto Scaling group")),
+        "{p:?}"
+    );
+    let mut c = Case::success();
+    c.aws = Err("moto is down".into());
+    assert!(broken(&c.verdict(), "I3")[0].contains("could not be read"));
+}
+
+#[test]
+fn a_second_untouched_group_does_not_break_i3() {
+    let mut c = Case::success();
+    c.world.groups.insert("other".into());
+    c.world
+        .pods
+        .insert("b/batch-1".into(), place("other", "Deployment b/batch"));
+    let v = Verdict::compile(Inputs {
+        world_before: {
+            let mut w = world_before();
+            w.groups.insert("other".into());
+            w.pods
+                .insert("b/batch-1".into(), place("other", "Deployment b/batch"));
+            w
+        },
+        ..inputs(&c)
+    });
+    assert!(v.passed(), "{}", v.summary());
+}
+
+fn inputs(c: &Case) -> Inputs<'_> {
+    Inputs {
+        scenario: &c.scenario,
+        expectation: c.expectation.as_ref(),
+        status: c.status.into(),
+        output: None,
+        error: None,
+        cause: None,
+        report: &c.report,
+        world_before: world_before(),
+        world: c.world.clone(),
+        aws: c.aws.clone(),
+        functions: c.functions.clone(),
+        slow: c.slow.clone(),
+        aws_requests: BTreeMap::new(),
+        idempotence: Vec::new(),
+        operator_answers: Vec::new(),
+        events: &c.events,
+        cleanup: c.cleanup.clone(),
+        wall: Duration::from_secs(1),
+        simulated: Duration::from_secs(1),
+    }
+}
+
+#[test]
+fn an_abort_cleaned_up_before_deletion_is_judged_as_a_rollback() {
+    let mut c = Case::rolled_back();
+    c.status = "ABORTED";
+    c.events = vec![entered("Retire")];
+    c.cleanup = Some(CleanupRun {
+        status: "SUCCEEDED".into(),
+        ..CleanupRun::default()
+    });
+    let v = c.expect(json!({"outcome": "aborted"})).verdict();
+    assert_eq!(v.outcome, Outcome::Aborted);
+    assert!(v.passed(), "{}", v.summary());
+    assert!(
+        v.restored.iter().any(|r| r.contains("cleanup")),
+        "{:?}",
+        v.restored
+    );
+    // The same abort with the new group left behind fails.
+    let mut c = Case::rolled_back();
+    c.status = "ABORTED";
+    let mut after = aws_before();
+    after.groups.insert("asg-new".into(), GroupState::default());
+    c.aws = Ok((aws_before(), after));
+    let p = broken(&c.verdict(), "I3");
+    assert_eq!(
+        p,
+        vec!["left behind: Auto Scaling group asg-new".to_string()]
+    );
+}
+
+#[test]
+fn an_abort_after_the_old_group_went_is_judged_as_a_migration() {
+    let mut c = Case::success();
+    c.status = "ABORTED";
+    c.events = vec![entered("CheckDeleted")];
+    let v = c.verdict();
+    assert_eq!(v.outcome, Outcome::Aborted);
+    assert!(broken(&v, "I3").is_empty(), "{}", v.summary());
+}
+
+#[test]
+fn failed_requests_on_a_killed_pod_are_counted_apart() {
+    let sample = |pod: &str| FailureSample {
+        at: Utc::now(),
+        service: "a/web".into(),
+        reason: FailureReason::PodKilled,
+        node: None,
+        pod: Some(pod.into()),
+    };
+    let mut c = Case::success();
+    c.scenario =
+        scenario(json!({"faults": [{"kind": "killPod", "pod": "a/web-1", "atSeconds": 5}]}));
+    c.report.traffic = ProbeStats {
+        services: vec![ServiceTraffic {
+            service: "a/web".into(),
+            sent: 10,
+            failed: 1,
+            ..ServiceTraffic::default()
+        }],
+        samples: vec![sample("a/web-1")],
+    };
+    let v = c.verdict();
+    assert!(broken(&v, "I1").is_empty(), "{}", v.summary());
+    assert_eq!(v.figures.requests_failed_injected, 1);
+    assert_eq!(v.figures.named()["ngmFailedRequests"], 0.0);
+    // The same failure on a pod no fault touched is ngm's.
+    let mut c = Case::success();
+    c.report.traffic = ProbeStats {
+        services: vec![ServiceTraffic {
+            service: "a/web".into(),
+            sent: 10,
+            failed: 1,
+            ..ServiceTraffic::default()
+        }],
+        samples: vec![sample("a/web-2")],
+    };
+    assert!(!broken(&c.verdict(), "I1").is_empty());
+}
+
+#[test]
+fn function_errors_an_injected_fault_explains_are_counted_apart() {
+    let mut c = Case::success();
+    c.functions.insert(
+        "retire".into(),
+        FunctionStats {
+            invocations: 3,
+            errors: BTreeMap::from([("Sandbox.Timedout".into(), 1), ("Unexpected".into(), 1)]),
+            faults_injected: 1,
+            timeouts_injected: 1,
+            ..FunctionStats::default()
+        },
+    );
+    let v = c.verdict();
+    assert_eq!(v.figures.function_errors_injected, 1);
+    assert!(
+        v.summary()
+            .contains("function errors: 2 (1 explained by injected faults, 1 by ngm)"),
+        "{}",
+        v.summary()
+    );
+}
+
+#[test]
+fn a_slow_invocation_breaks_i6_unless_a_fault_made_it_slow() {
+    let slow = |injected| SlowInvocation {
+        function: "retire".into(),
+        millis: 40_000,
+        budget_millis: 30_000,
+        timed_out: false,
+        injected,
+    };
+    let mut c = Case::success();
+    c.slow = vec![slow(false)];
+    assert!(broken(&c.verdict(), "I6")[0].contains("retire: an invocation took 40000 ms"));
+    let mut c = Case::success();
+    c.slow = vec![slow(true)];
+    assert!(broken(&c.verdict(), "I6").is_empty());
+}
+
+#[test]
+fn twin_injected_answers_are_read_in_any_shape() {
+    let mut r = report();
+    assert_eq!(twin_injected(&r), 0);
+    r.requests.kubernetes_total = 1;
+    assert_eq!(twin_injected(&r), 0);
+}
