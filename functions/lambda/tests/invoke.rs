@@ -117,7 +117,11 @@ async fn a_world_that_cannot_be_built_is_reported_by_name() {
 }
 
 /// A step that changes nothing, to watch what the harness does around it.
-async fn unchanged(s: MigrationState, _: &World, _: Timestamp) -> Result<MigrationState, StepError> {
+async fn unchanged(
+    s: MigrationState,
+    _: &World,
+    _: Timestamp,
+) -> Result<MigrationState, StepError> {
     Ok(s)
 }
 
@@ -132,17 +136,28 @@ async fn every_step_renews_the_lock_with_its_state_and_fails_with_lock_lost_once
     let key = ngm_steps::fakes::cluster_arn("prod");
     let stored = f.snapshot().locks.get(&key).and_then(|r| r.state.clone());
     let stored: Option<Value> = stored.and_then(|s| serde_json::from_str(&s).ok());
-    assert_eq!(stored.as_ref(), Some(&taken), "the lock holds the state returned");
+    assert_eq!(
+        stored.as_ref(),
+        Some(&taken),
+        "the lock holds the state returned"
+    );
 
     let step = Step::new("freeze", unchanged);
     let later = Timestamp(NOW.0 + 600);
-    let out = invoke(&step, "req-2", taken.clone(), later, async |_: &MigrationState| {
-        Ok::<World, StepError>(f.world())
-    })
+    let out = invoke(
+        &step,
+        "req-2",
+        taken.clone(),
+        later,
+        async |_: &MigrationState| Ok::<World, StepError>(f.world()),
+    )
     .await
     .unwrap_or_else(|d| panic!("{}: {}", d.error_type, d.error_message));
     let renewed = f.snapshot().locks.get(&key).map(|r| r.lease_until);
-    assert!(renewed > Some(later), "lease renewed past {later:?}: {renewed:?}");
+    assert!(
+        renewed > Some(later),
+        "lease renewed past {later:?}: {renewed:?}"
+    );
     assert_eq!(out, taken);
 
     // Someone else holds the lock now: the step's answer is LockLost, naming them.

@@ -101,7 +101,10 @@ pub async fn unlock(
     let holder = format!(
         "{} ({})",
         record.holder,
-        record.holder_arn.as_deref().unwrap_or("no execution ARN recorded")
+        record
+            .holder_arn
+            .as_deref()
+            .unwrap_or("no execution ARN recorded")
     );
     let ended = match &record.holder_arn {
         Some(a) => match sfn.describe_execution(a).await.map_err(|e| e.to_string())? {

@@ -175,11 +175,8 @@ async fn unlock(
                 crate::cleanup::LOCK_TABLE_VAR
             )
         })?;
-    let lock = ngm_adapters::aws::LockAdapter::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        table,
-        sfn.clone(),
-    );
+    let lock =
+        ngm_adapters::aws::LockAdapter::new(aws_sdk_dynamodb::Client::new(sdk), table, sfn.clone());
     let eks = ngm_adapters::aws::EksAdapter::new(aws_sdk_eks::Client::new(sdk));
     crate::cleanup::unlock(
         &lock,

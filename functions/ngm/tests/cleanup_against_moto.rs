@@ -11,7 +11,8 @@ use ngm_testkit::moto::MotoServer;
 
 const REQUEST: &str = r#"{"cluster":{"name":"prod","region":"us-east-1"},"source":{"managedNodeGroup":"ng-a"},"target":{"instanceTypes":["m7g.large"]}}"#;
 const CLUSTER: &str = "arn:aws:eks:us-east-1:123456789012:cluster/prod";
-const WAIT: &str = r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Wait","Seconds":600,"End":true}}}"#;
+const WAIT: &str =
+    r#"{"StartAt":"Wait","States":{"Wait":{"Type":"Wait","Seconds":600,"End":true}}}"#;
 
 fn ngm(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ngm"))
@@ -82,7 +83,11 @@ async fn cleanup_refuses_a_running_execution_then_starts_the_stacks_cleanup_mach
 
     let refused = ngm(&moto.url, &["cleanup", &exec]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
-    assert!(text(&refused.stderr).contains("RUNNING"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("RUNNING"),
+        "{}",
+        text(&refused.stderr)
+    );
     let none = sfn
         .list_executions()
         .state_machine_arn(&cleanup)
@@ -95,7 +100,10 @@ async fn cleanup_refuses_a_running_execution_then_starts_the_stacks_cleanup_mach
     let first = ngm(&moto.url, &["cleanup", &exec]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     let cleanup_exec = text(&first.stdout);
-    assert!(cleanup_exec.contains(":execution:ngm-cleanup:"), "{cleanup_exec}");
+    assert!(
+        cleanup_exec.contains(":execution:ngm-cleanup:"),
+        "{cleanup_exec}"
+    );
     let d = sfn
         .describe_execution()
         .execution_arn(&cleanup_exec)
@@ -106,7 +114,10 @@ async fn cleanup_refuses_a_running_execution_then_starts_the_stacks_cleanup_mach
         serde_json::from_str(d.input().unwrap_or_default()).expect("input is JSON");
     assert_eq!(input["executionArn"], exec.as_str());
     assert_eq!(input["status"], "ABORTED");
-    assert_eq!(input["input"], REQUEST, "the migration's input, as a string");
+    assert_eq!(
+        input["input"], REQUEST,
+        "the migration's input, as a string"
+    );
 
     // Run again: the same cleanup execution, not a second one.
     let again = ngm(&moto.url, &["cleanup", &exec]);
@@ -146,13 +157,20 @@ async fn unlock_refuses_while_the_holder_runs_and_names_it_then_releases_once_it
     let refused = ngm(&moto.url, &["unlock", CLUSTER, "--lock-table", "ngm-locks"]);
     assert_eq!(refused.status.code(), Some(1));
     let why = text(&refused.stderr);
-    assert!(why.contains("exec-2") && why.contains("still running"), "{why}");
+    assert!(
+        why.contains("exec-2") && why.contains("still running"),
+        "{why}"
+    );
     assert_eq!(lock.read(CLUSTER).await, Ok(Some(held.clone())));
 
     stop(&sfn, &exec).await;
     let done = ngm(&moto.url, &["unlock", CLUSTER, "--lock-table", "ngm-locks"]);
     assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
-    assert!(text(&done.stdout).contains("released"), "{}", text(&done.stdout));
+    assert!(
+        text(&done.stdout).contains("released"),
+        "{}",
+        text(&done.stdout)
+    );
     assert_eq!(lock.read(CLUSTER).await, Ok(None));
 
     let nothing = ngm(&moto.url, &["unlock", CLUSTER, "--lock-table", "ngm-locks"]);

@@ -166,7 +166,11 @@ fn asl_placeholders() -> BTreeSet<String> {
 /// The migration state machine (the other one is the cleanup machine).
 fn state_machine(t: &Value) -> Value {
     let machines = resources(t, "AWS::Serverless::StateMachine");
-    assert_eq!(machines.len(), 2, "the migration and cleanup state machines");
+    assert_eq!(
+        machines.len(),
+        2,
+        "the migration and cleanup state machines"
+    );
     t["Resources"]["MigrationStateMachine"]["Properties"].clone()
 }
 
@@ -261,12 +265,19 @@ fn the_cleanup_machine_runs_the_cleanup_function_and_its_role_invokes_only_that(
         .map(s);
     assert_eq!(arn, Some("CleanupFunction.Arn"));
     assert!(read("statemachine/cleanup.asl.json").contains("${CleanupFunctionArn}"));
-    assert_eq!(functions(&t).get("CleanupFunction").map(String::as_str), Some("cleanup"));
+    assert_eq!(
+        functions(&t).get("CleanupFunction").map(String::as_str),
+        Some("cleanup")
+    );
     let role = tagged(&sm["Role"], "GetAtt").map(s).unwrap_or_default();
     let role = role.trim_end_matches(".Arn");
     let invoked: Vec<String> = statements(&t["Resources"][role])
         .into_iter()
-        .filter(|st| list(&st["Action"]).iter().any(|a| s(a) == "lambda:InvokeFunction"))
+        .filter(|st| {
+            list(&st["Action"])
+                .iter()
+                .any(|a| s(a) == "lambda:InvokeFunction")
+        })
         .flat_map(|st| list(&st["Resource"]))
         .map(|r| match &r {
             Value::Tagged(tv) => format!("{} {}", tv.tag, s(&tv.value)),
@@ -302,18 +313,33 @@ fn a_migration_that_ends_aborted_failed_or_timed_out_starts_the_cleanup_with_its
         .and_then(|v| tagged(v, "Sub"))
         .map(|v| s(v).to_string())
         .unwrap_or_default();
-    assert!(machine.ends_with(":stateMachine:${AWS::StackName}-migration"), "{machine}");
-    assert!(rule["EventBusName"].is_null(), "Step Functions events arrive on the default bus");
+    assert!(
+        machine.ends_with(":stateMachine:${AWS::StackName}-migration"),
+        "{machine}"
+    );
+    assert!(
+        rule["EventBusName"].is_null(),
+        "Step Functions events arrive on the default bus"
+    );
     let target = &rule["Targets"][0];
-    assert_eq!(tagged(&target["Arn"], "Ref").map(s), Some("CleanupStateMachine"));
+    assert_eq!(
+        tagged(&target["Arn"], "Ref").map(s),
+        Some("CleanupStateMachine")
+    );
     let tr = &target["InputTransformer"];
-    assert_eq!(s(&tr["InputPathsMap"]["executionArn"]), "$.detail.executionArn");
+    assert_eq!(
+        s(&tr["InputPathsMap"]["executionArn"]),
+        "$.detail.executionArn"
+    );
     assert_eq!(s(&tr["InputPathsMap"]["status"]), "$.detail.status");
     assert_eq!(s(&tr["InputPathsMap"]["input"]), "$.detail.input");
     // Unquoted placeholders: EventBridge inserts each value as JSON, so the input (a JSON
     // document as a string) arrives as a string. Filled in, the template is the cleanup input.
     let filled = s(&tr["InputTemplate"])
-        .replace("<executionArn>", "\"arn:aws:states:r:1:execution:s-migration:e\"")
+        .replace(
+            "<executionArn>",
+            "\"arn:aws:states:r:1:execution:s-migration:e\"",
+        )
         .replace("<status>", "\"ABORTED\"")
         .replace("<input>", "\"{\\\"cluster\\\": {}}\"");
     let v: serde_json::Value =
@@ -321,7 +347,9 @@ fn a_migration_that_ends_aborted_failed_or_timed_out_starts_the_cleanup_with_its
     assert_eq!(v["status"], "ABORTED");
     assert_eq!(v["input"], "{\"cluster\": {}}");
     // Its role starts the cleanup machine and nothing else.
-    let role = tagged(&target["RoleArn"], "GetAtt").map(s).unwrap_or_default();
+    let role = tagged(&target["RoleArn"], "GetAtt")
+        .map(s)
+        .unwrap_or_default();
     let role = role.trim_end_matches(".Arn");
     let sts = statements(&t["Resources"][role]);
     let actions: Vec<String> = sts
@@ -338,7 +366,10 @@ fn a_migration_that_ends_aborted_failed_or_timed_out_starts_the_cleanup_with_its
         .and_then(|v| tagged(v, "Sub"))
         .map(|v| s(v).to_string())
         .unwrap_or_default();
-    assert!(res.ends_with(":stateMachine:${AWS::StackName}-cleanup"), "{res}");
+    assert!(
+        res.ends_with(":stateMachine:${AWS::StackName}-cleanup"),
+        "{res}"
+    );
 }
 
 /// Actions whose only resource is `*`: AWS defines no resource-level permissions for them.
