@@ -4,9 +4,10 @@
 //! success or an exact rollback: never `RollbackFailed`, never a leftover (I3/I4 on the
 //! cluster and the AWS side, lock included).
 //!
-//! Throttles and 500s hit one kind of call of one function (`function:` on the twin's and
-//! moto's faults, C6): the twin answers that call 429 (Kubernetes, with `Retry-After`) or
-//! `ThrottlingException` (EKS), or 500, the first times it is made. A lost response and a
+//! Throttles and 500s hit one kind of call of one function (`function:` on the twin's faults,
+//! C6): the twin (or moto, for the AWS services other than EKS) answers that call 429
+//! (Kubernetes, with `Retry-After`) or `ThrottlingException`, or 500, the first times it is
+//! made. A lost response and a
 //! Lambda timeout hit the step's invocation in the Lambda host: the step ran, its answer never
 //! came; or it was killed at its timeout (once as it answered, once half-way through).
 
@@ -126,40 +127,19 @@ pub fn cell_scenario(base: &Value, cell: &Cell) -> Value {
     };
     match (&cell.call, cell.fault) {
         (Some(call), FaultKind::Throttle | FaultKind::ServerError) => {
+            // The twin serves Kubernetes and EKS and hands the other AWS calls' faults to moto.
             let throttle = cell.fault == FaultKind::Throttle;
-            match call.api {
-                Api::Kubernetes | Api::Eks => {
-                    let mut f = json!({
-                        "kind": if throttle { "throttle" } else { "fail" },
-                        "api": if call.api == Api::Kubernetes { "kubernetes" } else { "aws" },
-                        "call": call.call,
-                        "times": if throttle { THROTTLES } else { 1 },
-                        "function": cell.function,
-                    });
-                    if !throttle {
-                        f["code"] = json!(500);
-                    }
-                    push(&mut s, &["faults"], f);
-                }
-                Api::Moto => {
-                    let (service, operation) = call
-                        .call
-                        .split_once(':')
-                        .unwrap_or(("", call.call.as_str()));
-                    push(
-                        &mut s,
-                        &["workflow", "awsFaults"],
-                        json!({
-                            "service": service,
-                            "operation": operation,
-                            "code": if throttle { 400 } else { 500 },
-                            "error": if throttle { "ThrottlingException" } else { "InternalFailure" },
-                            "times": if throttle { THROTTLES } else { 1 },
-                            "function": cell.function,
-                        }),
-                    );
-                }
+            let mut f = json!({
+                "kind": if throttle { "throttle" } else { "fail" },
+                "api": if call.api == Api::Kubernetes { "kubernetes" } else { "aws" },
+                "call": call.call,
+                "times": if throttle { THROTTLES } else { 1 },
+                "function": cell.function,
+            });
+            if !throttle {
+                f["code"] = json!(500);
             }
+            push(&mut s, &["faults"], f);
         }
         (_, FaultKind::LostResponse) => push(
             &mut s,

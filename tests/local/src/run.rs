@@ -142,6 +142,7 @@ struct Ended {
 
 /// Everything one execution needs from the run.
 struct Drive<'a> {
+    twin: &'a Twin,
     workflow: &'a WorkflowSettings,
     region: &'a str,
     deadline: Instant,
@@ -166,7 +167,15 @@ async fn drive(
             tokio::time::Instant::from_std(d.deadline),
             interp.lines.recv(),
         );
-        let line = match next.await {
+        // A twin task that panicked ends the run at once, naming the task and the panic (C7).
+        let next = tokio::select! {
+            n = next => n,
+            fatal = d.twin.fatal() => {
+                interp.stop().await;
+                return Err(LocalError::Twin(fatal));
+            }
+        };
+        let line = match next {
             Err(_) => {
                 interp.stop().await;
                 return Err(LocalError::TimedOut(
@@ -292,6 +301,8 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         },
     )
     .await?;
+    // `${subnet:<zone>}` and the like, filled in by the twin.
+    let request = twin.migration_request()?.unwrap_or(request);
     let speed = twin.clock().speed();
     let mut env = twin.env();
     let moto = moto_conf(&env).map_err(LocalError::Io)?;
@@ -299,12 +310,6 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     create_lock_table(&moto, lock_table)
         .await
         .map_err(LocalError::Io)?;
-    if !workflow.aws_faults.is_empty() {
-        let url = twin.moto_url().unwrap_or_default().to_string();
-        crate::support::post_moto_faults(&url, &workflow.aws_faults)
-            .await
-            .map_err(bad)?;
-    }
     let executions = Executions::default();
     let (sfn_url, sfn_task) = crate::sfn::serve(executions.clone())
         .await
@@ -433,6 +438,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         &settings,
         work_dir.join("interpreter.log"),
         Drive {
+            twin: &twin,
             workflow: &workflow,
             region: &region,
             deadline,
@@ -502,6 +508,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
                     &settings,
                     work_dir.join("cleanup-interpreter.log"),
                     Drive {
+                        twin: &twin,
                         workflow: &workflow,
                         region: &region,
                         deadline,

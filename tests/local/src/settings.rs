@@ -57,11 +57,6 @@ pub struct WorkflowSettings {
     /// Faults the Lambda host injects into invocations.
     #[serde(default)]
     pub lambda_faults: Vec<InvokeFault>,
-    /// Fault rules for moto (`POST /ngm/faults` of tests/aws/moto_server.py: `service`,
-    /// `operation`, `code`, `times`, `after`, `function`), so Auto Scaling, EC2, ELB, DynamoDB
-    /// and Step Functions calls fail too.
-    #[serde(default)]
-    pub aws_faults: Vec<Value>,
     #[serde(default)]
     pub operator: OperatorAnswer,
     /// For `operator: force`: the pod to name (`namespace/name`); default: the blocked pod

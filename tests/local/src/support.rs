@@ -139,39 +139,6 @@ pub async fn moto_request_counts(moto_url: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Installs fault rules in moto (`POST /ngm/faults`).
-pub async fn post_moto_faults(moto_url: &str, faults: &[Value]) -> Result<(), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = moto_url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("moto at {moto_url} is not http"))?;
-    for f in faults {
-        let body = f.to_string();
-        let mut conn = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("moto: {e}"))?;
-        let request = format!(
-            "POST /ngm/faults HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let mut response = String::new();
-        conn.write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("moto: {e}"))?;
-        conn.read_to_string(&mut response)
-            .await
-            .map_err(|e| format!("moto: {e}"))?;
-        let status = response.split_whitespace().nth(1).unwrap_or_default();
-        if !status.starts_with('2') {
-            return Err(format!(
-                "moto refused the fault {body}: {}",
-                response.lines().last().unwrap_or_default()
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// `service:Operation` → count, from moto's answer: a flat map, or its `total`/`operations`
 /// part when it also breaks the counts down by caller.
 pub fn total_counts(v: &Value) -> BTreeMap<String, u64> {
