@@ -47,6 +47,7 @@ fn report() -> Report {
         budget_violations: Vec::new(),
         budget_dips: Vec::new(),
         changes: SnapshotDiff::default(),
+        namespaces_deleted_by_faults: Vec::new(),
         requests: Requests::default(),
     }
 }
