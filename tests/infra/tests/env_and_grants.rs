@@ -83,7 +83,11 @@ fn required(bin: &str) -> &'static [&'static str] {
 fn every_function_gets_the_variables_its_main_requires_and_only_ones_its_code_reads() {
     let t = template();
     let fns = functions_by_binary(&t);
-    assert_eq!(fns.len(), 17, "the 14 steps, cleanup, ami-watch and resize-api");
+    assert_eq!(
+        fns.len(),
+        17,
+        "the 14 steps, cleanup, ami-watch and resize-api"
+    );
     for (bin, f) in fns {
         let vars = env(f);
         for want in required(&bin) {
