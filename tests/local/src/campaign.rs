@@ -680,10 +680,10 @@ mod tests {
         };
         let s = cell_scenario(&base, &moto);
         assert_eq!(
-            s["workflow"]["awsFaults"][0]["operation"],
-            "UpdateAutoScalingGroup"
+            s["faults"][0],
+            json!({"kind": "fail", "api": "aws", "call": "autoscaling:UpdateAutoScalingGroup",
+                   "times": 1, "function": "taint", "code": 500})
         );
-        assert_eq!(s["workflow"]["awsFaults"][0]["code"], 500);
     }
 
     #[test]
