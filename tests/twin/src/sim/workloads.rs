@@ -56,36 +56,56 @@ pub struct RolloutState {
 
 /// `RollingUpdate` one step: the new ReplicaSet's target and each old one's target.
 ///
-/// Upstream (`rolling.go`): the new RS may grow while the total stays within
-/// `replicas + maxSurge`; old ones shrink while the available count stays at least
-/// `replicas - maxUnavailable`, counting unavailable new pods against the budget. With no
-/// old replicas left, the new RS simply takes `replicas` (a plain scale).
+/// Upstream (`pkg/controller/deployment/rolling.go` `rolloutRolling`), with every count
+/// taken from the ReplicaSets' `spec.replicas` (`GetReplicaCountForReplicaSets`):
+/// - `reconcileNewReplicaSet` first: the new RS grows while the total stays within
+///   `replicas + maxSurge` (`NewRSNewReplicas`), or shrinks to `replicas`; if it changed,
+///   that is the whole pass;
+/// - else `reconcileOldReplicaSets`: nothing goes unless `maxScaledDown = all - (replicas -
+///   maxUnavailable) - newUnavailable` is positive; then `cleanupUnhealthyReplicas` removes
+///   unavailable old replicas, oldest RS first, at most `maxScaledDown` of them; then
+///   `scaleDownOldReplicaSetsForRollingUpdate` removes available ones while the available
+///   count of all ReplicaSets stays above `replicas - maxUnavailable`.
+///
+/// With no old replicas left, the new RS simply takes `replicas` (a plain scale).
 pub fn rolling_step(s: &RolloutState) -> (i32, Vec<i32>) {
     let old_total: i32 = s.old.iter().map(|(spec, _)| *spec).sum();
+    let old_specs: Vec<i32> = s.old.iter().map(|(spec, _)| *spec).collect();
     if old_total == 0 {
         return (s.replicas, s.old.iter().map(|_| 0).collect());
     }
-    let total = s.new_spec + old_total;
-    let allowed = s.replicas + s.max_surge;
+    let all = s.new_spec + old_total;
     let new_target = if s.new_spec >= s.replicas {
         s.replicas
     } else {
-        (s.new_spec + (allowed - total).max(0)).min(s.replicas)
+        let room = (s.replicas + s.max_surge - all).max(0);
+        s.new_spec + room.min(s.replicas - s.new_spec)
     };
+    if new_target != s.new_spec {
+        return (new_target, old_specs);
+    }
     let min_available = s.replicas - s.max_unavailable;
     let new_unavailable = (s.new_spec - s.new_available).max(0);
-    let mut can_remove = (total - min_available - new_unavailable).max(0);
-    let mut old_targets = Vec::with_capacity(s.old.len());
-    for (spec, available) in &s.old {
-        // Unavailable old pods go first at no cost to the budget (cleanupUnhealthyReplicas).
-        let unhealthy = (spec - available).max(0);
-        let mut target = spec - unhealthy;
-        let take = can_remove.min(target);
-        target -= take;
-        can_remove -= take;
-        old_targets.push(target);
+    let max_scaled_down = all - min_available - new_unavailable;
+    if max_scaled_down <= 0 {
+        return (new_target, old_specs);
     }
-    (new_target, old_targets)
+    let mut targets = old_specs;
+    let mut cleanup_left = max_scaled_down;
+    for (target, (spec, available)) in targets.iter_mut().zip(&s.old) {
+        let unhealthy = (spec - available).max(0);
+        let take = cleanup_left.min(unhealthy);
+        *target -= take;
+        cleanup_left -= take;
+    }
+    let available: i32 = s.new_available + s.old.iter().map(|(_, a)| *a).sum::<i32>();
+    let mut remove = (available - min_available).max(0);
+    for target in &mut targets {
+        let take = remove.min(*target);
+        *target -= take;
+        remove -= take;
+    }
+    (new_target, targets)
 }
 
 /// What a StatefulSet controller does next (one action per pass for OrderedReady).

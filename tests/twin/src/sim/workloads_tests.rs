@@ -70,17 +70,51 @@ fn a_rollout_shrinks_old_replicasets_only_as_new_pods_become_available() {
     );
 }
 
+/// `cleanupUnhealthyReplicas` removes unavailable old replicas first, but only within
+/// `maxScaledDown` (rolling.go `reconcileOldReplicaSets`).
 #[test]
-fn unhealthy_old_pods_are_removed_without_using_the_budget() {
+fn unhealthy_old_pods_are_cleaned_up_first_within_max_scaled_down() {
     let s = RolloutState {
         replicas: 3,
         max_surge: 1,
         max_unavailable: 0,
         new_spec: 1,
-        new_available: 0,
+        new_available: 1,
         old: vec![(3, 2)],
     };
-    assert_eq!(rolling_step(&s).1, vec![2]);
+    assert_eq!(rolling_step(&s), (1, vec![2]));
+}
+
+/// A rollout whose new pod never becomes available, and one of whose old pods was just
+/// evicted: `maxScaledDown` is 3 - 2 - 1 = 0, so upstream scales nothing; the old
+/// ReplicaSet keeps its count and replaces the evicted pod (rolling.go: "if maxScaledDown
+/// <= 0 { return false, nil }").
+#[test]
+fn a_stalled_rollout_keeps_the_old_replicaset_when_an_old_pod_goes() {
+    let s = RolloutState {
+        replicas: 2,
+        max_surge: 1,
+        max_unavailable: 0,
+        new_spec: 1,
+        new_available: 0,
+        old: vec![(2, 1)],
+    };
+    assert_eq!(rolling_step(&s), (1, vec![2]));
+}
+
+/// The new ReplicaSet's growth is the whole pass: old ones shrink in a later one
+/// (rolling.go `rolloutRolling` returns once `reconcileNewReplicaSet` scaled).
+#[test]
+fn scaling_the_new_replicaset_up_is_a_pass_of_its_own() {
+    let s = RolloutState {
+        replicas: 4,
+        max_surge: 1,
+        max_unavailable: 1,
+        new_spec: 0,
+        new_available: 0,
+        old: vec![(4, 4)],
+    };
+    assert_eq!(rolling_step(&s), (1, vec![4]));
 }
 
 fn st(states: &[(i32, OrdinalState)]) -> Vec<(i32, OrdinalState)> {
