@@ -144,6 +144,8 @@ pub const FIGURES: &[&str] = &[
     "cleanupTransitions",
     "kubernetesRequests",
     "eksRequests",
+    "eksWrites",
+    "awsWrites",
     "awsRequests",
     "simulatedSeconds",
     "injectedFaults",

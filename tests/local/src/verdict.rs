@@ -70,6 +70,11 @@ pub struct Figures {
     pub cleanup_transitions: usize,
     pub kubernetes_requests: u64,
     pub eks_requests: u64,
+    /// EKS calls that change something (every operation but `Describe*`/`List*`/`Get*`).
+    pub eks_writes: u64,
+    /// AWS calls that change something or try to, EKS's included (a refused conditional
+    /// write counts: it was attempted).
+    pub aws_writes: u64,
     /// The functions' other AWS calls (served by moto), by `service:Operation`.
     pub aws_requests: BTreeMap<String, u64>,
     pub evictions: u64,
@@ -117,6 +122,8 @@ impl Figures {
                 f(self.kubernetes_requests),
             ),
             ("eksRequests".to_string(), f(self.eks_requests)),
+            ("eksWrites".to_string(), f(self.eks_writes)),
+            ("awsWrites".to_string(), f(self.aws_writes)),
             (
                 "awsRequests".to_string(),
                 f(self.eks_requests + self.aws_requests.values().sum::<u64>()),
@@ -329,13 +336,14 @@ impl Verdict {
         );
         let promise = promise(outcome, &i.world, keep_new_group);
         let mut restore = Vec::new();
-        for c in &r.changes.changed {
+        let changes = r.changes_by_ngm();
+        for c in &changes.changed {
             restore.push(format!(
                 "{}{} changed: {:?} → {:?}",
                 c.object, c.path, c.before, c.after
             ));
         }
-        for o in r.changes.added.iter().chain(&r.changes.removed) {
+        for o in changes.added.iter().chain(&changes.removed) {
             if o.kind != "Node" {
                 restore.push(format!("{o} added or removed"));
             }
@@ -420,6 +428,8 @@ impl Verdict {
             cleanup_transitions: i.cleanup.as_ref().map_or(0, |c| c.transitions),
             kubernetes_requests: r.requests.kubernetes_total,
             eks_requests: r.requests.eks_total,
+            eks_writes: writes(r.requests.eks.iter()),
+            aws_writes: writes(r.requests.eks.iter()) + writes(i.aws_requests.iter()),
             aws_requests: i.aws_requests,
             evictions: r.evictions.requested,
             injected_faults: host_injected + twin_injected,
@@ -617,6 +627,22 @@ fn restored_summary(
         out.push("lock released".into());
     }
     out
+}
+
+/// Whether an AWS operation (`DescribeNodegroup`, or `service:Operation`) only reads.
+fn reads_only(operation: &str) -> bool {
+    let op = operation.rsplit(':').next().unwrap_or(operation);
+    ["Describe", "List", "Get", "BatchGet", "Query", "Scan"]
+        .iter()
+        .any(|p| op.starts_with(p))
+}
+
+/// How many of these calls (by operation) change something.
+fn writes<'a>(calls: impl Iterator<Item = (&'a String, &'a u64)>) -> u64 {
+    calls
+        .filter(|(op, _)| !reads_only(op))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ pub use recorder::{BudgetDip, Recorder};
 
 use crate::eks::{DrainRecord, Eks};
 use crate::lb::{LbInfo, ProbeStats};
-use crate::sim::record::{Snapshot, SnapshotDiff};
+use crate::sim::record::{FieldChange, Snapshot, SnapshotDiff};
 use crate::store::InjectedCount;
 
 /// What the other parts of the twin contribute to the report.
@@ -163,6 +163,9 @@ pub struct Report {
     pub changes: SnapshotDiff,
     /// Namespaces a `deleteNamespace` fault deleted; `objectsRestored` leaves them out.
     pub namespaces_deleted_by_faults: Vec<String>,
+    /// Deployments (`namespace/name`) whose pod template a `badRollout` fault changed;
+    /// `objectsRestored` leaves their `/spec/template` out (every other field still counts).
+    pub templates_changed_by_faults: Vec<String>,
     pub requests: Requests,
 }
 
@@ -211,6 +214,7 @@ impl Recorder {
         };
         let changes = self.before.diff(&after);
         let deleted = self.store.faults().deleted_namespaces();
+        let templates = self.store.faults().changed_templates();
         let traffic = parts.traffic.unwrap_or_default();
         Report {
             scenario: self.scenario.clone(),
@@ -219,7 +223,7 @@ impl Recorder {
             invariants: Invariants {
                 zero_downtime: traffic.failed() == 0,
                 budgets_respected: violations.is_empty(),
-                objects_restored: restored(&changes, &deleted),
+                objects_restored: restored(&by_ngm(&changes, &deleted, &templates)),
             },
             traffic,
             load_balancers: parts.load_balancers,
@@ -229,26 +233,56 @@ impl Recorder {
             budget_dips: tracker.dips.clone(),
             changes,
             namespaces_deleted_by_faults: deleted,
+            templates_changed_by_faults: templates,
             requests,
         }
     }
 }
 
-/// Nodes come and go in a migration by design; every other object must be as before, but
-/// for the objects of namespaces a fault deleted (and those namespaces themselves).
-fn restored(d: &SnapshotDiff, deleted_namespaces: &[String]) -> bool {
-    let by_fault = |r: &crate::sim::record::ObjectRef| {
+/// The changes that are not a fault's doing: those in namespaces a fault deleted (and those
+/// namespaces themselves) and a bad rollout's pod template are left out.
+fn by_ngm(d: &SnapshotDiff, deleted_namespaces: &[String], templates: &[String]) -> SnapshotDiff {
+    let in_deleted = |r: &crate::sim::record::ObjectRef| {
         deleted_namespaces.contains(&r.namespace)
             || (r.kind == "Namespace" && deleted_namespaces.contains(&r.name))
     };
-    d.changed.iter().all(|c| by_fault(&c.object))
-        && d.added
+    let template = |c: &FieldChange| {
+        c.object.kind == "Deployment"
+            && templates.contains(&format!("{}/{}", c.object.namespace, c.object.name))
+            && (c.path == "/spec/template" || c.path.starts_with("/spec/template/"))
+    };
+    SnapshotDiff {
+        added: d.added.iter().filter(|r| !in_deleted(r)).cloned().collect(),
+        removed: d
+            .removed
             .iter()
-            .chain(&d.removed)
-            .all(|r| r.kind == "Node" || by_fault(r))
+            .filter(|r| !in_deleted(r))
+            .cloned()
+            .collect(),
+        changed: d
+            .changed
+            .iter()
+            .filter(|c| !in_deleted(&c.object) && !template(c))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// Nodes come and go in a migration by design; every other object must be as before.
+fn restored(d: &SnapshotDiff) -> bool {
+    d.changed.is_empty() && d.added.iter().chain(&d.removed).all(|r| r.kind == "Node")
 }
 
 impl Report {
+    /// `changes` without the faults' own: what ngm must have put back.
+    pub fn changes_by_ngm(&self) -> SnapshotDiff {
+        by_ngm(
+            &self.changes,
+            &self.namespaces_deleted_by_faults,
+            &self.templates_changed_by_faults,
+        )
+    }
+
     /// True when every invariant holds.
     pub fn is_clean(&self) -> bool {
         let i = &self.invariants;
@@ -397,5 +431,66 @@ impl Report {
             let _ = writeln!(out, "         {} {}: {}", rc.verb, rc.resource, rc.count);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::sim::record::ObjectRef;
+
+    fn change(kind: &str, ns: &str, name: &str, path: &str) -> FieldChange {
+        FieldChange {
+            object: ObjectRef {
+                kind: kind.into(),
+                namespace: ns.into(),
+                name: name.into(),
+            },
+            path: path.into(),
+            before: Some(json!(1)),
+            after: Some(json!(2)),
+        }
+    }
+
+    /// A bad rollout's template is the fault's doing; the same Deployment's replicas, or
+    /// another Deployment's template, are still ngm's to put back.
+    #[test]
+    fn only_the_faults_own_changes_are_left_out() {
+        let templates = ["shop/web".to_string()];
+        let fault = change(
+            "Deployment",
+            "shop",
+            "web",
+            "/spec/template/spec/containers/0/image",
+        );
+        let d = SnapshotDiff {
+            changed: vec![fault.clone()],
+            ..SnapshotDiff::default()
+        };
+        assert!(restored(&by_ngm(&d, &[], &templates)));
+        assert!(!restored(&by_ngm(&d, &[], &[])));
+        for other in [
+            change("Deployment", "shop", "web", "/spec/replicas"),
+            change(
+                "Deployment",
+                "shop",
+                "api",
+                "/spec/template/spec/containers/0/image",
+            ),
+            change(
+                "StatefulSet",
+                "shop",
+                "web",
+                "/spec/template/metadata/labels/x",
+            ),
+        ] {
+            let d = SnapshotDiff {
+                changed: vec![fault.clone(), other.clone()],
+                ..SnapshotDiff::default()
+            };
+            assert_eq!(by_ngm(&d, &[], &templates).changed, vec![other]);
+        }
     }
 }

@@ -445,6 +445,8 @@ impl Twin {
             self.tasks.extend(kills);
             let deletions = faults::arm_namespace_deletions(s, &self.store);
             self.tasks.extend(deletions);
+            let rollouts = faults::arm_bad_rollouts(s, &self.store);
+            self.tasks.extend(rollouts);
         }
         self.recorder = Some(recorder);
     }

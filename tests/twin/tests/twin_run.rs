@@ -513,3 +513,84 @@ async fn a_namespace_deleted_by_a_fault_is_reported_and_left_out_of_the_restore_
     assert!(report.invariants.objects_restored, "{}", report.summary());
     twin.shutdown().await.expect("shutdown");
 }
+
+/// A `badRollout` deploys an image that crashes at every start. The Deployment controller
+/// rolls it out within maxSurge/maxUnavailable (2 replicas: surge 1, unavailable 0, kubernetes
+/// `pkg/controller/deployment/util/deployment_util.go` `ResolveFenceposts`), so the new
+/// ReplicaSet's one pod crash-loops, the old ReplicaSet keeps both Ready pods, and the rollout
+/// never completes (kubernetes.io Deployments, "Failed Deployment"). The report leaves the
+/// template change out of I3/I4 (`objectsRestored`) but keeps it in `changes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_rollout_stalls_with_a_crash_looping_surplus_pod_and_is_left_out_of_the_restore_check()
+ {
+    let mut twin = start("  - { kind: badRollout, workload: default/web, at: 5 }\n").await;
+    let store = twin.store().clone();
+    twin.begin_run();
+    let web_pods = |store: &ngm_twin::store::Store| -> Vec<(String, bool, bool)> {
+        store
+            .list_all(Resource::Pod, Some("default"))
+            .iter()
+            .filter(|p| {
+                p.pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.starts_with("web-"))
+                    && p.pointer("/metadata/deletionTimestamp").is_none()
+            })
+            .map(|p| {
+                let image = p
+                    .pointer("/spec/containers/0/image")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let ready = p
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    });
+                let crashing = p
+                    .pointer("/status/containerStatuses/0/state/waiting/reason")
+                    .and_then(Value::as_str)
+                    == Some("CrashLoopBackOff");
+                (image, ready, crashing)
+            })
+            .collect()
+    };
+    let stalled = |pods: &[(String, bool, bool)]| {
+        pods.len() == 3
+            && pods
+                .iter()
+                .filter(|(i, ready, _)| !i.ends_with(":broken") && *ready)
+                .count()
+                == 2
+            && pods
+                .iter()
+                .any(|(i, ready, crashing)| i.ends_with(":broken") && !ready && *crashing)
+    };
+    eventually(60, "the rollout to stall", async || {
+        stalled(&web_pods(&store))
+    })
+    .await;
+    // Ten simulated minutes later (600 s: the default progressDeadlineSeconds) it is still
+    // stuck: the crash-looping pod never turns Ready, so the old pods stay.
+    store.clock().sleep(Duration::from_secs(600)).await;
+    let pods = web_pods(&store);
+    assert!(stalled(&pods), "{pods:?}");
+    let report = twin.finish_run().await.expect("report");
+    assert_eq!(
+        report.templates_changed_by_faults,
+        ["default/web".to_string()]
+    );
+    assert!(
+        report
+            .changes
+            .changed
+            .iter()
+            .any(|c| c.object.name == "web" && c.path.starts_with("/spec/template")),
+        "{:?}",
+        report.changes.changed
+    );
+    assert!(report.invariants.objects_restored, "{}", report.summary());
+    twin.shutdown().await.expect("shutdown");
+}

@@ -48,6 +48,7 @@ fn report() -> Report {
         budget_dips: Vec::new(),
         changes: SnapshotDiff::default(),
         namespaces_deleted_by_faults: Vec::new(),
+        templates_changed_by_faults: Vec::new(),
         requests: Requests::default(),
     }
 }
@@ -219,6 +220,27 @@ fn figures_that_differ_fail_the_run() {
         v.expectation,
         vec!["figure failedRequests: expected 999, got 0"]
     );
+}
+
+/// Only calls that change something count as writes: reads of the lock and of the groups
+/// do not, a refused conditional put does (it was attempted).
+#[test]
+fn writes_count_every_call_but_reads() {
+    let mut c = Case::success();
+    c.report.requests.eks = BTreeMap::from([
+        ("DescribeNodegroup".into(), 3),
+        ("ListNodegroups".into(), 1),
+        ("CreateNodegroup".into(), 1),
+    ]);
+    c.report.requests.eks_total = 5;
+    let v = c
+        .expect(json!({"outcome": "success", "figures": {"eksWrites": 0}}))
+        .verdict();
+    assert_eq!(v.figures.named()["eksWrites"], 1.0);
+    assert_eq!(v.figures.named()["awsWrites"], 1.0);
+    assert_eq!(v.expectation, vec!["figure eksWrites: expected 0, got 1"]);
+    assert!(reads_only("dynamodb:GetItem") && reads_only("states:DescribeExecution"));
+    assert!(!reads_only("dynamodb:PutItem") && !reads_only("autoscaling:SuspendProcesses"));
 }
 
 #[test]

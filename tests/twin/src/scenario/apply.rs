@@ -135,6 +135,20 @@ impl Scenario {
                         ));
                     }
                 }
+                Fault::BadRollout { workload, .. } => {
+                    let found = workload.split_once('/').and_then(|(ns, name)| {
+                        self.workloads.iter().find(|w| {
+                            w.namespace == ns
+                                && w.name == name
+                                && w.kind == WorkloadKind::Deployment
+                        })
+                    });
+                    if found.is_none() {
+                        return bad(format!(
+                            "badRollout {workload}: no such Deployment (expected namespace/name of a Deployment)"
+                        ));
+                    }
+                }
                 Fault::DeleteNamespace { namespace, .. }
                     if namespace.is_empty()
                         || ["default", "kube-system", "kube-public", "kube-node-lease"]
@@ -275,6 +289,7 @@ impl Scenario {
             labels: w.pod_labels(),
             replicas: replicas as usize,
             stateful_set: (w.kind == WorkloadKind::StatefulSet).then(|| w.name.clone()),
+            image: None,
         })
     }
 

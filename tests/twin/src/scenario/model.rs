@@ -477,6 +477,19 @@ pub enum Fault {
         #[serde(default = "one")]
         replicas: u32,
     },
+    /// A bad deploy of a Deployment (`namespace/name`): its pod template gets a new image
+    /// whose container crashes at every start, so the rolling update stalls within
+    /// maxSurge/maxUnavailable and the Deployment keeps its surplus pod for good. It happens
+    /// `at` simulated seconds after the migration starts or, with `afterScaleBack`, the first
+    /// time the Deployment is scaled down from a count above its initial replicas (a
+    /// migration's scale-back).
+    BadRollout {
+        workload: String,
+        #[serde(default)]
+        at: f64,
+        #[serde(default)]
+        after_scale_back: bool,
+    },
     /// The namespace is deleted `at` simulated seconds after the migration starts: it goes
     /// Terminating (creates and evictions there answer 403 `NamespaceTerminating`), its
     /// content is deleted (pods gracefully), then the namespace disappears.
@@ -498,6 +511,7 @@ impl Fault {
             Self::NodeNeverReady { .. } => "nodeNeverReady",
             Self::KillPod { .. } => "killPod",
             Self::CrashLoop { .. } => "crashLoop",
+            Self::BadRollout { .. } => "badRollout",
             Self::DeleteNamespace { .. } => "deleteNamespace",
         }
     }

@@ -155,7 +155,7 @@ fn crash_decision(ctx: &mut Ctx<'_>, pod: &Pod) -> bool {
     let rules = ctx.store.crash_loops().rules();
     let (ns, name) = key(&pod.metadata);
     for (i, rule) in rules.iter().enumerate() {
-        if !rule.matches(&ns, pod.metadata.labels.as_ref()) {
+        if !rule.matches(pod) {
             continue;
         }
         if let Some(sts) = &rule.stateful_set {
@@ -181,12 +181,7 @@ fn crash_decision(ctx: &mut Ctx<'_>, pod: &Pod) -> bool {
             .pods
             .values()
             .filter(|p| p.metadata.deletion_timestamp.is_none() && is_crash_looping(p))
-            .filter(|p| {
-                rule.matches(
-                    p.metadata.namespace.as_deref().unwrap_or_default(),
-                    p.metadata.labels.as_ref(),
-                )
-            })
+            .filter(|p| rule.matches(p))
             .count()
             + ctx.crash_started.get(&i).copied().unwrap_or(0);
         if crashing < rule.replicas {

@@ -368,6 +368,8 @@ pub struct Faults {
     injected: InjectedLog,
     /// Namespaces a fault deleted: their `NamespaceTerminating` refusals count as injected.
     deleted_namespaces: Mutex<BTreeSet<String>>,
+    /// Deployments (`namespace/name`) whose pod template a `badRollout` fault changed.
+    changed_templates: Mutex<BTreeSet<String>>,
 }
 
 impl Faults {
@@ -398,6 +400,24 @@ impl Faults {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(ns.to_string());
+    }
+
+    /// Marks a Deployment's pod template as changed by a fault.
+    pub fn template_changed_by_fault(&self, workload: &str) {
+        self.changed_templates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(workload.to_string());
+    }
+
+    /// The Deployments (`namespace/name`) whose pod template faults changed.
+    pub fn changed_templates(&self) -> Vec<String> {
+        self.changed_templates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The namespaces faults deleted.
@@ -526,13 +546,28 @@ pub struct CrashLoopRule {
     pub labels: BTreeMap<String, String>,
     pub replicas: usize,
     pub stateful_set: Option<String>,
+    /// Only pods whose first container runs this image (a `badRollout`'s broken image).
+    pub image: Option<String>,
 }
 
 impl CrashLoopRule {
-    /// Whether the pod belongs to the workload.
-    pub fn matches(&self, namespace: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
-        namespace == self.namespace
-            && labels.is_some_and(|l| self.labels.iter().all(|(k, v)| l.get(k) == Some(v)))
+    /// Whether the pod belongs to the workload (and runs the rule's image, if it names one).
+    pub fn matches(&self, pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+        let image = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.as_deref());
+        pod.metadata.namespace.as_deref() == Some(self.namespace.as_str())
+            && pod
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| self.labels.iter().all(|(k, v)| l.get(k) == Some(v)))
+            && self
+                .image
+                .as_ref()
+                .is_none_or(|i| image == Some(i.as_str()))
     }
 }
 

@@ -289,3 +289,95 @@ pub fn arm_kills(scenario: &Scenario, store: &Store) -> Vec<JoinHandle<()>> {
         })
         .collect()
 }
+
+/// The broken image a `badRollout` deploys in place of `image`: its tag becomes `broken`.
+fn broken_image(image: &str) -> String {
+    let name = match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => image,
+    };
+    format!("{name}:broken")
+}
+
+/// Arms the bad rollouts: at their time (or at the Deployment's first scale-back), every
+/// container of the Deployment's pod template gets a broken image whose pods crash at every
+/// start (a `CrashLoopRule` on that image), and the Deployment controller rolls it out as
+/// upstream does: within maxSurge/maxUnavailable, so the rollout stalls with the new
+/// ReplicaSet's pods never Ready (kubernetes `pkg/controller/deployment/rolling.go`; the
+/// Deployments page's "Failed Deployment").
+pub fn arm_bad_rollouts(scenario: &Scenario, store: &Store) -> Vec<JoinHandle<()>> {
+    scenario
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::BadRollout {
+                workload,
+                at,
+                after_scale_back,
+            } => {
+                let (ns, name) = workload.split_once('/')?;
+                let (ns, name) = (ns.to_string(), name.to_string());
+                let w = scenario
+                    .workloads
+                    .iter()
+                    .find(|w| w.namespace == ns && w.name == name)?;
+                let (labels, initial) = (w.pod_labels(), i64::from(w.replicas));
+                let (store, workload) = (store.clone(), workload.clone());
+                let (at, after_scale_back) =
+                    (Duration::from_secs_f64(at.max(0.0)), *after_scale_back);
+                let sup = store.supervisor().clone();
+                Some(sup.spawn(format!("badRollout {workload}"), async move {
+                    let replicas = |store: &Store| {
+                        store
+                            .try_get(Resource::Deployment, &ns, &name)
+                            .and_then(|d| d.pointer("/spec/replicas").and_then(Value::as_i64))
+                    };
+                    store.clock().sleep(at).await;
+                    if after_scale_back {
+                        let mut highest = initial;
+                        loop {
+                            let Some(now) = replicas(&store) else { return };
+                            highest = highest.max(now);
+                            if highest > initial && now < highest {
+                                break;
+                            }
+                            store.clock().sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                    // The crash rule is in place before the template changes, so the first
+                    // pod of the new ReplicaSet already crashes.
+                    let first = store
+                        .try_get(Resource::Deployment, &ns, &name)
+                        .and_then(|d| {
+                            d.pointer("/spec/template/spec/containers/0/image")
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_default();
+                    store.crash_loops().add(crate::store::CrashLoopRule {
+                        namespace: ns.clone(),
+                        labels,
+                        replicas: usize::MAX,
+                        stateful_set: None,
+                        image: Some(broken_image(&first)),
+                    });
+                    store.faults().template_changed_by_fault(&workload);
+                    let changed = store.mutate(Resource::Deployment, &ns, &name, |d| {
+                        let containers = d
+                            .pointer_mut("/spec/template/spec/containers")
+                            .and_then(Value::as_array_mut);
+                        for c in containers.into_iter().flatten() {
+                            c["image"] =
+                                json!(broken_image(c["image"].as_str().unwrap_or_default()));
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = changed {
+                        tracing::warn!(%workload, error = %e, "Deployment to roll out badly");
+                    }
+                }))
+            }
+            _ => None,
+        })
+        .collect()
+}
