@@ -318,7 +318,19 @@ fn pdb_findings(
             .filter(|p| !owning_workload(p, i.replicasets).is_some_and(|w| surged.contains(&w)))
             .collect();
         let who = format!("{}/{}", pdb.namespace, pdb.name);
-        if never && !must_evict.is_empty() {
+        // A request that waits for an operator has chosen to have blocked pods forced out
+        // (`ngm approve --action force`), so such a PDB is expected, not fatal.
+        let operator = i.policy.on_pdb_blocked == crate::request::OnPdbBlocked::WaitForOperator;
+        if never && !must_evict.is_empty() && operator {
+            findings.push(finding(
+                Severity::Warning,
+                "pdb-blocks",
+                format!(
+                    "PDB {who} never allows an eviction; the drain will wait for an operator to force {}",
+                    names(&must_evict, 5)
+                ),
+            ));
+        } else if never && !must_evict.is_empty() {
             findings.push(finding(
                 Severity::Blocking,
                 "pdb-blocks",

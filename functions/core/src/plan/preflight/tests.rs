@@ -243,6 +243,31 @@ fn blocking_pdbs_are_named_with_their_pods() {
     );
 }
 
+/// With `onPdbBlocked: waitForOperator` the request has chosen to have blocked pods forced
+/// out by an operator, so a PDB that never allows an eviction is a warning, not a refusal.
+#[test]
+fn a_pdb_that_never_allows_eviction_only_warns_when_an_operator_will_force() {
+    let mut w = world();
+    w.pods
+        .push(pod("a", "db-0", "db", "old1").owned_by("StatefulSet", "db"));
+    w.pdbs
+        .push(pdb("db-pdb", "db", None, Some(IntOrPercent::Int(0)), 0));
+    assert!(!run(&w).ok());
+    w.policy.on_pdb_blocked = crate::request::OnPdbBlocked::WaitForOperator;
+    let r = run(&w);
+    assert!(r.ok(), "{:#?}", r.findings);
+    assert_eq!(
+        r.findings
+            .iter()
+            .find(|f| f.kind == "pdb-blocks")
+            .map(|f| (f.severity, f.message.as_str())),
+        Some((
+            Severity::Warning,
+            "PDB a/db-pdb never allows an eviction; the drain will wait for an operator to force a/db-0"
+        ))
+    );
+}
+
 #[test]
 fn drain_wait_uses_the_load_balancers_or_the_override() {
     let mut w = world();
