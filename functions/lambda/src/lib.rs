@@ -206,7 +206,10 @@ where
             async |s: &MigrationState| clients.world_for(s).await,
         );
         match call_deadline(event.context.deadline, wall_ms()) {
-            Some(deadline) => ngm_adapters::retry::within(deadline, run).await,
+            Some(deadline) => {
+                let run = ngm_adapters::retry::within(deadline, run);
+                ngm_steps::exec::within_invocation(deadline, run).await
+            }
             None => run.await,
         }
     }))
@@ -240,7 +243,10 @@ where
         }
         .instrument(span);
         match call_deadline(event.context.deadline, wall_ms()) {
-            Some(deadline) => ngm_adapters::retry::within(deadline, run).await,
+            Some(deadline) => {
+                let run = ngm_adapters::retry::within(deadline, run);
+                ngm_steps::exec::within_invocation(deadline, run).await
+            }
             None => run.await,
         }
     }))

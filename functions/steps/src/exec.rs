@@ -188,6 +188,31 @@ pub fn is_mark(a: &Action) -> bool {
     )
 }
 
+/// Time a batch leaves in the invocation's budget for what follows it (the lock renewal and
+/// the answer).
+pub const BATCH_RESERVE: std::time::Duration = std::time::Duration::from_secs(3);
+
+tokio::task_local! {
+    static INVOCATION_DEADLINE: tokio::time::Instant;
+}
+
+/// Runs one invocation's step with its budget: batches stop writing in time for it (the
+/// Lambda harness gives a quarter of the Lambda timeout, counted from the invocation's start).
+pub async fn within_invocation<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    f: F,
+) -> F::Output {
+    INVOCATION_DEADLINE.scope(deadline, f).await
+}
+
+/// The current invocation's deadline, when the harness set one.
+pub fn invocation_deadline() -> Option<tokio::time::Instant> {
+    INVOCATION_DEADLINE.try_with(|d| *d).ok()
+}
+
+/// Writes a batch makes however little time is left.
+pub const BATCH_MIN_PROGRESS: usize = 20;
+
 /// What one invocation's batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batch {
@@ -206,10 +231,22 @@ impl Executor<'_> {
         max_actions: usize,
         max_elapsed: std::time::Duration,
     ) -> Result<Batch, StepError> {
-        let started = std::time::Instant::now();
+        // The writes stop at `max_elapsed`, and sooner when the invocation's own budget (a
+        // quarter of the Lambda timeout, counted from the start of the invocation, so the
+        // observation before the batch is paid for) has less than `BATCH_RESERVE` left for
+        // saving the state.
+        let started = tokio::time::Instant::now();
+        let stop_at =
+            (started + max_elapsed).min(invocation_deadline().map_or(started + max_elapsed, |d| {
+                d - BATCH_RESERVE.min(max_elapsed)
+            }));
         let mut done = 0;
         for a in actions {
-            if done >= max_actions || started.elapsed() >= max_elapsed {
+            // A few writes always go, so that an invocation whose observation alone used
+            // its budget still makes progress.
+            if done >= max_actions
+                || (done >= BATCH_MIN_PROGRESS && tokio::time::Instant::now() >= stop_at)
+            {
                 break;
             }
             self.run(a).await?;

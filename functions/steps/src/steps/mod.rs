@@ -181,13 +181,20 @@ pub(crate) async fn retiring_nodes(
         .await?)
 }
 
-/// Pods on the given nodes, one list per node.
+/// Lists of pods by node in flight at once: a 120-node group is read in about 15 round
+/// trips instead of 120, and the API server sees no burst.
+const NODE_LISTS_IN_FLIGHT: usize = 8;
+
+/// Pods on the given nodes, one list per node (`spec.nodeName`, which the API server's watch
+/// cache indexes), several at a time, in the nodes' order.
 pub(crate) async fn pods_on(world: &World, nodes: &[NodeView]) -> Result<Vec<PodView>, StepError> {
-    let mut pods = Vec::new();
-    for n in nodes {
-        pods.extend(world.kube.list_pods_on_node(&n.name).await?);
-    }
-    Ok(pods)
+    use futures::{StreamExt, TryStreamExt};
+    let lists: Vec<Vec<PodView>> = futures::stream::iter(nodes)
+        .map(|n| world.kube.list_pods_on_node(&n.name))
+        .buffered(NODE_LISTS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    Ok(lists.into_iter().flatten().collect())
 }
 
 /// The load balancers in front of Services that select any of `pods`, attributes read.

@@ -175,8 +175,6 @@ pub async fn rollback(
     {
         return Ok(state);
     }
-    let exec = executor(&state, world, STEP);
-
     if plan.drain_new_nodes && !policy.dry_run {
         // The new nodes leave the load balancers the way the old ones did in cut-traffic, but
         // only once the old nodes (just put back) have had time to pass their health checks;
@@ -195,13 +193,21 @@ pub async fn rollback(
             );
             return Ok(state);
         }
-        exec.run_all(&plan_cut_traffic(&new)).await?;
+        executor(&state, world, STEP)
+            .run_all(&plan_cut_traffic(&new))
+            .await?;
         // The deleted group would terminate its pods regardless of PDBs, so they leave by
         // eviction first; the rollback waits for the budgets until its own deadline.
         let pods = pods_on(world, &new).await?;
         let sets = world.kube.list_workloads(WorkloadKind::StatefulSet).await?;
         let round = plan_drain(&pods, &sets, &policy, None, now.plus(u64::MAX / 4), now);
-        exec.run_all(&round.actions).await?;
+        // Thousands of pods take several invocations (`continuation`), as Retire's marks do.
+        if !batch(&mut state, world, STEP, &round.actions)
+            .await?
+            .finished
+        {
+            return Ok(state);
+        }
         match round.outcome {
             DrainOutcome::Done if now < drained_by => {
                 state.pending = pending(
@@ -231,7 +237,7 @@ pub async fn rollback(
             }
         }
     }
-    exec.run_all(&plan.finish).await?;
+    executor(&state, world, STEP).run_all(&plan.finish).await?;
     release_lock(&mut state, world, &cluster.arn, STEP).await?;
     state.phase = Phase::RolledBack;
     state.pending = None;
