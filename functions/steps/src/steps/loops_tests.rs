@@ -460,6 +460,27 @@ async fn retire_marks_a_large_cluster_in_batches_before_scaling_anything_down() 
     assert_eq!(marked, 1_105);
 }
 
+/// Marking is bounded work, not the wait: Retire's deadline starts with the scale-back, so
+/// a large cluster whose marks take many invocations (each long on a loaded API server) still
+/// gets the whole wait.
+#[tokio::test]
+async fn retires_deadline_starts_when_the_marks_are_done() {
+    let (f, mut s, mut now) = big(1_100).await;
+    let w = f.world();
+    s = ok(retire(s, &w, now).await);
+    assert!(s.continuation.is_some());
+    assert_eq!(s.deadlines.retired_by, None, "no deadline while marking");
+    // The marks took 20 minutes in all.
+    while s.continuation.is_some() {
+        now = now.plus(600);
+        s = ok(retire(s, &w, now).await);
+    }
+    assert_eq!(
+        s.deadlines.retired_by,
+        Some(now.plus(ngm_core::plan::deadlines::RETIRE_SECS))
+    );
+}
+
 #[tokio::test]
 async fn rollback_unmarks_a_large_cluster_in_batches() {
     let (f, mut s, now) = big(1_100).await;

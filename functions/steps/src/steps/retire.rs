@@ -28,10 +28,6 @@ pub async fn retire(
     world: &World,
     now: Timestamp,
 ) -> Result<MigrationState, StepError> {
-    let deadline = *state
-        .deadlines
-        .retired_by
-        .get_or_insert(now.plus(RETIRE_SECS));
     let exec_name = state.execution.name.clone();
     let nodes = retiring_nodes(&state, world).await?;
     let retiring: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
@@ -62,6 +58,12 @@ pub async fn retire(
     if !b.finished {
         return Ok(state);
     }
+    // The wait for the controllers starts with the scale-back: marking a large cluster's
+    // pods is bounded work of its own (a continuation per batch), not part of that wait.
+    let deadline = *state
+        .deadlines
+        .retired_by
+        .get_or_insert(now.plus(RETIRE_SECS));
     let hpas = world.kube.list_hpas().await?;
     let actions = plan_retire(&view.workloads, &hpas, &exec_name);
     executor(&state, world, STEP).run_all(&actions).await?;
