@@ -90,7 +90,11 @@ where
     loop {
         let before = writes(store);
         let t = Instant::now();
-        s = step(s)
+        // As the Lambda harness runs a step: the invocation's budget is a quarter of the
+        // 120 s timeout, for the adapters' calls and for the batches alike.
+        let budget = tokio::time::Instant::now() + Duration::from_secs(120 / 4);
+        let run = ngm_adapters::retry::within(budget, step(s));
+        s = ngm_steps::exec::within_invocation(budget, run)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", e.error_type()));
         runs.push((t.elapsed().as_secs_f64(), writes(store) - before));
