@@ -4,14 +4,15 @@
 //! they must (its Choice states are evaluated here), and its poll spacing keeps a 6-hour drain
 //! under 2,000 history events and a whole execution under Step Functions' 25,000.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ngm_core::plan::deadlines;
 use ngm_steps::steps::BATCH_MAX_ACTIONS;
 use ngm_steps::{ALL_ERROR_NAMES, DEADLINE_ERROR_NAMES, LOCK_LOST, RETRYABLE_ERROR_NAMES};
 use serde_json::{Map, Value, json};
+use support::{lint, read, repo, substituted, substitutions};
 
 /// Substitutions that name no function (supplied by the deployment template).
 const OTHER_SUBSTITUTIONS: &[&str] = &["EventBusName"];
@@ -28,13 +29,8 @@ const LAMBDA_SERVICE_ERRORS: &[&str] = &[
     "Sandbox.Timedout",
 ];
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn asl_text() -> String {
-    let p = repo().join("statemachine/migration.asl.json");
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    read("statemachine/migration.asl.json")
 }
 
 fn asl() -> Value {
@@ -45,65 +41,6 @@ fn states(asl: &Value) -> &Map<String, Value> {
     asl["States"]
         .as_object()
         .unwrap_or_else(|| panic!("no States"))
-}
-
-/// Every `${Name}` in the text.
-fn substitutions(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("${") {
-        let tail = &rest[i + 2..];
-        let end = tail.find('}').unwrap_or_else(|| panic!("unclosed ${{"));
-        out.insert(tail[..end].to_string());
-        rest = &tail[end..];
-    }
-    out
-}
-
-/// The definition with every substitution replaced by a well-formed value, as the linters
-/// (and the deployed machine) see it.
-fn substituted(text: &str) -> String {
-    let mut out = text.to_string();
-    for name in substitutions(text) {
-        let value = match name.strip_suffix("FunctionArn") {
-            Some(f) => format!("arn:aws:lambda:eu-west-1:111122223333:function:ngm-{f}"),
-            None => "ngm-test-bus".to_string(),
-        };
-        out = out.replace(&format!("${{{name}}}"), &value);
-    }
-    out
-}
-
-fn linter(bin: &str) -> PathBuf {
-    let p = repo().join("tests/asl/node_modules/.bin").join(bin);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/bootstrap (it installs tests/asl/package.json)",
-        p.display()
-    );
-    p
-}
-
-/// Runs both linters on `text`; the problems they print, or `None` when both accept it.
-fn lint(text: &str, name: &str) -> Option<String> {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let runs = [
-        Command::new(linter("statelint")).arg(&path).output(),
-        Command::new(linter("asl-validator"))
-            .arg("--json-path")
-            .arg(&path)
-            .output(),
-    ];
-    let mut problems = String::new();
-    for out in runs {
-        let out = out.unwrap_or_else(|e| panic!("cannot run a linter (node missing?): {e}"));
-        if !out.status.success() {
-            problems.push_str(&String::from_utf8_lossy(&out.stdout));
-            problems.push_str(&String::from_utf8_lossy(&out.stderr));
-        }
-    }
-    (!problems.is_empty()).then_some(problems)
 }
 
 #[test]

@@ -4,61 +4,20 @@
 //! function answers `pending` (and straight back on a `continuation`), and `LockLost` ends it
 //! without another try.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ngm_steps::{ALL_ERROR_NAMES, RETRYABLE_ERROR_NAMES};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use support::{lint, read, repo, substituted};
 
 fn text() -> String {
-    let p = repo().join("statemachine/cleanup.asl.json");
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    read("statemachine/cleanup.asl.json")
 }
 
 fn asl() -> Value {
     serde_json::from_str(&text()).unwrap_or_else(|e| panic!("not JSON: {e}"))
-}
-
-fn substituted(text: &str) -> String {
-    text.replace(
-        "${CleanupFunctionArn}",
-        "arn:aws:lambda:eu-west-1:111122223333:function:ngm-cleanup",
-    )
-}
-
-fn lint(text: &str, name: &str) -> Option<String> {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let bin = |b: &str| {
-        let p = repo().join("tests/asl/node_modules/.bin").join(b);
-        assert!(
-            p.exists(),
-            "{} is missing: run scripts/bootstrap",
-            p.display()
-        );
-        p
-    };
-    let runs = [
-        Command::new(bin("statelint")).arg(&path).output(),
-        Command::new(bin("asl-validator"))
-            .arg("--json-path")
-            .arg(&path)
-            .output(),
-    ];
-    let mut problems = String::new();
-    for out in runs {
-        let out = out.unwrap_or_else(|e| panic!("cannot run a linter (node missing?): {e}"));
-        if !out.status.success() {
-            problems.push_str(&String::from_utf8_lossy(&out.stdout));
-            problems.push_str(&String::from_utf8_lossy(&out.stderr));
-        }
-    }
-    (!problems.is_empty()).then_some(problems)
 }
 
 #[test]
