@@ -235,11 +235,10 @@ impl Executor<'_> {
         // quarter of the Lambda timeout, counted from the start of the invocation, so the
         // observation before the batch is paid for) has less than `BATCH_RESERVE` left for
         // saving the state.
-        let started = tokio::time::Instant::now();
-        let stop_at =
-            (started + max_elapsed).min(invocation_deadline().map_or(started + max_elapsed, |d| {
-                d - BATCH_RESERVE.min(max_elapsed)
-            }));
+        let mut stop_at = tokio::time::Instant::now() + max_elapsed;
+        if let Some(deadline) = invocation_deadline() {
+            stop_at = stop_at.min(deadline - BATCH_RESERVE.min(max_elapsed));
+        }
         let mut done = 0;
         for a in actions {
             // A few writes always go, so that an invocation whose observation alone used
