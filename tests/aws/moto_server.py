@@ -18,6 +18,22 @@ ngm's matching calls with the service's own error for that code (see ERRORS), or
 `{"service": "*", "operation": "*", "rate", "seed", "codes"}` fails each call with that
 probability. `GET /ngm/injected` lists the answers given because of a rule, `GET /ngm/faults`
 the rules with their counters, `DELETE /ngm/faults` removes them.
+
+`POST /ngm/target-health` sets the load-balancer health the twin knows and moto cannot model
+(moto deregisters at once and calls every target healthy); one JSON object or a list:
+`{"targetGroupArn", "targets": [{"id", "port", "state", "reason"?, "description"?,
+"healthCheckPort"?}]}` (state one of TARGET_STATES, reason one of TARGET_REASONS,
+healthCheckPort defaults to the port) or `{"loadBalancerName", "instances": [{"id", "state",
+"reasonCode"?, "description"?}]}` (state one of INSTANCE_STATES, reasonCode one of
+INSTANCE_REASONS). Each object replaces the whole set stored for its target group or classic
+load balancer (an empty list stands for one with no targets); a bad one fails the whole call
+with 400 and stores nothing. `DescribeTargetHealth` and `DescribeInstanceHealth` of a target
+group or load balancer with a stored set are answered from it, from every caller (ngm's calls
+still counted and faulted first; a requested target outside the set is `unused`
+`Target.NotRegistered`, a requested instance outside it `OutOfService` `Instance`); the others
+go to moto.
+`GET /ngm/target-health` answers the stored sets in the form POST takes, `DELETE
+/ngm/target-health` removes them all.
 """
 
 import argparse
@@ -29,6 +45,8 @@ import re
 import sys
 import threading
 import urllib.parse
+import uuid
+from xml.sax.saxutils import escape
 
 from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
 from moto.server import MotoRequestHandler
@@ -198,6 +216,181 @@ def error_response(service, code, error=None):
     return status, headers, body
 
 
+# The values botocore's models give ELBv2's TargetHealthStateEnum and TargetHealthReasonEnum,
+# and those the classic ELB API reference gives InstanceState's State and ReasonCode.
+TARGET_STATES = ("initial", "healthy", "unhealthy", "unhealthy.draining", "unused", "draining",
+                 "unavailable")
+TARGET_REASONS = (
+    "Elb.RegistrationInProgress", "Elb.InitialHealthChecking", "Target.ResponseCodeMismatch",
+    "Target.Timeout", "Target.FailedHealthChecks", "Target.NotRegistered", "Target.NotInUse",
+    "Target.DeregistrationInProgress", "Target.InvalidState", "Target.IpUnusable",
+    "Target.HealthCheckDisabled", "Elb.InternalError",
+)
+INSTANCE_STATES = ("InService", "OutOfService", "Unknown")
+INSTANCE_REASONS = ("ELB", "Instance", "N/A")
+ELBV2_XMLNS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
+ELB_XMLNS = "http://elasticloadbalancing.amazonaws.com/doc/2012-06-01/"
+HEALTH_ACTIONS = {"DescribeTargetHealth": "2015-12-01", "DescribeInstanceHealth": "2012-06-01"}
+
+
+def check_keys(obj, where, required, optional):
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {json.dumps(obj)}")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise ValueError(f"{where}: missing {', '.join(missing)}")
+    unknown = sorted(set(obj) - set(required) - set(optional))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key {', '.join(unknown)} (keys: {', '.join(required + optional)})"
+        )
+
+
+def check_string(obj, key, where, allowed=None):
+    value = obj.get(key)
+    if value is None and key not in obj:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: {key} must be a non-empty string, got {json.dumps(value)}")
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"{where}: {key} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def parse_health(spec):
+    """One `POST /ngm/target-health` object, checked: ("tg", arn, targets) or ("lb", name,
+    instances), each entry a dict with only the keys given."""
+    if isinstance(spec, dict) and "targetGroupArn" in spec:
+        check_keys(spec, "target group", ["targetGroupArn", "targets"], [])
+        arn = check_string(spec, "targetGroupArn", "target group")
+        where = f"target group {arn}"
+        if not isinstance(spec["targets"], list):
+            raise ValueError(f"{where}: targets must be a list")
+        targets, seen = [], set()
+        for i, t in enumerate(spec["targets"]):
+            at = f"{where}: targets[{i}]"
+            check_keys(t, at, ["id", "port", "state"], ["reason", "description", "healthCheckPort"])
+            entry = {"id": check_string(t, "id", at)}
+            port = t["port"]
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValueError(
+                    f"{at}: port must be an integer in 1..65535, got {json.dumps(port)}"
+                )
+            entry["port"] = port
+            entry["state"] = check_string(t, "state", at, TARGET_STATES)
+            for key, allowed in (("reason", TARGET_REASONS), ("description", None),
+                                 ("healthCheckPort", None)):
+                value = check_string(t, key, at, allowed)
+                if value is not None:
+                    entry[key] = value
+            if (entry["id"], port) in seen:
+                raise ValueError(f"{at}: {entry['id']} port {port} is listed twice")
+            seen.add((entry["id"], port))
+            targets.append(entry)
+        return ("tg", arn, targets)
+    if isinstance(spec, dict) and "loadBalancerName" in spec:
+        check_keys(spec, "load balancer", ["loadBalancerName", "instances"], [])
+        name = check_string(spec, "loadBalancerName", "load balancer")
+        where = f"load balancer {name}"
+        if not isinstance(spec["instances"], list):
+            raise ValueError(f"{where}: instances must be a list")
+        instances, seen = [], set()
+        for i, t in enumerate(spec["instances"]):
+            at = f"{where}: instances[{i}]"
+            check_keys(t, at, ["id", "state"], ["reasonCode", "description"])
+            entry = {"id": check_string(t, "id", at),
+                     "state": check_string(t, "state", at, INSTANCE_STATES)}
+            for key, allowed in (("reasonCode", INSTANCE_REASONS), ("description", None)):
+                value = check_string(t, key, at, allowed)
+                if value is not None:
+                    entry[key] = value
+            if entry["id"] in seen:
+                raise ValueError(f"{at}: {entry['id']} is listed twice")
+            seen.add(entry["id"])
+            instances.append(entry)
+        return ("lb", name, instances)
+    raise ValueError(
+        f"expected an object with targetGroupArn and targets or with loadBalancerName and "
+        f"instances, got {json.dumps(spec)[:200]}"
+    )
+
+
+def members(params, prefix, field):
+    """The `prefix.member.N.*` query parameters as one dict per N (in N's order), those that
+    have `field`."""
+    found = collections.defaultdict(dict)
+    pattern = re.compile(re.escape(prefix) + r"\.member\.(\d+)\.(\w+)$")
+    for key, values in params.items():
+        m = pattern.match(key)
+        if m and values:
+            found[int(m.group(1))][m.group(2)] = values[0]
+    return [found[n] for n in sorted(found) if field in found[n]]
+
+
+def text(tag, value):
+    return f"<{tag}>{escape(str(value))}</{tag}>"
+
+
+def target_health_xml(targets, requested):
+    """`DescribeTargetHealth`'s answer, shaped as moto's serializer shapes it."""
+    if requested:
+        chosen = []
+        for want in requested:
+            port = int(want["Port"]) if want.get("Port", "").isdigit() else None
+            hits = [t for t in targets
+                    if t["id"] == want["Id"] and (port is None or t["port"] == port)]
+            chosen.extend(hits or [{
+                "id": want["Id"], "port": port, "state": "unused",
+                "reason": "Target.NotRegistered",
+                "description": "Target is not registered to the target group",
+            }])
+    else:
+        chosen = targets
+    out = []
+    for t in chosen:
+        target = text("Id", t["id"]) + (text("Port", t["port"]) if t.get("port") else "")
+        check = t.get("healthCheckPort") or (str(t["port"]) if t.get("port") else None)
+        health = text("State", t["state"])
+        if "reason" in t:
+            health += text("Reason", t["reason"])
+        if "description" in t:
+            health += text("Description", t["description"])
+        out.append(
+            f"<member><Target>{target}</Target>"
+            + (text("HealthCheckPort", check) if check else "")
+            + f"<TargetHealth>{health}</TargetHealth></member>"
+        )
+    return (
+        f'<DescribeTargetHealthResponse xmlns="{ELBV2_XMLNS}"><DescribeTargetHealthResult>'
+        f"<TargetHealthDescriptions>{''.join(out)}</TargetHealthDescriptions>"
+        f"</DescribeTargetHealthResult>"
+    ), "DescribeTargetHealthResponse"
+
+
+def instance_health_xml(instances, requested):
+    """`DescribeInstanceHealth`'s answer, shaped as moto's serializer shapes it."""
+    if requested:
+        known = {i["id"]: i for i in instances}
+        chosen = [known.get(want["InstanceId"]) or {
+            "id": want["InstanceId"], "state": "OutOfService", "reasonCode": "Instance",
+            "description": "Instance is not currently registered with the LoadBalancer.",
+        } for want in requested]
+    else:
+        chosen = instances
+    out = []
+    for i in chosen:
+        member = text("InstanceId", i["id"]) + text("State", i["state"])
+        if "reasonCode" in i:
+            member += text("ReasonCode", i["reasonCode"])
+        if "description" in i:
+            member += text("Description", i["description"])
+        out.append(f"<member>{member}</member>")
+    return (
+        f'<DescribeInstanceHealthResponse xmlns="{ELB_XMLNS}"><DescribeInstanceHealthResult>'
+        f"<InstanceStates>{''.join(out)}</InstanceStates></DescribeInstanceHealthResult>"
+    ), "DescribeInstanceHealthResponse"
+
+
 STATUS_TEXT = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
                503: "Service Unavailable"}
 
@@ -212,6 +405,8 @@ class RequestCounter:
         self.by_caller = collections.defaultdict(collections.Counter)
         self.injected = collections.Counter()
         self.rules = []
+        self.target_groups = {}
+        self.load_balancers = {}
         self.lock = threading.Lock()
 
     def operation(self, environ, body):
@@ -276,6 +471,33 @@ class RequestCounter:
                     return self.answer(start_response, 400, {"error": str(e)})
                 self.rules.extend(rules)
                 return self.answer(start_response, 200, {"rules": len(self.rules)})
+            if path == "/ngm/target-health" and method == "GET":
+                return self.answer(
+                    start_response,
+                    200,
+                    [{"targetGroupArn": arn, "targets": t} for arn, t in self.target_groups.items()]
+                    + [{"loadBalancerName": name, "instances": i}
+                       for name, i in self.load_balancers.items()],
+                )
+            if path == "/ngm/target-health" and method == "DELETE":
+                self.target_groups.clear()
+                self.load_balancers.clear()
+                return self.answer(start_response, 200, {"ok": True})
+            if path == "/ngm/target-health" and method == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                raw = environ["wsgi.input"].read(length) if length else b""
+                try:
+                    if not raw.strip():
+                        raise ValueError("expected a JSON object or list as the body")
+                    spec = json.loads(raw)
+                    specs = spec if isinstance(spec, list) else [spec]
+                    parsed = [parse_health(s) for s in specs]
+                except ValueError as e:
+                    return self.answer(start_response, 400, {"error": str(e)})
+                for kind, key, entries in parsed:
+                    store = self.target_groups if kind == "tg" else self.load_balancers
+                    store[key] = entries
+                return self.answer(start_response, 200, {"ok": True})
         return self.answer(start_response, 404, {"error": f"{method} {path}"})
 
     def __call__(self, environ, start_response):
@@ -288,6 +510,7 @@ class RequestCounter:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length) if length else b""
             environ["wsgi.input"] = io.BytesIO(body)
+            environ["ngm.body"] = body
             scope = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
             service = scope.group(1) if scope else "unknown"
             operation = self.operation(environ, body)
@@ -307,7 +530,60 @@ class RequestCounter:
             if fault is not None:
                 start_response(f"{status} {STATUS_TEXT.get(status, '')}", headers)
                 return [payload]
+        health = self.stored_health(environ)
+        if health is not None:
+            return health(start_response)
         return self.app(environ, start_response)
+
+    def stored_health(self, environ):
+        """For a `DescribeTargetHealth` or `DescribeInstanceHealth` of a target group or load
+        balancer with a stored set, a function answering it from that set; else None (and the
+        request, body included, is left for moto as it came)."""
+        with self.lock:
+            if not self.target_groups and not self.load_balancers:
+                return None
+        scope = SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if not scope or scope.group(1) != "elasticloadbalancing":
+            return None
+        body = environ.get("ngm.body")
+        if body is None:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            if length:
+                environ["wsgi.input"] = io.BytesIO(body)
+        params = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        for key, values in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items():
+            params.setdefault(key, values)
+        action = (params.get("Action") or [None])[0]
+        version = (params.get("Version") or [None])[0]
+        if action not in HEALTH_ACTIONS or version != HEALTH_ACTIONS[action]:
+            return None
+        with self.lock:
+            if action == "DescribeTargetHealth":
+                stored = self.target_groups.get((params.get("TargetGroupArn") or [None])[0])
+                if stored is None:
+                    return None
+                xml, root = target_health_xml(list(stored), members(params, "Targets", "Id"))
+            else:
+                stored = self.load_balancers.get((params.get("LoadBalancerName") or [None])[0])
+                if stored is None:
+                    return None
+                xml, root = instance_health_xml(
+                    list(stored), members(params, "Instances", "InstanceId")
+                )
+        request_id = f"ngm-target-health-{uuid.uuid4()}"
+        body = (
+            f"{xml}<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+            f"</{root}>"
+        ).encode()
+        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id),
+                   ("Content-Length", str(len(body)))]
+
+        def respond(start_response):
+            start_response("200 OK", headers)
+            return [body]
+
+        return respond
 
 
 class CountingMotoServer(ThreadedMotoServer):

@@ -148,6 +148,21 @@ pub trait AsgPort: Send + Sync {
     async fn untag(&self, name: &str, keys: &[String]) -> PortResult<()>;
     /// DeleteAutoScalingGroup with ForceDelete (ngm has drained it); gone is `Ok`.
     async fn delete(&self, name: &str) -> PortResult<()>;
+    /// AttachLoadBalancers and AttachLoadBalancerTargetGroups (already attached is `Ok`).
+    async fn attach_load_balancers(
+        &self,
+        name: &str,
+        load_balancer_names: &[String],
+        target_group_arns: &[String],
+    ) -> PortResult<()>;
+    /// DetachLoadBalancers and DetachLoadBalancerTargetGroups, with the load balancers'
+    /// draining (not attached is `Ok`).
+    async fn detach_load_balancers(
+        &self,
+        name: &str,
+        load_balancer_names: &[String],
+        target_group_arns: &[String],
+    ) -> PortResult<()>;
 }
 
 /// EC2 launch templates.
@@ -185,6 +200,11 @@ pub trait ElbPort: Send + Sync {
     async fn find_load_balancer_by_dns(&self, dns: &str) -> PortResult<Option<LoadBalancerInfo>>;
     async fn target_health(&self, target_group_arn: &str) -> PortResult<Vec<TargetHealth>>;
     async fn classic_instance_health(&self, lb_name: &str) -> PortResult<Vec<TargetHealth>>;
+    /// A classic load balancer by name, attributes read.
+    async fn classic_by_name(&self, name: &str) -> PortResult<Option<LoadBalancerInfo>>;
+    /// The ALB or NLB of a target group, with that target group only, attributes read.
+    async fn by_target_group(&self, target_group_arn: &str)
+    -> PortResult<Option<LoadBalancerInfo>>;
 }
 
 /// SSM Parameter Store.

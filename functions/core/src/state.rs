@@ -235,6 +235,13 @@ pub struct Deadlines {
     /// Rollback: when its own waits (the new nodes' drain) must be over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_by: Option<Timestamp>,
+    /// CutTraffic's health gate: when the new targets must be healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_healthy_by: Option<Timestamp>,
+    /// When CutTraffic labelled the old nodes out of the load balancers; the observed drain
+    /// is bounded by it plus `lbDrainSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_cut_at: Option<Timestamp>,
 }
 
 /// Originals that live on no Kubernetes object.
@@ -251,6 +258,29 @@ pub struct Originals {
     /// (`None` when it was absent).
     #[serde(default)]
     pub autoscaler_tags: BTreeMap<String, BTreeMap<String, Option<String>>>,
+    /// The load balancers attached to the old Auto Scaling groups when CutTraffic first ran:
+    /// ngm attaches the new group's to the same ones, detaches the old at the cut, and a
+    /// rollback reverses both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb_attachments: Option<LbAttachments>,
+}
+
+/// Load balancers attached to Auto Scaling groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LbAttachments {
+    /// Classic load balancer names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_names: Vec<String>,
+    /// Target group ARNs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_group_arns: Vec<String>,
+}
+
+impl LbAttachments {
+    pub fn is_empty(&self) -> bool {
+        self.load_balancer_names.is_empty() && self.target_group_arns.is_empty()
+    }
 }
 
 /// What ngm did, counted.

@@ -309,6 +309,7 @@ fn every_loop_deadline_error_has_its_own_catch_on_the_task_that_raises_it() {
     let raised_by = [
         ("NewGroupNotReady", "CheckGroupReady", "Rollback"),
         ("SurgeNotReady", "CheckSurge", "Rollback"),
+        ("TargetsNotHealthy", "CutTraffic", "Rollback"),
         ("RetireStalled", "Retire", "Rollback"),
         ("DrainTimedOut", "Drain", "Rollback"),
         ("OldGroupNotEmpty", "DeleteOld", "Rollback"),
@@ -624,6 +625,20 @@ fn a_whole_execution_with_every_loop_at_its_deadline_stays_under_the_history_lim
         assert!(floor >= 30, "{task} polls with no floor ({floor} s)");
         total += secs.div_ceil(floor) * per_poll;
     }
+    // CutTraffic polls the load balancers faster: the gate every 10 s, the drain every 10 s for
+    // two minutes and every 30 s after; the ASL's floor keeps every poll at 10 s or more.
+    {
+        use ngm_core::plan::lbdrain::*;
+        let floor = poll_floor(st, "CutTraffic");
+        assert!(
+            floor >= GATE_POLL_SECS.min(DRAIN_FAST_POLL_SECS),
+            "CutTraffic floor {floor}"
+        );
+        let polls = TARGETS_HEALTHY_SECS.div_ceil(GATE_POLL_SECS.max(floor))
+            + DRAIN_FAST_WINDOW_SECS.div_ceil(DRAIN_FAST_POLL_SECS.max(floor))
+            + MAX_LB_DRAIN_SECS.div_ceil(DRAIN_SLOW_POLL_SECS.max(floor));
+        total += polls * per_poll;
+    }
     // Batches of a 10,000-pod retire and rollback, and every Task once more per Lambda retry
     // allowance of a few failures each (3 events a failed attempt).
     let batches = 2 * 10_000u64.div_ceil(BATCH_MAX_ACTIONS as u64) * (TASK_EVENTS + CHOICE_EVENTS);
@@ -642,6 +657,7 @@ fn every_wait_loop_polls_its_own_task_with_the_delay_the_step_suggests() {
     for task in [
         "CheckGroupReady",
         "CheckSurge",
+        "CutTraffic",
         "Retire",
         "Drain",
         "DeleteOld",
@@ -658,8 +674,7 @@ fn every_wait_loop_polls_its_own_task_with_the_delay_the_step_suggests() {
             .any(|r| r.to_string().contains("$.pending"));
         assert!(reads_pending, "{task}'s Choice does not read $.pending");
     }
-    assert_eq!(st["WaitLbDrain"]["SecondsPath"], "$.lbDrainSeconds");
-    assert_eq!(st["CutTraffic"]["Next"], "WaitLbDrain");
+    assert_eq!(st["TrafficCut?"]["Default"], "Retire");
 }
 
 #[test]

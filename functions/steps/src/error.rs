@@ -37,6 +37,10 @@ pub enum StepError {
     /// CheckSurge: the surged pods were not Ready on new nodes by the deadline.
     #[error("the surge was not ready by its deadline: {reason}")]
     SurgeNotReady { reason: String },
+    /// CutTraffic: the new group's targets were not healthy in the load balancers by the
+    /// deadline, so the old ones were never cut out.
+    #[error("the new targets were not healthy by their deadline: {reason}")]
+    TargetsNotHealthy { reason: String },
     /// Retire: the surged Deployments were not back at their original counts (judged against
     /// what was Ready before the migration) by the deadline.
     #[error("the old copies were not retired by the deadline: {reason}")]
@@ -99,6 +103,7 @@ pub const ALL_ERROR_NAMES: &[&str] = &[
     "NewGroupFailed",
     "NewGroupNotReady",
     "SurgeNotReady",
+    "TargetsNotHealthy",
     "RetireStalled",
     "DrainTimedOut",
     "OldGroupNotEmpty",
@@ -124,6 +129,7 @@ pub const RETRYABLE_ERROR_NAMES: &[&str] = &["Throttled", "Transient"];
 pub const DEADLINE_ERROR_NAMES: &[&str] = &[
     "NewGroupNotReady",
     "SurgeNotReady",
+    "TargetsNotHealthy",
     "RetireStalled",
     "DrainTimedOut",
     "OldGroupNotEmpty",
@@ -156,6 +162,7 @@ impl StepError {
             StepError::NewGroupFailed { .. } => "NewGroupFailed",
             StepError::NewGroupNotReady { .. } => "NewGroupNotReady",
             StepError::SurgeNotReady { .. } => "SurgeNotReady",
+            StepError::TargetsNotHealthy { .. } => "TargetsNotHealthy",
             StepError::RetireStalled { .. } => "RetireStalled",
             StepError::DrainTimedOut { .. } => "DrainTimedOut",
             StepError::OldGroupNotEmpty { .. } => "OldGroupNotEmpty",
@@ -224,6 +231,7 @@ mod tests {
             StepError::NewGroupFailed { reason: s() },
             StepError::NewGroupNotReady { reason: s() },
             StepError::SurgeNotReady { reason: s() },
+            StepError::TargetsNotHealthy { reason: s() },
             StepError::RetireStalled { reason: s() },
             StepError::DrainTimedOut { reason: s() },
             StepError::OldGroupNotEmpty { reason: s() },

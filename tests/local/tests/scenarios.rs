@@ -77,6 +77,53 @@ async fn a_blue_green_ami_update_keeps_nodeport_services_behind_a_clb_up() {
     let o = run_scenario("blue-green-clb-nodeport").await;
     assert_eq!(o.verdict.outcome, Outcome::Success);
     assert!(holds(&o, "I1"));
+    ends_with_only_healthy_targets(&o);
+}
+
+/// Every load balancer ends with healthy targets only, none draining: the new group's
+/// instances took over (for attached load balancers, only ngm's attachment can have put them
+/// there).
+fn ends_with_only_healthy_targets(o: &RunOutcome) {
+    assert!(!o.report.load_balancers.is_empty());
+    for lb in &o.report.load_balancers {
+        assert!(!lb.targets.is_empty(), "{} has no target", lb.service);
+        assert!(
+            lb.targets
+                .values()
+                .all(|t| *t == ngm_twin::lb::TargetState::Healthy),
+            "{}: {:?}",
+            lb.service,
+            lb.targets
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_group_attached_to_a_self_managed_group_moves_to_the_managed_group() {
+    let o = run_scenario("self-managed-tg-attached").await;
+    assert_eq!(o.verdict.outcome, Outcome::Success);
+    assert!(o.verdict.figures.requests_sent > 0);
+    assert_eq!(o.verdict.figures.requests_failed, 0);
+    ends_with_only_healthy_targets(&o);
+}
+
+/// A CLB does not fail open and, with AWS's defaults, needs 300 s of passing checks before a
+/// new instance is InService: the old nodes may leave only after that (the health gate).
+#[tokio::test(flavor = "multi_thread")]
+async fn local_traffic_behind_a_clb_with_slow_checks_waits_for_the_new_instances() {
+    let o = run_scenario("clb-local-slow-checks").await;
+    assert_eq!(o.verdict.outcome, Outcome::Success);
+    assert!(o.verdict.figures.requests_sent > 0);
+    assert_eq!(o.verdict.figures.requests_failed, 0);
+    // Without a gate CutTraffic runs twice (the cut, then one look at the drain, which a CLB
+    // ends at once). The gate polls every 10 s (more at this speed, with each transition's own
+    // time): 300 s of health checks take at least 6 calls.
+    let cut_calls = o
+        .events
+        .iter()
+        .filter(|e| e.kind == "StateEntered" && e.state.as_deref() == Some("CutTraffic"))
+        .count();
+    assert!(cut_calls >= 6, "CutTraffic ran {cut_calls} times");
 }
 
 #[tokio::test(flavor = "multi_thread")]

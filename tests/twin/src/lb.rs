@@ -25,7 +25,7 @@ pub mod settings;
 pub mod targets;
 pub mod world;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
@@ -55,6 +55,11 @@ pub struct LbConfig {
     pub traffic: Vec<Traffic>,
     /// Mirror the load balancers in moto (none: a synthetic hostname is set instead).
     pub aws: Option<AwsTarget>,
+    /// Auto Scaling group names by node group, for `attachedTo`.
+    pub asg_names: HashMap<String, Vec<String>>,
+    /// The instances each `attachedTo` load balancer starts with (the attached groups' nodes
+    /// at start), until the emulator's attachments are read.
+    pub initial_attached: HashMap<(String, String), BTreeSet<String>>,
 }
 
 impl LbConfig {
@@ -75,7 +80,36 @@ impl LbConfig {
             specs,
             traffic: s.traffic.clone(),
             aws: None,
+            asg_names: HashMap::new(),
+            initial_attached: HashMap::new(),
         }
+    }
+
+    /// The node groups' Auto Scaling groups and instances now (`attachedTo` names node
+    /// groups): `groups` maps a node group to its Auto Scaling group names and instance ids.
+    pub fn with_groups(
+        mut self,
+        groups: &HashMap<String, (Vec<String>, BTreeSet<String>)>,
+    ) -> Self {
+        self.asg_names = groups
+            .iter()
+            .map(|(g, (asgs, _))| (g.clone(), asgs.clone()))
+            .collect();
+        self.initial_attached = self
+            .specs
+            .iter()
+            .filter(|(_, s)| !s.attached_to.is_empty())
+            .map(|(key, s)| {
+                let ids = s
+                    .attached_to
+                    .iter()
+                    .filter_map(|g| groups.get(g))
+                    .flat_map(|(_, ids)| ids.iter().cloned())
+                    .collect();
+                (key.clone(), ids)
+            })
+            .collect();
+        self
     }
 
     /// Also create the load balancers in moto at `endpoint_url`, in `region`.
@@ -100,6 +134,12 @@ pub struct Balancer {
     pub node_port: i32,
     pub(crate) endpoint_cursor: usize,
     seeded: bool,
+    /// Attached to Auto Scaling groups: the targets are their InService instances.
+    asg_attached: bool,
+    /// The attached instances last seen.
+    attached: BTreeSet<String>,
+    /// The target states last given to the emulator, by instance id.
+    reported: BTreeMap<String, TargetState>,
 }
 
 /// A load balancer as the report describes it.
@@ -123,6 +163,7 @@ pub struct Balancers {
     stop: Arc<Notify>,
     task: JoinHandle<()>,
     aws_task: Option<JoinHandle<()>>,
+    watch_task: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Balancers {
@@ -145,6 +186,13 @@ impl Balancers {
     /// their targets' current health; traffic starts at once.
     pub fn start(store: &Store, inflight: InFlight, config: LbConfig) -> Self {
         let aws_shared = Arc::new(AwsShared::default());
+        aws_shared
+            .attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(config.initial_attached.clone());
+        let any_attached = config.specs.values().any(|s| !s.attached_to.is_empty());
+        let mut watch_task = None;
         let (aws_tx, aws_task) = match &config.aws {
             Some(target) => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -152,6 +200,12 @@ impl Balancers {
                     "load balancers (AWS mirror)",
                     aws::run(target.clone(), store.clone(), aws_shared.clone(), rx),
                 );
+                if any_attached {
+                    watch_task = Some(store.supervisor().spawn(
+                        "load balancers (Auto Scaling attachments)",
+                        aws::watch_attachments(target.clone(), aws_shared.clone()),
+                    ));
+                }
                 (Some(tx), Some(task))
             }
             None => (None, None),
@@ -176,6 +230,8 @@ impl Balancers {
             balancers: HashMap::new(),
             probe: Probe::new(streams),
             specs: config.specs,
+            asg_names: config.asg_names,
+            aws: aws_shared.clone(),
             nodes_dirty: true,
         };
         for svc in store.list_all(Resource::Service, None) {
@@ -200,6 +256,7 @@ impl Balancers {
             stop,
             task,
             aws_task,
+            watch_task,
         }
     }
 
@@ -270,7 +327,7 @@ impl Balancers {
     pub async fn stop(self) -> ProbeStats {
         self.stop.notify_one();
         let _ = self.task.await;
-        if let Some(t) = self.aws_task {
+        for t in [self.aws_task, self.watch_task].into_iter().flatten() {
             t.abort();
         }
         State::lock(&self.state).probe.stats()

@@ -333,7 +333,9 @@ impl Twin {
         rest.apply(&self.store, &self.clock, timeout).await?;
         faults::install_aws(s, &eks, &moto_url).await?;
         let inflight = self.sim.as_ref().map(|x| x.inflight().clone());
-        let lb = LbConfig::from_scenario(s).with_aws(&moto_url, &s.cluster.region);
+        let lb = LbConfig::from_scenario(s)
+            .with_aws(&moto_url, &s.cluster.region)
+            .with_groups(&groups::asgs_and_instances(&self.store, &eks, s));
         self.balancers = Some(Balancers::start(
             &self.store,
             inflight.unwrap_or_default(),

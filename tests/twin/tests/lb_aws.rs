@@ -75,20 +75,34 @@ async fn v2_by_dns(v2: &elbv2::Client, dns: &str) -> elbv2::types::LoadBalancer 
         .expect("an ELBv2 load balancer with the service's hostname")
 }
 
+/// The registered targets as DescribeTargetHealth lists them, draining ones left out.
 async fn registered(v2: &elbv2::Client, tg: &str) -> Vec<String> {
+    let mut ids: Vec<String> = health(v2, tg)
+        .await
+        .into_iter()
+        .filter(|(_, state)| state != "draining")
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Every target DescribeTargetHealth lists, with its state.
+async fn health(v2: &elbv2::Client, tg: &str) -> Vec<(String, String)> {
     let h = v2
         .describe_target_health()
         .target_group_arn(tg)
         .send()
         .await
         .expect("target health");
-    let mut ids: Vec<String> = h
-        .target_health_descriptions()
+    h.target_health_descriptions()
         .iter()
-        .filter_map(|d| d.target()?.id().map(str::to_string))
-        .collect();
-    ids.sort();
-    ids
+        .filter_map(|d| {
+            let id = d.target()?.id()?.to_string();
+            let state = d.target_health()?.state()?.as_str().to_string();
+            Some((id, state))
+        })
+        .collect()
 }
 
 // Upstream: ngm finds a Service's load balancer by the hostname in
@@ -252,6 +266,13 @@ async fn each_load_balancer_exists_in_moto_with_its_attributes_and_follows_the_t
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // ALB guide, "Deregistration delay": the deregistered target shows `draining` (the twin
+    // gives moto its states: tests/aws/moto_server.py `POST /ngm/target-health`).
+    let states = health(&v2, &tg).await;
+    assert!(
+        states.contains(&(excluded.clone(), "draining".to_string())),
+        "{states:?}"
+    );
     assert!(lbs.aws_errors().is_empty(), "{:?}", lbs.aws_errors());
     lbs.stop().await;
     moto.stop().await;

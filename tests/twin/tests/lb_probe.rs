@@ -37,7 +37,7 @@ fn only(stats: &ProbeStats, reason: FailureReason) {
 async fn requests_fail_with_no_target_when_every_node_is_excluded() {
     let twin = boot(scenario(
         2,
-        &web(30, "{ kind: NLB, deregistrationDelaySeconds: 10 }", 1),
+        &web(30, "{ kind: ALB, deregistrationDelaySeconds: 10 }", 1),
     ))
     .await;
     let lbs = twin.balancers();

@@ -13,7 +13,7 @@ const WEB: &str = "
 workloads:
   - { kind: Deployment, name: web, namespace: apps, replicas: 3, startupSeconds: 2 }
 services:
-  - { name: web, namespace: apps, workload: web, type: LoadBalancer, loadBalancer: { kind: NLB, deregistrationDelaySeconds: 60 } }
+  - { name: web, namespace: apps, workload: web, type: LoadBalancer, loadBalancer: { kind: ALB, deregistrationDelaySeconds: 60, healthCheckIntervalSeconds: 10 } }
 traffic:
   - { service: apps/web, requestsPerSecond: 3, requestSeconds: 20 }
 ";
@@ -81,8 +81,10 @@ async fn the_exclude_label_removes_a_node_from_the_targets_and_cordon_does_not()
     assert_eq!(lbs.stop().await.failed(), 0);
 }
 
-// Upstream (ELB "Deregistration delay"): a deregistering target gets no new requests, and
-// in-flight requests continue until they finish or the delay ends.
+// Upstream (ALB guide, "Deregistration delay" and `target-group-register-targets.md`: "The
+// load balancer stops routing requests to a target as soon as you deregister it"): a
+// deregistering target gets no new requests, and in-flight requests continue until they
+// finish or the delay ends. (An NLB keeps routing for a while: `lb::targets` unit tests.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_gets_no_new_requests_and_its_in_flight_requests_finish() {
     let twin = boot(scenario(3, WEB)).await;

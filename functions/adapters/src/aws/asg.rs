@@ -85,6 +85,8 @@ fn info_of(g: &AutoScalingGroup) -> AsgInfo {
             })
             .unwrap_or_default(),
         availability_zones: g.availability_zones().to_vec(),
+        load_balancer_names: g.load_balancer_names().to_vec(),
+        target_group_arns: g.target_group_arns().to_vec(),
     }
 }
 
@@ -181,6 +183,60 @@ impl AsgPort for AsgAdapter {
             "autoscaling:DeleteTags",
             self.client.delete_tags().set_tags(Some(tags))
         )?;
+        Ok(())
+    }
+
+    async fn attach_load_balancers(
+        &self,
+        name: &str,
+        load_balancer_names: &[String],
+        target_group_arns: &[String],
+    ) -> PortResult<()> {
+        if !load_balancer_names.is_empty() {
+            crate::send!(
+                "autoscaling:AttachLoadBalancers",
+                self.client
+                    .attach_load_balancers()
+                    .auto_scaling_group_name(name)
+                    .set_load_balancer_names(Some(load_balancer_names.to_vec()))
+            )?;
+        }
+        if !target_group_arns.is_empty() {
+            crate::send!(
+                "autoscaling:AttachLoadBalancerTargetGroups",
+                self.client
+                    .attach_load_balancer_target_groups()
+                    .auto_scaling_group_name(name)
+                    .set_target_group_arns(Some(target_group_arns.to_vec()))
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn detach_load_balancers(
+        &self,
+        name: &str,
+        load_balancer_names: &[String],
+        target_group_arns: &[String],
+    ) -> PortResult<()> {
+        if !load_balancer_names.is_empty() {
+            crate::send!(
+                "autoscaling:DetachLoadBalancers",
+                self.client
+                    .detach_load_balancers()
+                    .auto_scaling_group_name(name)
+                    .set_load_balancer_names(Some(load_balancer_names.to_vec()))
+            )?;
+        }
+        if !target_group_arns.is_empty() {
+            crate::send!(
+                "autoscaling:DetachLoadBalancerTargetGroups",
+                self.client
+                    .detach_load_balancer_target_groups()
+                    .auto_scaling_group_name(name)
+                    .set_target_group_arns(Some(target_group_arns.to_vec()))
+            )?;
+        }
         Ok(())
     }
 

@@ -124,22 +124,35 @@ impl ElbAdapter {
     }
 
     async fn find_classic(&self, dns: &str) -> PortResult<Option<LoadBalancerInfo>> {
+        self.find_classic_by(|lb| lb.dns_name().is_some_and(|d| d.eq_ignore_ascii_case(dns)))
+            .await
+    }
+
+    async fn find_classic_by(
+        &self,
+        matches: impl Fn(&aws_sdk_elasticloadbalancing::types::LoadBalancerDescription) -> bool,
+    ) -> PortResult<Option<LoadBalancerInfo>> {
         let pages = crate::paginate!(
             "elasticloadbalancing:DescribeLoadBalancers",
             self.classic.describe_load_balancers()
         )?;
-        let mut name = None;
+        let mut found = None;
         for page in pages {
             if let Some(lb) = page
                 .load_balancer_descriptions()
                 .iter()
-                .find(|lb| lb.dns_name().is_some_and(|d| d.eq_ignore_ascii_case(dns)))
+                .find(|lb| matches(lb))
             {
-                name = lb.load_balancer_name().map(str::to_owned);
+                found = lb
+                    .load_balancer_name()
+                    .map(|n| (n.to_owned(), lb.dns_name().unwrap_or_default().to_owned()));
                 break;
             }
         }
-        let Some(name) = name else { return Ok(None) };
+        let Some((name, dns)) = found else {
+            return Ok(None);
+        };
+        let dns = dns.as_str();
         let attrs = crate::send!(
             "elasticloadbalancing:DescribeLoadBalancerAttributes",
             self.classic
@@ -212,6 +225,50 @@ impl ElbPort for ElbAdapter {
             .collect())
     }
 
+    async fn classic_by_name(&self, name: &str) -> PortResult<Option<LoadBalancerInfo>> {
+        self.find_classic_by(|lb| lb.load_balancer_name() == Some(name))
+            .await
+    }
+
+    async fn by_target_group(
+        &self,
+        target_group_arn: &str,
+    ) -> PortResult<Option<LoadBalancerInfo>> {
+        let groups = crate::send!(
+            "elasticloadbalancing:DescribeTargetGroups",
+            self.v2
+                .describe_target_groups()
+                .target_group_arns(target_group_arn)
+        );
+        let Some(groups) = none_if_missing(groups)? else {
+            return Ok(None);
+        };
+        let Some(lb_arn) = groups
+            .target_groups()
+            .iter()
+            .flat_map(|tg| tg.load_balancer_arns())
+            .next()
+            .cloned()
+        else {
+            // A target group no load balancer uses routes nothing.
+            return Ok(None);
+        };
+        let lbs = crate::send!(
+            "elasticloadbalancing:DescribeLoadBalancers",
+            self.v2
+                .describe_load_balancers()
+                .load_balancer_arns(&lb_arn)
+        );
+        let Some(lb) = none_if_missing(lbs)?.and_then(|o| o.load_balancers().first().cloned())
+        else {
+            return Ok(None);
+        };
+        let dns = lb.dns_name().unwrap_or_default().to_owned();
+        let mut info = self.v2_info(&lb, &dns).await?;
+        info.target_groups.retain(|tg| tg.arn == target_group_arn);
+        Ok(Some(info))
+    }
+
     async fn classic_instance_health(&self, lb_name: &str) -> PortResult<Vec<TargetHealth>> {
         let out = crate::send!(
             "elasticloadbalancing:DescribeInstanceHealth",
@@ -227,6 +284,15 @@ impl ElbPort for ElbAdapter {
                     target_id: s.instance_id()?.to_owned(),
                     port: None,
                     state: match s.state() {
+                        // A CLB reports a draining instance as InService with this description
+                        // (CLB guide, "Configure connection draining").
+                        Some("InService")
+                            if s.description().is_some_and(|d| {
+                                d.contains("deregistration currently in progress")
+                            }) =>
+                        {
+                            TargetHealthState::Draining
+                        }
                         Some("InService") => TargetHealthState::Healthy,
                         Some("OutOfService") => TargetHealthState::Unhealthy,
                         Some(other) => TargetHealthState::Other(other.to_owned()),

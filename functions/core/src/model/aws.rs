@@ -40,6 +40,12 @@ pub struct AsgInfo {
     pub subnets: Vec<String>,
     #[serde(default)]
     pub availability_zones: Vec<String>,
+    /// Classic load balancers attached to the group (their instances follow the group).
+    #[serde(default)]
+    pub load_balancer_names: Vec<String>,
+    /// ELB target groups attached to the group.
+    #[serde(default)]
+    pub target_group_arns: Vec<String>,
 }
 
 /// One version of an EC2 launch template.

@@ -18,6 +18,10 @@ pub const EXECUTION_TIMEOUT_SECS: u64 = 48 * 3600;
 pub const GROUP_READY_SECS: u64 = 45 * 60;
 /// CheckSurge: the surged pods Ready on new nodes.
 pub const SURGE_READY_SECS: u64 = 30 * 60;
+/// CutTraffic's health gate: the new group's targets healthy in every load balancer (an NLB
+/// registers in 90–180 s, then needs its healthy threshold of checks; a CLB with AWS's
+/// defaults 10 checks 30 s apart).
+pub const TARGETS_HEALTHY_SECS: u64 = 15 * 60;
 /// Retire: the surged Deployments back at their original counts.
 pub const RETIRE_SECS: u64 = 30 * 60;
 /// Drain: past the drain deadline, with no PodDisruptionBudget refusing, the pods still there
@@ -47,6 +51,7 @@ pub const MIN_DRAIN_DEADLINE_SECS: u64 = 60;
 pub fn fixed_waits_secs(lb: u64) -> u64 {
     GROUP_READY_SECS
         + SURGE_READY_SECS
+        + TARGETS_HEALTHY_SECS
         + RETIRE_SECS
         + DRAIN_OVERRUN_SECS
         + OLD_GROUP_EMPTY_SECS

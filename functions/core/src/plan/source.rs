@@ -125,6 +125,8 @@ mod tests {
             override_instance_types: vec![],
             subnets: vec!["subnet-0aaaaaaaaaaaaaaaa".into()],
             availability_zones: vec![],
+            load_balancer_names: vec![],
+            target_group_arns: vec![],
         };
         let dedicated = Taint {
             key: "dedicated".into(),

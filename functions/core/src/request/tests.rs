@@ -142,7 +142,7 @@ fn validation_names_each_bad_field() {
             json!({"policy": {"drainDeadlineSeconds": 604800, "onPdbBlocked": "waitForOperator"}}),
             "policy.drainDeadlineSeconds (604800) does not fit in the execution's 172800 s timeout \
              with the other waits (onPdbBlocked waitForOperator adds a day for the operator): at \
-             most 52200 with this policy",
+             most 51300 with this policy",
         ),
         (
             "empty launch template change",

@@ -188,6 +188,8 @@ impl FakeCloud {
                     override_instance_types: vec![],
                     subnets: spec.subnets.clone(),
                     availability_zones: vec!["eu-west-1a".into()],
+                    load_balancer_names: vec![],
+                    target_group_arns: vec![],
                 },
             );
         });

@@ -243,6 +243,44 @@ impl AsgPort for FakeCloud {
         i.w.asgs.remove(name);
         Ok(())
     }
+
+    async fn attach_load_balancers(
+        &self,
+        name: &str,
+        load_balancer_names: &[String],
+        target_group_arns: &[String],
+    ) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("asg_attach_load_balancers", name, true)?;
+        let a = i.w.asgs.get_mut(name).ok_or_else(|| missing(name))?;
+        for (have, add) in [
+            (&mut a.load_balancer_names, load_balancer_names),
+            (&mut a.target_group_arns, target_group_arns),
+        ] {
+            for x in add {
+                if !have.contains(x) {
+                    have.push(x.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn detach_load_balancers(
+        &self,
+        name: &str,
+        load_balancer_names: &[String],
+        target_group_arns: &[String],
+    ) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("asg_detach_load_balancers", name, true)?;
+        let a = i.w.asgs.get_mut(name).ok_or_else(|| missing(name))?;
+        a.load_balancer_names
+            .retain(|x| !load_balancer_names.contains(x));
+        a.target_group_arns
+            .retain(|x| !target_group_arns.contains(x));
+        Ok(())
+    }
 }
 
 fn find_template<'a>(
@@ -379,6 +417,34 @@ impl ElbPort for FakeCloud {
         let mut i = self.lock();
         i.enter("classic_instance_health", lb_name, false)?;
         Ok(i.w.target_health.get(lb_name).cloned().unwrap_or_default())
+    }
+
+    async fn classic_by_name(&self, name: &str) -> PortResult<Option<LoadBalancerInfo>> {
+        let mut i = self.lock();
+        i.enter("classic_by_name", name, false)?;
+        Ok(i.w
+            .load_balancers
+            .values()
+            .find(|lb| lb.kind == ngm_core::model::LbKind::Clb && lb.id == name)
+            .cloned())
+    }
+
+    async fn by_target_group(
+        &self,
+        target_group_arn: &str,
+    ) -> PortResult<Option<LoadBalancerInfo>> {
+        let mut i = self.lock();
+        i.enter("by_target_group", target_group_arn, false)?;
+        Ok(i.w.load_balancers.values().find_map(|lb| {
+            let tg = lb
+                .target_groups
+                .iter()
+                .find(|tg| tg.arn == target_group_arn)?;
+            Some(LoadBalancerInfo {
+                target_groups: vec![tg.clone()],
+                ..lb.clone()
+            })
+        }))
     }
 }
 

@@ -594,3 +594,115 @@ async fn a_namespace_being_deleted_is_skipped_with_a_finding() {
         "not held by the namespace's pods"
     );
 }
+
+/// CutTraffic's loop: nothing is cut while a new instance is not a healthy target (a CLB does
+/// not fail open); once it is, the old nodes are labelled out; the step then waits until no old
+/// instance is registered, and fails with `TargetsNotHealthy` if the gate never opens.
+#[tokio::test]
+async fn cut_traffic_gates_on_healthy_new_targets_then_observes_the_drain() {
+    use ngm_core::model::{NodeView, TargetHealth, TargetHealthState as St};
+    use ngm_core::plan::deadlines::TARGETS_HEALTHY_SECS;
+    let f = scenario();
+    let w = f.world();
+    let mut now = T0;
+    let s = through_surge(&f, &w, &mut now).await;
+    let (old, new): (Vec<NodeView>, Vec<NodeView>) = f
+        .snapshot()
+        .nodes
+        .into_values()
+        .partition(|n| n.labels.contains_key(marks::RETIRING_LABEL));
+    assert!(!old.is_empty() && !new.is_empty());
+    let ids = |ns: &[NodeView]| -> Vec<String> {
+        ns.iter()
+            .filter_map(|n| n.instance_id().map(str::to_string))
+            .collect()
+    };
+    let set = |old_state: Option<St>, new_state: St| {
+        let mut t: Vec<TargetHealth> = ids(&new)
+            .into_iter()
+            .map(|id| TargetHealth {
+                target_id: id,
+                port: None,
+                state: new_state.clone(),
+            })
+            .collect();
+        if let Some(st) = old_state {
+            t.extend(ids(&old).into_iter().map(|id| TargetHealth {
+                target_id: id,
+                port: None,
+                state: st.clone(),
+            }));
+        }
+        f.edit(|s| {
+            s.target_health.insert("arn:tg/web".into(), t);
+        });
+    };
+    let excluded = |f: &FakeCloud| {
+        f.snapshot()
+            .nodes
+            .values()
+            .filter(|n| n.labels.contains_key(marks::EXCLUDE_FROM_LB_LABEL))
+            .count()
+    };
+
+    set(Some(St::Healthy), St::Initial);
+    let s = ok(cut_traffic(s, &w, now).await);
+    let reason = s
+        .pending
+        .as_ref()
+        .map(|p| p.reason.clone())
+        .unwrap_or_default();
+    assert!(reason.contains("new targets not healthy yet"), "{reason}");
+    assert_eq!(
+        excluded(&f),
+        0,
+        "nothing cut before the new targets are healthy"
+    );
+
+    set(Some(St::Healthy), St::Healthy);
+    now = now.plus(10);
+    let s = ok(cut_traffic(s, &w, now).await);
+    assert_eq!(excluded(&f), old.len());
+    assert_eq!(s.deadlines.traffic_cut_at, Some(now));
+    assert!(
+        s.pending.is_some(),
+        "the drain is not observed in the cut's own call"
+    );
+
+    set(Some(St::Draining), St::Healthy);
+    let s = ok(cut_traffic(s, &w, now.plus(10)).await);
+    let reason = s
+        .pending
+        .as_ref()
+        .map(|p| p.reason.clone())
+        .unwrap_or_default();
+    assert!(reason.contains("draining"), "{reason}");
+
+    set(None, St::Healthy);
+    let s = ok(cut_traffic(s, &w, now.plus(20)).await);
+    assert_eq!(s.pending, None, "drained: on to Retire");
+
+    // The gate that never opens: its deadline, and nothing cut.
+    let f2 = scenario();
+    let w2 = f2.world();
+    let mut now2 = T0;
+    let s2 = through_surge(&f2, &w2, &mut now2).await;
+    f2.edit(|s| {
+        s.target_health.insert(
+            "arn:tg/web".into(),
+            ids(&old)
+                .into_iter()
+                .map(|id| TargetHealth {
+                    target_id: id,
+                    port: None,
+                    state: St::Healthy,
+                })
+                .collect(),
+        );
+    });
+    let s2 = ok(cut_traffic(s2, &w2, now2).await);
+    assert!(s2.pending.is_some());
+    let late = now2.plus(TARGETS_HEALTHY_SECS);
+    assert_eq!(name(cut_traffic(s2, &w2, late).await), "TargetsNotHealthy");
+    assert_eq!(excluded(&f2), 0);
+}

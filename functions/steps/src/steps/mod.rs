@@ -170,6 +170,20 @@ pub(crate) async fn source_nodes(
     }
 }
 
+/// The new group's nodes (none before create-group named it).
+pub(crate) async fn new_nodes(
+    state: &MigrationState,
+    world: &World,
+) -> Result<Vec<NodeView>, StepError> {
+    match &state.new_group {
+        Some(g) => Ok(world
+            .kube
+            .list_nodes(&managed_group_selector(&g.name))
+            .await?),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The nodes this execution labelled as retiring.
 pub(crate) async fn retiring_nodes(
     state: &MigrationState,
@@ -203,6 +217,19 @@ pub(crate) async fn load_balancers_for(
     services: &[ServiceView],
     pods: &[PodView],
 ) -> Result<Vec<LoadBalancerInfo>, StepError> {
+    Ok(fronting(world, services, pods)
+        .await?
+        .into_iter()
+        .map(|(_, lb)| lb)
+        .collect())
+}
+
+/// The same load balancers, each with the Service it fronts (the first, when several share it).
+pub(crate) async fn fronting<'s>(
+    world: &World,
+    services: &'s [ServiceView],
+    pods: &[PodView],
+) -> Result<Vec<(&'s ServiceView, LoadBalancerInfo)>, StepError> {
     let mut seen = BTreeSet::new();
     let mut lbs = Vec::new();
     for s in services {
@@ -219,7 +246,7 @@ pub(crate) async fn load_balancers_for(
             if seen.insert(dns.clone())
                 && let Some(lb) = world.elb.find_load_balancer_by_dns(dns).await?
             {
-                lbs.push(lb);
+                lbs.push((s, lb));
             }
         }
     }

@@ -7,11 +7,13 @@ use ngm_core::model::{NodeGroupKind, NodeView, Timestamp, WorkloadKind, Workload
 use ngm_core::plan::drain::{DrainOutcome, plan_drain};
 use ngm_core::plan::nodes::plan_cut_traffic;
 use ngm_core::plan::restore::{OldGroup, RestoreInputs, plan_restore, plan_rollback};
-use ngm_core::plan::scope::managed_group_selector;
 use ngm_core::state::{MigrationState, Phase};
 
+use super::nodes::new_group_asgs;
 use super::plan::{cluster, release_lock};
-use super::{POLL_SECS, batch, executor, pending, pods_on, retiring_nodes, source_nodes};
+use super::{
+    POLL_SECS, batch, executor, new_nodes, pending, pods_on, retiring_nodes, source_nodes,
+};
 use crate::error::StepError;
 use crate::world::World;
 use ngm_core::plan::deadlines::ROLLBACK_SECS;
@@ -30,16 +32,6 @@ fn union(mut a: Vec<NodeView>, b: Vec<NodeView>) -> Vec<NodeView> {
     let names: BTreeSet<String> = a.iter().map(|n| n.name.clone()).collect();
     a.extend(b.into_iter().filter(|n| !names.contains(&n.name)));
     a
-}
-
-async fn new_nodes(state: &MigrationState, world: &World) -> Result<Vec<NodeView>, StepError> {
-    match &state.new_group {
-        Some(g) => Ok(world
-            .kube
-            .list_nodes(&managed_group_selector(&g.name))
-            .await?),
-        None => Ok(Vec::new()),
-    }
 }
 
 /// Step 11: HPAs and replicas back to their originals, every ngm mark removed from surviving
@@ -175,6 +167,21 @@ pub async fn rollback(
     {
         return Ok(state);
     }
+    // The old groups rejoin the load balancers CutTraffic detached them from (attaching twice
+    // is a no-op).
+    let attachments = state.originals.lb_attachments.clone().unwrap_or_default();
+    if !attachments.is_empty() && !policy.dry_run {
+        for asg in &state.source.asg_names {
+            world
+                .asg
+                .attach_load_balancers(
+                    asg,
+                    &attachments.load_balancer_names,
+                    &attachments.target_group_arns,
+                )
+                .await?;
+        }
+    }
     if plan.drain_new_nodes && !policy.dry_run {
         // The new nodes leave the load balancers the way the old ones did in cut-traffic, but
         // only once the old nodes (just put back) have had time to pass their health checks;
@@ -196,6 +203,18 @@ pub async fn rollback(
         executor(&state, world, STEP)
             .run_all(&plan_cut_traffic(&new))
             .await?;
+        if !attachments.is_empty() {
+            for asg in new_group_asgs(&state, world).await? {
+                world
+                    .asg
+                    .detach_load_balancers(
+                        &asg,
+                        &attachments.load_balancer_names,
+                        &attachments.target_group_arns,
+                    )
+                    .await?;
+            }
+        }
         // The deleted group would terminate its pods regardless of PDBs, so they leave by
         // eviction first; the rollback waits for the budgets until its own deadline.
         let pods = pods_on(world, &new).await?;

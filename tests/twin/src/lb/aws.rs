@@ -7,7 +7,7 @@
 //! Moto deregisters at once (no draining state) and reports every target healthy; the twin's
 //! own target states are the truth for traffic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_elasticloadbalancing as elb;
@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::settings::LbSettings;
+use super::targets::TargetState;
 use crate::scenario::LbKind;
 use crate::store::{Resource, Store};
 
@@ -65,6 +66,8 @@ pub(crate) enum AwsCmd {
         settings: LbSettings,
         node_port: i32,
         port: i32,
+        /// Auto Scaling groups to attach it to once created.
+        attach: Vec<String>,
     },
     Register {
         key: Key,
@@ -74,6 +77,12 @@ pub(crate) enum AwsCmd {
         key: Key,
         instances: Vec<String>,
     },
+    /// The target states the emulator must answer from now on, by instance id.
+    Health {
+        key: Key,
+        node_port: i32,
+        states: BTreeMap<String, TargetState>,
+    },
 }
 
 /// What the mirror has created, and its errors.
@@ -81,6 +90,67 @@ pub(crate) enum AwsCmd {
 pub(crate) struct AwsShared {
     pub lbs: Mutex<HashMap<Key, AwsLb>>,
     pub errors: Mutex<Vec<String>>,
+    /// The InService instances of the Auto Scaling groups each load balancer is attached to.
+    pub attached: Mutex<HashMap<Key, BTreeSet<String>>>,
+}
+
+impl AwsShared {
+    pub fn attached(&self, key: &Key) -> BTreeSet<String> {
+        self.attached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// How often the attachments are read from moto, in wall time (whoever attaches or detaches
+/// a load balancer, ngm included, does it in moto).
+const ATTACHMENT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Follows which load balancers each Auto Scaling group has attached (DescribeAutoScalingGroups'
+/// `LoadBalancerNames` and `TargetGroupARNs`) and their InService instances: an attached load
+/// balancer registers the group's instances once InService and deregisters them on detach or
+/// termination (ASG guide, `autoscaling-load-balancer.md`, `ec2-auto-scaling-lifecycle.md`).
+pub(crate) async fn watch_attachments(target: AwsTarget, shared: Arc<AwsShared>) {
+    let asg = crate::twin::groups::asg_client(&target.endpoint_url, &target.region);
+    loop {
+        // The load balancers known before the listing: each was attached at creation, so the
+        // listing cannot predate its attachment.
+        let lbs = shared.lbs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut by_lb: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut pages = asg.describe_auto_scaling_groups().into_paginator().send();
+        let mut ok = true;
+        while let Some(page) = pages.next().await {
+            let Ok(page) = page else {
+                ok = false;
+                break;
+            };
+            for g in page.auto_scaling_groups() {
+                let ids: BTreeSet<String> = g
+                    .instances()
+                    .iter()
+                    .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
+                    .filter_map(|i| i.instance_id().map(str::to_string))
+                    .collect();
+                for lb in g.load_balancer_names().iter().chain(g.target_group_arns()) {
+                    by_lb
+                        .entry(lb.clone())
+                        .or_default()
+                        .extend(ids.iter().cloned());
+                }
+            }
+        }
+        if ok {
+            let mut attached = shared.attached.lock().unwrap_or_else(|e| e.into_inner());
+            for (key, lb) in lbs {
+                let id = lb.target_group_arn.clone().unwrap_or(lb.name);
+                attached.insert(key, by_lb.get(&id).cloned().unwrap_or_default());
+            }
+        }
+        tokio::time::sleep(ATTACHMENT_POLL).await;
+    }
 }
 
 /// A name AWS accepts (32 characters, alphanumerics and hyphens), stable per service.
@@ -102,6 +172,56 @@ pub fn lb_name(prefix: &str, ns: &str, name: &str) -> String {
         clean(name, 8),
         h as u32
     )
+}
+
+/// A target as DescribeTargetHealth reports it, with AWS's reason codes (ALB guide,
+/// `target-group-health-checks.md`, "Reason codes").
+fn v2_health(id: &str, port: i32, st: TargetState) -> serde_json::Value {
+    let (state, reason, description) = match st {
+        TargetState::Initial => (
+            "initial",
+            Some("Elb.InitialHealthChecking"),
+            Some("Initial health checks in progress"),
+        ),
+        TargetState::Healthy => ("healthy", None, None),
+        TargetState::Unhealthy => (
+            "unhealthy",
+            Some("Target.FailedHealthChecks"),
+            Some("Health checks failed"),
+        ),
+        TargetState::Draining => (
+            "draining",
+            Some("Target.DeregistrationInProgress"),
+            Some("Target deregistration is in progress"),
+        ),
+    };
+    let mut v = json!({ "id": id, "port": port, "state": state });
+    if let Some(r) = reason {
+        v["reason"] = json!(r);
+    }
+    if let Some(d) = description {
+        v["description"] = json!(d);
+    }
+    v
+}
+
+/// An instance as DescribeInstanceHealth reports it: a draining instance is still `InService`
+/// with "Instance deregistration currently in progress" (CLB guide, `config-conn-drain.md`).
+fn classic_health(id: &str, st: TargetState) -> serde_json::Value {
+    let (state, code, description) = match st {
+        TargetState::Healthy => ("InService", "N/A", "N/A"),
+        TargetState::Draining => (
+            "InService",
+            "N/A",
+            "Instance deregistration currently in progress.",
+        ),
+        TargetState::Initial | TargetState::Unhealthy => (
+            "OutOfService",
+            "Instance",
+            "Instance has failed at least the UnhealthyThreshold number of health checks consecutively.",
+        ),
+    };
+    json!({ "id": id, "state": state, "reasonCode": code, "description": description })
 }
 
 /// Runs the mirror until the command channel closes.
@@ -131,6 +251,7 @@ struct Mirror {
     target: AwsTarget,
     v2: elbv2::Client,
     classic: elb::Client,
+    asg: aws_sdk_autoscaling::Client,
     network: tokio::sync::OnceCell<(String, Vec<String>)>,
 }
 
@@ -155,6 +276,7 @@ impl Mirror {
             target: target.clone(),
             v2: elbv2::Client::from_conf(v2),
             classic: elb::Client::from_conf(classic),
+            asg: crate::twin::groups::asg_client(&target.endpoint_url, &target.region),
             network: tokio::sync::OnceCell::new(),
         }
     }
@@ -174,6 +296,7 @@ impl Mirror {
                 settings,
                 node_port,
                 port,
+                attach,
             } => {
                 if known(&key).is_some() {
                     return Ok(());
@@ -188,6 +311,9 @@ impl Mirror {
                     }
                 };
                 let dns = lb.dns_name.clone();
+                for group in &attach {
+                    self.attach(&lb, group).await?;
+                }
                 shared
                     .lbs
                     .lock()
@@ -214,6 +340,49 @@ impl Mirror {
                 Some(lb) => self.register(&lb, &instances, false).await,
                 None => Ok(()),
             },
+            AwsCmd::Health {
+                key,
+                node_port,
+                states,
+            } => match known(&key) {
+                Some(lb) => self.report_health(&lb, node_port, &states).await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Gives the wrapper (tests/aws/moto_server.py `POST /ngm/target-health`) the states
+    /// DescribeTargetHealth and DescribeInstanceHealth answer: moto itself has no draining and
+    /// reports every target healthy.
+    async fn report_health(
+        &self,
+        lb: &AwsLb,
+        node_port: i32,
+        states: &BTreeMap<String, TargetState>,
+    ) -> Result<(), AwsError> {
+        let body = match &lb.target_group_arn {
+            Some(tg) => json!({
+                "targetGroupArn": tg,
+                "targets": states.iter().map(|(id, st)| v2_health(id, node_port, *st)).collect::<Vec<_>>(),
+            }),
+            None => json!({
+                "loadBalancerName": lb.name,
+                "instances": states.iter().map(|(id, st)| classic_health(id, *st)).collect::<Vec<_>>(),
+            }),
+        };
+        match crate::twin::moto::request(
+            &self.target.endpoint_url,
+            "POST",
+            "/ngm/target-health",
+            Some(&body),
+        )
+        .await
+        {
+            Ok((200, _)) => Ok(()),
+            Ok((code, text)) => Err(call_err("POST /ngm/target-health")(&format!(
+                "{code}: {text}"
+            ))),
+            Err(e) => Err(call_err("POST /ngm/target-health")(&e)),
         }
     }
 
@@ -262,6 +431,32 @@ impl Mirror {
                 .send()
                 .await
                 .map_err(|e| call_err("DeregisterInstancesFromLoadBalancer")(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Attaches the load balancer (its target group, for an ALB or NLB) to an Auto Scaling
+    /// group, as the scenario's setup does before the migration.
+    async fn attach(&self, lb: &AwsLb, group: &str) -> Result<(), AwsError> {
+        match &lb.target_group_arn {
+            Some(tg) => {
+                self.asg
+                    .attach_load_balancer_target_groups()
+                    .auto_scaling_group_name(group)
+                    .target_group_arns(tg)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("AttachLoadBalancerTargetGroups")(&e))?;
+            }
+            None => {
+                self.asg
+                    .attach_load_balancers()
+                    .auto_scaling_group_name(group)
+                    .load_balancer_names(&lb.name)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("AttachLoadBalancers")(&e))?;
+            }
         }
         Ok(())
     }

@@ -146,6 +146,8 @@ pub struct Probe {
     stats: Vec<ServiceTraffic>,
     samples: Vec<FailureSample>,
     seq: u64,
+    /// Requests in flight by (namespace, service, target node).
+    busy: HashMap<(String, String, String), u32>,
 }
 
 impl Probe {
@@ -173,6 +175,26 @@ impl Probe {
         ProbeStats {
             services,
             samples: self.samples.clone(),
+        }
+    }
+
+    /// Whether a request to the service is in flight through `node`.
+    pub fn busy(&self, ns: &str, service: &str, node: &str) -> bool {
+        self.busy
+            .get(&(ns.to_string(), service.to_string(), node.to_string()))
+            .is_some_and(|n| *n > 0)
+    }
+
+    fn track(&mut self, stream: usize, node: &str, up: bool) {
+        let s = &self.streams[stream];
+        let key = (s.namespace.clone(), s.service.clone(), node.to_string());
+        if up {
+            *self.busy.entry(key).or_default() += 1;
+        } else if let Some(n) = self.busy.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.busy.remove(&key);
+            }
         }
     }
 
@@ -216,6 +238,7 @@ impl Probe {
             let Some(Reverse(p)) = self.pending.pop() else {
                 break;
             };
+            self.track(p.stream, &p.node, false);
             let gone = |t: Option<&DateTime<Utc>>| t.is_some_and(|t| *t <= p.end);
             let stream = &self.streams[p.stream];
             let lb = balancers.get(&(stream.namespace.clone(), stream.service.clone()));
@@ -280,7 +303,7 @@ impl Probe {
         let Some(lb) = balancers.get_mut(&(ns.clone(), svc.clone())) else {
             return self.fail(i, start, FailureReason::NoTarget, None, None);
         };
-        let node = match lb.group.pick() {
+        let node = match lb.group.pick(start) {
             Pick::Node(n) => n,
             Pick::NoTarget => return self.fail(i, start, FailureReason::NoTarget, None, None),
         };
@@ -303,6 +326,7 @@ impl Probe {
             return self.fail(i, start, FailureReason::PodKilled, Some(node), None);
         };
         let idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);
+        self.track(i, &node, true);
         self.seq += 1;
         self.pending.push(Reverse(Pending {
             end: start + secs_delta(secs),

@@ -11,7 +11,7 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::{Notify, mpsc};
 
 use super::Balancer;
-use super::aws::{self, AwsCmd};
+use super::aws::{self, AwsCmd, AwsShared};
 use super::probe::Probe;
 use super::settings::{self, LbSettings};
 use super::targets::TargetGroup;
@@ -25,8 +25,15 @@ pub(super) struct State {
     pub balancers: HashMap<(String, String), Balancer>,
     pub probe: Probe,
     pub specs: HashMap<(String, String), LoadBalancerSpec>,
+    /// Auto Scaling group names by node group.
+    pub asg_names: HashMap<String, Vec<String>>,
+    pub aws: Arc<AwsShared>,
     pub nodes_dirty: bool,
 }
+
+/// How often, in simulated time, the load balancers attached to Auto Scaling groups look at
+/// the attachments.
+const ATTACHMENT_CHECK_SECONDS: f64 = 2.0;
 
 fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
     v.pointer(p).and_then(Value::as_str).unwrap_or_default()
@@ -84,9 +91,23 @@ impl State {
             return;
         }
         let settings = match self.specs.get(&key) {
-            Some(spec) => LbSettings::from_spec(spec),
-            None => LbSettings::from_service(svc),
+            Some(spec) => LbSettings::from_spec(spec, local),
+            None => LbSettings::from_service(svc, local),
         };
+        let attach: Vec<String> = self
+            .specs
+            .get(&key)
+            .map(|s| {
+                s.attached_to
+                    .iter()
+                    .flat_map(|g| self.asg_names.get(g).cloned().unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let asg_attached = self
+            .specs
+            .get(&key)
+            .is_some_and(|s| !s.attached_to.is_empty());
         match aws {
             Some(tx) => {
                 let _ = tx.send(AwsCmd::Ensure {
@@ -94,6 +115,7 @@ impl State {
                     settings: settings.clone(),
                     node_port,
                     port,
+                    attach,
                 });
             }
             None if svc
@@ -119,6 +141,9 @@ impl State {
                 node_port,
                 endpoint_cursor: 0,
                 seeded: false,
+                asg_attached,
+                attached: Default::default(),
+                reported: Default::default(),
             },
         );
         self.nodes_dirty = true;
@@ -141,6 +166,11 @@ impl State {
         aws: Option<&mpsc::UnboundedSender<AwsCmd>>,
     ) {
         self.probe.complete_due(now, &self.balancers, &self.world);
+        for lb in self.balancers.values_mut() {
+            let (ns, service) = (lb.namespace.as_str(), lb.service.as_str());
+            lb.group
+                .finish_idle_drains(|node| self.probe.busy(ns, service, node));
+        }
         let draining_over = self
             .balancers
             .values()
@@ -148,11 +178,29 @@ impl State {
         let resync = std::mem::take(&mut self.nodes_dirty) || draining_over;
         let world = &self.world;
         for lb in self.balancers.values_mut() {
-            if resync || !lb.seeded {
+            let mut attach_changed = false;
+            if lb.asg_attached {
+                let now_attached = self
+                    .aws
+                    .attached(&(lb.namespace.clone(), lb.service.clone()));
+                attach_changed = now_attached != lb.attached;
+                lb.attached = now_attached;
+            }
+            if resync || attach_changed || !lb.seeded {
+                // Attached to Auto Scaling groups: their InService instances, whatever the
+                // node's labels. Otherwise Kubernetes registers every node without the
+                // exclusion label.
+                let (asg_attached, attached) = (lb.asg_attached, &lb.attached);
                 let eligible: Vec<(String, Option<String>, bool)> = world
                     .nodes
                     .values()
-                    .filter(|n| !n.excluded)
+                    .filter(|n| {
+                        if asg_attached {
+                            n.instance_id.as_ref().is_some_and(|i| attached.contains(i))
+                        } else {
+                            !n.excluded
+                        }
+                    })
                     .map(|n| {
                         (
                             n.name.clone(),
@@ -163,7 +211,7 @@ impl State {
                     .collect();
                 let seed = !lb.seeded;
                 let changes = lb.group.sync(&eligible, now, seed);
-                lb.seeded = true;
+                lb.seeded = !lb.asg_attached || !lb.attached.is_empty();
                 if let Some(tx) = aws {
                     let key = (lb.namespace.clone(), lb.service.clone());
                     let ids = |v: &[(String, Option<String>)]| {
@@ -184,16 +232,36 @@ impl State {
                 lb.group
                     .check(now, |node| Self::check(world, ns, service, local, node));
             }
+            // What DescribeTargetHealth / DescribeInstanceHealth answer, when it changed.
+            let states = lb.group.instance_states();
+            if states != lb.reported
+                && let Some(tx) = aws
+            {
+                let _ = tx.send(AwsCmd::Health {
+                    key: (lb.namespace.clone(), lb.service.clone()),
+                    node_port: lb.node_port,
+                    states: states.clone(),
+                });
+                lb.reported = states;
+            }
         }
         self.probe
             .issue_due(now, &mut self.balancers, &self.world, inflight);
     }
 
-    fn next_wake(&self) -> Option<DateTime<Utc>> {
+    fn next_wake(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let lbs = self
             .balancers
             .values()
-            .flat_map(|lb| [lb.group.next_check(), lb.group.draining_until()])
+            .flat_map(|lb| {
+                [
+                    lb.group.next_check(),
+                    lb.group.draining_until(),
+                    lb.group.next_change(now),
+                    lb.asg_attached
+                        .then(|| now + crate::clock::secs_delta(ATTACHMENT_CHECK_SECONDS)),
+                ]
+            })
             .flatten();
         lbs.chain(self.probe.next_wake()).min()
     }
@@ -242,7 +310,7 @@ pub(super) async fn run(
                 }
             }
             st.step(clock.now(), &inflight, aws.as_ref());
-            st.next_wake()
+            st.next_wake(clock.now())
         };
         let sleep = async {
             match wake {

@@ -8,8 +8,22 @@
 //! - a target is routed to only while healthy: it turns unhealthy after `unhealthy_threshold`
 //!   failed checks in a row, and healthy again after `healthy_threshold` passed checks; a newly
 //!   registered target stays `initial` (no traffic) until it passes `healthy_threshold` checks;
+//! - a target that fails `unhealthy_threshold` checks from `initial` turns `unhealthy` (ALB guide,
+//!   `target-group-health-checks.md`: initial, then healthy or unhealthy);
 //! - when every registered target is unhealthy, an ALB or NLB "fails open" and routes to all of
-//!   them; a CLB does not.
+//!   them; a CLB does not (CLB guide, `ts-elb-error-message.md`, "There are no healthy
+//!   instances"). Fail-open covers unhealthy targets only, not initial or draining ones (LBC
+//!   `docs/deploy/pod_readiness_gate.md`);
+//! - an NLB registers a new target only after `registration_seconds` (90–180 s,
+//!   aws-load-balancer-controller#1834) and keeps sending new connections to a deregistered one
+//!   for `deregistration_propagation_seconds` (≈100 s: aws/containers-roadmap#470 found 120 s of
+//!   delay the least that loses nothing; NLB guide
+//!   `target-group-register-targets.md`: "It can take a few minutes for the deregistration
+//!   process to complete and for the load balancer to stop routing requests");
+//! - a CLB completes a deregistration as soon as the instance has no request in flight, and
+//!   says so (CLB guide, `config-conn-drain.md`); an ALB target shows `draining` for the whole
+//!   delay even when nothing is in flight (ALB guide, `load-balancer-target-groups.md`), and
+//!   an NLB has no early completion.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -35,8 +49,21 @@ struct Target {
     instance_id: Option<String>,
     healthy: bool,
     initial: bool,
-    /// Consecutive check results that disagree with `healthy`.
-    streak: u32,
+    /// Checks passed, and failed, in a row.
+    ok_run: u32,
+    fail_run: u32,
+    /// Health checks start only once the registration has propagated (NLB).
+    checks_from: DateTime<Utc>,
+}
+
+/// A deregistered target while its deregistration delay runs.
+#[derive(Clone, Debug)]
+struct Draining {
+    instance_id: Option<String>,
+    /// The end of the deregistration delay.
+    until: DateTime<Utc>,
+    /// New requests still reach it until then (NLB propagation).
+    routed_until: DateTime<Utc>,
 }
 
 /// A node entering or leaving the target set, for the AWS mirror.
@@ -67,8 +94,8 @@ pub enum Pick {
 pub struct TargetGroup {
     pub settings: LbSettings,
     registered: BTreeMap<String, Target>,
-    /// Draining targets: node → (instance id, end of the deregistration delay).
-    draining: BTreeMap<String, (Option<String>, DateTime<Utc>)>,
+    /// Draining targets by node.
+    draining: BTreeMap<String, Draining>,
     /// Every deregistration per node, to cut requests the delay did not cover.
     deregistrations: HashMap<String, Vec<DateTime<Utc>>>,
     next_check: Option<DateTime<Utc>>,
@@ -110,6 +137,12 @@ impl TargetGroup {
         for node in leaving {
             if let Some(t) = self.registered.remove(&node) {
                 let until = now + secs_delta(f64::from(self.settings.deregistration_delay_seconds));
+                let routed_until = now
+                    + secs_delta(
+                        self.settings
+                            .deregistration_propagation_seconds
+                            .min(f64::from(self.settings.deregistration_delay_seconds)),
+                    );
                 self.deregistrations
                     .entry(node.clone())
                     .or_default()
@@ -117,30 +150,65 @@ impl TargetGroup {
                 changes
                     .deregistered
                     .push((node.clone(), t.instance_id.clone()));
-                self.draining.insert(node, (t.instance_id, until));
+                self.draining.insert(
+                    node,
+                    Draining {
+                        instance_id: t.instance_id,
+                        until,
+                        routed_until,
+                    },
+                );
             }
         }
         for (node, (instance, passes)) in wanted {
             if self.registered.contains_key(node) {
                 continue;
             }
-            self.draining.remove(node);
+            // Registered again: the drain that was running is over, and its end cuts nothing.
+            if self.draining.remove(node).is_some()
+                && let Some(ts) = self.deregistrations.get_mut(node)
+            {
+                let delay = secs_delta(f64::from(self.settings.deregistration_delay_seconds));
+                ts.retain(|t| *t + delay <= now);
+            }
             let healthy = seed && passes;
+            let checks_from = if seed {
+                now
+            } else {
+                now + secs_delta(self.settings.registration_seconds)
+            };
             self.registered.insert(
                 node.to_string(),
                 Target {
                     instance_id: instance.clone(),
                     healthy,
                     initial: !seed,
-                    streak: 0,
+                    ok_run: 0,
+                    fail_run: 0,
+                    checks_from,
                 },
             );
             changes
                 .registered
                 .push((node.to_string(), instance.clone()));
         }
-        self.draining.retain(|_, (_, until)| *until > now);
+        self.draining.retain(|_, d| d.until > now);
         changes
+    }
+
+    /// A CLB ends the drain of an instance with nothing in flight at once (`busy(node)`: a
+    /// request is in flight through it); other kinds keep the state for the whole delay.
+    pub fn finish_idle_drains(&mut self, busy: impl Fn(&str) -> bool) {
+        if self.settings.kind == LbKind::Clb {
+            self.draining.retain(|node, _| busy(node));
+        }
+    }
+
+    /// When the next registration propagates or a draining target stops getting requests.
+    pub fn next_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let registering = self.registered.values().map(|t| t.checks_from);
+        let routed = self.draining.values().map(|d| d.routed_until);
+        registering.chain(routed).filter(|t| *t > now).min()
     }
 
     /// When the next health-check round is due (the first one is due at once).
@@ -159,31 +227,50 @@ impl TargetGroup {
             self.settings.unhealthy_threshold,
         );
         for (node, t) in &mut self.registered {
-            if passes(node) == t.healthy {
-                t.streak = 0;
+            if now < t.checks_from {
                 continue;
             }
-            t.streak += 1;
-            if t.streak >= if t.healthy { down } else { up } {
-                t.healthy = !t.healthy;
+            if passes(node) {
+                t.ok_run += 1;
+                t.fail_run = 0;
+            } else {
+                t.fail_run += 1;
+                t.ok_run = 0;
+            }
+            if !t.healthy && t.ok_run >= up {
+                t.healthy = true;
                 t.initial = false;
-                t.streak = 0;
+            } else if (t.healthy || t.initial) && t.fail_run >= down {
+                t.healthy = false;
+                t.initial = false;
             }
         }
         self.next_check = Some(now + secs_delta(self.settings.health_check_interval_seconds));
     }
 
-    /// Picks the target for a new request, round-robin among the healthy ones.
-    pub fn pick(&mut self) -> Pick {
+    /// Picks the target for a new request at `now`, round-robin among the healthy ones (and
+    /// the draining ones the deregistration has not reached yet).
+    pub fn pick(&mut self, now: DateTime<Utc>) -> Pick {
+        let still_routed = self
+            .draining
+            .iter()
+            .filter(|(_, d)| d.routed_until > now)
+            .map(|(n, _)| n);
         let healthy: Vec<&String> = self
             .registered
             .iter()
             .filter(|(_, t)| t.healthy)
             .map(|(n, _)| n)
+            .chain(still_routed)
             .collect();
         let fail_open = matches!(self.settings.kind, LbKind::Alb | LbKind::Nlb);
         let pool: Vec<&String> = if healthy.is_empty() && fail_open {
-            self.registered.keys().collect()
+            // Fail-open covers unhealthy targets, not initial ones.
+            self.registered
+                .iter()
+                .filter(|(_, t)| !t.initial)
+                .map(|(n, _)| n)
+                .collect()
         } else {
             healthy
         };
@@ -195,7 +282,7 @@ impl TargetGroup {
     }
 
     /// Whether a request served by `node` from `start` to `end` was cut because the node was
-    /// deregistered meanwhile and its deregistration delay ended before `end`.
+    /// deregistered and its deregistration delay ended while the request ran.
     pub fn cut_by_deregistration(
         &self,
         node: &str,
@@ -203,9 +290,10 @@ impl TargetGroup {
         end: DateTime<Utc>,
     ) -> bool {
         let delay = secs_delta(f64::from(self.settings.deregistration_delay_seconds));
-        self.deregistrations
-            .get(node)
-            .is_some_and(|ts| ts.iter().any(|t| *t >= start && *t + delay < end))
+        self.deregistrations.get(node).is_some_and(|ts| {
+            ts.iter()
+                .any(|t| *t <= end && *t + delay >= start && *t + delay < end)
+        })
     }
 
     /// Every target and its state, by node name.
@@ -228,9 +316,21 @@ impl TargetGroup {
         out
     }
 
+    /// Every target with its instance id and state, as the emulator should report them.
+    pub fn instance_states(&self) -> BTreeMap<String, TargetState> {
+        let states = self.states();
+        let ids = self
+            .registered
+            .iter()
+            .map(|(n, t)| (n, &t.instance_id))
+            .chain(self.draining.iter().map(|(n, d)| (n, &d.instance_id)));
+        ids.filter_map(|(n, id)| Some((id.clone()?, *states.get(n)?)))
+            .collect()
+    }
+
     /// The end of the latest deregistration delay still running, if any.
     pub fn draining_until(&self) -> Option<DateTime<Utc>> {
-        self.draining.values().map(|(_, t)| *t).max()
+        self.draining.values().map(|d| d.until).max()
     }
 }
 
@@ -262,7 +362,7 @@ mod tests {
         assert_eq!(ch.deregistered, vec![("a".to_string(), None)]);
         assert_eq!(g.states()["a"], TargetState::Draining);
         for _ in 0..4 {
-            assert_eq!(g.pick(), Pick::Node("b".into()));
+            assert_eq!(g.pick(t0()), Pick::Node("b".into()));
         }
         // A 20 s request fits in the 30 s delay; a 40 s one is cut.
         assert!(!g.cut_by_deregistration("a", t0(), t0() + secs_delta(20.0)));
@@ -275,8 +375,10 @@ mod tests {
     fn a_target_turns_unhealthy_only_after_the_threshold_of_failed_checks() {
         let mut g = group(LbKind::Nlb, 300);
         g.sync(&[("a".into(), None, true)], t0(), true);
-        g.check(t0(), |_| false);
-        assert_eq!(g.states()["a"], TargetState::Healthy);
+        for _ in 1..g.settings.unhealthy_threshold {
+            g.check(t0(), |_| false);
+            assert_eq!(g.states()["a"], TargetState::Healthy);
+        }
         g.check(t0(), |_| false);
         assert_eq!(g.states()["a"], TargetState::Unhealthy);
     }
@@ -286,18 +388,107 @@ mod tests {
         let mut g = group(LbKind::Clb, 300);
         g.sync(&[("a".into(), None, true)], t0(), false);
         assert_eq!(g.states()["a"], TargetState::Initial);
-        assert_eq!(g.pick(), Pick::NoTarget, "a CLB does not fail open");
+        assert_eq!(g.pick(t0()), Pick::NoTarget, "a CLB does not fail open");
         g.check(t0(), |_| true);
         g.check(t0(), |_| true);
-        assert_eq!(g.pick(), Pick::Node("a".into()));
+        assert_eq!(g.pick(t0()), Pick::Node("a".into()));
     }
 
     #[test]
     fn an_nlb_fails_open_when_every_target_is_unhealthy() {
         let mut g = group(LbKind::Nlb, 300);
         g.sync(&[("a".into(), None, false)], t0(), true);
-        assert_eq!(g.pick(), Pick::Node("a".into()));
+        assert_eq!(g.pick(t0()), Pick::Node("a".into()));
         let mut empty = group(LbKind::Nlb, 300);
-        assert_eq!(empty.pick(), Pick::NoTarget);
+        assert_eq!(empty.pick(t0()), Pick::NoTarget);
+    }
+
+    /// ALB guide, `target-group-health-checks.md`: a target in `initial` that fails its checks
+    /// turns `unhealthy`; LBC `docs/deploy/pod_readiness_gate.md`: fail-open does not cover
+    /// `initial` targets.
+    #[test]
+    fn an_initial_target_that_fails_turns_unhealthy_and_fail_open_skips_initial_ones() {
+        let mut g = group(LbKind::Alb, 300);
+        g.sync(&[("a".into(), None, false)], t0(), false);
+        assert_eq!(
+            g.pick(t0()),
+            Pick::NoTarget,
+            "initial targets get no traffic"
+        );
+        for _ in 0..g.settings.unhealthy_threshold {
+            g.check(t0(), |_| false);
+        }
+        assert_eq!(g.states()["a"], TargetState::Unhealthy);
+        assert_eq!(
+            g.pick(t0()),
+            Pick::Node("a".into()),
+            "fails open once unhealthy"
+        );
+    }
+
+    /// CLB guide, `config-conn-drain.md`: the drain ends when the instance has served its
+    /// in-flight requests; ALB guide, `load-balancer-target-groups.md`: the target shows
+    /// `draining` until the delay ends even with nothing in flight; the NLB guide has no early
+    /// completion.
+    #[test]
+    fn a_clb_ends_an_idle_drain_at_once_and_alb_and_nlb_keep_draining_for_the_delay() {
+        for (kind, busy, ends) in [
+            (LbKind::Clb, false, true),
+            (LbKind::Clb, true, false),
+            (LbKind::Alb, false, false),
+            (LbKind::Nlb, false, false),
+        ] {
+            let mut g = group(kind, 300);
+            g.sync(
+                &[("a".into(), None, true), ("b".into(), None, true)],
+                t0(),
+                true,
+            );
+            g.sync(&[("b".into(), None, true)], t0(), false);
+            g.finish_idle_drains(|_| busy);
+            assert_eq!(
+                g.states().contains_key("a"),
+                !ends,
+                "{kind:?} busy={busy}: {:?}",
+                g.states()
+            );
+        }
+    }
+
+    /// aws-load-balancer-controller#1834 (NLB registration 90–180 s) and
+    /// aws/containers-roadmap#470 (new connections reach a deregistered NLB target for about
+    /// 120 s).
+    #[test]
+    fn an_nlb_registers_late_and_keeps_routing_to_a_deregistered_target_for_a_while() {
+        let mut g = group(LbKind::Nlb, 300);
+        g.settings.registration_seconds = 120.0;
+        g.settings.deregistration_propagation_seconds = 120.0;
+        g.sync(&[("old".into(), None, true)], t0(), true);
+        g.sync(
+            &[("old".into(), None, true), ("new".into(), None, true)],
+            t0(),
+            false,
+        );
+        for _ in 0..g.settings.healthy_threshold {
+            g.check(t0() + secs_delta(60.0), |_| true);
+        }
+        assert_eq!(
+            g.states()["new"],
+            TargetState::Initial,
+            "not registered yet"
+        );
+        for _ in 0..g.settings.healthy_threshold {
+            g.check(t0() + secs_delta(130.0), |_| true);
+        }
+        assert_eq!(g.states()["new"], TargetState::Healthy);
+        let cut = t0() + secs_delta(200.0);
+        g.sync(&[("new".into(), None, true)], cut, false);
+        let picks: Vec<Pick> = (0..4).map(|_| g.pick(cut + secs_delta(60.0))).collect();
+        assert!(picks.contains(&Pick::Node("old".into())), "{picks:?}");
+        let later: Vec<Pick> = (0..4).map(|_| g.pick(cut + secs_delta(121.0))).collect();
+        assert!(
+            later.iter().all(|p| *p == Pick::Node("new".into())),
+            "{later:?}"
+        );
     }
 }

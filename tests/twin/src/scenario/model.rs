@@ -311,6 +311,22 @@ pub struct LoadBalancerSpec {
     pub deregistration_delay_seconds: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_interval_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Seconds before a new target's health checks start (NLB: 90–180 s upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_seconds: Option<u32>,
+    /// Seconds a deregistered target still gets new requests (NLB: about 120 s upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deregistration_propagation_seconds: Option<u32>,
+    /// Node groups whose Auto Scaling groups the load balancer (a CLB, or an ALB/NLB's target
+    /// group) is attached to. When given, its targets are the InService instances of every
+    /// Auto Scaling group it is attached to, whoever attached it, and node labels play no
+    /// part; otherwise Kubernetes registers the nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached_to: Vec<String>,
 }
 
 impl LoadBalancerSpec {

@@ -233,6 +233,36 @@ pub fn nodes_of(store: &Store, g: &NodeGroup) -> (Vec<String>, usize) {
     (ready, total)
 }
 
+/// Each node group's Auto Scaling group names (managed: EKS's; self-managed: the group's own
+/// name) and its nodes' instance ids now.
+pub fn asgs_and_instances(
+    store: &Store,
+    eks: &crate::eks::Eks,
+    s: &Scenario,
+) -> std::collections::HashMap<String, (Vec<String>, std::collections::BTreeSet<String>)> {
+    s.cluster
+        .node_groups
+        .iter()
+        .map(|g| {
+            let asgs = match g.kind {
+                NodeGroupKind::Managed => eks
+                    .nodegroup(&g.name)
+                    .map(|n| n.asg_name)
+                    .into_iter()
+                    .collect(),
+                NodeGroupKind::SelfManaged => vec![g.name.clone()],
+            };
+            let (ready, _) = nodes_of(store, g);
+            let ids = ready
+                .iter()
+                .filter_map(|n| store.get(Resource::Node, "", n).ok())
+                .filter_map(|v| crate::sim::nodes::instance_id_of(&v).map(str::to_string))
+                .collect();
+            (g.name.clone(), (asgs, ids))
+        })
+        .collect()
+}
+
 /// Why a group is not settled yet, or `None` once it is (managed: ACTIVE with its desired
 /// Ready nodes; self-managed: its desired Ready nodes).
 pub fn unsettled(

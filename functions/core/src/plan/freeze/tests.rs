@@ -22,6 +22,8 @@ fn asg(name: &str, scaling: Scaling, tags: &[(&str, &str)], suspended: &[&str]) 
         override_instance_types: vec![],
         subnets: vec![],
         availability_zones: vec![],
+        load_balancer_names: vec![],
+        target_group_arns: vec![],
     }
 }
 
