@@ -388,6 +388,8 @@ const UNSCOPED_ACTIONS: &[&str] = &[
     "elasticloadbalancing:DescribeTargetGroupAttributes",
     "elasticloadbalancing:DescribeListeners",
     "elasticloadbalancing:DescribeListenerAttributes",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:DescribeInstanceHealth",
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
     "xray:GetSamplingRules",

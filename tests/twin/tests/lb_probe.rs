@@ -159,3 +159,45 @@ async fn requests_longer_than_the_idle_timeout_fail_with_idle_timeout() {
     twin.run_for(20.0, 0.5).await;
     only(&lbs.stop().await, FailureReason::IdleTimeout);
 }
+
+/// One replica with a preStop sleep (`prestop` s) and a 10 s startup, behind an ALB.
+fn single(prestop: u32) -> String {
+    format!(
+        "
+workloads:
+  - {{ kind: Deployment, name: web, namespace: apps, replicas: 1, startupSeconds: 10, preStopSeconds: {prestop}, terminationGracePeriodSeconds: 60 }}
+services:
+  - {{ name: web, namespace: apps, workload: web, type: LoadBalancer, loadBalancer: {{ kind: ALB }} }}
+traffic:
+  - {{ service: apps/web, requestsPerSecond: 4, requestSeconds: 1 }}
+"
+    )
+}
+
+/// Deletes the only pod, runs 40 s and returns the figures.
+async fn delete_the_only_pod(prestop: u32) -> ProbeStats {
+    let twin = boot(scenario(2, &single(prestop))).await;
+    let lbs = twin.balancers();
+    let (client, _server) = kube(&twin.store).await;
+    twin.run_for(10.0, 0.5).await;
+    let victim = name_of(&twin.store.list_all(Resource::Pod, Some("apps"))[0]);
+    Api::<Pod>::namespaced(client, "apps")
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .expect("delete");
+    twin.run_for(40.0, 0.5).await;
+    lbs.stop().await
+}
+
+// Upstream (kubernetes `pkg/proxy/topology.go`, `CategorizeEndpoints`): with no ready endpoint
+// kube-proxy falls back to the serving, terminating ones. A single replica whose preStop sleep
+// outlasts its replacement's start keeps answering; without a preStop its process stops
+// taking connections at once, and requests fail until the replacement is Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminating_single_replica_serves_until_its_prestop_ends() {
+    let with = delete_the_only_pod(20).await;
+    assert!(with.sent() > 100);
+    assert_eq!(with.failed(), 0, "{:?}", with.samples);
+    let without = delete_the_only_pod(0).await;
+    only(&without, FailureReason::NoEndpoint);
+}

@@ -31,7 +31,8 @@ pub enum Severity {
 pub struct Finding {
     pub severity: Severity,
     /// Stable kebab-case name: `surge-capacity`, `pdb-blocks`, `no-controller`, `empty-dir`,
-    /// `volume-zone`, `daemonsets`, `load-balancer`, `drain-wait`.
+    /// `volume-zone`, `daemonsets`, `load-balancer`, `drain-wait`, `clb-draining-off`,
+    /// `nlb-short-deregistration-delay`.
     pub kind: String,
     pub message: String,
 }
@@ -275,6 +276,7 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
             ),
         ));
     }
+    findings.extend(traffic_risks(i.load_balancers, i.policy));
     let drain_wait = lb_drain_wait(i.load_balancers, i.policy.lb_drain_seconds_override);
     findings.push(finding(
         Severity::Info,
@@ -379,3 +381,62 @@ pub fn affected_deployments(
 
 #[cfg(test)]
 mod tests;
+
+/// Load balancers that drop requests at the cut-over whatever ngm does, blocking or warning as
+/// `policy.onTrafficRisk` says:
+/// - a CLB with connection draining off cuts the requests in flight through an instance the
+///   moment it leaves (CLB guide, `config-conn-drain.md`: "any in-flight requests made to
+///   instances that are de-registering or unhealthy are not completed"); the in-tree provider
+///   turns it off unless the Service asks (cloud-provider-aws `pkg/providers/v1/aws.go`);
+/// - an NLB target group whose deregistration delay is shorter than the time an NLB keeps
+///   sending new connections to a deregistered target resets those connections when the delay
+///   ends (aws/containers-roadmap#470: 120 s is the least delay that loses nothing).
+pub fn traffic_risks(lbs: &[LoadBalancerInfo], policy: &Policy) -> Vec<Finding> {
+    use crate::model::LbKind;
+    use crate::plan::lbdrain::NLB_DEREGISTRATION_PROPAGATION_SECS;
+    use crate::request::TrafficRiskPolicy;
+    let severity = match policy.on_traffic_risk {
+        TrafficRiskPolicy::Block => Severity::Blocking,
+        TrafficRiskPolicy::Warn => Severity::Warning,
+    };
+    let mut out = Vec::new();
+    for lb in lbs {
+        match lb.kind {
+            LbKind::Clb if lb.classic_draining.as_ref().is_some_and(|d| !d.enabled) => {
+                out.push(finding(
+                    severity,
+                    "clb-draining-off",
+                    format!(
+                        "{}: connection draining is off, so requests in flight through an old \
+                         node are cut when it leaves; turn it on (Service annotation \
+                         service.beta.kubernetes.io/aws-load-balancer-connection-draining-enabled: \
+                         \"true\") or set policy.onTrafficRisk to warn",
+                        lb.dns_name
+                    ),
+                ));
+            }
+            LbKind::Nlb => {
+                for tg in &lb.target_groups {
+                    let delay = tg
+                        .deregistration_delay_secs
+                        .unwrap_or(crate::plan::lbdrain::DEFAULT_DEREGISTRATION_SECS);
+                    if delay < NLB_DEREGISTRATION_PROPAGATION_SECS {
+                        out.push(finding(
+                            severity,
+                            "nlb-short-deregistration-delay",
+                            format!(
+                                "{} target group {}: deregistration delay {delay} s is shorter \
+                                 than the {NLB_DEREGISTRATION_PROPAGATION_SECS} s an NLB keeps \
+                                 sending new connections to a deregistered target, so those are \
+                                 reset when it ends; raise it or set policy.onTrafficRisk to warn",
+                                lb.dns_name, tg.arn
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}

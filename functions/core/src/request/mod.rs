@@ -22,7 +22,7 @@ pub use against_source::validate_against_source;
 pub use parse::{check_request, parse_request};
 pub use policy::{
     BarePodPolicy, DEFAULT_OPT_OUT_ANNOTATION, EmptyDirPolicy, NamespaceFilter, NamespacedName,
-    OnPdbBlocked, Policy,
+    OnPdbBlocked, Policy, TrafficRiskPolicy,
 };
 pub use schema::request_schema;
 pub use validate::{FieldError, validate};

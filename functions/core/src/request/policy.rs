@@ -81,6 +81,16 @@ pub enum EmptyDirPolicy {
     Evict,
 }
 
+/// What to do with a load balancer that drops requests whatever ngm does (connection draining
+/// off, a deregistration delay shorter than its propagation): `block` refuses the migration in
+/// pre-flight, `warn` reports it and goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TrafficRiskPolicy {
+    Block,
+    Warn,
+}
+
 /// The migration policy. Every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -99,6 +109,7 @@ pub struct Policy {
     pub on_pdb_blocked: OnPdbBlocked,
     pub pods_without_controller: BarePodPolicy,
     pub empty_dir: EmptyDirPolicy,
+    pub on_traffic_risk: TrafficRiskPolicy,
     /// Seconds to wait after excluding old nodes from load balancers, instead of the value
     /// computed from the load balancers' idle timeouts and deregistration delays.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,6 +134,7 @@ impl Default for Policy {
             on_pdb_blocked: OnPdbBlocked::Rollback,
             pods_without_controller: BarePodPolicy::Fail,
             empty_dir: EmptyDirPolicy::Evict,
+            on_traffic_risk: TrafficRiskPolicy::Block,
             lb_drain_seconds_override: None,
             rollback_deletes_new_group: true,
             dry_run: false,

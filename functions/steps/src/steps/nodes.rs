@@ -277,7 +277,7 @@ async fn target_sets(
 }
 
 /// What is attached to the old group's Auto Scaling groups now.
-async fn source_attachments(
+pub(crate) async fn source_attachments(
     state: &MigrationState,
     world: &World,
 ) -> Result<LbAttachments, StepError> {
@@ -300,7 +300,7 @@ async fn source_attachments(
 }
 
 /// The attached load balancers, attributes read (one gone meanwhile is skipped).
-async fn attached_lbs(
+pub(crate) async fn attached_lbs(
     world: &World,
     attachments: &LbAttachments,
 ) -> Result<Vec<LoadBalancerInfo>, StepError> {

@@ -13,6 +13,7 @@ use ngm_core::ports::LockAcquired;
 use ngm_core::request::{validate, validate_against_source};
 use ngm_core::state::{LockInfo, MigrationState, Phase};
 
+use super::nodes::{attached_lbs, source_attachments};
 use super::{load_balancers_for, source_nodes};
 use crate::error::StepError;
 use crate::observe::observe_with_nodes;
@@ -148,7 +149,10 @@ async fn preflight(
 ) -> Result<PreflightReport, StepError> {
     let view = observe_with_nodes(world.kube.as_ref(), old_nodes).await?;
     let target = derive_target(&state.request, source);
-    let lbs = load_balancers_for(world, &view.services, &view.old_pods).await?;
+    let mut lbs = load_balancers_for(world, &view.services, &view.old_pods).await?;
+    // And the load balancers attached to the old Auto Scaling groups.
+    let attachments = source_attachments(state, world).await?;
+    lbs.extend(attached_lbs(world, &attachments).await?);
     let old_zones: BTreeSet<String> = view
         .old_nodes
         .iter()

@@ -311,18 +311,16 @@ impl Probe {
         if !world.nodes.contains_key(&node) {
             return self.fail(i, start, FailureReason::NodeGone, Some(node), None);
         }
-        let mut candidates = world.ready_endpoints(&ns, &svc);
-        if lb.local {
-            // Local: kube-proxy only forwards to pods on the node the request arrived at.
-            candidates.retain(|e| e.node.as_deref() == Some(node.as_str()));
-        }
+        // Local: kube-proxy only forwards to pods on the node the request arrived at.
+        let candidates =
+            world.routable_endpoints(&ns, &svc, lb.local.then_some(node.as_str()), start);
         if candidates.is_empty() {
             return self.fail(i, start, FailureReason::NoEndpoint, Some(node), None);
         }
         lb.endpoint_cursor = lb.endpoint_cursor.wrapping_add(1);
         let ep = candidates[lb.endpoint_cursor % candidates.len()];
         let Some(pod) = world.pods.get(&ep.pod_uid) else {
-            // `ready_endpoints` lists only pods that exist.
+            // `routable_endpoints` lists only pods that exist.
             return self.fail(i, start, FailureReason::PodKilled, Some(node), None);
         };
         let idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);

@@ -7,7 +7,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::clock::secs_delta;
 use crate::sim::endpoints::SERVICE_NAME_LABEL;
+use crate::sim::podutil::{grace_seconds, prestop_seconds};
 use crate::sim::nodes::instance_id_of;
 use crate::store::{EventKind, Resource, Store, WatchEvent, parse_timestamp};
 
@@ -33,6 +37,10 @@ pub struct PodView {
     pub node: Option<String>,
     /// `deletionTimestamp` is set: the pod is terminating.
     pub deleting_at: Option<DateTime<Utc>>,
+    /// Terminating: when its preStop hook ends and its process gets SIGTERM and stops taking
+    /// new connections (`deletionTimestamp` is the end of the grace period, which starts with
+    /// the preStop hook).
+    pub accepting_until: Option<DateTime<Utc>>,
 }
 
 /// One endpoint of an EndpointSlice.
@@ -42,6 +50,10 @@ pub struct EndpointView {
     pub node: Option<String>,
     /// `conditions.ready`: serving and not terminating.
     pub ready: bool,
+    /// `conditions.serving` (nil: as `ready`).
+    pub serving: bool,
+    /// `conditions.terminating` (nil: false).
+    pub terminating: bool,
 }
 
 /// The cluster as the load balancers see it.
@@ -75,16 +87,23 @@ fn node_view(v: &Value) -> NodeView {
 }
 
 fn pod_view(v: &Value) -> PodView {
+    let deleting_at = v
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp);
+    let accepting_until = deleting_at.and_then(|end| {
+        let pod: Pod = serde_json::from_value(v.clone()).ok()?;
+        let grace = grace_seconds(&pod) as f64;
+        Some(end - secs_delta(grace) + secs_delta(prestop_seconds(&pod).min(grace)))
+    });
     PodView {
         namespace: s(v, "/metadata/namespace").to_string(),
         name: s(v, "/metadata/name").to_string(),
         node: Some(s(v, "/spec/nodeName"))
             .filter(|n| !n.is_empty())
             .map(str::to_string),
-        deleting_at: v
-            .pointer("/metadata/deletionTimestamp")
-            .and_then(Value::as_str)
-            .and_then(parse_timestamp),
+        deleting_at,
+        accepting_until,
     }
 }
 
@@ -96,17 +115,26 @@ fn endpoints_of(slice: &Value) -> Vec<EndpointView> {
         .flatten()
         .filter_map(|e| {
             let uid = e.pointer("/targetRef/uid").and_then(Value::as_str)?;
+            // Upstream: a nil `ready` is to be read as ready, a nil `serving` as `ready`.
+            let ready = e
+                .pointer("/conditions/ready")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
             Some(EndpointView {
                 pod_uid: uid.to_string(),
                 node: e
                     .get("nodeName")
                     .and_then(Value::as_str)
                     .map(str::to_string),
-                // Upstream: a nil `ready` is to be read as ready.
-                ready: e
-                    .pointer("/conditions/ready")
+                ready,
+                serving: e
+                    .pointer("/conditions/serving")
                     .and_then(Value::as_bool)
-                    .unwrap_or(true),
+                    .unwrap_or(ready),
+                terminating: e
+                    .pointer("/conditions/terminating")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             })
         })
         .collect()
@@ -241,8 +269,44 @@ impl World {
             .collect()
     }
 
+    /// The endpoints kube-proxy forwards a new connection to, on `node` only when given
+    /// (`externalTrafficPolicy: Local`): the ready ones; when there is none, the serving and
+    /// terminating ones (kubernetes `pkg/proxy/topology.go`, `CategorizeEndpoints`: "if there
+    /// are no ready endpoints, fall back to serving terminating endpoints"), of pods that still
+    /// exist and still take connections at `now` (their preStop hook still runs: after it the
+    /// process has SIGTERM and its readiness fails).
+    pub fn routable_endpoints(
+        &self,
+        ns: &str,
+        service: &str,
+        node: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Vec<&EndpointView> {
+        let on_node = |e: &&EndpointView| node.is_none_or(|n| e.node.as_deref() == Some(n));
+        let ready: Vec<&EndpointView> = self
+            .ready_endpoints(ns, service)
+            .into_iter()
+            .filter(on_node)
+            .collect();
+        if !ready.is_empty() {
+            return ready;
+        }
+        self.endpoints(ns, service)
+            .into_iter()
+            .filter(on_node)
+            .filter(|e| e.serving && e.terminating)
+            .filter(|e| {
+                self.pods
+                    .get(&e.pod_uid)
+                    .and_then(|p| p.accepting_until)
+                    .is_some_and(|t| now < t)
+            })
+            .collect()
+    }
+
     /// Whether `node` has a ready local endpoint of the service (what kube-proxy's health
-    /// check node port answers for `externalTrafficPolicy: Local`).
+    /// check node port answers for `externalTrafficPolicy: Local`: terminating endpoints do
+    /// not count, so the load balancer stops sending new connections to the node).
     pub fn has_local_endpoint(&self, ns: &str, service: &str, node: &str) -> bool {
         self.ready_endpoints(ns, service)
             .iter()

@@ -316,3 +316,61 @@ fn affected_deployments_ignore_opted_out_and_terminating_pods() {
     let names: Vec<&str> = set.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(names, vec!["web"]);
 }
+
+/// CLB guide `config-conn-drain.md` (draining off cuts in-flight requests) and
+/// aws/containers-roadmap#470 (an NLB delay under 120 s resets late connections): named, and
+/// blocking unless the policy says warn.
+#[test]
+fn load_balancers_that_drop_requests_whatever_ngm_does_are_named_by_policy() {
+    use crate::model::{ClassicDraining, LbKind, LoadBalancerInfo, TargetGroupInfo};
+    use crate::request::TrafficRiskPolicy;
+    let lb = |kind, draining: Option<bool>, delay: Option<u64>| LoadBalancerInfo {
+        id: "lb".into(),
+        kind,
+        dns_name: format!("{kind:?}.example").to_lowercase(),
+        idle_timeout_secs: None,
+        tcp_idle_timeout_secs: None,
+        target_groups: delay
+            .map(|d| TargetGroupInfo {
+                arn: "arn:tg".into(),
+                deregistration_delay_secs: Some(d),
+                target_type: Some("instance".into()),
+            })
+            .into_iter()
+            .collect(),
+        classic_draining: draining.map(|enabled| ClassicDraining {
+            enabled,
+            timeout_secs: 300,
+        }),
+    };
+    let mut p = Policy::default();
+    let kinds = |lbs: &[LoadBalancerInfo], p: &Policy| -> Vec<(Severity, String)> {
+        traffic_risks(lbs, p)
+            .into_iter()
+            .map(|f| (f.severity, f.kind))
+            .collect()
+    };
+    let risky = [
+        lb(LbKind::Clb, Some(false), None),
+        lb(LbKind::Nlb, None, Some(60)),
+    ];
+    assert_eq!(
+        kinds(&risky, &p),
+        vec![
+            (Severity::Blocking, "clb-draining-off".to_string()),
+            (Severity::Blocking, "nlb-short-deregistration-delay".to_string()),
+        ]
+    );
+    p.on_traffic_risk = TrafficRiskPolicy::Warn;
+    assert!(
+        kinds(&risky, &p)
+            .iter()
+            .all(|(s, _)| *s == Severity::Warning)
+    );
+    let fine = [
+        lb(LbKind::Clb, Some(true), None),
+        lb(LbKind::Nlb, None, Some(120)),
+        lb(LbKind::Alb, None, Some(0)),
+    ];
+    assert!(kinds(&fine, &p).is_empty());
+}
