@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use crate::clock::secs_delta;
 use crate::sim::endpoints::SERVICE_NAME_LABEL;
-use crate::sim::podutil::{grace_seconds, prestop_seconds};
 use crate::sim::nodes::instance_id_of;
+use crate::sim::podutil::{grace_seconds, prestop_seconds};
 use crate::store::{EventKind, Resource, Store, WatchEvent, parse_timestamp};
 
 /// The label that takes a node out of every external load balancer, whatever its value

@@ -358,7 +358,10 @@ fn load_balancers_that_drop_requests_whatever_ngm_does_are_named_by_policy() {
         kinds(&risky, &p),
         vec![
             (Severity::Blocking, "clb-draining-off".to_string()),
-            (Severity::Blocking, "nlb-short-deregistration-delay".to_string()),
+            (
+                Severity::Blocking,
+                "nlb-short-deregistration-delay".to_string()
+            ),
         ]
     );
     p.on_traffic_risk = TrafficRiskPolicy::Warn;
