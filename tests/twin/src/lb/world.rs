@@ -294,7 +294,9 @@ impl World {
         self.endpoints(ns, service)
             .into_iter()
             .filter(on_node)
-            .filter(|e| e.serving && e.terminating)
+            .filter(|e| e.serving)
+            // The pod's own state wins over a slice that has not caught up with its deletion
+            // (as in `ready_endpoints`): it is terminating once its deletion started.
             .filter(|e| {
                 self.pods
                     .get(&e.pod_uid)
