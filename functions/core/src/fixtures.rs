@@ -226,6 +226,8 @@ pub fn pod(ns: &str, name: &str, owner: &str, node: &str) -> crate::model::PodVi
             cpu_millis: 100,
             memory_bytes: 128 << 20,
         },
+        shutdown: Default::default(),
+        readiness_gates: vec![],
     }
 }
 
@@ -238,9 +240,24 @@ pub trait PodExt {
     fn annotate(self, k: &str, v: &str) -> Self;
     fn terminating(self) -> Self;
     fn not_ready(self) -> Self;
+    fn pre_stop(self, pre_stop: crate::model::PreStop) -> Self;
+    fn grace(self, seconds: i64) -> Self;
+    fn readiness_gate(self, condition_type: &str) -> Self;
 }
 
 impl PodExt for crate::model::PodView {
+    fn pre_stop(mut self, pre_stop: crate::model::PreStop) -> Self {
+        self.shutdown.pre_stop = pre_stop;
+        self
+    }
+    fn grace(mut self, seconds: i64) -> Self {
+        self.shutdown.grace_seconds = seconds;
+        self
+    }
+    fn readiness_gate(mut self, condition_type: &str) -> Self {
+        self.readiness_gates.push(condition_type.to_string());
+        self
+    }
     fn owned_by(mut self, kind: &str, name: &str) -> Self {
         self.owner = Some(crate::model::OwnerRef {
             kind: kind.into(),

@@ -69,6 +69,7 @@ fn state_stays_under_64_kib_for_1000_nodes_and_5000_deployments() {
         daemonsets: &[],
         pdbs: &[],
         load_balancers: &[],
+        services: &[],
         new_node_allocatable: Resources {
             cpu_millis: 16_000,
             memory_bytes: 64 << 30,

@@ -357,6 +357,21 @@ async fn a_stuck_rollout_ends_in_its_deadline_error_and_an_exact_rollback() {
     assert!(holds(&o, "I3/I4"));
 }
 
+/// kubernetes.io "Pod Lifecycle" (termination of Pods): without a preStop hook a pod gets
+/// SIGTERM while its endpoint's consumers still send it requests. With `onWorkloadRisk: block`
+/// pre-flight names the workload and refuses, touching nothing; a workload with a preStop sleep
+/// is not named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_with_no_prestop_is_named_and_blocks_when_the_policy_says_so() {
+    let o = run_scenario("no-prestop-named").await;
+    assert_eq!(o.verdict.error.as_deref(), Some("PreflightFailed"));
+    let cause = o.verdict.cause.clone().unwrap_or_default();
+    assert!(cause.contains("Deployment shop/cart"), "{cause}");
+    assert!(cause.contains("no preStop hook"), "{cause}");
+    assert!(!cause.contains("shop/catalog"), "{cause}");
+    assert!(o.report.changes.is_empty(), "{:?}", o.report.changes);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_lease_whose_holder_still_runs_is_not_taken_over() {
     let o = run_scenario("lease-held").await;

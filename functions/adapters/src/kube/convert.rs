@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Service};
+use k8s_openapi::api::core::v1::{LifecycleHandler, Node, Pod, PodSpec, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use ngm_core::model::{
     DaemonSetView, EndpointSliceView, EndpointView, HpaView, IntOrPercent, LabelSelector, Labels,
-    NodeView, OwnerRef, PdbView, PodPhase, PodView, ReplicaSetView, Resources, SelectorOperator,
-    SelectorRequirement, ServiceType, ServiceView, Taint, TaintEffect, Timestamp, TrafficPolicy,
-    WorkloadKind, WorkloadView, parse_cpu_millis, parse_memory_bytes,
+    NodeView, OwnerRef, PdbView, PodPhase, PodView, PreStop, ReplicaSetView, Resources,
+    SelectorOperator, SelectorRequirement, ServiceType, ServiceView, Shutdown, Taint, TaintEffect,
+    Timestamp, TrafficPolicy, WorkloadKind, WorkloadView, parse_cpu_millis, parse_memory_bytes,
 };
 
 fn map(m: &Option<BTreeMap<String, String>>) -> Labels {
@@ -166,6 +166,51 @@ pub fn pod(p: &Pod) -> PodView {
         terminating: p.metadata.deletion_timestamp.is_some(),
         created_at: ts(&p.metadata.creation_timestamp),
         requests: pod_requests(spec),
+        shutdown: Shutdown {
+            pre_stop: spec.map_or(PreStop::None, pre_stop),
+            // The API defaults it to 30.
+            grace_seconds: spec
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30),
+        },
+        readiness_gates: spec
+            .and_then(|s| s.readiness_gates.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .map(|g| g.condition_type.clone())
+            .collect(),
+    }
+}
+
+/// The longest preStop hook of the pod's containers: a `sleep` action, or an exec whose
+/// command runs `sleep N` (`["sleep", "N"]`, or `sh -c "... sleep N"`); any other hook's
+/// length cannot be read.
+fn pre_stop(spec: &PodSpec) -> PreStop {
+    let hooks: Vec<&LifecycleHandler> = spec
+        .containers
+        .iter()
+        .filter_map(|c| c.lifecycle.as_ref()?.pre_stop.as_ref())
+        .collect();
+    if hooks.is_empty() {
+        return PreStop::None;
+    }
+    let secs = |h: &&LifecycleHandler| -> Option<u32> {
+        if let Some(s) = &h.sleep {
+            return u32::try_from(s.seconds).ok();
+        }
+        let cmd = h.exec.as_ref()?.command.as_ref()?;
+        let words: Vec<&str> = cmd.iter().flat_map(|a| a.split_whitespace()).collect();
+        let at = words
+            .iter()
+            .position(|w| *w == "sleep" || w.ends_with("/sleep"))?;
+        let n = words.get(at + 1)?.trim_end_matches([';', '&']);
+        n.parse::<f64>().ok().map(|f| f.ceil() as u32)
+    };
+    match hooks.iter().map(secs).collect::<Option<Vec<u32>>>() {
+        Some(all) => PreStop::Sleep {
+            seconds: all.into_iter().max().unwrap_or(0),
+        },
+        None => PreStop::Other,
     }
 }
 
@@ -342,5 +387,63 @@ pub fn endpointslice(e: &EndpointSlice) -> EndpointSliceView {
                 }
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod_with(spec: serde_json::Value) -> PodView {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "p", "namespace": "a" },
+            "spec": spec,
+        }))
+        .unwrap();
+        pod(&p)
+    }
+
+    /// kubernetes.io "Container Lifecycle Hooks": a preStop hook is an exec, an HTTP call or
+    /// (1.30+) a sleep action; the grace period defaults to 30 s.
+    #[test]
+    fn the_prestop_sleep_is_read_from_a_sleep_action_or_a_sleep_command() {
+        let hook = |h: serde_json::Value| {
+            pod_with(json!({ "containers": [
+                { "name": "app", "lifecycle": { "preStop": h } },
+                { "name": "sidecar" },
+            ]}))
+            .shutdown
+        };
+        assert_eq!(
+            hook(json!({ "sleep": { "seconds": 20 } })).pre_stop,
+            PreStop::Sleep { seconds: 20 }
+        );
+        assert_eq!(
+            hook(json!({ "exec": { "command": ["sleep", "15"] } })).pre_stop,
+            PreStop::Sleep { seconds: 15 }
+        );
+        assert_eq!(
+            hook(json!({ "exec": { "command": ["/bin/sh", "-c", "echo bye; /bin/sleep 7.5"] } }))
+                .pre_stop,
+            PreStop::Sleep { seconds: 8 }
+        );
+        assert_eq!(
+            hook(json!({ "httpGet": { "path": "/drain", "port": 8080 } })).pre_stop,
+            PreStop::Other
+        );
+        let none = pod_with(json!({ "containers": [{ "name": "app" }] }));
+        assert_eq!(none.shutdown.pre_stop, PreStop::None);
+        assert_eq!(none.shutdown.grace_seconds, 30);
+        let gated = pod_with(json!({
+            "containers": [{ "name": "app" }],
+            "terminationGracePeriodSeconds": 90,
+            "readinessGates": [{ "conditionType": "target-health.elbv2.k8s.aws/k8s-a-web-1" }],
+        }));
+        assert_eq!(gated.shutdown.grace_seconds, 90);
+        assert_eq!(
+            gated.readiness_gates,
+            vec!["target-health.elbv2.k8s.aws/k8s-a-web-1".to_string()]
+        );
     }
 }

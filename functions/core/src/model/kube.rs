@@ -111,6 +111,43 @@ pub struct PodView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     pub requests: Resources,
+    /// How the pod stops: its preStop hooks and grace period.
+    #[serde(default)]
+    pub shutdown: Shutdown,
+    /// `spec.readinessGates[].conditionType`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readiness_gates: Vec<String>,
+}
+
+/// A container's preStop hook, as far as its length can be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PreStop {
+    /// No container has one.
+    #[default]
+    None,
+    /// The longest hook sleeps this long (`sleep` action, or an exec of `sleep N`).
+    Sleep { seconds: u32 },
+    /// A hook whose length cannot be read (an HTTP call, a script).
+    Other,
+}
+
+/// How a pod stops once deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shutdown {
+    pub pre_stop: PreStop,
+    /// `terminationGracePeriodSeconds` (the API defaults it to 30).
+    pub grace_seconds: i64,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self {
+            pre_stop: PreStop::None,
+            grace_seconds: 30,
+        }
+    }
 }
 
 impl PodView {

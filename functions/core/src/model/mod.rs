@@ -26,8 +26,8 @@ pub use eks::{
 };
 pub use kube::{
     DaemonSetView, EndpointSliceView, EndpointView, EventType, HpaView, NodeView, ObjectRef,
-    OwnerRef, PodPhase, PodView, ReplicaSetView, Resources, ServiceType, ServiceView,
-    TrafficPolicy, WorkloadKind, WorkloadRef, WorkloadView,
+    OwnerRef, PodPhase, PodView, PreStop, ReplicaSetView, Resources, ServiceType, ServiceView,
+    Shutdown, TrafficPolicy, WorkloadKind, WorkloadRef, WorkloadView,
 };
 pub use pdb::{IntOrPercent, PdbView};
 pub use quantity::{QuantityError, parse_cpu_millis, parse_memory_bytes};

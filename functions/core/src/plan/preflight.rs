@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    DaemonSetView, LoadBalancerInfo, NodeView, PdbView, PodView, ReplicaSetView, Resources,
-    Scaling, WorkloadKind, WorkloadRef, WorkloadView,
+    DaemonSetView, LoadBalancerInfo, NodeView, PdbView, PodView, PreStop, ReplicaSetView,
+    Resources, Scaling, ServiceView, WorkloadKind, WorkloadRef, WorkloadView,
 };
 use crate::plan::drain::{Eligibility, eligibility};
 use crate::plan::lbdrain::{DrainWait, lb_drain_wait, lb_wait};
@@ -32,7 +32,8 @@ pub struct Finding {
     pub severity: Severity,
     /// Stable kebab-case name: `surge-capacity`, `pdb-blocks`, `no-controller`, `empty-dir`,
     /// `volume-zone`, `daemonsets`, `load-balancer`, `drain-wait`, `clb-draining-off`,
-    /// `nlb-short-deregistration-delay`.
+    /// `nlb-short-deregistration-delay`, `no-prestop`, `short-grace`, `short-prestop`,
+    /// `no-readiness-gate`.
     pub kind: String,
     pub message: String,
 }
@@ -101,6 +102,8 @@ pub struct PreflightInputs<'a> {
     pub pdbs: &'a [PdbView],
     /// Load balancers in front of Services that select pods on the old nodes.
     pub load_balancers: &'a [LoadBalancerInfo],
+    /// Every Service (the workloads behind one are checked for how they stop).
+    pub services: &'a [ServiceView],
     /// Allocatable of one node of the new group.
     pub new_node_allocatable: Resources,
     pub new_scaling: Scaling,
@@ -277,6 +280,12 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
         ));
     }
     findings.extend(traffic_risks(i.load_balancers, i.policy));
+    findings.extend(workload_risks(
+        &movable,
+        i.services,
+        i.replicasets,
+        i.policy,
+    ));
     let drain_wait = lb_drain_wait(i.load_balancers, i.policy.lb_drain_seconds_override);
     findings.push(finding(
         Severity::Info,
@@ -436,6 +445,133 @@ pub fn traffic_risks(lbs: &[LoadBalancerInfo], policy: &Policy) -> Vec<Finding> 
                 }
             }
             _ => {}
+        }
+    }
+    out
+}
+
+/// The readiness gate the AWS Load Balancer Controller injects for IP targets.
+pub const LBC_READINESS_GATE_PREFIX: &str = "target-health.elbv2.k8s.aws/";
+
+/// Whether the Load Balancer Controller registers the Service's pods themselves (IP targets):
+/// `aws-load-balancer-nlb-target-type: ip`, or the older `aws-load-balancer-type: nlb-ip`.
+pub fn ip_targets(svc: &ServiceView) -> bool {
+    let a = |k: &str| svc.annotations.get(k).map(String::as_str);
+    a("service.beta.kubernetes.io/aws-load-balancer-nlb-target-type") == Some("ip")
+        || a("service.beta.kubernetes.io/aws-load-balancer-type") == Some("nlb-ip")
+}
+
+/// Workloads behind a Service that drop requests when their pods stop, on this migration as on
+/// any rollout, blocking or warning as `policy.onWorkloadRisk` says. Each workload is named
+/// once per reason, with the Services it is behind:
+/// - `no-prestop`: every consumer of the Service's endpoints (kube-proxy, the load balancers,
+///   ingress controllers) sees a pod leave after its own delay, and the pod gets SIGTERM at
+///   once without a preStop hook, so requests sent meanwhile fail (kubernetes.io, "Pod
+///   Lifecycle", termination of Pods; "Explore Termination Behavior for Pods And Their
+///   Endpoints");
+/// - `short-grace`: the preStop sleep takes the whole grace period, so the kubelet kills the
+///   process (after a 2 s extension) without time to finish what is in flight (kubernetes.io,
+///   "Pod Lifecycle": "If the preStop hook is still running after the grace period expires");
+/// - `short-prestop`: behind an NLB with IP targets, the pod is the target, and an NLB keeps
+///   sending it new connections up to 120 s after deregistration (aws/containers-roadmap#470,
+///   aws-load-balancer-controller#1834), so its preStop must last that long;
+/// - `no-readiness-gate`: with IP targets and no `target-health.elbv2.k8s.aws/` readiness gate,
+///   a new pod counts as Ready before its target is healthy, so the old pods can go while the
+///   target group has only initial targets (aws-load-balancer-controller docs, "Pod readiness
+///   gate").
+pub fn workload_risks(
+    movable: &[&PodView],
+    services: &[ServiceView],
+    replicasets: &[ReplicaSetView],
+    policy: &Policy,
+) -> Vec<Finding> {
+    use crate::plan::lbdrain::NLB_DEREGISTRATION_PROPAGATION_SECS;
+    use crate::request::TrafficRiskPolicy;
+    let severity = match policy.on_workload_risk {
+        TrafficRiskPolicy::Block => Severity::Blocking,
+        TrafficRiskPolicy::Warn => Severity::Warning,
+    };
+    // One pod per workload (bare pods stand for themselves), with the Services it is behind.
+    let mut behind: BTreeMap<String, (&PodView, Vec<&ServiceView>)> = BTreeMap::new();
+    for p in movable {
+        let selected: Vec<&ServiceView> = services
+            .iter()
+            .filter(|s| s.namespace == p.namespace && !s.selector.is_empty())
+            .filter(|s| s.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+            .collect();
+        if selected.is_empty() {
+            continue;
+        }
+        let who = owning_workload(p, replicasets)
+            .map_or_else(|| format!("pod {}", p.key()), |w| w.to_string());
+        behind.entry(who).or_insert((p, selected));
+    }
+    let mut out = Vec::new();
+    for (who, (pod, svcs)) in behind {
+        let svc_names = format!(
+            "Service{} {}",
+            if svcs.len() == 1 { "" } else { "s" },
+            svcs.iter()
+                .map(|s| format!("{}/{}", s.namespace, s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let grace = pod.shutdown.grace_seconds;
+        match pod.shutdown.pre_stop {
+            PreStop::None => out.push(finding(
+                severity,
+                "no-prestop",
+                format!(
+                    "{who} (behind {svc_names}) has no preStop hook: its pods get SIGTERM the \
+                     moment they are deleted, while kube-proxy and the load balancers still send \
+                     them requests until they see the endpoint go, so some requests fail on any \
+                     rollout, this migration included; add a preStop sleep of a few seconds"
+                ),
+            )),
+            PreStop::Sleep { seconds } if i64::from(seconds) >= grace => out.push(finding(
+                severity,
+                "short-grace",
+                format!(
+                    "{who} (behind {svc_names}): its preStop sleep of {seconds} s uses up its \
+                     {grace} s grace period, so its process is killed without time to finish \
+                     the requests in flight; raise terminationGracePeriodSeconds above the sleep"
+                ),
+            )),
+            _ => {}
+        }
+        let ip: Vec<&&ServiceView> = svcs.iter().filter(|s| ip_targets(s)).collect();
+        if ip.is_empty() {
+            continue;
+        }
+        if let PreStop::Sleep { seconds } = pod.shutdown.pre_stop
+            && u64::from(seconds) < NLB_DEREGISTRATION_PROPAGATION_SECS
+        {
+            out.push(finding(
+                severity,
+                "short-prestop",
+                format!(
+                    "{who} (behind {svc_names}) is an NLB's IP target, and an NLB keeps sending \
+                     new connections to a deregistered target for up to \
+                     {NLB_DEREGISTRATION_PROPAGATION_SECS} s; its preStop sleep of {seconds} s \
+                     ends before that, so those connections are refused"
+                ),
+            ));
+        }
+        if !pod
+            .readiness_gates
+            .iter()
+            .any(|g| g.starts_with(LBC_READINESS_GATE_PREFIX))
+        {
+            out.push(finding(
+                severity,
+                "no-readiness-gate",
+                format!(
+                    "{who} (behind {svc_names}) has IP targets but no {LBC_READINESS_GATE_PREFIX} \
+                     readiness gate: a new pod counts as Ready before its target is healthy, so \
+                     old pods can leave while the target group has only initial targets; label \
+                     its namespace elbv2.k8s.aws/pod-readiness-gate-inject: enabled"
+                ),
+            ));
         }
     }
     out

@@ -81,9 +81,11 @@ pub enum EmptyDirPolicy {
     Evict,
 }
 
-/// What to do with a load balancer that drops requests whatever ngm does (connection draining
-/// off, a deregistration delay shorter than its propagation): `block` refuses the migration in
-/// pre-flight, `warn` reports it and goes on.
+/// What to do with a pre-flight finding that drops requests whatever ngm does: `block` refuses
+/// the migration in pre-flight, `warn` reports it and goes on. `onTrafficRisk` rules on load
+/// balancers (connection draining off, a deregistration delay shorter than its propagation),
+/// `onWorkloadRisk` on workloads (no preStop hook behind a Service, a grace period the preStop
+/// uses up, no readiness gate in IP mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum TrafficRiskPolicy {
@@ -110,6 +112,10 @@ pub struct Policy {
     pub pods_without_controller: BarePodPolicy,
     pub empty_dir: EmptyDirPolicy,
     pub on_traffic_risk: TrafficRiskPolicy,
+    /// Workloads that drop requests on any rollout, this one included. `warn` by default: such
+    /// a workload loses the same requests on its own next deploy, and refusing would stop every
+    /// automatic AMI migration of the cluster over it; the findings name each one.
+    pub on_workload_risk: TrafficRiskPolicy,
     /// Seconds to wait after excluding old nodes from load balancers, instead of the value
     /// computed from the load balancers' idle timeouts and deregistration delays.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,6 +141,7 @@ impl Default for Policy {
             pods_without_controller: BarePodPolicy::Fail,
             empty_dir: EmptyDirPolicy::Evict,
             on_traffic_risk: TrafficRiskPolicy::Block,
+            on_workload_risk: TrafficRiskPolicy::Warn,
             lb_drain_seconds_override: None,
             rollback_deletes_new_group: true,
             dry_run: false,

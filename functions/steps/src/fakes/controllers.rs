@@ -214,6 +214,8 @@ fn new_pod(i: &mut Inner, w: &WorkloadView, name: String, owner: OwnerRef) -> Po
         terminating: false,
         created_at: Some(Timestamp(i64::try_from(id).unwrap_or(i64::MAX))),
         requests: w.pod_requests,
+        shutdown: Default::default(),
+        readiness_gates: vec![],
     }
 }
 
@@ -311,6 +313,8 @@ fn daemonsets(i: &mut Inner) {
                     terminating: false,
                     created_at: Some(Timestamp(i64::try_from(id).unwrap_or(i64::MAX))),
                     requests: Default::default(),
+                    shutdown: Default::default(),
+                    readiness_gates: vec![],
                 },
             );
         }

@@ -181,6 +181,7 @@ async fn preflight(
         daemonsets: &view.daemonsets,
         pdbs: &view.pdbs,
         load_balancers: &lbs,
+        services: &view.services,
         new_node_allocatable: allocatable,
         new_scaling: target.scaling,
         new_zones: &new_zones,

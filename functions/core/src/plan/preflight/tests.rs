@@ -13,6 +13,7 @@ struct World {
     workloads: Vec<WorkloadView>,
     pdbs: Vec<PdbView>,
     lbs: Vec<LoadBalancerInfo>,
+    services: Vec<ServiceView>,
     zones: BTreeSet<String>,
     scaling: Scaling,
 }
@@ -32,6 +33,7 @@ fn world() -> World {
         workloads: vec![deployment("a", "web", 2).requests(500, 1 << 30)],
         pdbs: vec![],
         lbs: vec![],
+        services: vec![],
         zones: ["eu-west-1a".to_string(), "eu-west-1b".to_string()].into(),
         scaling: Scaling {
             min: 1,
@@ -51,6 +53,7 @@ fn run(w: &World) -> PreflightReport {
         daemonsets: &[],
         pdbs: &w.pdbs,
         load_balancers: &w.lbs,
+        services: &w.services,
         new_node_allocatable: Resources {
             cpu_millis: 2000,
             memory_bytes: 8 << 30,
@@ -376,4 +379,139 @@ fn load_balancers_that_drop_requests_whatever_ngm_does_are_named_by_policy() {
         lb(LbKind::Alb, None, Some(0)),
     ];
     assert!(kinds(&fine, &p).is_empty());
+}
+
+fn service(ns: &str, name: &str, app: &str, annotations: &[(&str, &str)]) -> ServiceView {
+    ServiceView {
+        namespace: ns.into(),
+        name: name.into(),
+        service_type: crate::model::ServiceType::LoadBalancer,
+        external_traffic_policy: None,
+        lb_hostnames: vec![],
+        selector: [("app".to_string(), app.to_string())].into(),
+        annotations: annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn risk_kinds(w: &World) -> Vec<(Severity, String, String)> {
+    run(w)
+        .findings
+        .into_iter()
+        .filter(|f| {
+            [
+                "no-prestop",
+                "short-grace",
+                "short-prestop",
+                "no-readiness-gate",
+            ]
+            .contains(&f.kind.as_str())
+        })
+        .map(|f| (f.severity, f.kind, f.message))
+        .collect()
+}
+
+/// kubernetes.io "Pod Lifecycle" (termination of Pods): endpoint consumers see a pod leave
+/// after their own delay, so a pod with no preStop hook gets requests after SIGTERM; and a
+/// preStop that takes the whole grace period leaves no time for what is in flight. Named once
+/// per workload, as warnings by default and blocking with `onWorkloadRisk: block`.
+#[test]
+fn workloads_that_drop_requests_when_they_stop_are_named_once_each() {
+    use crate::model::PreStop;
+    use crate::request::TrafficRiskPolicy;
+    let mut w = world();
+    w.services = vec![service("a", "web", "web", &[])];
+    let found = risk_kinds(&w);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, Severity::Warning);
+    assert_eq!(found[0].1, "no-prestop");
+    assert!(found[0].2.contains("Deployment a/web"), "{}", found[0].2);
+    assert!(
+        found[0].2.contains("behind Service a/web)"),
+        "{}",
+        found[0].2
+    );
+    assert!(run(&w).ok());
+
+    w.policy.on_workload_risk = TrafficRiskPolicy::Block;
+    assert_eq!(risk_kinds(&w)[0].0, Severity::Blocking);
+    assert!(!run(&w).ok());
+
+    // A 10 s sleep within a 30 s grace period is fine; within 10 s it is not.
+    let with = |pre_stop, grace| -> Vec<PodView> {
+        ["web-1", "web-2"]
+            .iter()
+            .zip(["old1", "old2"])
+            .map(|(n, node)| pod("a", n, "web", node).pre_stop(pre_stop).grace(grace))
+            .collect()
+    };
+    w.pods = with(PreStop::Sleep { seconds: 10 }, 30);
+    assert!(risk_kinds(&w).is_empty());
+    w.pods = with(PreStop::Sleep { seconds: 10 }, 10);
+    assert_eq!(risk_kinds(&w)[0].1, "short-grace");
+    // A hook whose length cannot be read is trusted.
+    w.pods = with(PreStop::Other, 30);
+    assert!(risk_kinds(&w).is_empty());
+
+    // Not behind a Service, or behind one selecting other pods: nothing to say.
+    w.pods = with(PreStop::None, 30);
+    w.services = vec![
+        service("a", "api", "api", &[]),
+        service("b", "web", "web", &[]),
+    ];
+    assert!(risk_kinds(&w).is_empty());
+}
+
+/// aws-load-balancer-controller docs "Pod readiness gate" (IP targets need the gate for a
+/// rollout without outage) and aws/containers-roadmap#470 (an NLB sends new connections to a
+/// deregistered target for up to 120 s): both apply only to IP targets.
+#[test]
+fn ip_targets_need_a_readiness_gate_and_a_prestop_as_long_as_the_nlb_lags() {
+    use crate::model::PreStop;
+    let mut w = world();
+    let ip = [(
+        "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type",
+        "ip",
+    )];
+    w.services = vec![service("a", "web", "web", &ip)];
+    let pods = |pre_stop, gate: Option<&str>| -> Vec<PodView> {
+        ["web-1", "web-2"]
+            .iter()
+            .zip(["old1", "old2"])
+            .map(|(n, node)| {
+                let p = pod("a", n, "web", node).pre_stop(pre_stop).grace(200);
+                match gate {
+                    Some(g) => p.readiness_gate(g),
+                    None => p,
+                }
+            })
+            .collect()
+    };
+    w.pods = pods(PreStop::Sleep { seconds: 15 }, None);
+    let kinds: Vec<String> = risk_kinds(&w).into_iter().map(|f| f.1).collect();
+    assert_eq!(kinds, vec!["short-prestop", "no-readiness-gate"]);
+    w.pods = pods(
+        PreStop::Sleep { seconds: 120 },
+        Some("target-health.elbv2.k8s.aws/k8s-a-web-0123456789"),
+    );
+    assert!(risk_kinds(&w).is_empty());
+    // The older annotation means the same.
+    w.services = vec![service(
+        "a",
+        "web",
+        "web",
+        &[(
+            "service.beta.kubernetes.io/aws-load-balancer-type",
+            "nlb-ip",
+        )],
+    )];
+    w.pods = pods(PreStop::Sleep { seconds: 120 }, None);
+    let kinds: Vec<String> = risk_kinds(&w).into_iter().map(|f| f.1).collect();
+    assert_eq!(kinds, vec!["no-readiness-gate"]);
+    // Instance targets: neither applies.
+    w.services = vec![service("a", "web", "web", &[])];
+    w.pods = pods(PreStop::Sleep { seconds: 15 }, None);
+    assert!(risk_kinds(&w).is_empty());
 }
