@@ -408,6 +408,10 @@ class RequestCounter:
         self.target_groups = {}
         self.load_balancers = {}
         self.lock = threading.Lock()
+        # DynamoDB applies each conditional write atomically; moto's backend, called from the
+        # server's threads at once, checks a condition and writes in two moves. DynamoDB calls
+        # are therefore served one at a time.
+        self.dynamodb = threading.Lock()
 
     def operation(self, environ, body):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -533,6 +537,9 @@ class RequestCounter:
         health = self.stored_health(environ)
         if health is not None:
             return health(start_response)
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with self.dynamodb:
+                return list(self.app(environ, start_response))
         return self.app(environ, start_response)
 
     def stored_health(self, environ):

@@ -242,6 +242,12 @@ pub struct Deadlines {
     /// is bounded by it plus `lbDrainSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_cut_at: Option<Timestamp>,
+    /// DeleteOld: when ngm began stopping the pods it left on the old nodes, and when it stops
+    /// waiting for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_pods_stop_started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_pods_stopped_by: Option<Timestamp>,
 }
 
 /// Originals that live on no Kubernetes object.

@@ -547,6 +547,17 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         Some(url) => crate::support::moto_request_counts(url).await,
         None => Value::Null,
     };
+    // Terminated instances' Nodes linger until the node lifecycle controllers delete them and
+    // the pod garbage collector takes their pods (about 95 s): the world is read after that.
+    let settle_by = twin.store().clock().now() + chrono::TimeDelta::seconds(300);
+    while !ngm_twin::sim::nodelifecycle::settled(twin.store())
+        && twin.store().clock().now() < settle_by
+    {
+        twin.store()
+            .clock()
+            .sleep(std::time::Duration::from_secs(1))
+            .await;
+    }
     let world = world::read(&twin, &scenario);
     // A node group whose Auto Scaling group went first is still the twin's to report.
     let aws_after = read_aws(&twin).await.map(|mut a| {

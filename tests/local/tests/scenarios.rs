@@ -372,6 +372,26 @@ async fn a_workload_with_no_prestop_is_named_and_blocks_when_the_policy_says_so(
     assert!(o.report.changes.is_empty(), "{:?}", o.report.changes);
 }
 
+/// kubernetes `pkg/controller/nodelifecycle`: a terminated instance's pods stay Ready
+/// endpoints for the node monitor grace period, so the DaemonSet ingress pods on the old nodes
+/// must be stopped (evicted: preStop, endpoints updated) before the old group is deleted, and
+/// their DaemonSet must not put them back (`NodeShouldRunDaemonPod`: ngm's NoSchedule taint).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daemonset_ingress_is_stopped_on_the_old_nodes_before_they_terminate() {
+    let o = run_scenario("daemonset-ingress").await;
+    assert_eq!(o.verdict.outcome, Outcome::Success);
+    assert!(o.verdict.figures.requests_sent > 0);
+    assert_eq!(o.verdict.figures.requests_failed, 0);
+    // One ingress pod per old node (the Deployment leaves by the scale-down, not evictions).
+    assert_eq!(o.report.evictions.allowed, 2, "{:?}", o.report.evictions);
+    let log = std::fs::read_to_string(o.work_dir.join("functions/delete-old.log"))
+        .expect("delete-old.log");
+    assert!(
+        log.contains("are stopping before their instances terminate"),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_lease_whose_holder_still_runs_is_not_taken_over() {
     let o = run_scenario("lease-held").await;

@@ -19,6 +19,7 @@ pub mod hpa;
 pub mod instances;
 pub mod kubelet;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod nodes;
 pub mod objects;
 pub mod podutil;

@@ -124,6 +124,9 @@ async fn scaling_down_removes_nodes_with_their_pods_and_shrinks_the_asg() {
             .all(|p| p["spec"]["nodeName"] == survivor.as_str()),
         "{pods:?}"
     );
+    // The removed nodes' instances are terminated; their Nodes linger (no node lifecycle
+    // controller runs here).
+    assert_eq!(h.all_group_nodes("ng").len(), 3);
     assert_eq!(update_status(&h, &id).await, UpdateStatus::Successful);
     let asg = h
         .asg_client

@@ -72,6 +72,56 @@ async fn requests_in_flight_on_a_removed_node_fail_with_node_gone() {
     only(&lbs.stop().await, FailureReason::NodeGone);
 }
 
+// Upstream (kubernetes `pkg/controller/nodelifecycle/node_lifecycle_controller.go`): a
+// terminated instance's pods stay Ready endpoints until the node monitor grace period (50 s)
+// ends, so kube-proxy on the other nodes keeps forwarding requests to them, and those time out;
+// once the pods are marked not Ready nothing goes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_forwarded_to_a_terminated_instances_pods_time_out_until_they_turn_not_ready() {
+    let twin = boot(scenario(
+        3,
+        &web(30, "{ kind: ALB, deregistrationDelaySeconds: 5 }", 1),
+    ))
+    .await;
+    let lbs = twin.balancers();
+    let dead = twin.nodes[0].clone();
+    let pods_there: Vec<String> = twin
+        .store
+        .list_all(Resource::Pod, Some("apps"))
+        .iter()
+        .filter(|p| p["spec"]["nodeName"] == json!(dead))
+        .map(|p| format!("apps/{}", name_of(p)))
+        .collect();
+    assert!(!pods_there.is_empty(), "no pod on {dead}");
+    // The node leaves the load balancer first, so only kube-proxy's forwarding reaches it.
+    twin.store
+        .mutate(Resource::Node, "", &dead, |v| {
+            v["metadata"]["labels"][EXCLUDE_LABEL] = json!("true");
+            Ok(())
+        })
+        .expect("label");
+    twin.run_for(20.0, 0.5).await;
+    let t0 = twin.clock.now();
+    ngm_twin::sim::nodes::terminate_instance(&twin.store, &dead);
+    twin.run_for(90.0, 0.5).await;
+    let stats = lbs.stop().await;
+    only(&stats, FailureReason::NodeGone);
+    assert!(
+        stats
+            .samples
+            .iter()
+            .all(|s| s.pod.as_ref().is_some_and(|p| pods_there.contains(p))),
+        "{:?}",
+        stats.samples
+    );
+    let after = |s: &ngm_twin::lb::FailureSample| (s.at - t0).num_milliseconds() as f64 / 1000.0;
+    let last = stats.samples.iter().map(after).fold(0.0, f64::max);
+    assert!(
+        (40.0..=51.0).contains(&last),
+        "the last failure came {last} s after the termination"
+    );
+}
+
 // Upstream (pod termination): the kubelet keeps a terminating pod until its grace period
 // ends; requests still in flight then are cut.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use ngm_twin::clock::Clock;
 use ngm_twin::scenario::{
     ServiceSpec, ServiceType, TrafficPolicy, WorkloadKind, service_object, wait_until,
 };
-use ngm_twin::sim::nodes::{NodeTemplate, register_node, remove_node};
+use ngm_twin::sim::nodes::{NodeTemplate, register_node, remove_node, terminate_instance};
 use ngm_twin::store::{DeleteOptions, Resource, Store};
 use serde_json::json;
 
@@ -170,6 +170,73 @@ async fn removing_a_node_takes_its_pods_and_the_replicaset_replaces_them_elsewhe
     assert_eq!(gone.len(), 1, "the node's pod went with it");
     eventually(&clock, "2 ready on the remaining node", || {
         ready_pods(&store, "web-") == 2
+            && pods(&store, "web-")
+                .iter()
+                .all(|p| p["spec"]["nodeName"] == json!(b))
+    })
+    .await;
+    sim.stop().await;
+}
+
+/// A terminated instance's Node and pods stay as they were until the node lifecycle controller
+/// sees the kubelet go quiet: after `--node-monitor-grace-period` (50 s) the node turns Unknown
+/// and its pods not Ready (kubernetes `pkg/controller/nodelifecycle/node_lifecycle_controller.go`,
+/// `MarkPodsNotReady` in `pkg/controller/util/node/controller_utils.go`); the cloud node
+/// lifecycle controller deletes the Node at its next 5 s pass (`k8s.io/cloud-provider`
+/// `controllers/nodelifecycle/node_lifecycle_controller.go`), and the pod garbage collector
+/// takes the pods 40 s later (`pkg/controller/podgc/gc_controller.go`, `quarantineTime`). Only
+/// then does the ReplicaSet replace them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_instance_keeps_its_node_and_ready_pods_until_the_lifecycle_controllers_act() {
+    let (store, clock, sim) = twin();
+    let a = node(&store, "us-west-2a", "g");
+    create(&store, &workload(WorkloadKind::Deployment, "web", 1));
+    eventually(&clock, "1 ready", || ready_pods(&store, "web-") == 1).await;
+    let b = node(&store, "us-west-2b", "g");
+    let first = pods(&store, "web-").remove(0);
+    let first_name = first["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let t0 = clock.now();
+    terminate_instance(&store, &a);
+    let since = |clock: &Clock| (clock.now() - t0).num_milliseconds() as f64 / 1000.0;
+    let node_ready = |store: &Store| {
+        store.try_get(Resource::Node, "", &a).map(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+                .unwrap_or_default()
+        })
+    };
+    eventually(&clock, "the pod not Ready", || {
+        store
+            .try_get(Resource::Pod, "default", &first_name)
+            .is_some_and(|p| !ready(&p))
+    })
+    .await;
+    let t = since(&clock);
+    assert!((50.0..=52.0).contains(&t), "marked not ready after {t} s");
+    assert_eq!(node_ready(&store).as_deref(), Some("Unknown"));
+    eventually(&clock, "the Node deleted", || {
+        store.try_get(Resource::Node, "", &a).is_none()
+    })
+    .await;
+    let t = since(&clock);
+    assert!((55.0..=57.5).contains(&t), "node deleted after {t} s");
+    // The pod is still there, and the ReplicaSet has not replaced it.
+    assert_eq!(pods(&store, "web-").len(), 1);
+    eventually(&clock, "the pod collected", || {
+        store
+            .try_get(Resource::Pod, "default", &first_name)
+            .is_none()
+    })
+    .await;
+    let t = since(&clock);
+    assert!((95.0..=98.0).contains(&t), "pod collected after {t} s");
+    eventually(&clock, "replaced on the other node", || {
+        ready_pods(&store, "web-") == 1
             && pods(&store, "web-")
                 .iter()
                 .all(|p| p["spec"]["nodeName"] == json!(b))

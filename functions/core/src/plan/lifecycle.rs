@@ -8,7 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NodeGroupKind, NodeGroupSpec, NodeGroupStatus, NodeView, PodView, Timestamp};
+use crate::model::{
+    NodeGroupKind, NodeGroupSpec, NodeGroupStatus, NodeView, PodPhase, PodView, ServiceView,
+    Timestamp,
+};
 use crate::plan::action::Action;
 use crate::plan::drain::{Eligibility, eligibility};
 use crate::plan::newgroup::{
@@ -254,6 +257,55 @@ pub fn plan_delete_old(
         },
     };
     DeleteDecision::Delete { action }
+}
+
+/// The longest ngm waits for the pods it stops before the old group goes (their grace periods,
+/// capped, plus this margin).
+pub const LEFT_PODS_STOP_MARGIN_SECS: u64 = 30;
+/// The cap on the grace period that wait allows for.
+pub const LEFT_PODS_STOP_MAX_GRACE_SECS: u64 = 600;
+
+/// Pods still on the old nodes once only skipped ones remain, which would otherwise die with
+/// their instances: a terminated instance's pods stay Ready endpoints until the node lifecycle
+/// controller notices, about 50 s later, and requests sent to them meanwhile time out. ngm
+/// evicts them first, so that their preStop hooks run and every endpoint consumer drops them:
+/// - DaemonSet pods behind a Service (an ingress or proxy run per node); other daemons (agents,
+///   the CNI, kube-proxy) serve no Service and are left to go with their nodes;
+/// - every other pod ngm left in place (opted out, out of scope, without a controller).
+///
+/// Mirror pods cannot be evicted. A pod created at or after `started` replaces one ngm already
+/// evicted: its DaemonSet tolerates ngm's taint and would put it back each time, so it goes
+/// with its node.
+pub fn pods_to_stop<'a>(
+    old_pods: &'a [PodView],
+    services: &[ServiceView],
+    started: Timestamp,
+) -> Vec<&'a PodView> {
+    let serves = |p: &PodView| {
+        services.iter().any(|s| {
+            s.namespace == p.namespace
+                && !s.selector.is_empty()
+                && s.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
+        })
+    };
+    old_pods
+        .iter()
+        .filter(|p| !p.is_mirror)
+        .filter(|p| matches!(p.phase, PodPhase::Running | PodPhase::Pending))
+        .filter(|p| p.created_at.is_none_or(|c| c < started))
+        .filter(|p| p.owner_kind() != Some("DaemonSet") || serves(p))
+        .collect()
+}
+
+/// How long ngm waits for the pods it stops: their longest grace period (capped) plus a margin.
+pub fn stop_wait_secs(pods: &[&PodView]) -> u64 {
+    let grace = pods
+        .iter()
+        .map(|p| u64::try_from(p.shutdown.grace_seconds).unwrap_or(0))
+        .max()
+        .unwrap_or(0)
+        .min(LEFT_PODS_STOP_MAX_GRACE_SECS);
+    grace + LEFT_PODS_STOP_MARGIN_SECS
 }
 
 #[cfg(test)]

@@ -262,7 +262,8 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
             Severity::Info,
             "daemonsets",
             format!(
-                "{} DaemonSets are skipped; their pods go with the old nodes",
+                "{} DaemonSets are skipped by the drain; their pods behind a Service are evicted \
+                 before the old group is deleted, the others go with the old nodes",
                 i.daemonsets.len()
             ),
         ));

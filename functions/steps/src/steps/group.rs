@@ -4,6 +4,7 @@
 use ngm_core::model::{NodeGroupKind, NodeGroupStatus, Timestamp};
 use ngm_core::plan::lifecycle::{
     CreateDecision, DeleteDecision, group_failed, group_ready, plan_create_group, plan_delete_old,
+    pods_to_stop, stop_wait_secs,
 };
 use ngm_core::plan::newgroup::{derive_target, launch_template_overrides};
 use ngm_core::plan::scope::managed_group_selector;
@@ -12,8 +13,8 @@ use ngm_core::state::{MigrationState, NewGroupInfo, Phase};
 
 use super::plan::resolve_source;
 use super::{
-    GROUP_READY_TIMEOUT_SECS, OLD_GROUP_GONE_TIMEOUT_SECS, POLL_SECS, executor, new_group, pods_on,
-    retiring_nodes, settle_wait,
+    GROUP_READY_TIMEOUT_SECS, OLD_GROUP_GONE_TIMEOUT_SECS, POLL_SECS, executor, new_group, pending,
+    pods_on, retiring_nodes, settle_wait,
 };
 use crate::error::StepError;
 use crate::exec::Outcome;
@@ -185,10 +186,68 @@ async fn await_old_empty(
         &mut state,
         wait_until(condition, now, deadline, POLL_SECS),
         |reason| StepError::OldGroupNotEmpty { reason },
-    )? {
+    )? && stop_left_pods(&mut state, world, &pods, now).await?
+    {
         state.phase = Phase::OldGroupEmpty;
     }
     Ok(state)
+}
+
+/// Evicts the pods that would otherwise die with the old instances ([`pods_to_stop`]) and
+/// waits until they are gone, bounded by their grace periods: `Ok(true)` once the old group
+/// may be deleted, `Ok(false)` with `pending` set while they stop.
+async fn stop_left_pods(
+    state: &mut MigrationState,
+    world: &World,
+    pods: &[ngm_core::model::PodView],
+    now: Timestamp,
+) -> Result<bool, StepError> {
+    let started = *state.deadlines.left_pods_stop_started_at.get_or_insert(now);
+    let services = world.kube.list_services().await?;
+    let left = pods_to_stop(pods, &services, started);
+    if left.is_empty() {
+        state.pending = None;
+        return Ok(true);
+    }
+    let by = *state
+        .deadlines
+        .left_pods_stopped_by
+        .get_or_insert(now.plus(stop_wait_secs(&left)));
+    let names: Vec<String> = left.iter().take(5).map(|p| p.key()).collect();
+    if now >= by {
+        let reason = format!(
+            "{} pods ngm left on the old nodes did not stop within {} s ({}); they go with \
+             their instances",
+            left.len(),
+            by.secs_since(started),
+            names.join(", ")
+        );
+        tracing::warn!(step = "delete-old", %reason, "pods left in place");
+        state.note(reason);
+        state.pending = None;
+        return Ok(true);
+    }
+    let evict: Vec<Action> = left
+        .iter()
+        .filter(|p| !p.terminating)
+        .map(|p| Action::EvictPod {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            uid: p.uid.clone(),
+        })
+        .collect();
+    if !evict.is_empty() {
+        executor(state, world, "delete-old").run_all(&evict).await?;
+    }
+    state.pending = pending(
+        POLL_SECS.min(by.secs_since(now).max(1)),
+        format!(
+            "{} pods ngm left on the old nodes are stopping before their instances terminate: {}",
+            left.len(),
+            names.join(", ")
+        ),
+    );
+    Ok(false)
 }
 
 async fn delete_old_group(

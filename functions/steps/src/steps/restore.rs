@@ -44,10 +44,16 @@ pub async fn restore(
     let cluster = cluster(&state, world).await?;
     let workloads = all_workloads(world).await?;
     let hpas = world.kube.list_hpas().await?;
-    let nodes = union(
-        new_nodes(&state, world).await?,
-        retiring_nodes(&state, world).await?,
-    );
+    // Once the old group is deleted its instances are terminated and their Nodes go with them:
+    // taking the exclusion label off one that lingers would put a dead instance back in the
+    // load balancers.
+    let old_deleted = matches!(state.phase, Phase::OldGroupDeleted | Phase::Restored);
+    let retiring = if old_deleted {
+        Vec::new()
+    } else {
+        retiring_nodes(&state, world).await?
+    };
+    let nodes = union(new_nodes(&state, world).await?, retiring);
     let actions = plan_restore(RestoreInputs {
         execution: &state.execution.name,
         workloads: &workloads,

@@ -16,7 +16,7 @@ use super::error::EksError;
 use super::model::{NodegroupStatus, Taint};
 use super::{Eks, InstanceRecord};
 use crate::clock::secs_delta;
-use crate::sim::nodes::{NodeTemplate, register_node, remove_node};
+use crate::sim::nodes::{NodeTemplate, register_node, terminate_instance};
 use crate::store::{ListParams, Resource};
 
 /// An Auto Scaling group tag giving its nodes' boot time in seconds.
@@ -82,7 +82,7 @@ impl Eks {
             .collect();
         for (instance, node) in gone {
             if let Some(node) = node {
-                self.remove_node(&node);
+                self.terminate_node(&node);
             }
             self.state().instances.remove(&instance);
         }
@@ -90,22 +90,31 @@ impl Eks {
         Ok(())
     }
 
-    /// Removes a Node and, as a terminated instance does, every pod bound to it.
-    pub(crate) fn remove_node(&self, name: &str) {
-        remove_node(&self.inner.store, name);
+    /// The node's instance terminated: the Node and its pods linger until the node lifecycle
+    /// controller notices (`crate::sim::nodelifecycle`).
+    pub(crate) fn terminate_node(&self, name: &str) {
+        terminate_instance(&self.inner.store, name);
     }
 
-    /// Names of the Nodes currently registered for a managed group.
+    /// The Nodes of a managed group's running instances (EKS knows its instances from EC2; a
+    /// terminated one's Node may linger in the API).
     pub(crate) fn group_nodes(&self, nodegroup: &str) -> Vec<std::sync::Arc<Value>> {
         let params = ListParams {
             label_selector: Some(format!("eks.amazonaws.com/nodegroup={nodegroup}")),
             ..ListParams::default()
         };
+        let dead = self.inner.store.dead_instances();
         self.inner
             .store
             .list(Resource::Node, &params)
             .map(|p| p.items)
             .unwrap_or_default()
+            .into_iter()
+            .filter(|n| {
+                let name = n.pointer("/metadata/name").and_then(Value::as_str);
+                name.is_none_or(|name| dead.get(name).is_none())
+            })
+            .collect()
     }
 
     /// Records newly seen instances and returns the Nodes whose boot time has passed.

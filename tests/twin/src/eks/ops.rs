@@ -273,7 +273,7 @@ impl Eks {
             }
         }
         for node in &nodes {
-            self.remove_node(node);
+            self.terminate_node(node);
         }
         let mut st = self.state();
         st.instances.retain(|_, r| r.asg != g.asg_name);

@@ -29,7 +29,9 @@ const MAX_SAMPLES: usize = 200;
 pub enum FailureReason {
     /// The load balancer had no healthy target (or none at all, or the service has no LB).
     NoTarget,
-    /// The target node, or the node of the pod serving it, was removed before it finished.
+    /// The target node, or the node of the pod serving it, was removed or its instance
+    /// terminated before the request finished (it times out: a terminated instance's pods stay
+    /// endpoints until the node lifecycle controller marks them not ready).
     NodeGone,
     /// The pod was removed before the request finished (grace period over, or killed).
     PodKilled,
@@ -242,10 +244,10 @@ impl Probe {
             let gone = |t: Option<&DateTime<Utc>>| t.is_some_and(|t| *t <= p.end);
             let stream = &self.streams[p.stream];
             let lb = balancers.get(&(stream.namespace.clone(), stream.service.clone()));
-            let reason = if gone(world.nodes_gone.get(&p.node))
+            let reason = if gone(world.node_gone_at(&p.node).as_ref())
                 || p.pod_node
                     .as_ref()
-                    .is_some_and(|n| gone(world.nodes_gone.get(n)))
+                    .is_some_and(|n| gone(world.node_gone_at(n).as_ref()))
             {
                 Some(FailureReason::NodeGone)
             } else if gone(world.pods_gone.get(&p.pod_uid)) {
@@ -308,7 +310,7 @@ impl Probe {
             Pick::NoTarget => return self.fail(i, start, FailureReason::NoTarget, None, None),
         };
         *self.stats[i].by_node.entry(node.clone()).or_default() += 1;
-        if !world.nodes.contains_key(&node) {
+        if !world.nodes.contains_key(&node) || world.dead.contains_key(&node) {
             return self.fail(i, start, FailureReason::NodeGone, Some(node), None);
         }
         // Local: kube-proxy only forwards to pods on the node the request arrived at.

@@ -155,7 +155,10 @@ impl State {
     }
 
     fn check(world: &World, ns: &str, service: &str, local: bool, node: &str) -> bool {
-        world.nodes.contains_key(node) && (!local || world.has_local_endpoint(ns, service, node))
+        // A terminated instance answers no health check, whatever its Node still says.
+        world.nodes.contains_key(node)
+            && !world.dead.contains_key(node)
+            && (!local || world.has_local_endpoint(ns, service, node))
     }
 
     /// Brings every target set, health check and request up to `now`.
@@ -169,7 +172,7 @@ impl State {
         for lb in self.balancers.values_mut() {
             let (ns, service) = (lb.namespace.as_str(), lb.service.as_str());
             lb.group
-                .finish_idle_drains(|node| self.probe.busy(ns, service, node));
+                .finish_idle_drains(now, |node| self.probe.busy(ns, service, node));
         }
         let draining_over = self
             .balancers
@@ -309,6 +312,8 @@ pub(super) async fn run(
                     Err(_) => break,
                 }
             }
+            // Terminated instances are not in any event: their Nodes linger as they were.
+            st.world.dead = store.dead_instances().terminated();
             st.step(clock.now(), &inflight, aws.as_ref());
             st.next_wake(clock.now())
         };

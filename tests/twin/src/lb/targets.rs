@@ -198,9 +198,19 @@ impl TargetGroup {
 
     /// A CLB ends the drain of an instance with nothing in flight at once (`busy(node)`: a
     /// request is in flight through it); other kinds keep the state for the whole delay.
-    pub fn finish_idle_drains(&mut self, busy: impl Fn(&str) -> bool) {
-        if self.settings.kind == LbKind::Clb {
-            self.draining.retain(|node, _| busy(node));
+    /// A drain that ends this way cut nothing, so its delay no longer ends anything: a request
+    /// sent after the instance is registered again is not cut when that delay would have run out.
+    pub fn finish_idle_drains(&mut self, now: DateTime<Utc>, busy: impl Fn(&str) -> bool) {
+        if self.settings.kind != LbKind::Clb {
+            return;
+        }
+        let idle: Vec<String> = self.draining.keys().filter(|n| !busy(n)).cloned().collect();
+        let delay = secs_delta(f64::from(self.settings.deregistration_delay_seconds));
+        for node in idle {
+            self.draining.remove(&node);
+            if let Some(ts) = self.deregistrations.get_mut(&node) {
+                ts.retain(|t| *t + delay <= now);
+            }
         }
     }
 
@@ -445,7 +455,7 @@ mod tests {
                 true,
             );
             g.sync(&[("b".into(), None, true)], t0(), false);
-            g.finish_idle_drains(|_| busy);
+            g.finish_idle_drains(t0(), |_| busy);
             assert_eq!(
                 g.states().contains_key("a"),
                 !ends,
@@ -453,6 +463,27 @@ mod tests {
                 g.states()
             );
         }
+    }
+
+    /// CLB guide, `config-conn-drain.md`: an idle drain ends at once and cuts nothing; an
+    /// instance registered again later (a rollback putting the old nodes back) serves new
+    /// requests past the moment the original delay would have ended.
+    #[test]
+    fn a_clb_drain_that_ended_early_cuts_nothing_after_the_instance_returns() {
+        let mut g = group(LbKind::Clb, 300);
+        let both = [("a".into(), None, true), ("b".into(), None, true)];
+        g.sync(&both, t0(), true);
+        g.sync(&[("b".into(), None, true)], t0(), false);
+        g.finish_idle_drains(t0() + secs_delta(1.0), |_| false);
+        g.sync(&both, t0() + secs_delta(100.0), false);
+        let start = t0() + secs_delta(299.5);
+        assert!(!g.cut_by_deregistration("a", start, start + secs_delta(1.0)));
+        // A busy drain still ends at the delay and cuts what outlives it.
+        let mut g = group(LbKind::Clb, 300);
+        g.sync(&both, t0(), true);
+        g.sync(&[("b".into(), None, true)], t0(), false);
+        g.finish_idle_drains(t0() + secs_delta(1.0), |_| true);
+        assert!(g.cut_by_deregistration("a", t0(), t0() + secs_delta(301.0)));
     }
 
     /// aws-load-balancer-controller#1834 (NLB registration 90–180 s) and

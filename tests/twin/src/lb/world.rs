@@ -69,6 +69,9 @@ pub struct World {
     pub nodes_gone: HashMap<String, DateTime<Utc>>,
     /// When each removed pod was seen to go, by UID.
     pub pods_gone: HashMap<String, DateTime<Utc>>,
+    /// Nodes whose instance terminated, and when: their Node and pods may still be in the API,
+    /// Ready, but nothing there answers (`crate::sim::nodelifecycle`).
+    pub dead: BTreeMap<String, DateTime<Utc>>,
 }
 
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {
@@ -162,6 +165,7 @@ impl World {
         let mut fresh = Self::load(store);
         fresh.nodes_gone = std::mem::take(&mut self.nodes_gone);
         fresh.pods_gone = std::mem::take(&mut self.pods_gone);
+        fresh.dead = std::mem::take(&mut self.dead);
         for name in self.nodes.keys().filter(|n| !fresh.nodes.contains_key(*n)) {
             fresh.nodes_gone.insert(name.clone(), now);
         }
@@ -238,6 +242,15 @@ impl World {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// When `node` stopped answering, if it did: its Node was removed, or its instance
+    /// terminated (the Node may linger).
+    pub fn node_gone_at(&self, node: &str) -> Option<DateTime<Utc>> {
+        match (self.nodes_gone.get(node), self.dead.get(node)) {
+            (Some(a), Some(b)) => Some(*a.min(b)),
+            (a, b) => a.or(b).copied(),
         }
     }
 

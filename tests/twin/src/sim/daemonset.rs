@@ -12,7 +12,9 @@ use serde_json::json;
 use super::objects::{controller_ref, pod_from_template};
 use super::podutil::{is_active, is_ready, key, node_name};
 use super::runner::Ctx;
-use super::workloads::{daemon_tolerations, should_run_daemon_pod};
+use super::workloads::{
+    daemon_tolerations, should_continue_running_daemon_pod, should_run_daemon_pod,
+};
 use crate::store::{DeleteOptions, Resource};
 
 pub fn reconcile(ctx: &mut Ctx<'_>) {
@@ -110,6 +112,10 @@ fn sync(ctx: &mut Ctx<'_>, ds: &DaemonSet, nodes: &[Arc<Node>]) {
                 scheduled += 1;
                 ready += active.iter().filter(|p| is_ready(p)).count();
             }
+        } else if !active.is_empty() && should_continue_running_daemon_pod(&probe, node) {
+            // A NoSchedule taint stops new daemon pods; the running one stays.
+            scheduled += 1;
+            ready += active.iter().filter(|p| is_ready(p)).count();
         } else {
             if !active.is_empty() {
                 misscheduled += 1;

@@ -44,9 +44,24 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
         .filter(|p| node_name(p).is_some())
         .cloned()
         .collect();
+    let dead = ctx.store.dead_instances().snapshot();
     for pod in pods {
         let node = node_name(&pod).unwrap_or_default();
         let (ns, name) = key(&pod.metadata);
+        if let Some(d) = dead.get(node) {
+            // No kubelet runs there: nothing starts, turns ready or finishes terminating. The
+            // pod garbage collector removes the pods once the Node has been gone for its
+            // quarantine (`super::nodelifecycle`).
+            if let Some(deleted) = d.deleted_at {
+                let due = super::nodelifecycle::orphans_removed_at(deleted);
+                if ctx.now >= due {
+                    ctx.store.remove_now(Resource::Pod, &ns, &name);
+                } else {
+                    ctx.wake_at(due);
+                }
+            }
+            continue;
+        }
         if !nodes.contains(node) {
             ctx.store.remove_now(Resource::Pod, &ns, &name);
             continue;

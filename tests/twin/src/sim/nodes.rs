@@ -237,9 +237,15 @@ pub fn register_node(store: &Store, t: &NodeTemplate) -> Result<std::sync::Arc<V
     store.create(Resource::Node, "", node)
 }
 
-/// Terminates a node's instance: the node and every pod bound to it disappear at once, as
-/// when EC2 terminates the instance (in-flight requests on those pods fail). Returns the
-/// names of the pods that went with it.
+/// Terminates a node's instance. The Node and its pods stay in the API, Ready, until the node
+/// lifecycle controller notices (`super::nodelifecycle`); requests sent to them time out.
+pub fn terminate_instance(store: &Store, name: &str) {
+    store.dead_instances().terminate(name, store.clock().now());
+}
+
+/// Deletes a Node and every pod bound to it at once (a crash test's shortcut: a terminated
+/// instance goes through [`terminate_instance`]); in-flight requests on those pods fail.
+/// Returns the names of the pods that went with it.
 pub fn remove_node(store: &Store, name: &str) -> Vec<(String, String)> {
     let mut gone = Vec::new();
     for pod in store.list_all(Resource::Pod, None) {

@@ -264,6 +264,7 @@ fn pass(ctx: &mut Ctx<'_>, timers: &mut Timers, pdb_dirty: &mut bool) {
     super::statefulset::reconcile(ctx);
     super::daemonset::reconcile(ctx);
     super::scheduler::reconcile(ctx);
+    super::nodelifecycle::reconcile(ctx);
     super::kubelet::reconcile(ctx);
     super::endpoints::reconcile(ctx);
     if *pdb_dirty || due(timers.pdb, ctx.config.pdb_resync_seconds, now) {

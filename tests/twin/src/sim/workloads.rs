@@ -223,6 +223,19 @@ pub fn should_run_daemon_pod(pod: &Pod, node: &Node) -> bool {
             .all(|t| tolerated(tols, t))
 }
 
+/// `NodeShouldRunDaemonPod`'s second answer (kubernetes `pkg/controller/daemon/
+/// daemon_controller.go`): a daemon pod already on the node keeps running unless the node no
+/// longer matches its node selection or has a NoExecute taint it does not tolerate. A NoSchedule
+/// taint (ngm's, a cordon) stops new daemon pods, not the running ones.
+pub fn should_continue_running_daemon_pod(pod: &Pod, node: &Node) -> bool {
+    let tols = super::podutil::tolerations(pod);
+    matches_node_selection(pod, node)
+        && super::podutil::node_taints(node)
+            .iter()
+            .filter(|t| t.effect == "NoExecute")
+            .all(|t| tolerated(tols, t))
+}
+
 /// The HPA's replica decision with steady metrics. Upstream (`horizontal.go`): a target at 0
 /// replicas disables autoscaling (`None`); above `maxReplicas` → `maxReplicas`; below
 /// `minReplicas` (default 1) → `minReplicas`; inside the range the metrics decide, and the

@@ -291,6 +291,25 @@ fn daemon_pods_tolerate_the_usual_node_taints_but_not_a_custom_one() {
     ));
 }
 
+/// kubernetes `pkg/controller/daemon/daemon_controller.go`, `NodeShouldRunDaemonPod`: an
+/// untolerated NoSchedule taint means "do not run a new one" but "let the running one continue";
+/// only an untolerated NoExecute taint ends it.
+#[test]
+fn a_running_daemon_pod_survives_a_noschedule_taint_but_not_a_noexecute_one() {
+    let pod = daemon_pod(vec![]);
+    let no_schedule = node(
+        json!([{ "key": "ngm.io/migrating", "value": "x", "effect": "NoSchedule" }]),
+        false,
+    );
+    assert!(!should_run_daemon_pod(&pod, &no_schedule));
+    assert!(should_continue_running_daemon_pod(&pod, &no_schedule));
+    let no_execute = node(
+        json!([{ "key": "ngm.io/migrating", "value": "x", "effect": "NoExecute" }]),
+        false,
+    );
+    assert!(!should_continue_running_daemon_pod(&pod, &no_execute));
+}
+
 #[test]
 fn hpa_clamps_outside_its_range_and_leaves_the_inside_to_metrics() {
     let rows = [

@@ -19,6 +19,7 @@ mod delete;
 mod error;
 mod evict;
 mod faults;
+pub mod instances;
 mod list;
 mod patch;
 mod pdb;
@@ -143,6 +144,7 @@ struct Inner {
     evictions: evict::EvictionLog,
     supervisor: crate::supervisor::Supervisor,
     crash_loops: CrashLoops,
+    dead: instances::DeadInstances,
 }
 
 /// A shared handle on the store. Cheap to clone; all clones see the same objects.
@@ -256,6 +258,7 @@ impl Store {
                 evictions: evict::EvictionLog::default(),
                 supervisor: crate::supervisor::Supervisor::default(),
                 crash_loops: CrashLoops::default(),
+                dead: instances::DeadInstances::default(),
             }),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -295,6 +298,11 @@ impl Store {
     }
 
     /// The `crashLoop` faults the kubelet applies.
+    /// Nodes whose instance terminated (their Node may still be in the API).
+    pub fn dead_instances(&self) -> &instances::DeadInstances {
+        &self.inner.dead
+    }
+
     pub fn crash_loops(&self) -> &CrashLoops {
         &self.inner.crash_loops
     }

@@ -221,12 +221,13 @@ pub fn nodes_of(store: &Store, g: &NodeGroup) -> (Vec<String>, usize) {
                 label(SELF_MANAGED_LABEL) == Some(&g.name) || annotation == Some(&g.name)
             }
         };
-        if !belongs {
+        let name = node.pointer("/metadata/name").and_then(Value::as_str);
+        // A terminated instance's Node may linger; it is no longer the group's.
+        if !belongs || name.is_some_and(|n| store.dead_instances().get(n).is_some()) {
             continue;
         }
         total += 1;
         if node_ready(&node) {
-            let name = node.pointer("/metadata/name").and_then(Value::as_str);
             ready.extend(name.map(str::to_string));
         }
     }

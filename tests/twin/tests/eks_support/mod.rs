@@ -152,7 +152,21 @@ impl Harness {
     }
 
     /// Nodes labelled for a managed group.
+    /// The group's Nodes whose instance runs (a terminated instance's Node lingers until the
+    /// node lifecycle controllers delete it).
     pub fn group_nodes(&self, name: &str) -> Vec<Value> {
+        self.all_group_nodes(name)
+            .into_iter()
+            .filter(|n| {
+                n["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| self.store.dead_instances().get(n).is_none())
+            })
+            .collect()
+    }
+
+    /// Every Node object labelled for the group, lingering ones included.
+    pub fn all_group_nodes(&self, name: &str) -> Vec<Value> {
         self.store
             .list_all(Resource::Node, None)
             .into_iter()

@@ -215,3 +215,49 @@ fn old_group_is_deleted_only_when_nothing_movable_remains() {
         DeleteDecision::Wait { remaining: 1 }
     );
 }
+
+fn svc(ns: &str, app: &str) -> crate::model::ServiceView {
+    crate::model::ServiceView {
+        namespace: ns.into(),
+        name: app.into(),
+        service_type: crate::model::ServiceType::ClusterIP,
+        external_traffic_policy: None,
+        lb_hostnames: vec![],
+        selector: [("app".to_string(), app.to_string())].into(),
+        annotations: Default::default(),
+    }
+}
+
+/// kubernetes `pkg/controller/nodelifecycle` (a terminated instance's pods stay Ready
+/// endpoints for the node monitor grace period): what ngm leaves on the old nodes is stopped
+/// first, except daemons that serve no Service, mirror pods, and a DaemonSet's replacement of a
+/// pod already stopped.
+#[test]
+fn the_pods_left_on_the_old_nodes_are_stopped_unless_nothing_is_gained() {
+    let started = Timestamp(1000);
+    let ingress = pod("ingress", "ingress-abc", "ingress", "old1").owned_by("DaemonSet", "ingress");
+    let agent = pod("kube-system", "fluent-bit-x", "fluent-bit", "old1")
+        .owned_by("DaemonSet", "fluent-bit");
+    let opted_out = pod("a", "batch-1", "batch", "old1").annotate("ngm.io/skip-migration", "");
+    let mirror = pod("kube-system", "static-old1", "static", "old1").mirror();
+    let mut replacement =
+        pod("ingress", "ingress-def", "ingress", "old1").owned_by("DaemonSet", "ingress");
+    replacement.created_at = Some(Timestamp(1030));
+    let mut done = pod("a", "job-1", "job", "old1").bare();
+    done.phase = crate::model::PodPhase::Succeeded;
+    let pods = vec![ingress, agent, opted_out, mirror, replacement, done];
+    let services = vec![svc("ingress", "ingress")];
+    let names: Vec<String> = pods_to_stop(&pods, &services, started)
+        .iter()
+        .map(|p| p.key())
+        .collect();
+    assert_eq!(names, vec!["ingress/ingress-abc", "a/batch-1"]);
+    // The wait allows for the longest grace period, capped.
+    let long = pod("a", "slow", "slow", "old1").grace(7200);
+    let short = pod("a", "quick", "quick", "old1").grace(20);
+    assert_eq!(stop_wait_secs(&[&short]), 20 + LEFT_PODS_STOP_MARGIN_SECS);
+    assert_eq!(
+        stop_wait_secs(&[&short, &long]),
+        LEFT_PODS_STOP_MAX_GRACE_SECS + LEFT_PODS_STOP_MARGIN_SECS
+    );
+}

@@ -223,7 +223,7 @@ impl Eks {
         )
         .await?;
         for node in &nodes {
-            self.remove_node(node);
+            self.terminate_node(node);
         }
         Ok(())
     }
