@@ -42,6 +42,19 @@ async fn run_path(name: &str, path: PathBuf) -> RunOutcome {
     outcome
 }
 
+/// The migration succeeded, and traffic ran through it without one failed request.
+fn succeeded_without_a_failed_request(o: &RunOutcome) {
+    assert_eq!(o.verdict.outcome, Outcome::Success);
+    assert!(o.verdict.figures.requests_sent > 0);
+    assert_eq!(o.verdict.figures.requests_failed, 0);
+}
+
+/// One function's log of the run.
+fn function_log(o: &RunOutcome, function: &str) -> String {
+    let path = o.work_dir.join(format!("functions/{function}.log"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn holds(o: &RunOutcome, invariant: &str) -> bool {
     o.verdict
         .invariants
@@ -52,9 +65,7 @@ fn holds(o: &RunOutcome, invariant: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn pulumi_tutorial_moves_nginx_to_the_new_group_without_a_failed_request() {
     let o = run_scenario("pulumi-tutorial").await;
-    assert_eq!(o.verdict.outcome, Outcome::Success);
-    assert!(o.verdict.figures.requests_sent > 0);
-    assert_eq!(o.verdict.figures.requests_failed, 0);
+    succeeded_without_a_failed_request(&o);
     assert!(holds(&o, "I1") && holds(&o, "I2") && holds(&o, "I3"));
 }
 
@@ -101,9 +112,7 @@ fn ends_with_only_healthy_targets(o: &RunOutcome) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_target_group_attached_to_a_self_managed_group_moves_to_the_managed_group() {
     let o = run_scenario("self-managed-tg-attached").await;
-    assert_eq!(o.verdict.outcome, Outcome::Success);
-    assert!(o.verdict.figures.requests_sent > 0);
-    assert_eq!(o.verdict.figures.requests_failed, 0);
+    succeeded_without_a_failed_request(&o);
     ends_with_only_healthy_targets(&o);
 }
 
@@ -112,13 +121,10 @@ async fn a_target_group_attached_to_a_self_managed_group_moves_to_the_managed_gr
 #[tokio::test(flavor = "multi_thread")]
 async fn local_traffic_behind_a_clb_with_slow_checks_waits_for_the_new_instances() {
     let o = run_scenario("clb-local-slow-checks").await;
-    assert_eq!(o.verdict.outcome, Outcome::Success);
-    assert!(o.verdict.figures.requests_sent > 0);
-    assert_eq!(o.verdict.figures.requests_failed, 0);
+    succeeded_without_a_failed_request(&o);
     // The gate answered "not healthy yet" (naming the new instances) before the cut, which
     // happened once. Counting calls would depend on the machine's speed; the replies do not.
-    let log = std::fs::read_to_string(o.work_dir.join("functions/cut-traffic.log"))
-        .expect("cut-traffic.log");
+    let log = function_log(&o, "cut-traffic");
     let cut_line = log
         .lines()
         .position(|l| l.contains("old nodes cut out of the load balancers"))
@@ -379,13 +385,10 @@ async fn a_workload_with_no_prestop_is_named_and_blocks_when_the_policy_says_so(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daemonset_ingress_is_stopped_on_the_old_nodes_before_they_terminate() {
     let o = run_scenario("daemonset-ingress").await;
-    assert_eq!(o.verdict.outcome, Outcome::Success);
-    assert!(o.verdict.figures.requests_sent > 0);
-    assert_eq!(o.verdict.figures.requests_failed, 0);
+    succeeded_without_a_failed_request(&o);
     // One ingress pod per old node (the Deployment leaves by the scale-down, not evictions).
     assert_eq!(o.report.evictions.allowed, 2, "{:?}", o.report.evictions);
-    let log = std::fs::read_to_string(o.work_dir.join("functions/delete-old.log"))
-        .expect("delete-old.log");
+    let log = function_log(&o, "delete-old");
     assert!(
         log.contains("are stopping before their instances terminate"),
         "{log}"

@@ -25,7 +25,7 @@ fn all_terminated(h: &Harness) -> bool {
         && nodes.iter().all(|n| {
             n["metadata"]["name"]
                 .as_str()
-                .is_some_and(|name| h.store.dead_instances().get(name).is_some())
+                .is_some_and(|name| h.store.dead_instances().contains(name))
         })
 }
 

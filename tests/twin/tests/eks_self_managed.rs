@@ -26,7 +26,7 @@ fn self_managed_nodes(h: &Harness) -> Vec<Value> {
         .filter(|n| {
             n["metadata"]["name"]
                 .as_str()
-                .is_some_and(|n| h.store.dead_instances().get(n).is_none())
+                .is_some_and(|n| !h.store.dead_instances().contains(n))
         })
         .map(|n| (*n).clone())
         .collect()
@@ -132,7 +132,7 @@ async fn a_self_managed_asg_gains_and_loses_nodes_as_it_is_scaled_in_moto() {
     assert!(
         pods.iter().all(|p| {
             let node = p["spec"]["nodeName"].as_str().unwrap_or_default();
-            node == left || h.store.dead_instances().get(node).is_some()
+            node == left || h.store.dead_instances().contains(node)
         }),
         "{pods:?}"
     );

@@ -5,7 +5,7 @@ mod lb_support;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use lb_support::*;
-use ngm_twin::lb::{EXCLUDE_LABEL, FailureReason, ProbeStats};
+use ngm_twin::lb::{FailureReason, ProbeStats};
 use ngm_twin::store::Resource;
 use serde_json::json;
 
@@ -43,12 +43,7 @@ async fn requests_fail_with_no_target_when_every_node_is_excluded() {
     let lbs = twin.balancers();
     twin.run_for(5.0, 0.5).await;
     for n in &twin.nodes {
-        twin.store
-            .mutate(Resource::Node, "", n, |v| {
-                v["metadata"]["labels"][EXCLUDE_LABEL] = json!("true");
-                Ok(())
-            })
-            .expect("label");
+        exclude_from_lbs(&twin.store, n);
     }
     twin.settle("no target left", || {
         lbs.targets("apps", "web").is_some_and(|t| {
@@ -94,12 +89,7 @@ async fn requests_forwarded_to_a_terminated_instances_pods_time_out_until_they_t
         .collect();
     assert!(!pods_there.is_empty(), "no pod on {dead}");
     // The node leaves the load balancer first, so only kube-proxy's forwarding reaches it.
-    twin.store
-        .mutate(Resource::Node, "", &dead, |v| {
-            v["metadata"]["labels"][EXCLUDE_LABEL] = json!("true");
-            Ok(())
-        })
-        .expect("label");
+    exclude_from_lbs(&twin.store, &dead);
     twin.run_for(20.0, 0.5).await;
     let t0 = twin.clock.now();
     ngm_twin::sim::nodes::terminate_instance(&twin.store, &dead);

@@ -15,6 +15,13 @@ use serde_json::json;
 mod sim_support;
 use sim_support::*;
 
+/// Every pod named `prefix…` is bound to `node`.
+fn all_on(store: &Store, prefix: &str, node: &str) -> bool {
+    pods(store, prefix)
+        .iter()
+        .all(|p| p["spec"]["nodeName"] == json!(node))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_pod_leaves_the_endpoints_at_once_and_goes_after_its_prestop() {
     let (store, clock, sim) = twin();
@@ -169,10 +176,7 @@ async fn removing_a_node_takes_its_pods_and_the_replicaset_replaces_them_elsewhe
     let gone = remove_node(&store, &a);
     assert_eq!(gone.len(), 1, "the node's pod went with it");
     eventually(&clock, "2 ready on the remaining node", || {
-        ready_pods(&store, "web-") == 2
-            && pods(&store, "web-")
-                .iter()
-                .all(|p| p["spec"]["nodeName"] == json!(b))
+        ready_pods(&store, "web-") == 2 && all_on(&store, "web-", &b)
     })
     .await;
     sim.stop().await;
@@ -236,10 +240,7 @@ async fn a_terminated_instance_keeps_its_node_and_ready_pods_until_the_lifecycle
     let t = since(&clock);
     assert!((95.0..=98.0).contains(&t), "pod collected after {t} s");
     eventually(&clock, "replaced on the other node", || {
-        ready_pods(&store, "web-") == 1
-            && pods(&store, "web-")
-                .iter()
-                .all(|p| p["spec"]["nodeName"] == json!(b))
+        ready_pods(&store, "web-") == 1 && all_on(&store, "web-", &b)
     })
     .await;
     sim.stop().await;

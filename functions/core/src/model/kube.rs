@@ -330,6 +330,19 @@ pub struct ServiceView {
     pub annotations: Labels,
 }
 
+impl ServiceView {
+    /// Whether the Service sends traffic to `pod`: same namespace, and a selector (a Service
+    /// without one has its endpoints managed by hand) whose every label the pod carries.
+    pub fn selects(&self, pod: &PodView) -> bool {
+        self.namespace == pod.namespace
+            && !self.selector.is_empty()
+            && self
+                .selector
+                .iter()
+                .all(|(k, v)| pod.labels.get(k) == Some(v))
+    }
+}
+
 /// One endpoint of an EndpointSlice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

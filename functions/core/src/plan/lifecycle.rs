@@ -281,13 +281,7 @@ pub fn pods_to_stop<'a>(
     services: &[ServiceView],
     started: Timestamp,
 ) -> Vec<&'a PodView> {
-    let serves = |p: &PodView| {
-        services.iter().any(|s| {
-            s.namespace == p.namespace
-                && !s.selector.is_empty()
-                && s.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
-        })
-    };
+    let serves = |p: &PodView| services.iter().any(|s| s.selects(p));
     old_pods
         .iter()
         .filter(|p| !p.is_mirror)

@@ -404,11 +404,7 @@ mod tests;
 pub fn traffic_risks(lbs: &[LoadBalancerInfo], policy: &Policy) -> Vec<Finding> {
     use crate::model::LbKind;
     use crate::plan::lbdrain::NLB_DEREGISTRATION_PROPAGATION_SECS;
-    use crate::request::TrafficRiskPolicy;
-    let severity = match policy.on_traffic_risk {
-        TrafficRiskPolicy::Block => Severity::Blocking,
-        TrafficRiskPolicy::Warn => Severity::Warning,
-    };
+    let severity = risk_severity(policy.on_traffic_risk);
     let mut out = Vec::new();
     for lb in lbs {
         match lb.kind {
@@ -451,6 +447,14 @@ pub fn traffic_risks(lbs: &[LoadBalancerInfo], policy: &Policy) -> Vec<Finding> 
     out
 }
 
+/// The severity a risk finding gets under `onTrafficRisk` / `onWorkloadRisk`.
+fn risk_severity(policy: crate::request::TrafficRiskPolicy) -> Severity {
+    match policy {
+        crate::request::TrafficRiskPolicy::Block => Severity::Blocking,
+        crate::request::TrafficRiskPolicy::Warn => Severity::Warning,
+    }
+}
+
 /// The readiness gate the AWS Load Balancer Controller injects for IP targets.
 pub const LBC_READINESS_GATE_PREFIX: &str = "target-health.elbv2.k8s.aws/";
 
@@ -487,19 +491,11 @@ pub fn workload_risks(
     policy: &Policy,
 ) -> Vec<Finding> {
     use crate::plan::lbdrain::NLB_DEREGISTRATION_PROPAGATION_SECS;
-    use crate::request::TrafficRiskPolicy;
-    let severity = match policy.on_workload_risk {
-        TrafficRiskPolicy::Block => Severity::Blocking,
-        TrafficRiskPolicy::Warn => Severity::Warning,
-    };
+    let severity = risk_severity(policy.on_workload_risk);
     // One pod per workload (bare pods stand for themselves), with the Services it is behind.
     let mut behind: BTreeMap<String, (&PodView, Vec<&ServiceView>)> = BTreeMap::new();
     for p in movable {
-        let selected: Vec<&ServiceView> = services
-            .iter()
-            .filter(|s| s.namespace == p.namespace && !s.selector.is_empty())
-            .filter(|s| s.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
-            .collect();
+        let selected: Vec<&ServiceView> = services.iter().filter(|s| s.selects(p)).collect();
         if selected.is_empty() {
             continue;
         }

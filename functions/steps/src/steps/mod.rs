@@ -233,13 +233,7 @@ pub(crate) async fn fronting<'s>(
     let mut seen = BTreeSet::new();
     let mut lbs = Vec::new();
     for s in services {
-        if s.service_type != ServiceType::LoadBalancer || s.selector.is_empty() {
-            continue;
-        }
-        let selects = pods.iter().any(|p| {
-            p.namespace == s.namespace && s.selector.iter().all(|(k, v)| p.labels.get(k) == Some(v))
-        });
-        if !selects {
+        if s.service_type != ServiceType::LoadBalancer || !pods.iter().any(|p| s.selects(p)) {
             continue;
         }
         for dns in &s.lb_hostnames {

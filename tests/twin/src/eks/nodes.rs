@@ -112,7 +112,7 @@ impl Eks {
             .into_iter()
             .filter(|n| {
                 let name = n.pointer("/metadata/name").and_then(Value::as_str);
-                name.is_none_or(|name| dead.get(name).is_none())
+                name.is_none_or(|name| !dead.contains(name))
             })
             .collect()
     }

@@ -39,8 +39,9 @@ impl DeadInstances {
         });
     }
 
-    pub fn get(&self, node: &str) -> Option<Dead> {
-        self.lock().get(node).copied()
+    /// Whether `node`'s instance terminated.
+    pub fn contains(&self, node: &str) -> bool {
+        self.lock().contains_key(node)
     }
 
     pub fn update(&self, node: &str, f: impl FnOnce(&mut Dead)) {

@@ -223,7 +223,7 @@ pub fn nodes_of(store: &Store, g: &NodeGroup) -> (Vec<String>, usize) {
         };
         let name = node.pointer("/metadata/name").and_then(Value::as_str);
         // A terminated instance's Node may linger; it is no longer the group's.
-        if !belongs || name.is_some_and(|n| store.dead_instances().get(n).is_some()) {
+        if !belongs || name.is_some_and(|n| store.dead_instances().contains(n)) {
             continue;
         }
         total += 1;

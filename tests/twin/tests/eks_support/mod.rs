@@ -160,7 +160,7 @@ impl Harness {
             .filter(|n| {
                 n["metadata"]["name"]
                     .as_str()
-                    .is_some_and(|n| self.store.dead_instances().get(n).is_none())
+                    .is_some_and(|n| !self.store.dead_instances().contains(n))
             })
             .collect()
     }

@@ -123,6 +123,17 @@ pub fn state_of(lbs: &Balancers, ns: &str, svc: &str, node: &str) -> Option<Targ
     lbs.targets(ns, svc).and_then(|t| t.get(node).copied())
 }
 
+/// Labels `node` out of every external load balancer (Kubernetes'
+/// `node.kubernetes.io/exclude-from-external-load-balancers`).
+pub fn exclude_from_lbs(store: &Store, node: &str) {
+    store
+        .mutate(Resource::Node, "", node, |v| {
+            v["metadata"]["labels"][ngm_twin::lb::EXCLUDE_LABEL] = serde_json::json!("true");
+            Ok(())
+        })
+        .expect("label");
+}
+
 pub fn name_of(obj: &Value) -> String {
     obj.pointer("/metadata/name")
         .and_then(Value::as_str)
