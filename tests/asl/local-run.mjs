@@ -194,6 +194,9 @@ if (typeof timeoutSeconds === 'number' && timeoutSeconds > 0) {
   timer = setTimeout(() => end('TIMED_OUT'), (timeoutSeconds * 1000) / speed);
 }
 const entries = new Map();
+// The pre-flight report, given once: the first state output that carries it (what an operator
+// reads in the execution history when the execution itself fails).
+let preflightSent = false;
 
 const forward = (async () => {
   for await (const ev of execution.eventLogs) {
@@ -203,6 +206,8 @@ const forward = (async () => {
       // Stopped once the state is running (its Task invoked), as an operator would see it.
       if (n === (settings.stop.visit ?? 1)) setTimeout(() => end('ABORTED'), 0);
     }
+    const preflight = ev.type === 'StateExited' && !preflightSent ? ev.state?.output?.preflight : undefined;
+    if (preflight) preflightSent = true;
     emit({
       kind: 'event',
       type: ev.type,
@@ -212,6 +217,7 @@ const forward = (async () => {
       error: ev.Error,
       cause: ev.Cause,
       attempt: ev.retry?.attempt,
+      preflight,
     });
   }
 })();

@@ -138,6 +138,7 @@ pub const FIGURES: &[&str] = &[
     "failedRequests",
     "ngmFailedRequests",
     "injectedFailedRequests",
+    "workloadFailedRequests",
     "budgetViolations",
     "evictions",
     "stateTransitions",

@@ -94,6 +94,9 @@ pub struct StateEvent {
     pub cause: Option<String>,
     #[serde(default)]
     pub attempt: Option<u32>,
+    /// On the first `StateExited` whose output carries it: the pre-flight report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<serde_json::Value>,
 }
 
 /// The running interpreter.

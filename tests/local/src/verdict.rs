@@ -64,6 +64,11 @@ pub struct Figures {
     pub requests_failed: u64,
     /// Failed requests an injected fault explains (a pod the scenario kills or crash-loops).
     pub requests_failed_injected: u64,
+    /// Failed requests a workload caused itself by how its pods stop (refused after SIGTERM,
+    /// cut by a process that exits on it), on workloads the pre-flight named: counted apart
+    /// (DESIGN I1), by workload.
+    pub requests_failed_workload: u64,
+    pub workload_failures: BTreeMap<String, u64>,
     pub pdb_violations: usize,
     /// State transitions (states entered), what Step Functions bills.
     pub state_transitions: usize,
@@ -98,7 +103,13 @@ impl Figures {
             ("failedRequests".to_string(), f(self.requests_failed)),
             (
                 "ngmFailedRequests".to_string(),
-                f(self.requests_failed - self.requests_failed_injected),
+                f(self.requests_failed
+                    - self.requests_failed_injected
+                    - self.requests_failed_workload),
+            ),
+            (
+                "workloadFailedRequests".to_string(),
+                f(self.requests_failed_workload),
             ),
             (
                 "injectedFailedRequests".to_string(),
@@ -215,6 +226,44 @@ fn injected_pods(scenario: &Scenario) -> Vec<String> {
     out
 }
 
+/// The workloads the pre-flight named as dropping requests by how their pods stop, from the
+/// execution's output or, when it has none (it failed), the history
+/// (`preflight.findings`: each such finding starts with the workload,
+/// `Deployment shop/cart (behind Service shop/cart) has no preStop hook...`).
+fn named_workloads(output: Option<&Value>, events: &[StateEvent]) -> Vec<String> {
+    output
+        .and_then(|o| o.get("preflight"))
+        .or_else(|| events.iter().find_map(|e| e.preflight.as_ref()))
+        .and_then(|p| p.get("findings"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|f| f.split_once(" (behind ").map(|(who, _)| who.to_string()))
+        .collect()
+}
+
+/// Failures the named workloads caused themselves, by workload.
+fn workload_failures(report: &Report, named: &[String]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for s in &report.traffic.services {
+        for (w, reasons) in &s.by_workload {
+            if !named.contains(w) {
+                continue;
+            }
+            let n: u64 = reasons
+                .iter()
+                .filter(|(r, _)| r.is_workloads_own())
+                .map(|(_, n)| n)
+                .sum();
+            if n > 0 {
+                *out.entry(w.clone()).or_default() += n;
+            }
+        }
+    }
+    out
+}
+
 /// Answers the twin gave because of an injected fault (`requests.injected`, a number or a
 /// breakdown whose numbers add up), read from the report's JSON so that any shape counts.
 pub fn twin_injected(report: &Report) -> u64 {
@@ -306,8 +355,14 @@ impl Verdict {
             .unwrap_or(0);
         let function_errors_injected = timed_out.min(host_timeouts) + retryable.min(twin_injected);
 
+        let workload_failures = workload_failures(r, &named_workloads(i.output.as_ref(), i.events));
+        let workload_failed: u64 = workload_failures.values().sum();
         let mut invariants = BTreeMap::new();
-        let ngm_failed = r.traffic.failed().saturating_sub(injected_failures);
+        let ngm_failed = r
+            .traffic
+            .failed()
+            .saturating_sub(injected_failures)
+            .saturating_sub(workload_failed);
         invariants.insert(
             "I1 zero downtime".into(),
             if r.traffic.sent() == 0 {
@@ -317,7 +372,7 @@ impl Verdict {
             } else {
                 Check::Broken(
                     std::iter::once(format!(
-                        "{ngm_failed} of {} requests failed ({injected_failures} more on pods the scenario breaks)",
+                        "{ngm_failed} of {} requests failed ({injected_failures} more on pods the scenario breaks, {workload_failed} on workloads the pre-flight named)",
                         r.traffic.sent()
                     ))
                     .chain(r.traffic.samples.iter().take(5).map(|s| format!("{s:?}")))
@@ -423,6 +478,8 @@ impl Verdict {
             requests_sent: r.traffic.sent(),
             requests_failed: r.traffic.failed(),
             requests_failed_injected: injected_failures.min(r.traffic.failed()),
+            requests_failed_workload: workload_failed,
+            workload_failures,
             pdb_violations: r.budget_violations.len(),
             state_transitions: i.events.iter().filter(|e| e.kind == "StateEntered").count(),
             cleanup_transitions: i.cleanup.as_ref().map_or(0, |c| c.transitions),
@@ -524,9 +581,16 @@ impl Verdict {
             }
         }
         line(format!(
-            "  requests through the load balancers: {} sent, {} failed ({} on pods the scenario breaks); PDB violations: {}",
-            f.requests_sent, f.requests_failed, f.requests_failed_injected, f.pdb_violations
+            "  requests: {} sent, {} failed ({} on pods the scenario breaks, {} on workloads the pre-flight named); PDB violations: {}",
+            f.requests_sent,
+            f.requests_failed,
+            f.requests_failed_injected,
+            f.requests_failed_workload,
+            f.pdb_violations
         ));
+        for (w, n) in &f.workload_failures {
+            line(format!("    {w}: {n} requests failed by how its pods stop"));
+        }
         if !self.restored.is_empty() {
             line(format!("  restored: {}", self.restored.join("; ")));
         }

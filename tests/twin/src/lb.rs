@@ -33,7 +33,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 pub use aws::{AwsLb, AwsTarget};
-pub use probe::{FailureReason, FailureSample, ProbeStats, ServiceTraffic};
+pub use probe::{FailureReason, FailureSample, ProbeStats, ServiceTraffic, Via};
 pub use settings::LbSettings;
 pub use targets::{TargetGroup, TargetState};
 pub use world::EXCLUDE_LABEL;
@@ -43,7 +43,7 @@ use probe::{Probe, Stream};
 use runtime::State;
 use world::World;
 
-use crate::scenario::{LoadBalancerSpec, Scenario, ServiceType, Traffic};
+use crate::scenario::{EndpointLag, LoadBalancerSpec, Scenario, ServiceType, Traffic};
 use crate::sim::InFlight;
 use crate::store::{EventKind, Resource, Store};
 
@@ -53,6 +53,8 @@ pub struct LbConfig {
     /// Settings by (namespace, service); other load-balanced Services use their annotations.
     pub specs: HashMap<(String, String), LoadBalancerSpec>,
     pub traffic: Vec<Traffic>,
+    /// How long kube-proxy and ingress controllers take to see an EndpointSlice change.
+    pub endpoint_lag: EndpointLag,
     /// Mirror the load balancers in moto (none: a synthetic hostname is set instead).
     pub aws: Option<AwsTarget>,
     /// Auto Scaling group names by node group, for `attachedTo`.
@@ -79,6 +81,7 @@ impl LbConfig {
         Self {
             specs,
             traffic: s.traffic.clone(),
+            endpoint_lag: s.cluster.endpoint_lag,
             aws: None,
             asg_names: HashMap::new(),
             initial_attached: HashMap::new(),
@@ -132,7 +135,6 @@ pub struct Balancer {
     pub local: bool,
     pub port: i32,
     pub node_port: i32,
-    pub(crate) endpoint_cursor: usize,
     seeded: bool,
     /// Attached to Auto Scaling groups: the targets are their InService instances.
     asg_attached: bool,
@@ -218,15 +220,21 @@ impl Balancers {
                 Stream {
                     namespace,
                     service,
+                    via: t.via,
+                    backend: t.backend.as_deref().map(parse_service_ref),
                     interval_seconds: 1.0 / t.requests_per_second.max(1e-3),
                     request_seconds: t.request_seconds.max(0.0),
                     next: None,
+                    cursor: 0,
+                    backend_cursor: 0,
                 }
             })
             .collect();
         let rx = store.subscribe();
+        let mut world = World::load(store);
+        world.lag = config.endpoint_lag;
         let mut state = State {
-            world: World::load(store),
+            world,
             balancers: HashMap::new(),
             probe: Probe::new(streams),
             specs: config.specs,

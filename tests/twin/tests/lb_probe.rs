@@ -10,10 +10,15 @@ use ngm_twin::store::Resource;
 use serde_json::json;
 
 fn web(grace: u32, lb: &str, request_seconds: u32) -> String {
+    web_stopping(grace, lb, request_seconds, "")
+}
+
+/// As [`web`], with more fields for the workload (`preStopSeconds: 2, onSigterm: ...`).
+fn web_stopping(grace: u32, lb: &str, request_seconds: u32, stop: &str) -> String {
     format!(
         "
 workloads:
-  - {{ kind: Deployment, name: web, namespace: apps, replicas: 3, startupSeconds: 2, terminationGracePeriodSeconds: {grace} }}
+  - {{ kind: Deployment, name: web, namespace: apps, replicas: 3, startupSeconds: 2, terminationGracePeriodSeconds: {grace}, {stop} }}
 services:
   - {{ name: web, namespace: apps, workload: web, type: LoadBalancer, loadBalancer: {lb} }}
 traffic:
@@ -107,16 +112,19 @@ async fn requests_forwarded_to_a_terminated_instances_pods_time_out_until_they_t
     let after = |s: &ngm_twin::lb::FailureSample| (s.at - t0).num_milliseconds() as f64 / 1000.0;
     let last = stats.samples.iter().map(after).fold(0.0, f64::max);
     assert!(
-        (40.0..=51.0).contains(&last),
+        // 50 s of node monitor grace, then kube-proxy's 1 s lag.
+        (40.0..=52.0).contains(&last),
         "the last failure came {last} s after the termination"
     );
 }
 
 // Upstream (pod termination): the kubelet keeps a terminating pod until its grace period
-// ends; requests still in flight then are cut.
+// ends; requests still in flight then are cut (here a graceful server, whose preStop outlasts
+// kube-proxy's lag, so nothing is refused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_outliving_a_deleted_pods_grace_period_fail_with_pod_killed() {
-    let twin = boot(scenario(3, &web(5, "{ kind: NLB }", 30))).await;
+    let stop = "preStopSeconds: 2, onSigterm: stopAccepting";
+    let twin = boot(scenario(3, &web_stopping(5, "{ kind: NLB }", 30, stop))).await;
     let lbs = twin.balancers();
     let (client, _server) = kube(&twin.store).await;
     twin.run_for(10.0, 0.5).await;
@@ -136,11 +144,13 @@ async fn requests_outliving_a_deleted_pods_grace_period_fail_with_pod_killed() {
     );
 }
 
-// Upstream (pod termination): a terminating pod leaves the endpoints at once, so it gets no
-// new request, and keeps serving the ones in flight until they finish within its grace.
+// Upstream (pod termination): a terminating pod leaves the endpoints at once, so once its
+// consumers see that it gets no new request; a graceful server keeps serving the ones in
+// flight until they finish within its grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_on_a_deleted_pod_finish_within_its_grace_period() {
-    let twin = boot(scenario(3, &web(60, "{ kind: NLB }", 30))).await;
+    let stop = "preStopSeconds: 2, onSigterm: stopAccepting";
+    let twin = boot(scenario(3, &web_stopping(60, "{ kind: NLB }", 30, stop))).await;
     let lbs = twin.balancers();
     let (client, _server) = kube(&twin.store).await;
     twin.run_for(10.0, 0.5).await;
@@ -173,7 +183,9 @@ async fn requests_in_flight_on_a_deleted_pod_finish_within_its_grace_period() {
 // Upstream (kube-proxy): with no ready endpoint the connection is rejected on the node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_with_no_endpoint_when_the_service_has_no_ready_pod() {
-    let twin = boot(scenario(2, &web(30, "{ kind: NLB }", 1))).await;
+    // Pods that stop gracefully (a preStop longer than kube-proxy's lag).
+    let stop = "preStopSeconds: 2, onSigterm: stopAccepting";
+    let twin = boot(scenario(2, &web_stopping(30, "{ kind: NLB }", 1, stop))).await;
     let lbs = twin.balancers();
     twin.run_for(5.0, 0.5).await;
     twin.store
@@ -183,7 +195,22 @@ async fn requests_fail_with_no_endpoint_when_the_service_has_no_ready_pod() {
         })
         .expect("scale to zero");
     twin.run_for(20.0, 0.5).await;
-    only(&lbs.stop().await, FailureReason::NoEndpoint);
+    // kube-proxy's fallback to terminating endpoints lasts until it sees them stop serving, one
+    // lag after their preStop ends: the connections it sends then are refused.
+    let stats = lbs.stop().await;
+    assert!(
+        stats.count(FailureReason::NoEndpoint) > 40,
+        "{:?}",
+        stats.services
+    );
+    let refused = stats.count(FailureReason::Refused);
+    assert!(refused <= 4 * 2, "{:?}", stats.services);
+    assert_eq!(
+        stats.failed(),
+        stats.count(FailureReason::NoEndpoint) + refused,
+        "{:?}",
+        stats.services
+    );
 }
 
 // Upstream (ALB "Connection idle timeout"): a request that sends nothing for longer than the
@@ -231,13 +258,31 @@ async fn delete_the_only_pod(prestop: u32) -> ProbeStats {
 
 // Upstream (kubernetes `pkg/proxy/topology.go`, `CategorizeEndpoints`): with no ready endpoint
 // kube-proxy falls back to the serving, terminating ones. A single replica whose preStop sleep
-// outlasts its replacement's start keeps answering; without a preStop its process stops
-// taking connections at once, and requests fail until the replacement is Ready.
+// outlasts its replacement's start keeps answering; without a preStop its process exits at
+// once (cutting what is in flight), kube-proxy sends it connections until it sees that
+// (refused), and then has no endpoint until the replacement is Ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminating_single_replica_serves_until_its_prestop_ends() {
     let with = delete_the_only_pod(20).await;
     assert!(with.sent() > 100);
     assert_eq!(with.failed(), 0, "{:?}", with.samples);
     let without = delete_the_only_pod(0).await;
-    only(&without, FailureReason::NoEndpoint);
+    for reason in [FailureReason::NoEndpoint, FailureReason::Refused] {
+        assert!(
+            without.count(reason) > 0,
+            "no {reason:?}: {:?}",
+            without.services
+        );
+    }
+    let own = [
+        FailureReason::NoEndpoint,
+        FailureReason::Refused,
+        FailureReason::Aborted,
+    ];
+    assert_eq!(
+        without.failed(),
+        own.iter().map(|r| without.count(*r)).sum::<u64>(),
+        "{:?}",
+        without.services
+    );
 }

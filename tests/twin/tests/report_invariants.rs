@@ -9,9 +9,10 @@ use lb_support::*;
 use ngm_twin::report::{Recorder, RunParts};
 use serde_json::{Value, json};
 
+// Pods that stop gracefully (a preStop longer than kube-proxy's lag), so a clean run drops nothing.
 const WEB: &str = "
 workloads:
-  - { kind: Deployment, name: web, namespace: apps, replicas: 3, startupSeconds: 2, pdb: { minAvailable: 2 } }
+  - { kind: Deployment, name: web, namespace: apps, replicas: 3, startupSeconds: 2, preStopSeconds: 2, onSigterm: stopAccepting, pdb: { minAvailable: 2 } }
 services:
   - { name: web, namespace: apps, workload: web, type: LoadBalancer, loadBalancer: { kind: NLB } }
 traffic:

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ngm_twin::clock::Clock;
 use ngm_twin::scenario::{
-    ServiceSpec, ServiceType, TrafficPolicy, WorkloadKind, service_object, wait_until,
+    OnSigterm, ServiceSpec, ServiceType, TrafficPolicy, WorkloadKind, service_object, wait_until,
 };
 use ngm_twin::sim::nodes::{NodeTemplate, register_node, remove_node, terminate_instance};
 use ngm_twin::store::{DeleteOptions, Resource, Store};
@@ -106,6 +106,8 @@ async fn a_deleted_pod_leaves_the_endpoints_at_once_and_goes_after_its_prestop()
     sim.stop().await;
 }
 
+// A graceful server (`onSigterm: stopAccepting`, as Go's `Server.Shutdown`) serves what is in
+// flight after SIGTERM, within its grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminating_pod_serves_its_in_flight_requests_until_they_end() {
     let (store, clock, sim) = twin();
@@ -113,6 +115,7 @@ async fn a_terminating_pod_serves_its_in_flight_requests_until_they_end() {
     let mut w = workload(WorkloadKind::Deployment, "web", 1);
     w.pre_stop_seconds = Some(5);
     w.termination_grace_period_seconds = Some(60);
+    w.on_sigterm = OnSigterm::StopAccepting;
     create(&store, &w);
     eventually(&clock, "ready", || ready_pods(&store, "web-") == 1).await;
     let pod = pods(&store, "web-").remove(0);
@@ -137,6 +140,47 @@ async fn a_terminating_pod_serves_its_in_flight_requests_until_they_end() {
         store.try_get(Resource::Pod, "default", &name).is_none()
     })
     .await;
+    sim.stop().await;
+}
+
+// SIGTERM's default action ends the process (signal(7)): a pod whose process has no handler
+// (`onSigterm: exit`, the default) is gone once its preStop ends, whatever is in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_exits_on_sigterm_ends_its_pod_with_requests_in_flight() {
+    let (store, clock, sim) = twin();
+    node(&store, "us-west-2a", "g");
+    let mut w = workload(WorkloadKind::Deployment, "web", 1);
+    w.pre_stop_seconds = Some(5);
+    w.termination_grace_period_seconds = Some(60);
+    create(&store, &w);
+    eventually(&clock, "ready", || ready_pods(&store, "web-") == 1).await;
+    let pod = pods(&store, "web-").remove(0);
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let _request = sim
+        .inflight()
+        .begin(pod["metadata"]["uid"].as_str().unwrap_or_default());
+    let deleted_at = clock.now();
+    store
+        .delete(Resource::Pod, "default", &name, &DeleteOptions::default())
+        .expect("delete");
+    clock.advance(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        store.try_get(Resource::Pod, "default", &name).is_some(),
+        "gone before its preStop ended"
+    );
+    eventually(&clock, "removed at SIGTERM", || {
+        store.try_get(Resource::Pod, "default", &name).is_none()
+    })
+    .await;
+    let after = (clock.now() - deleted_at).num_seconds();
+    assert!(
+        after < 10,
+        "removed {after} s after the deletion, not at the preStop's end"
+    );
     sim.stop().await;
 }
 

@@ -110,7 +110,8 @@ async fn the_pulumi_tutorial_boots_with_eks_node_labels_and_ready_workloads() {
         .collect();
     assert_eq!(zones.len(), 3, "one node per zone");
     let pods = store.list_all(Resource::Pod, None);
-    assert_eq!(pods.len(), 6);
+    // 3 ingress controllers, 3 echoservers and 2 CoreDNS replicas.
+    assert_eq!(pods.len(), 8);
     assert!(pods.iter().all(|p| p["status"]["phase"] == "Running"));
     let slice = store
         .get(

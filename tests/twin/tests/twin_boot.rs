@@ -165,8 +165,8 @@ async fn a_booted_scenario_serves_active_node_groups_backed_by_moto_and_ready_po
         .expect("list pods");
     assert_eq!(
         pods.items.len(),
-        6,
-        "3 ingress controllers and 3 echoservers"
+        8,
+        "3 ingress controllers, 3 echoservers and 2 CoreDNS replicas"
     );
     for pod in &pods.items {
         let ready = pod

@@ -109,6 +109,7 @@ fn entered(state: &str) -> StateEvent {
         error: None,
         cause: None,
         attempt: None,
+        preflight: None,
     }
 }
 
@@ -130,6 +131,7 @@ struct Case {
     functions: BTreeMap<String, FunctionStats>,
     slow: Vec<SlowInvocation>,
     cleanup: Option<CleanupRun>,
+    output: Option<Value>,
 }
 
 impl Case {
@@ -145,6 +147,7 @@ impl Case {
             functions: BTreeMap::new(),
             slow: Vec::new(),
             cleanup: None,
+            output: None,
         }
     }
 
@@ -173,7 +176,7 @@ impl Case {
             scenario: &self.scenario,
             expectation: self.expectation.as_ref(),
             status: self.status.into(),
-            output: None,
+            output: self.output,
             error: (self.status != "SUCCEEDED").then(|| "RetireStalled".to_string()),
             cause: None,
             report: &self.report,
@@ -407,6 +410,8 @@ fn failed_requests_on_a_killed_pod_are_counted_apart() {
     let sample = |pod: &str| FailureSample {
         at: Utc::now(),
         service: "a/web".into(),
+        stream: "loadBalancer".into(),
+        path: format!("ALB a/web → node n1 → pod {pod}"),
         reason: FailureReason::PodKilled,
         node: None,
         pod: Some(pod.into()),
@@ -439,6 +444,63 @@ fn failed_requests_on_a_killed_pod_are_counted_apart() {
         samples: vec![sample("a/web-2")],
     };
     assert!(!broken(&c.verdict(), "I1").is_empty());
+}
+
+// DESIGN I1: a request lost because a workload itself cannot stop gracefully is counted apart
+// when the pre-flight named the workload; the same failure on a workload it did not name, or
+// a failure of another kind on a named workload, is ngm's.
+#[test]
+fn failures_a_named_workload_causes_itself_are_counted_apart() {
+    let traffic = |workload: &str, reason: FailureReason| ProbeStats {
+        services: vec![ServiceTraffic {
+            service: "shop/cart".into(),
+            sent: 100,
+            failed: 3,
+            by_workload: BTreeMap::from([(workload.to_string(), BTreeMap::from([(reason, 3)]))]),
+            ..ServiceTraffic::default()
+        }],
+        samples: Vec::new(),
+    };
+    let named = json!({ "preflight": { "findings": [
+        "Deployment shop/cart (behind Service shop/cart) has no preStop hook: its pods get SIGTERM"
+    ] } });
+    let case = |workload: &str, reason: FailureReason| {
+        let mut c = Case::success();
+        c.report.traffic = traffic(workload, reason);
+        c.output = Some(named.clone());
+        c.verdict()
+    };
+    let v = case("Deployment shop/cart", FailureReason::Refused);
+    assert!(broken(&v, "I1").is_empty(), "{}", v.summary());
+    assert_eq!(v.figures.named()["workloadFailedRequests"], 3.0);
+    assert_eq!(v.figures.named()["ngmFailedRequests"], 0.0);
+    assert_eq!(v.figures.workload_failures["Deployment shop/cart"], 3);
+    assert!(
+        v.summary()
+            .contains("Deployment shop/cart: 3 requests failed")
+    );
+    let v = case("Deployment shop/cart", FailureReason::Aborted);
+    assert!(broken(&v, "I1").is_empty(), "{}", v.summary());
+    // A failed execution has no output: the report comes from the history.
+    let mut c = Case::success();
+    c.status = "FAILED";
+    c.report.traffic = traffic("Deployment shop/cart", FailureReason::Refused);
+    c.events.insert(
+        0,
+        StateEvent {
+            preflight: named.get("preflight").cloned(),
+            ..exited("ValidateAndPlan")
+        },
+    );
+    let v = c.verdict();
+    assert_eq!(v.figures.requests_failed_workload, 3, "{}", v.summary());
+    // Not named by the pre-flight: ngm's.
+    let v = case("Deployment shop/catalog", FailureReason::Refused);
+    assert!(!broken(&v, "I1").is_empty(), "{}", v.summary());
+    // Named, but the failure is not one of the workload's own making.
+    let v = case("Deployment shop/cart", FailureReason::NodeGone);
+    assert!(!broken(&v, "I1").is_empty(), "{}", v.summary());
+    assert_eq!(v.figures.named()["ngmFailedRequests"], 3.0);
 }
 
 #[test]

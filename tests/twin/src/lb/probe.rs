@@ -1,12 +1,19 @@
-//! The traffic probe: a steady stream of requests to each service through its load balancer,
-//! on the twin's clock, with every failure counted by reason.
+//! The traffic probe: steady streams of requests on the twin's clock, with every failure
+//! counted by reason and by the path it took.
 //!
-//! A request picks a target node (round-robin among healthy targets), then an endpoint as
-//! kube-proxy on that node would (`Local`: a ready pod on that node; `Cluster`: any ready pod),
-//! and holds the pod for its duration (registered in [`InFlight`] so the kubelet keeps a
-//! terminating pod until the request is done or its grace period ends). It is judged when it
-//! ends: it failed if its node or pod went before then, or if its target's deregistration
-//! delay ended first.
+//! A stream enters through its Service's load balancer (round-robin among healthy target
+//! nodes, then kube-proxy on that node: `Local`, a ready pod on that node; `Cluster`, any
+//! ready pod), or from a pod through the Service's ClusterIP (kube-proxy on the client's
+//! node), or as DNS lookups to a kube-dns Service the same way. A chained stream goes on from
+//! the pod it reached (an ingress controller) to a backend Service's endpoints, as the
+//! ingress controller picks them. Every consumer routes by the EndpointSlices as it last saw
+//! them ([`World::routable_endpoints`]), so a connection can reach a pod whose process no
+//! longer takes it: it is refused.
+//!
+//! A request holds each pod it reached for its duration (registered in [`InFlight`] so the
+//! kubelet keeps a terminating pod until the request is done or its grace period ends). It is
+//! judged when it ends: it failed if a node or pod on its path went before then (a process
+//! that exits on SIGTERM cuts it), or if its target's deregistration delay ended first.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -16,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Balancer;
 use super::targets::Pick;
-use super::world::World;
+use super::world::{Consumer, PodView, World};
 use crate::clock::secs_delta;
 use crate::sim::{InFlight, InFlightGuard};
 
@@ -35,26 +42,61 @@ pub enum FailureReason {
     NodeGone,
     /// The pod was removed before the request finished (grace period over, or killed).
     PodKilled,
-    /// kube-proxy on the target node found no ready endpoint (`Local`: none on that node).
+    /// kube-proxy (or the ingress controller) found no endpoint to send it to (`Local`: none
+    /// on that node).
     NoEndpoint,
     /// The target was deregistered and its deregistration delay ended first.
     DrainTimeout,
     /// The request outlasted the load balancer's idle timeout.
     IdleTimeout,
+    /// A consumer that had not yet seen the endpoint go sent the connection to a pod whose
+    /// process no longer took connections (it had SIGTERM after its preStop hook, or was
+    /// gone): connection refused.
+    Refused,
+    /// The pod's process exited on SIGTERM with the request in flight (no graceful
+    /// shutdown): connection reset.
+    Aborted,
 }
 
-/// The requests of one service.
+impl FailureReason {
+    /// Failures a workload causes itself, on any rollout, by how its pods stop (no preStop
+    /// hook long enough for its consumers' lag, no graceful shutdown): what pre-flight names.
+    pub fn is_workloads_own(self) -> bool {
+        matches!(self, Self::Refused | Self::Aborted)
+    }
+}
+
+/// How a stream reaches its Service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Via {
+    /// Through the Service's load balancer (and the node port).
+    #[default]
+    LoadBalancer,
+    /// From a pod to the Service's ClusterIP, through kube-proxy.
+    ClusterIp,
+    /// DNS lookups from a pod to the kube-dns Service's ClusterIP, through kube-proxy.
+    Dns,
+}
+
+/// The requests of one stream.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceTraffic {
-    /// `namespace/name`.
+    /// `namespace/name` of the Service the stream enters.
     pub service: String,
+    /// How: `loadBalancer`, `clusterIp` or `dns`, and ` → namespace/name` of the backend
+    /// Service of a chained stream.
+    pub stream: String,
     pub sent: u64,
     pub succeeded: u64,
     pub failed: u64,
     /// Still running when the figures were taken (neither succeeded nor failed yet).
     pub in_flight: u64,
     pub failures: BTreeMap<FailureReason, u64>,
+    /// Failures on a pod, by the pod's workload (`Deployment shop/cart`) and reason.
+    #[serde(default)]
+    pub by_workload: BTreeMap<String, BTreeMap<FailureReason, u64>>,
     /// Requests the load balancer sent to each target node.
     pub by_node: BTreeMap<String, u64>,
 }
@@ -66,9 +108,16 @@ pub struct FailureSample {
     /// Simulated time the request started.
     pub at: DateTime<Utc>,
     pub service: String,
+    /// The stream, as [`ServiceTraffic::stream`].
+    #[serde(default)]
+    pub stream: String,
+    /// Every hop the request took, as far as it got: `CLB shop/web → node n1 → pod shop/web-x`.
+    #[serde(default)]
+    pub path: String,
     pub reason: FailureReason,
+    /// The node of the hop that failed (the target node when the load balancer failed).
     pub node: Option<String>,
-    /// `namespace/name` of the pod, when one was chosen.
+    /// `namespace/name` of the pod of the hop that failed, when one was chosen.
     pub pod: Option<String>,
 }
 
@@ -105,9 +154,70 @@ impl ProbeStats {
 pub struct Stream {
     pub namespace: String,
     pub service: String,
+    pub via: Via,
+    /// A chained stream: the pods of `service` proxy each request on to this Service's
+    /// endpoints, (namespace, name).
+    pub backend: Option<(String, String)>,
     pub interval_seconds: f64,
     pub request_seconds: f64,
     pub next: Option<DateTime<Utc>>,
+    pub(crate) cursor: usize,
+    pub(crate) backend_cursor: usize,
+}
+
+impl Stream {
+    fn name(&self) -> String {
+        let via = match self.via {
+            Via::LoadBalancer => "loadBalancer",
+            Via::ClusterIp => "clusterIp",
+            Via::Dns => "dns",
+        };
+        match &self.backend {
+            Some((ns, svc)) => format!("{via} → {ns}/{svc}"),
+            None => via.to_string(),
+        }
+    }
+}
+
+/// One pod a request reached.
+struct Hop {
+    uid: String,
+    /// `namespace/name`.
+    pod: String,
+    node: Option<String>,
+    workload: String,
+    _guard: InFlightGuard,
+}
+
+/// Where a failed request failed.
+#[derive(Default)]
+struct At {
+    node: Option<String>,
+    pod: Option<String>,
+    workload: Option<String>,
+}
+
+impl At {
+    fn node(node: &str) -> Self {
+        Self {
+            node: Some(node.to_string()),
+            ..Self::default()
+        }
+    }
+    fn pod(p: &PodView) -> Self {
+        Self {
+            node: p.node.clone(),
+            pod: Some(format!("{}/{}", p.namespace, p.name)),
+            workload: Some(p.workload.clone()),
+        }
+    }
+    fn hop(h: &Hop) -> Self {
+        Self {
+            node: h.node.clone(),
+            pod: Some(h.pod.clone()),
+            workload: Some(h.workload.clone()),
+        }
+    }
 }
 
 struct Pending {
@@ -115,12 +225,12 @@ struct Pending {
     seq: u64,
     stream: usize,
     start: DateTime<Utc>,
-    node: String,
-    pod_uid: String,
-    pod: String,
-    pod_node: Option<String>,
+    /// The load balancer's target node.
+    node: Option<String>,
+    /// The pods reached, in order (the ingress pod, then the backend's).
+    hops: Vec<Hop>,
+    path: String,
     idle_cut: bool,
-    _guard: InFlightGuard,
 }
 
 impl PartialEq for Pending {
@@ -158,6 +268,7 @@ impl Probe {
             .iter()
             .map(|s| ServiceTraffic {
                 service: format!("{}/{}", s.namespace, s.service),
+                stream: s.name(),
                 ..ServiceTraffic::default()
             })
             .collect();
@@ -210,21 +321,30 @@ impl Probe {
     fn fail(
         &mut self,
         stream: usize,
-        at: DateTime<Utc>,
+        start: DateTime<Utc>,
         reason: FailureReason,
-        node: Option<String>,
-        pod: Option<String>,
+        path: String,
+        at: At,
     ) {
         let st = &mut self.stats[stream];
         st.failed += 1;
         *st.failures.entry(reason).or_default() += 1;
+        if let Some(w) = &at.workload {
+            *st.by_workload
+                .entry(w.clone())
+                .or_default()
+                .entry(reason)
+                .or_default() += 1;
+        }
         if self.samples.len() < MAX_SAMPLES {
             self.samples.push(FailureSample {
-                at,
+                at: start,
                 service: st.service.clone(),
+                stream: st.stream.clone(),
+                path,
                 reason,
-                node,
-                pod,
+                node: at.node,
+                pod: at.pod,
             });
         }
     }
@@ -240,33 +360,44 @@ impl Probe {
             let Some(Reverse(p)) = self.pending.pop() else {
                 break;
             };
-            self.track(p.stream, &p.node, false);
-            let gone = |t: Option<&DateTime<Utc>>| t.is_some_and(|t| *t <= p.end);
+            if let Some(node) = &p.node {
+                self.track(p.stream, node, false);
+            }
+            let gone = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t <= p.end);
             let stream = &self.streams[p.stream];
             let lb = balancers.get(&(stream.namespace.clone(), stream.service.clone()));
-            let reason = if gone(world.node_gone_at(&p.node).as_ref())
-                || p.pod_node
-                    .as_ref()
-                    .is_some_and(|n| gone(world.node_gone_at(n).as_ref()))
-            {
-                Some(FailureReason::NodeGone)
-            } else if gone(world.pods_gone.get(&p.pod_uid)) {
-                Some(FailureReason::PodKilled)
-            } else if lb.is_some_and(|lb| lb.group.cut_by_deregistration(&p.node, p.start, p.end)) {
-                Some(FailureReason::DrainTimeout)
-            } else if p.idle_cut {
-                Some(FailureReason::IdleTimeout)
-            } else {
-                None
-            };
-            match reason {
-                Some(r) => self.fail(
-                    p.stream,
-                    p.start,
-                    r,
-                    Some(p.node.clone()),
-                    Some(p.pod.clone()),
-                ),
+            let verdict =
+                if let Some(node) = p.node.as_ref().filter(|n| gone(world.node_gone_at(n))) {
+                    Some((FailureReason::NodeGone, At::node(node)))
+                } else {
+                    p.hops.iter().find_map(|h| {
+                        if h.node.as_ref().is_some_and(|n| gone(world.node_gone_at(n))) {
+                            Some((FailureReason::NodeGone, At::hop(h)))
+                        } else if gone(world.pods_gone.get(&h.uid).copied()) {
+                            let reason = if world.pods_aborted.contains(&h.uid) {
+                                FailureReason::Aborted
+                            } else {
+                                FailureReason::PodKilled
+                            };
+                            Some((reason, At::hop(h)))
+                        } else {
+                            None
+                        }
+                    })
+                }
+                .or_else(|| {
+                    let node = p.node.as_ref()?;
+                    let at = || p.hops.first().map_or_else(|| At::node(node), At::hop);
+                    if lb.is_some_and(|lb| lb.group.cut_by_deregistration(node, p.start, p.end)) {
+                        Some((FailureReason::DrainTimeout, at()))
+                    } else if p.idle_cut {
+                        Some((FailureReason::IdleTimeout, at()))
+                    } else {
+                        None
+                    }
+                });
+            match verdict {
+                Some((reason, at)) => self.fail(p.stream, p.start, reason, p.path, at),
                 None => self.stats[p.stream].succeeded += 1,
             }
         }
@@ -291,6 +422,66 @@ impl Probe {
         }
     }
 
+    /// Picks the pod a consumer sends a new connection to, round-robin by `cursor`: `Err`
+    /// with the failure when there is none, or it does not take the connection.
+    fn reach<'w>(
+        world: &'w World,
+        (ns, svc): (&str, &str),
+        node: Option<&str>,
+        consumer: Consumer,
+        start: DateTime<Utc>,
+        cursor: &mut usize,
+    ) -> Result<&'w PodView, (FailureReason, At, Option<String>)> {
+        let candidates = world.routable_endpoints(ns, svc, node, start, consumer);
+        if candidates.is_empty() {
+            return Err((
+                FailureReason::NoEndpoint,
+                node.map(At::node).unwrap_or_default(),
+                None,
+            ));
+        }
+        *cursor = cursor.wrapping_add(1);
+        let ep = &candidates[*cursor % candidates.len()];
+        // A pod removed after the request started (the probe runs behind the clock at times)
+        // still took it then; one removed before, which the consumer has not seen go, no
+        // longer answers.
+        let existing = world.pods.get(&ep.pod_uid).or_else(|| {
+            world
+                .pods_gone
+                .get(&ep.pod_uid)
+                .filter(|gone| **gone > start)
+                .and(world.pods_removed.get(&ep.pod_uid))
+        });
+        let Some(pod) = existing else {
+            let (at, hop) = match world.pods_removed.get(&ep.pod_uid) {
+                Some(p) => (At::pod(p), format!("pod {}/{} (gone)", p.namespace, p.name)),
+                None => (
+                    At {
+                        node: ep.node.clone(),
+                        ..At::default()
+                    },
+                    "pod (gone)".to_string(),
+                ),
+            };
+            // On a node that went too, nothing answers at all: it times out.
+            let reason = if at
+                .node
+                .as_deref()
+                .is_some_and(|n| world.node_gone_at(n).is_some())
+            {
+                FailureReason::NodeGone
+            } else {
+                FailureReason::Refused
+            };
+            return Err((reason, at, Some(hop)));
+        };
+        if !pod.accepts(start) {
+            let hop = format!("pod {}/{}", pod.namespace, pod.name);
+            return Err((FailureReason::Refused, At::pod(pod), Some(hop)));
+        }
+        Ok(pod)
+    }
+
     fn send(
         &mut self,
         i: usize,
@@ -301,32 +492,107 @@ impl Probe {
     ) {
         self.stats[i].sent += 1;
         let s = &self.streams[i];
-        let (ns, svc, secs) = (s.namespace.clone(), s.service.clone(), s.request_seconds);
-        let Some(lb) = balancers.get_mut(&(ns.clone(), svc.clone())) else {
-            return self.fail(i, start, FailureReason::NoTarget, None, None);
-        };
-        let node = match lb.group.pick(start) {
-            Pick::Node(n) => n,
-            Pick::NoTarget => return self.fail(i, start, FailureReason::NoTarget, None, None),
-        };
-        *self.stats[i].by_node.entry(node.clone()).or_default() += 1;
-        if !world.nodes.contains_key(&node) || world.dead.contains_key(&node) {
-            return self.fail(i, start, FailureReason::NodeGone, Some(node), None);
+        let (ns, svc, secs, via) = (
+            s.namespace.clone(),
+            s.service.clone(),
+            s.request_seconds,
+            s.via,
+        );
+        let backend = s.backend.clone();
+        let mut path: Vec<String> = Vec::new();
+        let mut idle_cut = false;
+        // The load balancer's target node, and whether kube-proxy keeps to it (`Local`).
+        let mut node = None;
+        let mut local = false;
+        match via {
+            Via::LoadBalancer => {
+                let Some(lb) = balancers.get_mut(&(ns.clone(), svc.clone())) else {
+                    let path = format!("no load balancer for {ns}/{svc}");
+                    return self.fail(i, start, FailureReason::NoTarget, path, At::default());
+                };
+                let kind = format!("{:?}", lb.group.settings.kind).to_uppercase();
+                path.push(format!("{kind} {ns}/{svc}"));
+                let n = match lb.group.pick(start) {
+                    Pick::Node(n) => n,
+                    Pick::NoTarget => {
+                        return self.fail(
+                            i,
+                            start,
+                            FailureReason::NoTarget,
+                            path.join(" → "),
+                            At::default(),
+                        );
+                    }
+                };
+                *self.stats[i].by_node.entry(n.clone()).or_default() += 1;
+                path.push(format!("node {n}"));
+                if world.node_gone_at(&n).is_some_and(|t| t <= start) {
+                    return self.fail(
+                        i,
+                        start,
+                        FailureReason::NodeGone,
+                        path.join(" → "),
+                        At::node(&n),
+                    );
+                }
+                idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);
+                local = lb.local;
+                node = Some(n);
+            }
+            Via::ClusterIp => path.push(format!("clusterIP {ns}/{svc}")),
+            Via::Dns => path.push(format!("dns {ns}/{svc}")),
         }
-        // Local: kube-proxy only forwards to pods on the node the request arrived at.
-        let candidates =
-            world.routable_endpoints(&ns, &svc, lb.local.then_some(node.as_str()), start);
-        if candidates.is_empty() {
-            return self.fail(i, start, FailureReason::NoEndpoint, Some(node), None);
-        }
-        lb.endpoint_cursor = lb.endpoint_cursor.wrapping_add(1);
-        let ep = candidates[lb.endpoint_cursor % candidates.len()];
-        let Some(pod) = world.pods.get(&ep.pod_uid) else {
-            // `routable_endpoints` lists only pods that exist.
-            return self.fail(i, start, FailureReason::PodKilled, Some(node), None);
+        let mut hops = Vec::new();
+        let mut cursor = self.streams[i].cursor;
+        let first = Self::reach(
+            world,
+            (&ns, &svc),
+            node.as_deref().filter(|_| local),
+            Consumer::KubeProxy,
+            start,
+            &mut cursor,
+        );
+        self.streams[i].cursor = cursor;
+        let pod = match first {
+            Ok(pod) => pod,
+            Err((reason, at, hop)) => {
+                path.extend(hop);
+                let at = if at.node.is_none() {
+                    node.as_deref().map(At::node).unwrap_or_default()
+                } else {
+                    at
+                };
+                return self.fail(i, start, reason, path.join(" → "), at);
+            }
         };
-        let idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);
-        self.track(i, &node, true);
+        path.push(format!("pod {}/{}", pod.namespace, pod.name));
+        hops.push(hop_of(pod, inflight));
+        if let Some((bns, bsvc)) = &backend {
+            path.push(format!("{bns}/{bsvc}"));
+            let mut cursor = self.streams[i].backend_cursor;
+            let second = Self::reach(
+                world,
+                (bns, bsvc),
+                None,
+                Consumer::Ingress,
+                start,
+                &mut cursor,
+            );
+            self.streams[i].backend_cursor = cursor;
+            match second {
+                Ok(pod) => {
+                    path.push(format!("pod {}/{}", pod.namespace, pod.name));
+                    hops.push(hop_of(pod, inflight));
+                }
+                Err((reason, at, hop)) => {
+                    path.extend(hop);
+                    return self.fail(i, start, reason, path.join(" → "), at);
+                }
+            }
+        }
+        if let Some(n) = &node {
+            self.track(i, n, true);
+        }
         self.seq += 1;
         self.pending.push(Reverse(Pending {
             end: start + secs_delta(secs),
@@ -334,11 +600,20 @@ impl Probe {
             stream: i,
             start,
             node,
-            pod_uid: ep.pod_uid.clone(),
-            pod: format!("{}/{}", pod.namespace, pod.name),
-            pod_node: pod.node.clone(),
+            hops,
+            path: path.join(" → "),
             idle_cut,
-            _guard: inflight.begin(&ep.pod_uid),
         }));
+    }
+}
+
+fn hop_of(pod: &PodView, inflight: &InFlight) -> Hop {
+    let uid = pod.uid.clone();
+    Hop {
+        _guard: inflight.begin(&uid),
+        uid,
+        pod: format!("{}/{}", pod.namespace, pod.name),
+        node: pod.node.clone(),
+        workload: pod.workload.clone(),
     }
 }

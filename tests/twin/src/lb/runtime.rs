@@ -139,7 +139,6 @@ impl State {
                 local,
                 port,
                 node_port,
-                endpoint_cursor: 0,
                 seeded: false,
                 asg_attached,
                 attached: Default::default(),
@@ -150,15 +149,22 @@ impl State {
     }
 
     /// Whether `node` passes this load balancer's health check now.
-    fn passes(world: &World, lb: &Balancer, node: &str) -> bool {
-        Self::check(world, &lb.namespace, &lb.service, lb.local, node)
+    fn passes(world: &World, lb: &Balancer, node: &str, now: DateTime<Utc>) -> bool {
+        Self::check(world, &lb.namespace, &lb.service, lb.local, node, now)
     }
 
-    fn check(world: &World, ns: &str, service: &str, local: bool, node: &str) -> bool {
+    fn check(
+        world: &World,
+        ns: &str,
+        service: &str,
+        local: bool,
+        node: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
         // A terminated instance answers no health check, whatever its Node still says.
         world.nodes.contains_key(node)
             && !world.dead.contains_key(node)
-            && (!local || world.has_local_endpoint(ns, service, node))
+            && (!local || world.has_local_endpoint(ns, service, node, now))
     }
 
     /// Brings every target set, health check and request up to `now`.
@@ -208,7 +214,7 @@ impl State {
                         (
                             n.name.clone(),
                             n.instance_id.clone(),
-                            Self::passes(world, lb, &n.name),
+                            Self::passes(world, lb, &n.name, now),
                         )
                     })
                     .collect();
@@ -232,8 +238,9 @@ impl State {
             }
             if lb.group.check_due(now) {
                 let (ns, service, local) = (lb.namespace.as_str(), lb.service.as_str(), lb.local);
-                lb.group
-                    .check(now, |node| Self::check(world, ns, service, local, node));
+                lb.group.check(now, |node| {
+                    Self::check(world, ns, service, local, node, now)
+                });
             }
             // What DescribeTargetHealth / DescribeInstanceHealth answer, when it changed.
             let states = lb.group.instance_states();
@@ -274,11 +281,10 @@ impl State {
     fn on_event(
         &mut self,
         ev: &WatchEvent,
-        now: DateTime<Utc>,
         store: &Store,
         aws: Option<&mpsc::UnboundedSender<AwsCmd>>,
     ) {
-        self.world.apply(ev, now);
+        self.world.apply(ev);
         match ev.resource {
             Resource::Node => self.nodes_dirty = true,
             Resource::Service => self.on_service(ev.kind, &ev.object, store, aws),
@@ -307,7 +313,7 @@ pub(super) async fn run(
             let mut st = State::lock(&state);
             loop {
                 match rx.try_recv() {
-                    Ok(ev) => st.on_event(&ev, clock.now(), &store, aws.as_ref()),
+                    Ok(ev) => st.on_event(&ev, &store, aws.as_ref()),
                     Err(TryRecvError::Lagged(_)) => st.on_lag(&store, clock.now()),
                     Err(_) => break,
                 }
@@ -326,7 +332,7 @@ pub(super) async fn run(
         tokio::select! {
             _ = stop.notified() => return,
             r = rx.recv() => match r {
-                Ok(ev) => State::lock(&state).on_event(&ev, clock.now(), &store, aws.as_ref()),
+                Ok(ev) => State::lock(&state).on_event(&ev, &store, aws.as_ref()),
                 Err(RecvError::Lagged(_)) => State::lock(&state).on_lag(&store, clock.now()),
                 Err(RecvError::Closed) => return,
             },

@@ -2,7 +2,7 @@
 //! kept current from the store's event stream, plus the moment each node and pod disappeared
 //! (so a request can tell whether its node or pod went before it finished).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -10,9 +10,10 @@ use serde_json::Value;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::clock::secs_delta;
+use crate::scenario::EndpointLag;
 use crate::sim::endpoints::SERVICE_NAME_LABEL;
 use crate::sim::nodes::instance_id_of;
-use crate::sim::podutil::{grace_seconds, prestop_seconds};
+use crate::sim::podutil::{OnSigterm, grace_seconds, prestop_seconds};
 use crate::store::{EventKind, Resource, Store, WatchEvent, parse_timestamp};
 
 /// The label that takes a node out of every external load balancer, whatever its value
@@ -32,6 +33,7 @@ pub struct NodeView {
 /// One pod, as far as routing needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodView {
+    pub uid: String,
     pub namespace: String,
     pub name: String,
     pub node: Option<String>,
@@ -41,6 +43,25 @@ pub struct PodView {
     /// new connections (`deletionTimestamp` is the end of the grace period, which starts with
     /// the preStop hook).
     pub accepting_until: Option<DateTime<Utc>>,
+    /// Terminating: when its deletion began (`deletionTimestamp` less the grace period).
+    pub terminating_since: Option<DateTime<Utc>>,
+    /// What its process does on SIGTERM.
+    pub on_sigterm: OnSigterm,
+    /// The workload it belongs to, as ngm's pre-flight names it (`Deployment shop/cart`,
+    /// `DaemonSet kube-system/x`), or `pod ns/name` for a bare pod.
+    pub workload: String,
+}
+
+impl PodView {
+    /// Whether its process takes a new connection at `t`: not terminating; or, terminating,
+    /// its preStop hook still runs (SIGTERM not sent yet) or it serves on after SIGTERM.
+    pub fn accepts(&self, t: DateTime<Utc>) -> bool {
+        match self.accepting_until {
+            None => true,
+            Some(_) if self.on_sigterm == OnSigterm::FinishInFlight => true,
+            Some(until) => t < until,
+        }
+    }
 }
 
 /// One endpoint of an EndpointSlice.
@@ -56,19 +77,44 @@ pub struct EndpointView {
     pub terminating: bool,
 }
 
+/// One version of an EndpointSlice.
+#[derive(Debug)]
+struct SliceVersion {
+    /// When it was seen (`None`: there from the start).
+    at: Option<DateTime<Utc>>,
+    service: String,
+    endpoints: Vec<EndpointView>,
+}
+
+/// Who reads the EndpointSlices, each after its own lag ([`EndpointLag`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consumer {
+    KubeProxy,
+    Ingress,
+}
+
 /// The cluster as the load balancers see it.
 #[derive(Debug, Default)]
 pub struct World {
     pub nodes: BTreeMap<String, NodeView>,
     pub pods: HashMap<String, PodView>,
-    /// EndpointSlices by (namespace, slice name): (service name, endpoints).
-    slices: BTreeMap<(String, String), (String, Vec<EndpointView>)>,
-    /// Slice names by (namespace, service name).
+    /// EndpointSlices by (namespace, slice name): every version a consumer may still act on,
+    /// oldest first (a deleted slice's last version lists nothing).
+    slices: BTreeMap<(String, String), VecDeque<SliceVersion>>,
+    /// Slice names by (namespace, service name), of every version kept.
     by_service: HashMap<(String, String), BTreeSet<String>>,
+    /// How long each consumer takes to see a slice change.
+    pub lag: EndpointLag,
     /// When each removed node was seen to go, by name (the latest removal).
     pub nodes_gone: HashMap<String, DateTime<Utc>>,
     /// When each removed pod was seen to go, by UID.
     pub pods_gone: HashMap<String, DateTime<Utc>>,
+    /// Removed pods whose process exited on SIGTERM ([`OnSigterm::Exit`]) before their grace
+    /// period ended, by UID: what was in flight there was cut by the process, not the kubelet.
+    pub pods_aborted: HashSet<String>,
+    /// Removed pods as they last were, by UID: a consumer that has not seen one go still
+    /// sends it connections, and the report names it.
+    pub pods_removed: HashMap<String, PodView>,
     /// Nodes whose instance terminated, and when: their Node and pods may still be in the API,
     /// Ready, but nothing there answers (`crate::sim::nodelifecycle`).
     pub dead: BTreeMap<String, DateTime<Utc>>,
@@ -94,20 +140,47 @@ fn pod_view(v: &Value) -> PodView {
         .pointer("/metadata/deletionTimestamp")
         .and_then(Value::as_str)
         .and_then(parse_timestamp);
-    let accepting_until = deleting_at.and_then(|end| {
-        let pod: Pod = serde_json::from_value(v.clone()).ok()?;
-        let grace = grace_seconds(&pod) as f64;
-        Some(end - secs_delta(grace) + secs_delta(prestop_seconds(&pod).min(grace)))
-    });
+    let pod: Option<Pod> = serde_json::from_value(v.clone()).ok();
+    let grace = pod.as_ref().map_or(30.0, |p| grace_seconds(p) as f64);
+    let terminating_since = deleting_at.map(|end| end - secs_delta(grace));
+    let accepting_until = terminating_since
+        .map(|start| start + secs_delta(pod.as_ref().map_or(0.0, prestop_seconds).min(grace)));
+    let (namespace, name) = (s(v, "/metadata/namespace"), s(v, "/metadata/name"));
     PodView {
-        namespace: s(v, "/metadata/namespace").to_string(),
-        name: s(v, "/metadata/name").to_string(),
+        uid: s(v, "/metadata/uid").to_string(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
         node: Some(s(v, "/spec/nodeName"))
             .filter(|n| !n.is_empty())
             .map(str::to_string),
         deleting_at,
         accepting_until,
+        on_sigterm: pod.as_ref().map(OnSigterm::of).unwrap_or_default(),
+        terminating_since,
+        workload: workload_of(v).unwrap_or_else(|| format!("pod {namespace}/{name}")),
     }
+}
+
+/// The pod's workload from its controller reference: a ReplicaSet stands for its Deployment
+/// (its name less the `pod-template-hash` suffix, as the Deployment controller names it).
+fn workload_of(v: &Value) -> Option<String> {
+    let ns = s(v, "/metadata/namespace");
+    let owner = v
+        .pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))?;
+    let (kind, name) = (s(owner, "/kind"), s(owner, "/name"));
+    if kind == "ReplicaSet" {
+        let hash = s(v, "/metadata/labels/pod-template-hash");
+        if let Some(deployment) = name
+            .strip_suffix(&format!("-{hash}"))
+            .filter(|_| !hash.is_empty())
+        {
+            return Some(format!("Deployment {ns}/{deployment}"));
+        }
+    }
+    Some(format!("{kind} {ns}/{name}"))
 }
 
 fn endpoints_of(slice: &Value) -> Vec<EndpointView> {
@@ -165,7 +238,10 @@ impl World {
         let mut fresh = Self::load(store);
         fresh.nodes_gone = std::mem::take(&mut self.nodes_gone);
         fresh.pods_gone = std::mem::take(&mut self.pods_gone);
+        fresh.pods_aborted = std::mem::take(&mut self.pods_aborted);
+        fresh.pods_removed = std::mem::take(&mut self.pods_removed);
         fresh.dead = std::mem::take(&mut self.dead);
+        fresh.lag = self.lag;
         for name in self.nodes.keys().filter(|n| !fresh.nodes.contains_key(*n)) {
             fresh.nodes_gone.insert(name.clone(), now);
         }
@@ -175,9 +251,9 @@ impl World {
         *self = fresh;
     }
 
-    /// Applies one store event seen at `now`.
-    pub fn apply(&mut self, ev: &WatchEvent, now: DateTime<Utc>) {
-        self.apply_object(ev.resource, ev.kind, &ev.object, Some(now));
+    /// Applies one store event, as of when it happened (however late it is seen).
+    pub fn apply(&mut self, ev: &WatchEvent) {
+        self.apply_object(ev.resource, ev.kind, &ev.object, Some(ev.at));
     }
 
     fn apply_object(
@@ -212,8 +288,15 @@ impl World {
                         (n, _) => n,
                     };
                     if let Some(at) = at {
-                        self.pods_gone.insert(uid, at);
+                        let exited = view.on_sigterm == OnSigterm::Exit
+                            && view.accepting_until.is_some_and(|t| at >= t)
+                            && view.deleting_at.is_some_and(|d| at < d);
+                        if exited {
+                            self.pods_aborted.insert(uid.clone());
+                        }
+                        self.pods_gone.insert(uid.clone(), at);
                     }
+                    self.pods_removed.insert(uid, view);
                 } else {
                     self.pods.insert(uid, pod_view(v));
                 }
@@ -228,20 +311,46 @@ impl World {
                     &format!("/metadata/labels/{}", SERVICE_NAME_LABEL.replace('/', "~1")),
                 )
                 .to_string();
-                if let Some((old, _)) = self.slices.remove(&key)
-                    && let Some(set) = self.by_service.get_mut(&(key.0.clone(), old))
-                {
-                    set.remove(&key.1);
-                }
-                if !deleted && !service.is_empty() {
-                    self.by_service
-                        .entry((key.0.clone(), service.clone()))
-                        .or_default()
-                        .insert(key.1.clone());
-                    self.slices.insert(key, (service, endpoints_of(v)));
+                let endpoints = if deleted { Vec::new() } else { endpoints_of(v) };
+                self.by_service
+                    .entry((key.0.clone(), service.clone()))
+                    .or_default()
+                    .insert(key.1.clone());
+                let versions = self.slices.entry(key.clone()).or_default();
+                versions.push_back(SliceVersion {
+                    at: now,
+                    service,
+                    endpoints,
+                });
+                if let Some(now) = now {
+                    self.forget_before(&key, now);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Drops the versions of a slice no consumer acts on any more: those replaced before the
+    /// longest lag (with a second to spare); a deleted slice goes once no one sees it.
+    fn forget_before(&mut self, key: &(String, String), now: DateTime<Utc>) {
+        let horizon = now - secs_delta(self.lag.max() + 1.0);
+        let Some(versions) = self.slices.get_mut(key) else {
+            return;
+        };
+        while versions.len() > 1 && versions[1].at.is_none_or(|t| t <= horizon) {
+            versions.pop_front();
+        }
+        let services: BTreeSet<String> = versions.iter().map(|v| v.service.clone()).collect();
+        let gone = versions.len() == 1
+            && versions[0].endpoints.is_empty()
+            && versions[0].at.is_none_or(|t| t <= horizon);
+        if gone {
+            self.slices.remove(key);
+        }
+        for ((ns, svc), names) in &mut self.by_service {
+            if *ns == key.0 && (gone || !services.contains(svc)) {
+                names.remove(&key.1);
+            }
         }
     }
 
@@ -254,77 +363,120 @@ impl World {
         }
     }
 
-    /// Every endpoint of a service, from all its EndpointSlices.
-    pub fn endpoints(&self, ns: &str, service: &str) -> Vec<&EndpointView> {
+    /// Every endpoint of a service, from all its EndpointSlices, as a consumer with `lag`
+    /// seconds of delay sees them at `now` (the latest version of each slice seen by
+    /// `now - lag`).
+    ///
+    /// The EndpointSlice controller acts on a pod's deletion within milliseconds upstream; the
+    /// twin's controllers can run behind the clock, so an endpoint whose pod was deleted by
+    /// then is seen terminating (and one whose pod was gone by then, not at all) whatever the
+    /// slice said: the lag is the consumer's alone.
+    pub fn endpoints_seen(
+        &self,
+        ns: &str,
+        service: &str,
+        now: DateTime<Utc>,
+        lag: f64,
+    ) -> Vec<EndpointView> {
         let Some(names) = self.by_service.get(&(ns.to_string(), service.to_string())) else {
             return Vec::new();
         };
+        let seen_by = now - secs_delta(lag);
         names
             .iter()
             .filter_map(|n| self.slices.get(&(ns.to_string(), n.clone())))
-            .flat_map(|(_, eps)| eps.iter())
-            .collect()
-    }
-
-    /// The endpoints kube-proxy forwards to: `ready`, and of a pod that exists and is not
-    /// terminating. The EndpointSlice controller runs a pass after the kubelet, so a slice can
-    /// list a pod that is terminating or already gone for a moment; in a cluster the pod's
-    /// process outlives that lag, in the twin it need not, so the pod's own state wins.
-    pub fn ready_endpoints(&self, ns: &str, service: &str) -> Vec<&EndpointView> {
-        self.endpoints(ns, service)
-            .into_iter()
-            .filter(|e| e.ready)
+            .filter_map(|versions| {
+                versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.at.is_none_or(|t| t <= seen_by))
+            })
+            .filter(|v| v.service == service)
+            .flat_map(|v| v.endpoints.iter())
             .filter(|e| {
-                self.pods
+                self.pods_gone
                     .get(&e.pod_uid)
-                    .is_some_and(|p| p.deleting_at.is_none())
+                    .is_none_or(|gone| *gone > seen_by)
+            })
+            .map(|e| {
+                let pod = self
+                    .pods
+                    .get(&e.pod_uid)
+                    .or_else(|| self.pods_removed.get(&e.pod_uid));
+                let deleted = pod
+                    .and_then(|p| p.terminating_since)
+                    .is_some_and(|t| t <= seen_by);
+                if deleted && !e.terminating {
+                    EndpointView {
+                        ready: false,
+                        terminating: true,
+                        ..e.clone()
+                    }
+                } else {
+                    e.clone()
+                }
             })
             .collect()
     }
 
-    /// The endpoints kube-proxy forwards a new connection to, on `node` only when given
-    /// (`externalTrafficPolicy: Local`): the ready ones; when there is none, the serving and
-    /// terminating ones (kubernetes `pkg/proxy/topology.go`, `CategorizeEndpoints`: "if there
-    /// are no ready endpoints, fall back to serving terminating endpoints"), of pods that still
-    /// exist and still take connections at `now` (their preStop hook still runs: after it the
-    /// process has SIGTERM and its readiness fails).
+    /// The lag of a consumer.
+    pub fn lag_of(&self, consumer: Consumer) -> f64 {
+        match consumer {
+            Consumer::KubeProxy => self.lag.kube_proxy_seconds,
+            Consumer::Ingress => self.lag.ingress_seconds,
+        }
+    }
+
+    /// The endpoints a consumer sends a new connection to at `now`, on `node` only when given
+    /// (kube-proxy with `externalTrafficPolicy: Local`), by the slices as it last saw them:
+    /// the ready ones; when there is none, the serving and terminating ones (kubernetes
+    /// `pkg/proxy/topology.go`, `CategorizeEndpoints`: "if there are no ready endpoints, fall
+    /// back to serving terminating endpoints") whose process still took connections when the
+    /// consumer last looked (after that its readiness fails and `serving` turns false).
+    ///
+    /// What it picks may be gone or no longer accepting by now: the consumer has not seen
+    /// that yet, and the request is refused ([`PodView::accepts`]).
     pub fn routable_endpoints(
         &self,
         ns: &str,
         service: &str,
         node: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Vec<&EndpointView> {
+        consumer: Consumer,
+    ) -> Vec<EndpointView> {
+        let lag = self.lag_of(consumer);
         let on_node = |e: &&EndpointView| node.is_none_or(|n| e.node.as_deref() == Some(n));
-        let ready: Vec<&EndpointView> = self
-            .ready_endpoints(ns, service)
-            .into_iter()
+        let seen = self.endpoints_seen(ns, service, now, lag);
+        let ready: Vec<EndpointView> = seen
+            .iter()
+            .filter(|e| e.ready)
             .filter(on_node)
+            .cloned()
             .collect();
-        if !ready.is_empty() {
+        if !ready.is_empty() || consumer == Consumer::Ingress {
             return ready;
         }
-        self.endpoints(ns, service)
-            .into_iter()
-            .filter(on_node)
-            .filter(|e| e.serving)
-            // The pod's own state wins over a slice that has not caught up with its deletion
-            // (as in `ready_endpoints`): it is terminating once its deletion started.
-            .filter(|e| {
-                self.pods
-                    .get(&e.pod_uid)
-                    .and_then(|p| p.accepting_until)
-                    .is_some_and(|t| now < t)
-            })
+        let looked = now - secs_delta(lag);
+        seen.into_iter()
+            .filter(|e| on_node(&e))
+            .filter(|e| e.serving && e.terminating)
+            .filter(|e| self.pods.get(&e.pod_uid).is_some_and(|p| p.accepts(looked)))
             .collect()
     }
 
-    /// Whether `node` has a ready local endpoint of the service (what kube-proxy's health
-    /// check node port answers for `externalTrafficPolicy: Local`: terminating endpoints do
-    /// not count, so the load balancer stops sending new connections to the node).
-    pub fn has_local_endpoint(&self, ns: &str, service: &str, node: &str) -> bool {
-        self.ready_endpoints(ns, service)
+    /// Whether `node` has a ready local endpoint of the service at `now`, as kube-proxy last
+    /// saw the slices (what its health check node port answers for
+    /// `externalTrafficPolicy: Local`: terminating endpoints do not count, so the load
+    /// balancer stops sending new connections to the node).
+    pub fn has_local_endpoint(
+        &self,
+        ns: &str,
+        service: &str,
+        node: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        self.endpoints_seen(ns, service, now, self.lag.kube_proxy_seconds)
             .iter()
-            .any(|e| e.node.as_deref() == Some(node))
+            .any(|e| e.ready && e.node.as_deref() == Some(node))
     }
 }

@@ -157,6 +157,7 @@ impl Recorder {
                             resource,
                             object,
                             resource_version,
+                            ..
                         }) => {
                             let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
                             t.observe(kind, resource, &object, clock.now());

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::model::{ServiceSpec, ServiceType, TrafficPolicy, Workload, WorkloadKind};
-use crate::sim::podutil::STARTUP_ANNOTATION;
+use crate::sim::podutil::{SIGTERM_ANNOTATION, STARTUP_ANNOTATION};
 use crate::store::Resource;
 
 /// ngm's default opt-out annotation.
@@ -17,6 +17,7 @@ fn pod_template(w: &Workload) -> Value {
     if w.opt_out {
         annotations.insert(OPT_OUT_ANNOTATION.into(), "true".into());
     }
+    annotations.insert(SIGTERM_ANNOTATION.into(), w.on_sigterm.as_str().into());
     let mut container = json!({
         "name": "app",
         "image": w.image,

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use crate::lb::probe::Via;
+pub use crate::sim::podutil::OnSigterm;
+
 /// A whole scenario file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -58,6 +61,49 @@ pub struct Cluster {
     #[serde(default = "default_speed")]
     pub speed: f64,
     pub node_groups: Vec<NodeGroup>,
+    /// How long each consumer of EndpointSlices takes to see a change.
+    #[serde(default)]
+    pub endpoint_lag: EndpointLag,
+}
+
+/// How long after an EndpointSlice changes each of its consumers acts on it. Until then it
+/// routes by what it saw before: to a pod that is already terminating, or not yet to a new
+/// one (kubernetes.io, "Pod Lifecycle", termination of Pods: "the endpoint ... removal
+/// propagates to kube-proxy, load balancers and ingress controllers after a delay").
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointLag {
+    /// kube-proxy: its rules are rewritten at most once per `minSyncPeriod`, 1 s by default
+    /// (kubernetes `pkg/proxy/apis/config/v1alpha1/defaults.go`).
+    #[serde(default = "EndpointLag::default_kube_proxy")]
+    pub kube_proxy_seconds: f64,
+    /// An ingress controller proxying to endpoints itself: ingress-nginx syncs at most
+    /// `--sync-rate-limit` (0.3) times a second, so once every 3.3 s
+    /// (ingress-nginx `cmd/nginx/flags.go`).
+    #[serde(default = "EndpointLag::default_ingress")]
+    pub ingress_seconds: f64,
+}
+
+impl EndpointLag {
+    fn default_kube_proxy() -> f64 {
+        1.0
+    }
+    fn default_ingress() -> f64 {
+        1.0 / 0.3
+    }
+    /// The longest lag, which bounds how much endpoint history the twin keeps.
+    pub fn max(&self) -> f64 {
+        self.kube_proxy_seconds.max(self.ingress_seconds)
+    }
+}
+
+impl Default for EndpointLag {
+    fn default() -> Self {
+        Self {
+            kube_proxy_seconds: Self::default_kube_proxy(),
+            ingress_seconds: Self::default_ingress(),
+        }
+    }
 }
 
 /// How a node group is run.
@@ -214,6 +260,10 @@ pub struct Workload {
     /// A preStop `sleep` of this many seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_stop_seconds: Option<i64>,
+    /// What its process does on SIGTERM (`exit`, the default; `stopAccepting`;
+    /// `finishInFlight`).
+    #[serde(default)]
+    pub on_sigterm: OnSigterm,
     /// Kubernetes tolerations, as in a pod spec.
     #[serde(default)]
     pub tolerations: Vec<Value>,
@@ -382,6 +432,14 @@ pub struct Traffic {
     /// How long each request takes to serve.
     #[serde(default = "Traffic::default_duration")]
     pub request_seconds: f64,
+    /// How the requests reach the Service: `loadBalancer` (the default), `clusterIp` (from a
+    /// pod, through kube-proxy) or `dns` (lookups to a kube-dns Service, through kube-proxy).
+    #[serde(default)]
+    pub via: Via,
+    /// A chained stream: the Service's pods (an ingress controller) proxy every request on to
+    /// this Service's endpoints, `namespace/name` or a name in `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 impl Traffic {

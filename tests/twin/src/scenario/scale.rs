@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
+use crate::sim::podutil::OnSigterm;
+
 use super::model::{
-    Cluster, NodeGroup, NodeGroupKind, PdbSpec, Requests, Scenario, Workload, WorkloadKind,
+    Cluster, EndpointLag, NodeGroup, NodeGroupKind, PdbSpec, Requests, Scenario, Workload,
+    WorkloadKind,
 };
 
 /// `nodes` m5.4xlarge nodes in three zones running `pods` pods: Deployments of 30 replicas
@@ -32,6 +35,7 @@ pub fn scale_scenario(nodes: u32, pods: u32) -> Scenario {
                 startup_seconds: Some(5.0),
                 termination_grace_period_seconds: Some(30),
                 pre_stop_seconds: None,
+                on_sigterm: OnSigterm::default(),
                 tolerations: Vec::new(),
                 node_selector: BTreeMap::new(),
                 empty_dir: false,
@@ -56,6 +60,7 @@ pub fn scale_scenario(nodes: u32, pods: u32) -> Scenario {
             version: "1.33".into(),
             region: "us-west-2".into(),
             speed: 600.0,
+            endpoint_lag: EndpointLag::default(),
             node_groups: vec![NodeGroup {
                 name: "bulk".into(),
                 kind: NodeGroupKind::Managed,

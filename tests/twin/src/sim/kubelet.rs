@@ -3,9 +3,10 @@
 //! - A pod bound to a Ready node starts (Running, with an IP) and turns Ready after its
 //!   startup time.
 //! - A pod being deleted is marked terminating at once, so the endpoint controller drops it
-//!   from ready endpoints; its preStop runs; after that it keeps serving the requests already
-//!   in flight and exits when they are done, or when its grace period ends, whichever is
-//!   first. Then it is removed from the store.
+//!   from ready endpoints; its preStop runs; then its process gets SIGTERM and does what its
+//!   [`OnSigterm`] says: exits at once, or serves the requests already in flight and exits
+//!   when they are done, or serves on until its grace period ends. Then it is removed from
+//!   the store.
 //! - A pod bound to a node that no longer exists is removed (PodGC's orphaned pods).
 //! - A pod on a node with a NoExecute taint it does not tolerate is deleted (taint manager).
 //! - A pod a `crashLoop` fault picks never becomes Ready: its container exits at every
@@ -22,8 +23,8 @@ use serde_json::json;
 
 use super::objects::set_condition;
 use super::podutil::{
-    from_time, grace_seconds, is_terminal, key, node_name, node_ready, node_taints, phase,
-    prestop_seconds, startup_seconds, tolerated, tolerations,
+    OnSigterm, from_time, grace_seconds, is_terminal, key, node_name, node_ready, node_taints,
+    phase, prestop_seconds, startup_seconds, tolerated, tolerations,
 };
 use super::runner::Ctx;
 use crate::clock::secs_delta;
@@ -383,7 +384,13 @@ fn terminate(ctx: &mut Ctx<'_>, pod: &Pod) {
         return;
     };
     let now = ctx.now;
-    if now >= deadline || (now >= prestop_done && ctx.inflight.count(&uid) == 0) {
+    let exited = now >= prestop_done
+        && match OnSigterm::of(pod) {
+            OnSigterm::Exit => true,
+            OnSigterm::StopAccepting => ctx.inflight.count(&uid) == 0,
+            OnSigterm::FinishInFlight => false,
+        };
+    if now >= deadline || exited {
         ctx.store.remove_now(Resource::Pod, &ns, &name);
         return;
     }

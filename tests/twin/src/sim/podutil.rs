@@ -168,6 +168,50 @@ pub fn startup_seconds(pod: &Pod) -> f64 {
         .unwrap_or(DEFAULT_STARTUP_SECONDS)
 }
 
+/// The annotation a scenario uses to say how a pod's process behaves on SIGTERM
+/// ([`OnSigterm`]); the app's code decides that, so nothing in the pod spec says it.
+pub const SIGTERM_ANNOTATION: &str = "twin.ngm.io/on-sigterm";
+
+/// How a container's process behaves when it gets SIGTERM (after its preStop hook), as the
+/// kubelet sends it (kubernetes.io, "Pod Lifecycle", termination of Pods: "the container
+/// runtime sends a TERM signal to process 1 inside each container").
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum OnSigterm {
+    /// The default action of SIGTERM, what a process with no handler does (most apps): it
+    /// ends at once. Requests in flight are cut, new connections refused.
+    #[default]
+    Exit,
+    /// A graceful server (Go's `http.Server.Shutdown`, Spring Boot's graceful shutdown):
+    /// closes its listener at once (new connections refused) and exits once the requests in
+    /// flight are done, or when the grace period ends.
+    StopAccepting,
+    /// Keeps accepting and serving until the grace period ends and the kubelet kills it (a
+    /// lame-duck period: CoreDNS's `health { lameduck }`, Envoy's drain).
+    FinishInFlight,
+}
+
+impl OnSigterm {
+    pub fn of(pod: &Pod) -> Self {
+        match annotation(pod, SIGTERM_ANNOTATION) {
+            Some("stopAccepting") => Self::StopAccepting,
+            Some("finishInFlight") => Self::FinishInFlight,
+            _ => Self::Exit,
+        }
+    }
+
+    /// The annotation's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exit => "exit",
+            Self::StopAccepting => "stopAccepting",
+            Self::FinishInFlight => "finishInFlight",
+        }
+    }
+}
+
 /// Seconds the pod's preStop hook runs: the longest `sleep` action (or `exec: sleep N`).
 pub fn prestop_seconds(pod: &Pod) -> f64 {
     let Some(spec) = pod.spec.as_ref() else {

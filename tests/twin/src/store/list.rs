@@ -110,6 +110,7 @@ impl Store {
                     resource,
                     object: obj.clone(),
                     resource_version: state.rv,
+                    at: state.clock.now(),
                 })
                 .collect(),
             Some(rv) => {

@@ -82,6 +82,8 @@ pub struct WatchEvent {
     pub resource: Resource,
     pub object: Arc<Value>,
     pub resource_version: u64,
+    /// When the change happened, on the store's clock (a watcher that runs late still knows).
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 impl WatchEvent {
@@ -128,6 +130,7 @@ pub struct ListPage {
 type Key = (String, String);
 
 pub(crate) struct State {
+    clock: Clock,
     rv: u64,
     objects: BTreeMap<Resource, BTreeMap<Key, Arc<Value>>>,
     history: VecDeque<WatchEvent>,
@@ -246,6 +249,7 @@ impl Store {
         let store = Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
+                    clock: clock.clone(),
                     rv: 0,
                     objects: BTreeMap::new(),
                     history: VecDeque::new(),

@@ -85,6 +85,7 @@ impl State {
             resource,
             object: obj.clone(),
             resource_version: self.rv,
+            at: self.clock.now(),
         };
         self.record(events, event);
         obj
@@ -109,6 +110,7 @@ impl State {
             resource,
             object: last.clone(),
             resource_version: self.rv,
+            at: self.clock.now(),
         };
         self.record(events, event);
         Some(last)

@@ -51,6 +51,7 @@ pub fn workload(kind: WorkloadKind, name: &str, replicas: i32) -> Workload {
         startup_seconds: Some(5.0),
         termination_grace_period_seconds: Some(30),
         pre_stop_seconds: None,
+        on_sigterm: Default::default(),
         tolerations: Vec::new(),
         node_selector: BTreeMap::new(),
         empty_dir: false,
