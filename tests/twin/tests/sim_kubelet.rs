@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use ngm_twin::clock::Clock;
 use ngm_twin::scenario::{
-    OnSigterm, ServiceSpec, ServiceType, TrafficPolicy, WorkloadKind, service_object, wait_until,
+    OnSigterm, ServiceSpec, ServiceType, TrafficPolicy, Workload, WorkloadKind, service_object,
+    wait_until,
 };
 use ngm_twin::sim::nodes::{NodeTemplate, register_node, remove_node, terminate_instance};
+use ngm_twin::sim::{InFlightGuard, Sim};
 use ngm_twin::store::{DeleteOptions, Resource, Store};
 use serde_json::json;
 
@@ -106,16 +108,15 @@ async fn a_deleted_pod_leaves_the_endpoints_at_once_and_goes_after_its_prestop()
     sim.stop().await;
 }
 
-// A graceful server (`onSigterm: stopAccepting`, as Go's `Server.Shutdown`) serves what is in
-// flight after SIGTERM, within its grace period.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_terminating_pod_serves_its_in_flight_requests_until_they_end() {
+/// A one-replica `web` (changed by `tune`) on one node, Ready, with one request in flight on
+/// its pod: the twin, the pod's name and the request.
+async fn ready_pod_with_a_request(
+    tune: impl FnOnce(&mut Workload),
+) -> (Store, Clock, Sim, String, InFlightGuard) {
     let (store, clock, sim) = twin();
     node(&store, "us-west-2a", "g");
     let mut w = workload(WorkloadKind::Deployment, "web", 1);
-    w.pre_stop_seconds = Some(5);
-    w.termination_grace_period_seconds = Some(60);
-    w.on_sigterm = OnSigterm::StopAccepting;
+    tune(&mut w);
     create(&store, &w);
     eventually(&clock, "ready", || ready_pods(&store, "web-") == 1).await;
     let pod = pods(&store, "web-").remove(0);
@@ -126,6 +127,19 @@ async fn a_terminating_pod_serves_its_in_flight_requests_until_they_end() {
     let request = sim
         .inflight()
         .begin(pod["metadata"]["uid"].as_str().unwrap_or_default());
+    (store, clock, sim, name, request)
+}
+
+// A graceful server (`onSigterm: stopAccepting`, as Go's `Server.Shutdown`) serves what is in
+// flight after SIGTERM, within its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminating_pod_serves_its_in_flight_requests_until_they_end() {
+    let (store, clock, sim, name, request) = ready_pod_with_a_request(|w| {
+        w.pre_stop_seconds = Some(5);
+        w.termination_grace_period_seconds = Some(60);
+        w.on_sigterm = OnSigterm::StopAccepting;
+    })
+    .await;
     store
         .delete(Resource::Pod, "default", &name, &DeleteOptions::default())
         .expect("delete");
@@ -147,21 +161,11 @@ async fn a_terminating_pod_serves_its_in_flight_requests_until_they_end() {
 // (`onSigterm: exit`, the default) is gone once its preStop ends, whatever is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_that_exits_on_sigterm_ends_its_pod_with_requests_in_flight() {
-    let (store, clock, sim) = twin();
-    node(&store, "us-west-2a", "g");
-    let mut w = workload(WorkloadKind::Deployment, "web", 1);
-    w.pre_stop_seconds = Some(5);
-    w.termination_grace_period_seconds = Some(60);
-    create(&store, &w);
-    eventually(&clock, "ready", || ready_pods(&store, "web-") == 1).await;
-    let pod = pods(&store, "web-").remove(0);
-    let name = pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let _request = sim
-        .inflight()
-        .begin(pod["metadata"]["uid"].as_str().unwrap_or_default());
+    let (store, clock, sim, name, _request) = ready_pod_with_a_request(|w| {
+        w.pre_stop_seconds = Some(5);
+        w.termination_grace_period_seconds = Some(60);
+    })
+    .await;
     let deleted_at = clock.now();
     store
         .delete(Resource::Pod, "default", &name, &DeleteOptions::default())
@@ -186,20 +190,10 @@ async fn a_process_that_exits_on_sigterm_ends_its_pod_with_requests_in_flight() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_period_ends_a_terminating_pod_even_with_requests_in_flight() {
-    let (store, clock, sim) = twin();
-    node(&store, "us-west-2a", "g");
-    let mut w = workload(WorkloadKind::Deployment, "web", 1);
-    w.termination_grace_period_seconds = Some(30);
-    create(&store, &w);
-    eventually(&clock, "ready", || ready_pods(&store, "web-") == 1).await;
-    let pod = pods(&store, "web-").remove(0);
-    let name = pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let _stuck = sim
-        .inflight()
-        .begin(pod["metadata"]["uid"].as_str().unwrap_or_default());
+    let (store, clock, sim, name, _stuck) = ready_pod_with_a_request(|w| {
+        w.termination_grace_period_seconds = Some(30);
+    })
+    .await;
     store
         .delete(Resource::Pod, "default", &name, &DeleteOptions::default())
         .expect("delete");
