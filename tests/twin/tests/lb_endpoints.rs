@@ -126,7 +126,9 @@ async fn kube_proxy_sends_to_a_deleted_pod_until_its_lag_is_over() {
     assert_eq!(stats.failed(), 0, "{:?}", stats.samples);
 }
 
-// Upstream: SIGTERM's default action ends the process (signal(7)), cutting the requests in
+// Upstream: after the preStop hook the kubelet sends SIGTERM (kubernetes
+// `pkg/kubelet/kuberuntime/kuberuntime_container.go`, `killContainer`); its default action
+// ends the process (signal(7)), cutting the requests in
 // flight; a server that shuts down gracefully (Go `net/http` `Server.Shutdown`: "closing all
 // open listeners, then ... waiting indefinitely for connections to return to idle") finishes
 // them within the grace period.

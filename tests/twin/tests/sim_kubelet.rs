@@ -130,8 +130,10 @@ async fn ready_pod_with_a_request(
     (store, clock, sim, name, request)
 }
 
-// A graceful server (`onSigterm: stopAccepting`, as Go's `Server.Shutdown`) serves what is in
-// flight after SIGTERM, within its grace period.
+// Upstream (kubernetes `pkg/kubelet/kuberuntime/kuberuntime_container.go`, `killContainer`):
+// after the preStop hook the container gets SIGTERM and has until the grace period ends; a
+// graceful server (`onSigterm: stopAccepting`, as Go's `Server.Shutdown`) serves what is in
+// flight in that time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminating_pod_serves_its_in_flight_requests_until_they_end() {
     let (store, clock, sim, name, request) = ready_pod_with_a_request(|w| {
@@ -157,8 +159,11 @@ async fn a_terminating_pod_serves_its_in_flight_requests_until_they_end() {
     sim.stop().await;
 }
 
-// SIGTERM's default action ends the process (signal(7)): a pod whose process has no handler
-// (`onSigterm: exit`, the default) is gone once its preStop ends, whatever is in flight.
+// Upstream: the kubelet runs the preStop hook, then stops the container with SIGTERM and
+// SIGKILLs it when the grace period ends (kubernetes `pkg/kubelet/kuberuntime/
+// kuberuntime_container.go`, `killContainer`); SIGTERM's default action ends the process
+// (signal(7)), so a pod whose process has no handler (`onSigterm: exit`, the default) is gone
+// once its preStop ends, whatever is in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_that_exits_on_sigterm_ends_its_pod_with_requests_in_flight() {
     let (store, clock, sim, name, _request) = ready_pod_with_a_request(|w| {
