@@ -128,10 +128,9 @@ async fn kube_proxy_sends_to_a_deleted_pod_until_its_lag_is_over() {
 
 // Upstream: after the preStop hook the kubelet sends SIGTERM (kubernetes
 // `pkg/kubelet/kuberuntime/kuberuntime_container.go`, `killContainer`); its default action
-// ends the process (signal(7)), cutting the requests in
-// flight; a server that shuts down gracefully (Go `net/http` `Server.Shutdown`: "closing all
-// open listeners, then ... waiting indefinitely for connections to return to idle") finishes
-// them within the grace period.
+// ends the process (signal(7)), cutting the requests in flight; a server that shuts down
+// gracefully (Go `net/http` `Server.Shutdown`: "closing all open listeners, then ... waiting
+// indefinitely for connections to return to idle") finishes them within the grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_that_exits_on_sigterm_cuts_what_is_in_flight_and_a_graceful_one_does_not() {
     let (stats, victim) = delete_a_web_pod("preStopSeconds: 2, onSigterm: exit", 4.0, 30.0).await;
