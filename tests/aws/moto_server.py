@@ -34,6 +34,11 @@ still counted and faulted first; a requested target outside the set is `unused`
 go to moto.
 `GET /ngm/target-health` answers the stored sets in the form POST takes, `DELETE
 /ngm/target-health` removes them all.
+
+`GET /ngm/target-calls?after=N` lists ngm's `RegisterTargets` and `DeregisterTargets` calls
+that moto answered, after sequence number N: `[{"seq", "action", "targetGroupArn", "targets":
+[{"id", "port"?}]}]`. The twin follows them, as a real target group would: a target ngm
+deregistered drains.
 """
 
 import argparse
@@ -407,6 +412,7 @@ class RequestCounter:
         self.rules = []
         self.target_groups = {}
         self.load_balancers = {}
+        self.target_calls = []
         self.lock = threading.Lock()
         # DynamoDB applies each conditional write atomically; moto's backend, called from the
         # server's threads at once, checks a condition and writes in two moves. DynamoDB calls
@@ -475,6 +481,11 @@ class RequestCounter:
                     return self.answer(start_response, 400, {"error": str(e)})
                 self.rules.extend(rules)
                 return self.answer(start_response, 200, {"rules": len(self.rules)})
+            if path == "/ngm/target-calls" and method == "GET":
+                after = int((query.get("after") or ["0"])[0] or 0)
+                return self.answer(
+                    start_response, 200, [c for c in self.target_calls if c["seq"] > after]
+                )
             if path == "/ngm/target-health" and method == "GET":
                 return self.answer(
                     start_response,
@@ -540,7 +551,36 @@ class RequestCounter:
         if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             with self.dynamodb:
                 return list(self.app(environ, start_response))
+        if token and operation in ("RegisterTargets", "DeregisterTargets"):
+            return self.logged_target_call(environ, start_response, operation, body)
         return self.app(environ, start_response)
+
+    def logged_target_call(self, environ, start_response, operation, body):
+        """Forwards ngm's RegisterTargets / DeregisterTargets to moto and logs it when moto
+        answers 200 (`GET /ngm/target-calls`)."""
+        status = []
+
+        def capture(code, headers, exc_info=None):
+            status.append(code)
+            return start_response(code, headers, exc_info)
+
+        out = list(self.app(environ, capture))
+        if status and status[0].startswith("200"):
+            params = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+            for key, values in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items():
+                params.setdefault(key, values)
+            targets = [
+                {"id": t["Id"], **({"port": int(t["Port"])} if t.get("Port", "").isdigit() else {})}
+                for t in members(params, "Targets", "Id")
+            ]
+            with self.lock:
+                self.target_calls.append({
+                    "seq": len(self.target_calls) + 1,
+                    "action": operation,
+                    "targetGroupArn": (params.get("TargetGroupArn") or [""])[0],
+                    "targets": targets,
+                })
+        return out
 
     def stored_health(self, environ):
         """For a `DescribeTargetHealth` or `DescribeInstanceHealth` of a target group or load

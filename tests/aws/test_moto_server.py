@@ -295,6 +295,33 @@ class MotoTargetHealth(unittest.TestCase):
                 self.assertIn("error", answer)
         self.assertEqual(self.control("GET", "/ngm/target-health"), (200, []))
 
+    def test_ngm_target_registrations_are_logged_for_the_twin(self):
+        vpc = self.client("ec2").describe_vpcs()["Vpcs"][0]["VpcId"]
+        ip_tg = self.elbv2.create_target_group(
+            Name="tg-ip", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip"
+        )["TargetGroups"][0]["TargetGroupArn"]
+        _, before = self.control("GET", "/ngm/target-calls?after=0")
+        after = max([c["seq"] for c in before], default=0)
+        # The twin's own registration is not logged; ngm's are, in order, with their ports.
+        self.elbv2.register_targets(TargetGroupArn=ip_tg, Targets=[{"Id": "100.64.0.9", "Port": 8080}])
+        self.ngm_elbv2.deregister_targets(
+            TargetGroupArn=ip_tg, Targets=[{"Id": "100.64.0.9", "Port": 8080}]
+        )
+        self.ngm_elbv2.register_targets(TargetGroupArn=ip_tg, Targets=[{"Id": "100.64.0.9", "Port": 8080}])
+        # A call moto refuses changed nothing and is not logged.
+        with self.assertRaises(ClientError):
+            self.ngm_elbv2.deregister_targets(TargetGroupArn=ip_tg, Targets=[{"Id": "100.64.0.8"}])
+        status, calls = self.control("GET", f"/ngm/target-calls?after={after}")
+        self.assertEqual(status, 200)
+        self.assertEqual(
+            [(c["action"], c["targetGroupArn"], c["targets"]) for c in calls],
+            [
+                ("DeregisterTargets", ip_tg, [{"id": "100.64.0.9", "port": 8080}]),
+                ("RegisterTargets", ip_tg, [{"id": "100.64.0.9", "port": 8080}]),
+            ],
+        )
+        self.assertEqual(self.control("GET", f"/ngm/target-calls?after={calls[-1]['seq']}"), (200, []))
+
     def test_ngm_calls_are_counted_and_faulted_before_the_stored_answer(self):
         a = self.ids[0]
         call = "elasticloadbalancing:DescribeTargetHealth"

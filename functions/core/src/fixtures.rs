@@ -208,6 +208,7 @@ pub fn pod(ns: &str, name: &str, owner: &str, node: &str) -> crate::model::PodVi
         name: name.into(),
         uid: format!("uid-{name}"),
         node_name: Some(node.into()),
+        pod_ip: None,
         phase: crate::model::PodPhase::Running,
         ready: true,
         labels: labels(&[("app", owner)]),

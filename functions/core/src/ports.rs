@@ -14,8 +14,8 @@ use crate::model::{
     AsgInfo, ClusterInfo, DaemonSetView, EndpointSliceView, EventType, ExecutionInfo,
     ExecutionStatus, HpaView, LabelSelector, Labels, LaunchTemplateOverrides, LaunchTemplateRef,
     LaunchTemplateVersion, LoadBalancerInfo, NodeGroupSpec, NodeView, ObjectRef, PdbView, PodView,
-    ReplicaSetView, Scaling, ServiceView, Taint, TargetHealth, Timestamp, UpdateStatus,
-    WorkloadKind, WorkloadRef, WorkloadView,
+    ReplicaSetView, Scaling, ServiceView, Taint, TargetGroupBindingView, TargetHealth, Timestamp,
+    UpdateStatus, WorkloadKind, WorkloadRef, WorkloadView,
 };
 
 /// A port failure, classified once by the adapter.
@@ -205,6 +205,14 @@ pub trait ElbPort: Send + Sync {
     /// The ALB or NLB of a target group, with that target group only, attributes read.
     async fn by_target_group(&self, target_group_arn: &str)
     -> PortResult<Option<LoadBalancerInfo>>;
+    /// RegisterTargets (`deregister` false) or DeregisterTargets: `targets` are `(id, port)`,
+    /// the port given for IP targets. Deregistering a target that is not registered is done.
+    async fn set_targets(
+        &self,
+        target_group_arn: &str,
+        targets: &[(String, Option<i32>)],
+        deregister: bool,
+    ) -> PortResult<()>;
 }
 
 /// SSM Parameter Store.
@@ -298,6 +306,8 @@ pub trait KubePort: Send + Sync {
     async fn patch_hpa(&self, namespace: &str, name: &str, patch: &HpaPatch) -> PortResult<()>;
     async fn list_pdbs(&self) -> PortResult<Vec<PdbView>>;
     async fn list_services(&self) -> PortResult<Vec<ServiceView>>;
+    /// Every TargetGroupBinding; none when the Load Balancer Controller's CRD is not installed.
+    async fn list_target_group_bindings(&self) -> PortResult<Vec<TargetGroupBindingView>>;
     async fn list_endpointslices(
         &self,
         namespace: &str,

@@ -70,6 +70,7 @@ fn state_stays_under_64_kib_for_1000_nodes_and_5000_deployments() {
         pdbs: &[],
         load_balancers: &[],
         services: &[],
+        ip_services: &BTreeSet::new(),
         new_node_allocatable: Resources {
             cpu_millis: 16_000,
             memory_bytes: 64 << 30,

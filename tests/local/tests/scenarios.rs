@@ -472,6 +472,61 @@ async fn dns_lookups_and_cluster_ip_calls_survive_the_move() {
     assert!(holds(&o, "I2"));
 }
 
+/// The AWS Load Balancer Controller's IP targets are the pods, and no node label takes one
+/// out (aws-load-balancer-controller `pkg/backend/endpoint_resolver.go`): ngm deregisters each
+/// old pod's target while the pod still serves, so pods whose preStop is shorter than the
+/// controller's and the ALB's lag lose nothing; a StatefulSet's pods leave one by one.
+#[tokio::test(flavor = "multi_thread")]
+async fn old_pods_leave_an_ingress_albs_ip_target_group_before_they_stop() {
+    let o = run_scenario("ingress-alb-ip").await;
+    succeeded_without_a_failed_request(&o);
+    assert!(stream(&o, "shop/storefront", "loadBalancer").sent > 1000);
+    assert!(stream(&o, "shop/sessions", "loadBalancer").sent > 300);
+    let deregistrations = o
+        .verdict
+        .figures
+        .aws_requests
+        .get("elasticloadbalancing:DeregisterTargets")
+        .copied()
+        .unwrap_or(0);
+    assert!(deregistrations >= 3, "{:?}", o.verdict.figures.aws_requests);
+    assert!(holds(&o, "I3"), "{:?}", o.verdict.invariants);
+}
+
+/// An NLB's IP target group through a TargetGroupBinding, without readiness gates: the cut
+/// waits until the new pods are healthy targets (an NLB registers a target 90–180 s late,
+/// aws-load-balancer-controller#1834), and the old ones leave before their pods stop.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_nlbs_ip_target_group_through_a_binding_moves_without_a_failed_request() {
+    let o = run_scenario("nlb-ip-tgb").await;
+    succeeded_without_a_failed_request(&o);
+    assert!(stream(&o, "pay/ledger", "loadBalancer").sent > 1000);
+    let named = o
+        .events
+        .iter()
+        .find_map(|e| e.preflight.clone())
+        .unwrap_or_default();
+    assert!(
+        named
+            .to_string()
+            .contains("Deployment pay/ledger (behind Service pay/ledger) has IP targets but no"),
+        "pre-flight names the missing readiness gate: {named}"
+    );
+}
+
+/// Stopped after the old pods left the ALB's IP target group: the cleanup's rollback puts them
+/// back and waits until they are healthy targets before the surged pods go.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abort_after_the_ip_cut_puts_the_old_pods_back_first() {
+    let o = run_scenario("ingress-alb-ip-abort").await;
+    assert_eq!(o.verdict.outcome, Outcome::Aborted);
+    assert_eq!(o.verdict.figures.requests_failed, 0);
+    assert!(o.verdict.figures.requests_sent > 1000);
+    let cleanup = o.verdict.cleanup.clone().unwrap_or_default();
+    assert_eq!(cleanup.status, "SUCCEEDED", "{cleanup:?}");
+    assert!(holds(&o, "I3/I4"), "{:?}", o.verdict.invariants);
+}
+
 /// kubernetes `pkg/controller/nodelifecycle`: a terminated instance's pods stay Ready
 /// endpoints for the node monitor grace period, so the DaemonSet ingress pods on the old nodes
 /// must be stopped (evicted: preStop, endpoints updated) before the old group is deleted, and

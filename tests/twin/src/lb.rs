@@ -19,6 +19,7 @@
 //! [`Balancers::start`] runs all of it, with the [`probe`], as one task on the store's clock.
 
 pub mod aws;
+pub mod ip;
 pub mod probe;
 mod runtime;
 pub mod settings;
@@ -62,6 +63,8 @@ pub struct LbConfig {
     /// The instances each `attachedTo` load balancer starts with (the attached groups' nodes
     /// at start), until the emulator's attachments are read.
     pub initial_attached: HashMap<(String, String), BTreeSet<String>>,
+    /// Send no traffic until [`Balancers::resume_traffic`].
+    pub paused: bool,
 }
 
 impl LbConfig {
@@ -85,7 +88,14 @@ impl LbConfig {
             aws: None,
             asg_names: HashMap::new(),
             initial_attached: HashMap::new(),
+            paused: false,
         }
+    }
+
+    /// The load balancers run, without traffic until [`Balancers::resume_traffic`].
+    pub fn paused(mut self) -> Self {
+        self.paused = true;
+        self
     }
 
     /// The node groups' Auto Scaling groups and instances now (`attachedTo` names node
@@ -142,6 +152,16 @@ pub struct Balancer {
     attached: BTreeSet<String>,
     /// The target states last given to the emulator, by instance id.
     reported: BTreeMap<String, TargetState>,
+    /// IP targets (the pods, registered by the Load Balancer Controller): the endpoints its
+    /// reconciler last acted on, `None` before its first reconcile.
+    ip_seen: Option<ip::Seen>,
+}
+
+impl Balancer {
+    /// Whether the targets are pods (keyed by UID) rather than nodes.
+    pub fn ip(&self) -> bool {
+        self.group.settings.ip_targets
+    }
 }
 
 /// A load balancer as the report describes it.
@@ -166,6 +186,7 @@ pub struct Balancers {
     task: JoinHandle<()>,
     aws_task: Option<JoinHandle<()>>,
     watch_task: Option<JoinHandle<()>>,
+    calls_task: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Balancers {
@@ -194,7 +215,12 @@ impl Balancers {
             .unwrap_or_else(|e| e.into_inner())
             .extend(config.initial_attached.clone());
         let any_attached = config.specs.values().any(|s| !s.attached_to.is_empty());
+        let any_ip = config
+            .specs
+            .values()
+            .any(|s| s.target_type == crate::scenario::TargetType::Ip);
         let mut watch_task = None;
+        let mut calls_task = None;
         let (aws_tx, aws_task) = match &config.aws {
             Some(target) => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -206,6 +232,12 @@ impl Balancers {
                     watch_task = Some(store.supervisor().spawn(
                         "load balancers (Auto Scaling attachments)",
                         aws::watch_attachments(target.clone(), aws_shared.clone()),
+                    ));
+                }
+                if any_ip {
+                    calls_task = Some(store.supervisor().spawn(
+                        "load balancers (others' target registrations)",
+                        aws::watch_target_calls(target.clone(), aws_shared.clone()),
                     ));
                 }
                 (Some(tx), Some(task))
@@ -236,7 +268,7 @@ impl Balancers {
         let mut state = State {
             world,
             balancers: HashMap::new(),
-            probe: Probe::new(streams),
+            probe: Probe::new(streams, config.paused),
             specs: config.specs,
             asg_names: config.asg_names,
             aws: aws_shared.clone(),
@@ -265,11 +297,17 @@ impl Balancers {
             task,
             aws_task,
             watch_task,
+            calls_task,
         }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         State::lock(&self.state)
+    }
+
+    /// Starts the traffic of a paused start ([`LbConfig::paused`]).
+    pub fn resume_traffic(&self) {
+        self.state().probe.paused = false;
     }
 
     /// The probe's figures so far.
@@ -335,7 +373,10 @@ impl Balancers {
     pub async fn stop(self) -> ProbeStats {
         self.stop.notify_one();
         let _ = self.task.await;
-        for t in [self.aws_task, self.watch_task].into_iter().flatten() {
+        for t in [self.aws_task, self.watch_task, self.calls_task]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
         State::lock(&self.state).probe.stats()

@@ -330,17 +330,57 @@ impl Twin {
         // services, Kubernetes faults) and waits until every workload is Ready.
         let mut rest = s.clone();
         rest.cluster.node_groups.clear();
-        rest.apply(&self.store, &self.clock, timeout).await?;
-        faults::install_aws(s, &eks, &moto_url).await?;
         let inflight = self.sim.as_ref().map(|x| x.inflight().clone());
         let lb = LbConfig::from_scenario(s)
             .with_aws(&moto_url, &s.cluster.region)
             .with_groups(&groups::asgs_and_instances(&self.store, &eks, s));
-        self.balancers = Some(Balancers::start(
-            &self.store,
-            inflight.unwrap_or_default(),
-            lb,
-        ));
+        // Pods with the Load Balancer Controller's readiness gates turn Ready only once their
+        // targets are healthy: the load balancers run (without traffic) while they settle.
+        let gated = s
+            .workloads
+            .iter()
+            .any(|w| !rest.readiness_gates(w).is_empty());
+        let balancers = if gated {
+            rest.create(&self.store)?;
+            let b = Balancers::start(
+                &self.store,
+                inflight.clone().unwrap_or_default(),
+                lb.paused(),
+            );
+            rest.wait_settled(&self.store, &self.clock, timeout).await?;
+            faults::install_aws(s, &eks, &moto_url).await?;
+            b.resume_traffic();
+            b
+        } else {
+            rest.apply(&self.store, &self.clock, timeout).await?;
+            faults::install_aws(s, &eks, &moto_url).await?;
+            Balancers::start(&self.store, inflight.unwrap_or_default(), lb)
+        };
+        // ngm finds IP target groups through their TargetGroupBindings.
+        let bindings = s
+            .services
+            .iter()
+            .filter(|x| {
+                x.load_balancer
+                    .as_ref()
+                    .is_some_and(|l| l.target_type == crate::scenario::TargetType::Ip)
+            })
+            .count();
+        let store = self.store.clone();
+        let made = wait_until(&self.clock, timeout, Duration::ZERO, || {
+            store
+                .list_all(crate::store::Resource::TargetGroupBinding, None)
+                .len()
+                >= bindings
+        })
+        .await;
+        self.balancers = Some(balancers);
+        if !made {
+            return Err(TwinError::NotSettled(
+                timeout,
+                "the TargetGroupBindings of the IP target groups were not made".into(),
+            ));
+        }
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use ngm_core::model::{
     ClassicDraining, LbKind, LoadBalancerInfo, TargetGroupInfo, TargetHealth, TargetHealthState,
 };
-use ngm_core::ports::{ElbPort, PortResult};
+use ngm_core::ports::{ElbPort, PortError, PortResult};
 
 use super::none_if_missing;
 
@@ -223,6 +223,52 @@ impl ElbPort for ElbAdapter {
                 })
             })
             .collect())
+    }
+
+    async fn set_targets(
+        &self,
+        target_group_arn: &str,
+        targets: &[(String, Option<i32>)],
+        deregister: bool,
+    ) -> PortResult<()> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<aws_sdk_elasticloadbalancingv2::types::TargetDescription> = targets
+            .iter()
+            .map(|(id, port)| {
+                aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                    .id(id)
+                    .set_port(*port)
+                    .build()
+            })
+            .collect();
+        if deregister {
+            let answer = crate::send!(
+                "elasticloadbalancing:DeregisterTargets",
+                self.v2
+                    .deregister_targets()
+                    .target_group_arn(target_group_arn)
+                    .set_targets(Some(list.clone()))
+            );
+            match answer {
+                // Deregistered already (by the controller, or an earlier try).
+                Err(PortError::Invalid { detail, .. }) if detail.contains("InvalidTarget") => {
+                    Ok(())
+                }
+                Err(e) => Err(e),
+                Ok(_) => Ok(()),
+            }
+        } else {
+            crate::send!(
+                "elasticloadbalancing:RegisterTargets",
+                self.v2
+                    .register_targets()
+                    .target_group_arn(target_group_arn)
+                    .set_targets(Some(list))
+            )?;
+            Ok(())
+        }
     }
 
     async fn classic_by_name(&self, name: &str) -> PortResult<Option<LoadBalancerInfo>> {

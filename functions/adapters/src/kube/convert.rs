@@ -127,6 +127,26 @@ pub fn node(n: &Node) -> NodeView {
     }
 }
 
+/// A TargetGroupBinding, read from its JSON (a custom resource).
+pub fn target_group_binding(
+    o: &kube::core::DynamicObject,
+) -> ngm_core::model::TargetGroupBindingView {
+    let s = |p: &str| {
+        o.data
+            .pointer(p)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    ngm_core::model::TargetGroupBindingView {
+        namespace: o.metadata.namespace.clone().unwrap_or_default(),
+        name: o.metadata.name.clone().unwrap_or_default(),
+        service: s("/spec/serviceRef/name"),
+        target_group_arn: s("/spec/targetGroupARN"),
+        target_type: Some(s("/spec/targetType")).filter(|t| !t.is_empty()),
+    }
+}
+
 pub fn pod(p: &Pod) -> PodView {
     let spec = p.spec.as_ref();
     let status = p.status.as_ref();
@@ -137,6 +157,9 @@ pub fn pod(p: &Pod) -> PodView {
         name: p.metadata.name.clone().unwrap_or_default(),
         uid: p.metadata.uid.clone().unwrap_or_default(),
         node_name: spec.and_then(|s| s.node_name.clone()),
+        pod_ip: status
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|ip| !ip.is_empty()),
         phase: match status.and_then(|s| s.phase.as_deref()) {
             Some("Running") => PodPhase::Running,
             Some("Succeeded") => PodPhase::Succeeded,

@@ -636,6 +636,32 @@ impl KubePort for KubeAdapter {
         .await
     }
 
+    async fn list_target_group_bindings(
+        &self,
+    ) -> PortResult<Vec<ngm_core::model::TargetGroupBindingView>> {
+        let ar = kube::core::ApiResource {
+            group: "elbv2.k8s.aws".into(),
+            version: "v1beta1".into(),
+            api_version: "elbv2.k8s.aws/v1beta1".into(),
+            kind: "TargetGroupBinding".into(),
+            plural: "targetgroupbindings".into(),
+        };
+        let api: Api<kube::core::DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        match list_all(
+            &api,
+            "list targetgroupbindings",
+            self.page_size,
+            ListParams::default(),
+            convert::target_group_binding,
+        )
+        .await
+        {
+            // The Load Balancer Controller is not installed: no binding.
+            Err(PortError::NotFound { .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
     async fn list_endpointslices(
         &self,
         namespace: &str,

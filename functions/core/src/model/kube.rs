@@ -91,6 +91,9 @@ pub struct PodView {
     pub uid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// `status.podIP`: what an IP target (AWS Load Balancer Controller) is registered by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<String>,
     pub phase: PodPhase,
     /// The `Ready` condition is `True`.
     pub ready: bool,
@@ -310,6 +313,29 @@ pub enum ServiceType {
 pub enum TrafficPolicy {
     Cluster,
     Local,
+}
+
+/// An AWS Load Balancer Controller TargetGroupBinding (`elbv2.k8s.aws/v1beta1`): the
+/// controller makes one for every target group of a Service or Ingress it manages, and users
+/// make them for target groups made elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetGroupBindingView {
+    pub namespace: String,
+    pub name: String,
+    /// `spec.serviceRef.name`, in the binding's namespace.
+    pub service: String,
+    pub target_group_arn: String,
+    /// `spec.targetType`: `instance` or `ip` (unset: the target group's own type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_type: Option<String>,
+}
+
+impl TargetGroupBindingView {
+    /// Whether its targets are the pods themselves.
+    pub fn ip(&self) -> bool {
+        self.target_type.as_deref() == Some("ip")
+    }
 }
 
 /// A Service.

@@ -27,7 +27,7 @@ pub use eks::{
 pub use kube::{
     DaemonSetView, EndpointSliceView, EndpointView, EventType, HpaView, NodeView, ObjectRef,
     OwnerRef, PodPhase, PodView, PreStop, ReplicaSetView, Resources, ServiceType, ServiceView,
-    Shutdown, TrafficPolicy, WorkloadKind, WorkloadRef, WorkloadView,
+    Shutdown, TargetGroupBindingView, TrafficPolicy, WorkloadKind, WorkloadRef, WorkloadView,
 };
 pub use pdb::{IntOrPercent, PdbView};
 pub use quantity::{QuantityError, parse_cpu_millis, parse_memory_bytes};

@@ -91,6 +91,19 @@ pub fn lb_drain_wait(lbs: &[LoadBalancerInfo], override_secs: Option<u64>) -> Dr
 /// nodes' pods may go.
 pub const NLB_DEREGISTRATION_PROPAGATION_SECS: u64 = 120;
 
+/// An ALB keeps routing to a deregistered IP target for several seconds: users found a 5 s
+/// preStop sleep too short and 25 s enough (aws-load-balancer-controller#1064, #2106).
+pub const ALB_IP_DEREGISTRATION_PROPAGATION_SECS: u64 = 20;
+
+/// How long after a deregistration an IP target may still get new requests, by the kind of
+/// its load balancer (unknown: the longest, an NLB's).
+pub fn ip_propagation_secs(kind: Option<LbKind>) -> u64 {
+    match kind {
+        Some(LbKind::Alb) => ALB_IP_DEREGISTRATION_PROPAGATION_SECS,
+        _ => NLB_DEREGISTRATION_PROPAGATION_SECS,
+    }
+}
+
 /// How often the health gate looks at the load balancers (their checks run every 10–30 s).
 pub const GATE_POLL_SECS: u64 = 10;
 /// The observed drain looks every 10 s for its first two minutes (a CLB ends a drain as soon

@@ -104,6 +104,9 @@ pub struct PreflightInputs<'a> {
     pub load_balancers: &'a [LoadBalancerInfo],
     /// Every Service (the workloads behind one are checked for how they stop).
     pub services: &'a [ServiceView],
+    /// `(namespace, name)` of the Services with an IP TargetGroupBinding (the Load Balancer
+    /// Controller registers their pods: Ingress ALBs, `nlb-target-type: ip`, bindings).
+    pub ip_services: &'a BTreeSet<(String, String)>,
     /// Allocatable of one node of the new group.
     pub new_node_allocatable: Resources,
     pub new_scaling: Scaling,
@@ -284,6 +287,7 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
     findings.extend(workload_risks(
         &movable,
         i.services,
+        i.ip_services,
         i.replicasets,
         i.policy,
     ));
@@ -487,6 +491,7 @@ pub fn ip_targets(svc: &ServiceView) -> bool {
 pub fn workload_risks(
     movable: &[&PodView],
     services: &[ServiceView],
+    ip_services: &BTreeSet<(String, String)>,
     replicasets: &[ReplicaSetView],
     policy: &Policy,
 ) -> Vec<Finding> {
@@ -536,11 +541,13 @@ pub fn workload_risks(
             )),
             _ => {}
         }
-        let ip: Vec<&&ServiceView> = svcs.iter().filter(|s| ip_targets(s)).collect();
-        if ip.is_empty() {
+        let bound = |s: &ServiceView| ip_services.contains(&(s.namespace.clone(), s.name.clone()));
+        let nlb_ip = svcs.iter().any(|s| ip_targets(s));
+        if !nlb_ip && !svcs.iter().any(|s| bound(s)) {
             continue;
         }
-        if let PreStop::Sleep { seconds } = pod.shutdown.pre_stop
+        if nlb_ip
+            && let PreStop::Sleep { seconds } = pod.shutdown.pre_stop
             && u64::from(seconds) < NLB_DEREGISTRATION_PROPAGATION_SECS
         {
             out.push(finding(

@@ -201,6 +201,7 @@ fn new_pod(i: &mut Inner, w: &WorkloadView, name: String, owner: OwnerRef) -> Po
             PodPhase::Pending
         },
         node_name: node,
+        pod_ip: None,
         labels: w.selector.match_labels.clone(),
         annotations: Default::default(),
         owner: Some(owner),
@@ -298,6 +299,7 @@ fn daemonsets(i: &mut Inner) {
                     name: key.1.clone(),
                     uid: format!("uid-{id}"),
                     node_name: Some(n.clone()),
+                    pod_ip: None,
                     phase: PodPhase::Running,
                     ready: true,
                     labels: [("app".to_string(), ds.name.clone())].into(),

@@ -264,6 +264,14 @@ impl KubePort for FakeCloud {
         Ok(i.w.services.clone())
     }
 
+    async fn list_target_group_bindings(
+        &self,
+    ) -> PortResult<Vec<ngm_core::model::TargetGroupBindingView>> {
+        let mut i = self.lock();
+        i.enter("list_target_group_bindings", "", false)?;
+        Ok(i.w.target_group_bindings.clone())
+    }
+
     async fn list_endpointslices(
         &self,
         namespace: &str,

@@ -69,6 +69,7 @@ pub struct Snapshot {
     pub pdbs: BTreeMap<(String, String), PdbView>,
     pub daemonsets: Vec<DaemonSetView>,
     pub services: Vec<ServiceView>,
+    pub target_group_bindings: Vec<ngm_core::model::TargetGroupBindingView>,
     pub load_balancers: BTreeMap<String, LoadBalancerInfo>,
     pub target_health: BTreeMap<String, Vec<TargetHealth>>,
     pub subnet_zones: BTreeMap<String, String>,

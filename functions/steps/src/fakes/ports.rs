@@ -446,6 +446,39 @@ impl ElbPort for FakeCloud {
             })
         }))
     }
+
+    async fn set_targets(
+        &self,
+        target_group_arn: &str,
+        targets: &[(String, Option<i32>)],
+        deregister: bool,
+    ) -> PortResult<()> {
+        let mut i = self.lock();
+        i.enter("set_targets", target_group_arn, true)?;
+        let set =
+            i.w.target_health
+                .entry(target_group_arn.to_string())
+                .or_default();
+        for (id, port) in targets {
+            // What a target group does: a deregistered target drains, a registered one starts
+            // its health checks.
+            let state = if deregister {
+                ngm_core::model::TargetHealthState::Draining
+            } else {
+                ngm_core::model::TargetHealthState::Initial
+            };
+            match set.iter_mut().find(|t| &t.target_id == id) {
+                Some(t) => t.state = state,
+                None if !deregister => set.push(TargetHealth {
+                    target_id: id.clone(),
+                    port: *port,
+                    state,
+                }),
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -101,11 +101,14 @@ pub async fn drain(
     let plan = plan_drain(&pods, &sets, &policy, state.blocked.as_ref(), drain_by, now);
     state.counts.pods_skipped = u32::try_from(plan.skipped).unwrap_or(u32::MAX);
 
+    // IP targets: a pod leaves its target groups, and the load balancer stops routing to it,
+    // before it is evicted.
+    let (actions, held) = super::iptargets::hold_back(world, &pods, &plan.actions).await?;
     let exec = executor(&state, world, STEP);
     let mut first_block: Option<(String, Option<String>)> = None;
     let (mut blocks, mut evicted) = (0u32, 0u32);
     let mut terminating_namespaces = Vec::new();
-    for action in &plan.actions {
+    for action in &actions {
         match exec.run(action).await? {
             Outcome::Evict(EvictOutcome::PdbBlocked { pdb }) => {
                 blocks = blocks.saturating_add(1);
@@ -161,6 +164,10 @@ pub async fn drain(
         DrainOutcome::Continue {
             retry_after_seconds,
         } => {
+            if let Some((secs, reason)) = held {
+                state.pending = pending(secs.max(retry_after_seconds), reason);
+                return Ok(state);
+            }
             let reason = match &state.blocked {
                 Some(b) => format!(
                     "eviction of {} is blocked by PodDisruptionBudget {}",

@@ -224,6 +224,21 @@ pub(crate) async fn load_balancers_for(
         .collect())
 }
 
+/// The pods a Service selects, now.
+pub(crate) async fn service_pods(
+    world: &World,
+    svc: &ServiceView,
+) -> Result<Vec<PodView>, StepError> {
+    let selector = ngm_core::model::LabelSelector {
+        match_labels: svc.selector.clone(),
+        match_expressions: Vec::new(),
+    };
+    Ok(world
+        .kube
+        .list_pods(Some(&svc.namespace), &selector)
+        .await?)
+}
+
 /// The same load balancers, each with the Service it fronts (the first, when several share it).
 pub(crate) async fn fronting<'s>(
     world: &World,
@@ -247,6 +262,7 @@ pub(crate) async fn fronting<'s>(
     Ok(lbs)
 }
 
+pub(crate) mod iptargets;
 #[cfg(test)]
 mod lock_tests;
 #[cfg(test)]

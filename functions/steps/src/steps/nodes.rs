@@ -4,9 +4,7 @@
 use std::collections::BTreeSet;
 
 use ngm_core::marks;
-use ngm_core::model::{
-    LabelSelector, LbKind, LoadBalancerInfo, ServiceView, Timestamp, TrafficPolicy,
-};
+use ngm_core::model::{LbKind, LoadBalancerInfo, ServiceView, Timestamp, TrafficPolicy};
 use ngm_core::plan::lbdrain::{
     GATE_POLL_SECS, LbTargets, drain_poll_secs, lb_drain_wait, min_cut_seconds,
     new_targets_healthy, old_targets_drained,
@@ -16,6 +14,7 @@ use ngm_core::plan::wait::wait_until;
 use ngm_core::plan::{WaitDecision, deadlines};
 use ngm_core::state::{LbAttachments, MigrationState, Phase};
 
+use super::iptargets::{deregister_old, ip_sets};
 use super::{
     executor, fronting, new_nodes, pending, pods_on, retiring_nodes, settle_wait, source_nodes,
 };
@@ -66,10 +65,24 @@ pub async fn cut_traffic(
     }
     let attachments = state.originals.lb_attachments.clone().unwrap_or_default();
     let attached = attached_lbs(world, &attachments).await?;
+    // IP target groups: the old pods are their targets. Those with copies Ready elsewhere (the
+    // surged workloads) are cut here; the others (a StatefulSet's) leave one by one as the
+    // drain evicts them.
+    let ip: Vec<_> = ip_sets(world, &services, &pods, true)
+        .await?
+        .into_iter()
+        .filter(|s| !s.targets.expected.is_empty())
+        .collect();
     let lbs: Vec<LoadBalancerInfo> = fronts
         .iter()
         .map(|(_, lb)| lb.clone())
         .chain(attached.iter().cloned())
+        .chain(ip.iter().filter_map(|s| s.lb.clone()))
+        .collect();
+    // Old instances and old pods' IPs: the targets that must leave.
+    let old: BTreeSet<String> = old
+        .into_iter()
+        .chain(ip.iter().flat_map(|s| s.old.iter().cloned()))
         .collect();
     let fixed = state.request.policy.lb_drain_seconds_override;
     let bound = lb_drain_wait(&lbs, fixed);
@@ -102,7 +115,8 @@ pub async fn cut_traffic(
             let ready = match fixed {
                 Some(_) => Ok(()),
                 None => {
-                    let health = read_targets(&state, world, &fronts, &attached).await?;
+                    let mut health = read_targets(&state, world, &fronts, &attached).await?;
+                    health.extend(ip.iter().map(|s| s.targets.clone()));
                     new_targets_healthy(&health, &old)
                 }
             };
@@ -115,6 +129,15 @@ pub async fn cut_traffic(
             executor(&state, world, "cut-traffic")
                 .run_all(&plan_cut_traffic(&nodes))
                 .await?;
+            // The old pods leave their IP target groups while they still serve.
+            let n = deregister_old(world, &ip).await?;
+            if n > 0 {
+                tracing::info!(
+                    step = "cut-traffic",
+                    targets = n,
+                    "old pods deregistered from IP target groups"
+                );
+            }
             // The old groups leave the load balancers they were attached to, with draining.
             if !attachments.is_empty() {
                 for asg in &state.source.asg_names {
@@ -146,7 +169,10 @@ pub async fn cut_traffic(
     } else if now == cut_at {
         Err("the load balancers have not seen the cut yet".to_string())
     } else {
-        let health = read_targets(&state, world, &fronts, &attached).await?;
+        // The controller registers a ready old pod again at its next reconcile: out again.
+        deregister_old(world, &ip).await?;
+        let mut health = read_targets(&state, world, &fronts, &attached).await?;
+        health.extend(ip.iter().map(|s| s.targets.clone()));
         old_targets_drained(&health, &old).and_then(|()| {
             if now < floor {
                 Err(format!(
@@ -213,16 +239,7 @@ async fn read_targets(
             .collect();
         if svc.external_traffic_policy == Some(TrafficPolicy::Local) {
             // kube-proxy's health check node port passes only where a ready pod serves.
-            let pods = world
-                .kube
-                .list_pods(
-                    Some(&svc.namespace),
-                    &LabelSelector {
-                        match_labels: svc.selector.clone(),
-                        match_expressions: Vec::new(),
-                    },
-                )
-                .await?;
+            let pods = super::service_pods(world, svc).await?;
             let serving: BTreeSet<&str> = pods
                 .iter()
                 .filter(|p| p.ready && !p.terminating)

@@ -153,6 +153,25 @@ async fn preflight(
     // And the load balancers attached to the old Auto Scaling groups.
     let attachments = source_attachments(state, world).await?;
     lbs.extend(attached_lbs(world, &attachments).await?);
+    // IP target groups, through their TargetGroupBindings.
+    let mut ip_services = BTreeSet::new();
+    for b in world.kube.list_target_group_bindings().await? {
+        if !b.ip() {
+            continue;
+        }
+        let fronts_old = view.services.iter().any(|s| {
+            s.namespace == b.namespace
+                && s.name == b.service
+                && view.old_pods.iter().any(|p| s.selects(p))
+        });
+        if fronts_old
+            && let Some(lb) = world.elb.by_target_group(&b.target_group_arn).await?
+            && !lbs.iter().any(|l| l.id == lb.id)
+        {
+            lbs.push(lb);
+        }
+        ip_services.insert((b.namespace, b.service));
+    }
     let old_zones: BTreeSet<String> = view
         .old_nodes
         .iter()
@@ -182,6 +201,7 @@ async fn preflight(
         pdbs: &view.pdbs,
         load_balancers: &lbs,
         services: &view.services,
+        ip_services: &ip_services,
         new_node_allocatable: allocatable,
         new_scaling: target.scaling,
         new_zones: &new_zones,

@@ -111,8 +111,21 @@ pub async fn rollback(
     } else {
         union(old.clone(), new.clone())
     };
-    let marked: Vec<_> = pods_on(world, &old)
-        .await?
+    let on_old = pods_on(world, &old).await?;
+    // IP targets: the old pods ngm took out at the cut serve again before the surge goes.
+    if state.deadlines.traffic_cut_at.is_some()
+        && !policy.dry_run
+        && let Some((secs, reason)) = super::iptargets::bring_old_pods_back(world, &on_old).await?
+    {
+        if now < rollback_by {
+            state.pending = pending(secs, reason);
+            return Ok(state);
+        }
+        state.note(format!(
+            "the rollback went on at its deadline with old pods not yet healthy targets: {reason}"
+        ));
+    }
+    let marked: Vec<_> = on_old
         .into_iter()
         .filter(|p| p.annotations.get(ngm_core::marks::EXECUTION) == Some(&exec_name))
         .collect();
@@ -226,11 +239,17 @@ pub async fn rollback(
         let pods = pods_on(world, &new).await?;
         let sets = world.kube.list_workloads(WorkloadKind::StatefulSet).await?;
         let round = plan_drain(&pods, &sets, &policy, None, now.plus(u64::MAX / 4), now);
+        // IP targets: each pod leaves its target groups before it is evicted.
+        let (actions, held) = super::iptargets::hold_back(world, &pods, &round.actions).await?;
         // Thousands of pods take several invocations (`continuation`), as Retire's marks do.
-        if !batch(&mut state, world, STEP, &round.actions)
-            .await?
-            .finished
-        {
+        if !batch(&mut state, world, STEP, &actions).await?.finished {
+            return Ok(state);
+        }
+        if let Some((secs, reason)) = held {
+            if now >= rollback_by {
+                return Err(StepError::RollbackStalled { reason });
+            }
+            state.pending = pending(secs, reason);
             return Ok(state);
         }
         match round.outcome {

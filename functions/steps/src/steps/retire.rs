@@ -32,6 +32,13 @@ pub async fn retire(
     let nodes = retiring_nodes(&state, world).await?;
     let retiring: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let view = observe_with_nodes(world.kube.as_ref(), nodes).await?;
+    if state.deadlines.traffic_cut_at.is_some()
+        && let Some((secs, reason)) =
+            super::iptargets::keep_old_pods_out(world, &view.old_pods).await?
+    {
+        state.pending = super::pending(secs, reason);
+        return Ok(state);
+    }
     let surged: Vec<_> = view
         .workloads
         .iter()

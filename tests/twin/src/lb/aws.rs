@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::settings::LbSettings;
 use super::targets::TargetState;
-use crate::scenario::LbKind;
+use crate::scenario::{LbKind, LbThrough};
 use crate::store::{Resource, Store};
 
 /// Where the emulator is.
@@ -40,6 +40,8 @@ pub struct AwsLb {
     pub arn: Option<String>,
     pub target_group_arn: Option<String>,
     pub listener_arn: Option<String>,
+    /// IP targets: the port they are registered with (the pods').
+    pub target_port: Option<i32>,
 }
 
 /// Why an emulator call failed.
@@ -68,6 +70,9 @@ pub(crate) enum AwsCmd {
         port: i32,
         /// Auto Scaling groups to attach it to once created.
         attach: Vec<String>,
+        /// What asks for it: where its DNS name is written, and whether a
+        /// TargetGroupBinding names its target group.
+        through: LbThrough,
     },
     Register {
         key: Key,
@@ -92,7 +97,55 @@ pub(crate) struct AwsShared {
     pub errors: Mutex<Vec<String>>,
     /// The InService instances of the Auto Scaling groups each load balancer is attached to.
     pub attached: Mutex<HashMap<Key, BTreeSet<String>>>,
+    /// Registrations and deregistrations others made in the emulator, not applied yet.
+    pub target_calls: Mutex<Vec<TargetCall>>,
 }
+
+/// A RegisterTargets or DeregisterTargets call someone else (ngm) made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetCall {
+    pub deregister: bool,
+    pub target_group_arn: String,
+    /// The target ids (IPs for IP targets).
+    pub ids: Vec<String>,
+}
+
+/// Follows ngm's RegisterTargets and DeregisterTargets calls through the wrapper's log
+/// (tests/aws/moto_server.py `GET /ngm/target-calls`), so IP target groups drain what ngm
+/// deregistered.
+pub(crate) async fn watch_target_calls(target: AwsTarget, shared: Arc<AwsShared>) {
+    let mut after = 0u64;
+    loop {
+        let path = format!("/ngm/target-calls?after={after}");
+        if let Ok((200, text)) =
+            crate::twin::moto::request(&target.endpoint_url, "GET", &path, None).await
+            && let Ok(serde_json::Value::Array(calls)) = serde_json::from_str(&text)
+        {
+            let mut out = shared
+                .target_calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for c in calls {
+                after = after.max(c["seq"].as_u64().unwrap_or(0));
+                out.push(TargetCall {
+                    deregister: c["action"] == "DeregisterTargets",
+                    target_group_arn: c["targetGroupArn"].as_str().unwrap_or_default().to_string(),
+                    ids: c["targets"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t["id"].as_str().map(str::to_string))
+                        .collect(),
+                });
+            }
+        }
+        tokio::time::sleep(TARGET_CALL_POLL).await;
+    }
+}
+
+/// How often ngm's target registrations are read from the wrapper, in wall time: at 120×, 2.4 s
+/// of simulated time, well under any load balancer's propagation.
+const TARGET_CALL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl AwsShared {
     pub fn attached(&self, key: &Key) -> BTreeSet<String> {
@@ -297,6 +350,7 @@ impl Mirror {
                 node_port,
                 port,
                 attach,
+                through,
             } => {
                 if known(&key).is_some() {
                     return Ok(());
@@ -319,11 +373,30 @@ impl Mirror {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(key.clone(), lb);
+                if settings.ip_targets
+                    && let Some(tg) = shared
+                        .lbs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&key)
+                        .and_then(|l| l.target_group_arn.clone())
+                {
+                    let binding = super::ip::binding_object(&key.0, &key.1, port, &tg);
+                    let _ = store.create(Resource::TargetGroupBinding, &key.0, binding);
+                }
                 // The hostname is how ngm finds the load balancer through the ELB APIs.
-                let _ = store.mutate(Resource::Service, &key.0, &key.1, |svc| {
-                    svc["status"]["loadBalancer"] = json!({ "ingress": [{ "hostname": dns }] });
-                    Ok(())
-                });
+                let host = json!({ "ingress": [{ "hostname": dns }] });
+                let holder = match through {
+                    LbThrough::Service => Some(Resource::Service),
+                    LbThrough::Ingress => Some(Resource::Ingress),
+                    LbThrough::TargetGroupBinding => None,
+                };
+                if let Some(resource) = holder {
+                    let _ = store.mutate(resource, &key.0, &key.1, |obj| {
+                        obj["status"]["loadBalancer"] = host.clone();
+                        Ok(())
+                    });
+                }
                 Ok(())
             }
             AwsCmd::Register { key, instances } | AwsCmd::Deregister { key, instances }
@@ -390,7 +463,12 @@ impl Mirror {
         if let Some(tg) = &lb.target_group_arn {
             let targets: Vec<TargetDescription> = instances
                 .iter()
-                .map(|i| TargetDescription::builder().id(i).build())
+                .map(|i| {
+                    TargetDescription::builder()
+                        .id(i)
+                        .set_port(lb.target_port)
+                        .build()
+                })
                 .collect();
             if add {
                 self.v2

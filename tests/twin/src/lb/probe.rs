@@ -260,10 +260,12 @@ pub struct Probe {
     seq: u64,
     /// Requests in flight by (namespace, service, target node).
     busy: HashMap<(String, String, String), u32>,
+    /// No request is sent while set.
+    pub paused: bool,
 }
 
 impl Probe {
-    pub fn new(streams: Vec<Stream>) -> Self {
+    pub fn new(streams: Vec<Stream>, paused: bool) -> Self {
         let stats = streams
             .iter()
             .map(|s| ServiceTraffic {
@@ -275,6 +277,7 @@ impl Probe {
         Self {
             streams,
             stats,
+            paused,
             ..Self::default()
         }
     }
@@ -313,7 +316,12 @@ impl Probe {
 
     /// The next moment something is due: a request to send or one to finish.
     pub fn next_wake(&self) -> Option<DateTime<Utc>> {
-        let start = self.streams.iter().filter_map(|s| s.next).min();
+        let start = self
+            .streams
+            .iter()
+            .filter(|_| !self.paused)
+            .filter_map(|s| s.next)
+            .min();
         let end = self.pending.peek().map(|Reverse(p)| p.end);
         start.into_iter().chain(end).min()
     }
@@ -411,6 +419,9 @@ impl Probe {
         world: &World,
         inflight: &InFlight,
     ) {
+        if self.paused {
+            return;
+        }
         for i in 0..self.streams.len() {
             let interval = secs_delta(self.streams[i].interval_seconds);
             let mut due = *self.streams[i].next.get_or_insert(now);
@@ -445,19 +456,31 @@ impl Probe {
         // A pod removed after the request started (the probe runs behind the clock at times)
         // still took it then; one removed before, which the consumer has not seen go, no
         // longer answers.
-        let existing = world.pods.get(&ep.pod_uid).or_else(|| {
+        Self::answer(world, &ep.pod_uid, ep.node.as_deref(), start)
+    }
+
+    /// The pod a connection reached at `start`, if it takes it. A pod removed after the
+    /// request started (the probe runs behind the clock at times) still took it then; one
+    /// removed before, which the sender has not seen go, no longer answers.
+    fn answer<'w>(
+        world: &'w World,
+        uid: &str,
+        node: Option<&str>,
+        start: DateTime<Utc>,
+    ) -> Result<&'w PodView, (FailureReason, At, Option<String>)> {
+        let existing = world.pods.get(uid).or_else(|| {
             world
                 .pods_gone
-                .get(&ep.pod_uid)
+                .get(uid)
                 .filter(|gone| **gone > start)
-                .and(world.pods_removed.get(&ep.pod_uid))
+                .and(world.pods_removed.get(uid))
         });
         let Some(pod) = existing else {
-            let (at, hop) = match world.pods_removed.get(&ep.pod_uid) {
+            let (at, hop) = match world.pods_removed.get(uid) {
                 Some(p) => (At::pod(p), format!("pod {}/{} (gone)", p.namespace, p.name)),
                 None => (
                     At {
-                        node: ep.node.clone(),
+                        node: node.map(str::to_string),
                         ..At::default()
                     },
                     "pod (gone)".to_string(),
@@ -475,6 +498,14 @@ impl Probe {
             };
             return Err((reason, at, Some(hop)));
         };
+        if pod
+            .node
+            .as_deref()
+            .is_some_and(|n| world.node_gone_at(n).is_some_and(|t| t <= start))
+        {
+            let hop = format!("pod {}/{}", pod.namespace, pod.name);
+            return Err((FailureReason::NodeGone, At::pod(pod), Some(hop)));
+        }
         if !pod.accepts(start) {
             let hop = format!("pod {}/{}", pod.namespace, pod.name);
             return Err((FailureReason::Refused, At::pod(pod), Some(hop)));
@@ -504,8 +535,10 @@ impl Probe {
         // The load balancer's target node, and whether kube-proxy keeps to it (`Local`).
         let mut node = None;
         let mut local = false;
+        // An IP target group's pick: the pod's UID.
+        let mut ip_target: Option<String> = None;
         match via {
-            Via::LoadBalancer => {
+            Via::LoadBalancer => 'lb: {
                 let Some(lb) = balancers.get_mut(&(ns.clone(), svc.clone())) else {
                     let path = format!("no load balancer for {ns}/{svc}");
                     return self.fail(i, start, FailureReason::NoTarget, path, At::default());
@@ -524,6 +557,12 @@ impl Probe {
                         );
                     }
                 };
+                if lb.ip() {
+                    // An IP target: the pod itself, no node port and no kube-proxy.
+                    idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);
+                    ip_target = Some(n);
+                    break 'lb;
+                }
                 *self.stats[i].by_node.entry(n.clone()).or_default() += 1;
                 path.push(format!("node {n}"));
                 if world.node_gone_at(&n).is_some_and(|t| t <= start) {
@@ -543,16 +582,22 @@ impl Probe {
             Via::Dns => path.push(format!("dns {ns}/{svc}")),
         }
         let mut hops = Vec::new();
-        let mut cursor = self.streams[i].cursor;
-        let first = Self::reach(
-            world,
-            (&ns, &svc),
-            node.as_deref().filter(|_| local),
-            Consumer::KubeProxy,
-            start,
-            &mut cursor,
-        );
-        self.streams[i].cursor = cursor;
+        let first = match &ip_target {
+            Some(uid) => Self::answer(world, uid, None, start),
+            None => {
+                let mut cursor = self.streams[i].cursor;
+                let first = Self::reach(
+                    world,
+                    (&ns, &svc),
+                    node.as_deref().filter(|_| local),
+                    Consumer::KubeProxy,
+                    start,
+                    &mut cursor,
+                );
+                self.streams[i].cursor = cursor;
+                first
+            }
+        };
         let pod = match first {
             Ok(pod) => pod,
             Err((reason, at, hop)) => {
@@ -567,6 +612,13 @@ impl Probe {
         };
         path.push(format!("pod {}/{}", pod.namespace, pod.name));
         hops.push(hop_of(pod, inflight));
+        if let Some(uid) = ip_target {
+            if let Some(n) = &pod.node {
+                *self.stats[i].by_node.entry(n.clone()).or_default() += 1;
+            }
+            // The target the load balancer drains is the pod.
+            node = Some(uid);
+        }
         if let Some((bns, bsvc)) = &backend {
             path.push(format!("{bns}/{bsvc}"));
             let mut cursor = self.streams[i].backend_cursor;

@@ -11,12 +11,13 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::{Notify, mpsc};
 
 use super::Balancer;
-use super::aws::{self, AwsCmd, AwsShared};
+use super::aws::{self, AwsCmd, AwsShared, TargetCall};
+use super::ip;
 use super::probe::Probe;
 use super::settings::{self, LbSettings};
 use super::targets::TargetGroup;
 use super::world::World;
-use crate::scenario::LoadBalancerSpec;
+use crate::scenario::{LoadBalancerSpec, TargetType};
 use crate::sim::InFlight;
 use crate::store::{EventKind, Resource, Store, WatchEvent};
 
@@ -45,7 +46,12 @@ fn is_balanced(svc: &Value, specs: &HashMap<(String, String), LoadBalancerSpec>)
         str_at(svc, "/metadata/namespace").to_string(),
         str_at(svc, "/metadata/name").to_string(),
     );
-    str_at(svc, "/spec/type") == "LoadBalancer"
+    // IP targets reach the pods whatever the Service's type (an Ingress backend, a
+    // TargetGroupBinding's Service).
+    let ip = specs
+        .get(&key)
+        .is_some_and(|s| s.target_type == TargetType::Ip);
+    ip || str_at(svc, "/spec/type") == "LoadBalancer"
         || (str_at(svc, "/spec/type") == "NodePort"
             && (specs.contains_key(&key)
                 || svc
@@ -94,6 +100,13 @@ impl State {
             Some(spec) => LbSettings::from_spec(spec, local),
             None => LbSettings::from_service(svc, local),
         };
+        let through = self.specs.get(&key).map(|s| s.through).unwrap_or_default();
+        // An IP target is registered with the pod's port.
+        let node_port = if settings.ip_targets {
+            num("targetPort").unwrap_or(port)
+        } else {
+            node_port
+        };
         let attach: Vec<String> = self
             .specs
             .get(&key)
@@ -116,7 +129,19 @@ impl State {
                     node_port,
                     port,
                     attach,
+                    through,
                 });
+            }
+            None if settings.ip_targets => {
+                let arn = format!(
+                    "arn:aws:elasticloadbalancing:twin:000000000000:targetgroup/{}/0",
+                    ip::binding_name(&key.0, &key.1)
+                );
+                let _ = store.create(
+                    Resource::TargetGroupBinding,
+                    &key.0,
+                    ip::binding_object(&key.0, &key.1, port, &arn),
+                );
             }
             None if svc
                 .pointer("/status/loadBalancer/ingress/0/hostname")
@@ -143,6 +168,7 @@ impl State {
                 asg_attached,
                 attached: Default::default(),
                 reported: Default::default(),
+                ip_seen: None,
             },
         );
         self.nodes_dirty = true;
@@ -150,17 +176,27 @@ impl State {
 
     /// Whether `node` passes this load balancer's health check now.
     fn passes(world: &World, lb: &Balancer, node: &str, now: DateTime<Utc>) -> bool {
-        Self::check(world, &lb.namespace, &lb.service, lb.local, node, now)
+        Self::check(
+            world,
+            (&lb.namespace, &lb.service),
+            lb.local,
+            lb.ip(),
+            node,
+            now,
+        )
     }
 
     fn check(
         world: &World,
-        ns: &str,
-        service: &str,
+        (ns, service): (&str, &str),
         local: bool,
+        ip_target: bool,
         node: &str,
         now: DateTime<Utc>,
     ) -> bool {
+        if ip_target {
+            return ip::passes(world, node, now);
+        }
         // A terminated instance answers no health check, whatever its Node still says.
         world.nodes.contains_key(node)
             && !world.dead.contains_key(node)
@@ -171,10 +207,13 @@ impl State {
     fn step(
         &mut self,
         now: DateTime<Utc>,
+        store: &Store,
         inflight: &InFlight,
         aws: Option<&mpsc::UnboundedSender<AwsCmd>>,
     ) {
         self.probe.complete_due(now, &self.balancers, &self.world);
+        self.apply_target_calls(now);
+        let mut gates: Vec<(String, String, String)> = Vec::new();
         for lb in self.balancers.values_mut() {
             let (ns, service) = (lb.namespace.as_str(), lb.service.as_str());
             lb.group
@@ -195,7 +234,27 @@ impl State {
                 attach_changed = now_attached != lb.attached;
                 lb.attached = now_attached;
             }
-            if resync || attach_changed || !lb.seeded {
+            if lb.ip() {
+                let (seen, wanted) = ip::wanted(world, &lb.namespace, &lb.service, now);
+                let first = lb.ip_seen.is_none();
+                if lb.ip_seen.as_ref() != Some(&seen) {
+                    // The controller's reconcile: what it wants, against the target group's
+                    // targets (draining ones left out).
+                    let eligible: Vec<(String, Option<String>, bool)> = wanted
+                        .into_iter()
+                        .map(|(uid, addr)| {
+                            let passes = ip::passes(world, &uid, now);
+                            (uid, Some(addr), passes)
+                        })
+                        .collect();
+                    let changes = lb.group.sync(&eligible, now, first);
+                    lb.ip_seen = Some(seen);
+                    lb.seeded = true;
+                    send_changes(aws, lb, &changes);
+                } else {
+                    lb.group.expire_drains(now);
+                }
+            } else if resync || attach_changed || !lb.seeded {
                 // Attached to Auto Scaling groups: their InService instances, whatever the
                 // node's labels. Otherwise Kubernetes registers every node without the
                 // exclusion label.
@@ -221,26 +280,21 @@ impl State {
                 let seed = !lb.seeded;
                 let changes = lb.group.sync(&eligible, now, seed);
                 lb.seeded = !lb.asg_attached || !lb.attached.is_empty();
-                if let Some(tx) = aws {
-                    let key = (lb.namespace.clone(), lb.service.clone());
-                    let ids = |v: &[(String, Option<String>)]| {
-                        v.iter().filter_map(|(_, i)| i.clone()).collect::<Vec<_>>()
-                    };
-                    let _ = tx.send(AwsCmd::Register {
-                        key: key.clone(),
-                        instances: ids(&changes.registered),
-                    });
-                    let _ = tx.send(AwsCmd::Deregister {
-                        key,
-                        instances: ids(&changes.deregistered),
-                    });
-                }
+                send_changes(aws, lb, &changes);
             }
             if lb.group.check_due(now) {
-                let (ns, service, local) = (lb.namespace.as_str(), lb.service.as_str(), lb.local);
+                let (ns, service, local, ip_target) = (
+                    lb.namespace.as_str(),
+                    lb.service.as_str(),
+                    lb.local,
+                    lb.ip(),
+                );
                 lb.group.check(now, |node| {
-                    Self::check(world, ns, service, local, node, now)
+                    Self::check(world, (ns, service), local, ip_target, node, now)
                 });
+                if ip_target {
+                    gates.extend(ip_gates_to_set(world, lb));
+                }
             }
             // What DescribeTargetHealth / DescribeInstanceHealth answer, when it changed.
             let states = lb.group.instance_states();
@@ -255,8 +309,63 @@ impl State {
                 lb.reported = states;
             }
         }
+        for (ns, name, gate) in gates {
+            set_gate(store, &ns, &name, &gate, now);
+        }
         self.probe
             .issue_due(now, &mut self.balancers, &self.world, inflight);
+    }
+
+    /// What others (ngm) registered and deregistered in the emulator, applied to the IP
+    /// target groups: a deregistered target drains, and the controller registers it again at
+    /// its next reconcile.
+    fn apply_target_calls(&mut self, now: DateTime<Utc>) {
+        let calls: Vec<TargetCall> = std::mem::take(
+            &mut *self
+                .aws
+                .target_calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if calls.is_empty() {
+            return;
+        }
+        let lbs = self
+            .aws
+            .lbs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for call in calls {
+            let Some(key) = lbs
+                .iter()
+                .find(|(_, a)| {
+                    a.target_group_arn.as_deref() == Some(call.target_group_arn.as_str())
+                })
+                .map(|(k, _)| k.clone())
+            else {
+                continue;
+            };
+            let Some(lb) = self.balancers.get_mut(&key).filter(|lb| lb.ip()) else {
+                continue;
+            };
+            for id in &call.ids {
+                let Some(uid) = lb.group.key_of(id).or_else(|| {
+                    self.world
+                        .pods
+                        .values()
+                        .find(|p| p.ip.as_deref() == Some(id.as_str()))
+                        .map(|p| p.uid.clone())
+                }) else {
+                    continue;
+                };
+                if call.deregister {
+                    lb.group.deregister(&uid, now);
+                } else {
+                    lb.group.register(&uid, Some(id.clone()), now, false, false);
+                }
+            }
+        }
     }
 
     fn next_wake(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -275,6 +384,65 @@ impl State {
             .flatten();
         lbs.chain(self.probe.next_wake()).min()
     }
+}
+
+/// Gives the emulator a target set's registrations and deregistrations.
+fn send_changes(
+    aws: Option<&mpsc::UnboundedSender<AwsCmd>>,
+    lb: &Balancer,
+    changes: &super::targets::TargetChanges,
+) {
+    let Some(tx) = aws else {
+        return;
+    };
+    let key = (lb.namespace.clone(), lb.service.clone());
+    let ids = |v: &[(String, Option<String>)]| {
+        v.iter().filter_map(|(_, i)| i.clone()).collect::<Vec<_>>()
+    };
+    let _ = tx.send(AwsCmd::Register {
+        key: key.clone(),
+        instances: ids(&changes.registered),
+    });
+    let _ = tx.send(AwsCmd::Deregister {
+        key,
+        instances: ids(&changes.deregistered),
+    });
+}
+
+/// The pods of an IP target group whose readiness gate the controller sets True now: healthy
+/// targets whose condition is not True yet (`(namespace, name, condition type)`).
+fn ip_gates_to_set(world: &World, lb: &Balancer) -> Vec<(String, String, String)> {
+    let gate = ip::readiness_gate(&lb.namespace, &lb.service);
+    lb.group
+        .states()
+        .into_iter()
+        .filter(|(_, st)| *st == super::TargetState::Healthy)
+        .filter_map(|(uid, _)| world.pods.get(&uid))
+        .filter(|p| p.gates_pending.contains(&gate))
+        .map(|p| (p.namespace.clone(), p.name.clone(), gate.clone()))
+        .collect()
+}
+
+/// Sets a readiness gate's condition True, and the pod's Ready condition as the kubelet then
+/// computes it.
+fn set_gate(store: &Store, ns: &str, name: &str, gate: &str, now: DateTime<Utc>) {
+    let _ = store.mutate(Resource::Pod, ns, name, |v| {
+        if v.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(());
+        }
+        crate::sim::objects::set_condition(v, gate, "True", None, None, now);
+        let containers = v
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "ContainersReady" && c["status"] == "True")
+            });
+        if containers {
+            crate::sim::kubelet::set_ready_from_gates(v, now);
+        }
+        Ok(())
+    });
 }
 
 impl State {
@@ -320,7 +488,7 @@ pub(super) async fn run(
             }
             // Terminated instances are not in any event: their Nodes linger as they were.
             st.world.dead = store.dead_instances().terminated();
-            st.step(clock.now(), &inflight, aws.as_ref());
+            st.step(clock.now(), &store, &inflight, aws.as_ref());
             st.next_wake(clock.now())
         };
         let sleep = async {

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::scenario::{LbKind, LoadBalancerSpec};
+use crate::scenario::{LbKind, LoadBalancerSpec, TargetType};
 
 /// Health checks as the provisioner of each kind sets them: `(interval s, healthy threshold,
 /// unhealthy threshold)`.
@@ -35,6 +35,12 @@ pub const NLB_REGISTRATION_SECONDS: u32 = 120;
 /// connections stop somewhat before 120 s: the twin takes 100 s. ALB: "The load balancer stops
 /// routing requests to a target as soon as you deregister it."
 pub const NLB_DEREGISTRATION_PROPAGATION_SECONDS: u32 = 100;
+/// An ALB keeps routing to a deregistered IP target for a few seconds after the Load Balancer
+/// Controller's DeregisterTargets: users found a 5 s preStop sleep not enough and 25 s enough
+/// (aws-load-balancer-controller#1064), the time being the controller's plus the ELB API's
+/// propagation (#1719, #2106). The twin takes 10 s, on top of the controller's own lag
+/// ([`crate::scenario::EndpointLag::load_balancer_controller_seconds`]).
+pub const ALB_IP_DEREGISTRATION_PROPAGATION_SECONDS: u32 = 10;
 
 /// Annotations read when the scenario says nothing (in-tree AWS provider and AWS LB
 /// Controller names).
@@ -45,6 +51,8 @@ pub const ANN_DRAINING: &str =
     "service.beta.kubernetes.io/aws-load-balancer-connection-draining-timeout";
 pub const ANN_DRAINING_ENABLED: &str =
     "service.beta.kubernetes.io/aws-load-balancer-connection-draining-enabled";
+pub const ANN_NLB_TARGET_TYPE: &str =
+    "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type";
 pub const ANN_TG_ATTRIBUTES: &str =
     "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes";
 
@@ -65,6 +73,8 @@ pub struct LbSettings {
     pub registration_seconds: f64,
     /// Seconds a deregistered target still gets new requests.
     pub deregistration_propagation_seconds: f64,
+    /// The targets are pods (the Load Balancer Controller's IP targets), not nodes.
+    pub ip_targets: bool,
 }
 
 impl Default for LbSettings {
@@ -82,8 +92,19 @@ impl LbSettings {
     /// and CLB idle 60 s, NLB TCP idle 350 s, deregistration delay 300 s; health checks and
     /// propagation by kind, [`health_check_defaults`]). `local`: `externalTrafficPolicy: Local`.
     pub fn from_spec(spec: &LoadBalancerSpec, local: bool) -> Self {
-        let (interval, up, down) = health_check_defaults(spec.kind, local);
+        let ip = spec.target_type == TargetType::Ip;
+        // kube-proxy's health check node port plays no part with IP targets.
+        let (interval, up, down) = match (spec.kind, ip) {
+            // The Load Balancer Controller's NLB (`pkg/service/model_builder.go`): 10 s, 3/3.
+            (LbKind::Nlb, true) => (10.0, 3, 3),
+            _ => health_check_defaults(spec.kind, local && !ip),
+        };
         let nlb = |secs: u32| if spec.kind == LbKind::Nlb { secs } else { 0 };
+        let propagation = match (spec.kind, ip) {
+            (LbKind::Nlb, _) => NLB_DEREGISTRATION_PROPAGATION_SECONDS,
+            (LbKind::Alb, true) => ALB_IP_DEREGISTRATION_PROPAGATION_SECONDS,
+            _ => 0,
+        };
         Self {
             kind: spec.kind,
             idle_timeout_seconds: spec.idle_timeout(),
@@ -99,17 +120,20 @@ impl LbSettings {
             ),
             deregistration_propagation_seconds: f64::from(
                 spec.deregistration_propagation_seconds
-                    .unwrap_or(nlb(NLB_DEREGISTRATION_PROPAGATION_SECONDS)),
+                    .unwrap_or(propagation),
             ),
+            ip_targets: ip,
         }
     }
 
     /// Settings read from a Service's annotations (a Service the scenario did not describe).
     /// Without any, the in-tree provider's default: a CLB.
     pub fn from_service(svc: &Value, local: bool) -> Self {
+        let ip = annotation(svc, ANN_NLB_TARGET_TYPE) == Some("ip")
+            || annotation(svc, ANN_LB_TYPE) == Some("nlb-ip");
         let kind = match (annotation(svc, ANN_LB_KIND), annotation(svc, ANN_LB_TYPE)) {
             (Some("alb"), _) => LbKind::Alb,
-            (Some("nlb"), _) | (None, Some("nlb" | "external")) => LbKind::Nlb,
+            (Some("nlb"), _) | (None, Some("nlb" | "nlb-ip" | "external")) => LbKind::Nlb,
             _ => LbKind::Clb,
         };
         let num = |key: &str| annotation(svc, key).and_then(|v| v.trim().parse::<u32>().ok());
@@ -134,6 +158,11 @@ impl LbSettings {
                 kind,
                 idle_timeout_seconds: num(ANN_IDLE),
                 deregistration_delay_seconds: delay,
+                target_type: if ip {
+                    TargetType::Ip
+                } else {
+                    TargetType::Instance
+                },
                 ..LoadBalancerSpec::default()
             },
             local,

@@ -135,65 +135,115 @@ impl TargetGroup {
             .cloned()
             .collect();
         for node in leaving {
-            if let Some(t) = self.registered.remove(&node) {
-                let until = now + secs_delta(f64::from(self.settings.deregistration_delay_seconds));
-                let routed_until = now
-                    + secs_delta(
-                        self.settings
-                            .deregistration_propagation_seconds
-                            .min(f64::from(self.settings.deregistration_delay_seconds)),
-                    );
-                self.deregistrations
-                    .entry(node.clone())
-                    .or_default()
-                    .push(now);
-                changes
-                    .deregistered
-                    .push((node.clone(), t.instance_id.clone()));
-                self.draining.insert(
-                    node,
-                    Draining {
-                        instance_id: t.instance_id,
-                        until,
-                        routed_until,
-                    },
-                );
+            if let Some(id) = self.deregister(&node, now) {
+                changes.deregistered.push((node, id));
             }
         }
         for (node, (instance, passes)) in wanted {
-            if self.registered.contains_key(node) {
-                continue;
+            if self.register(node, instance.clone(), now, seed && passes, seed) {
+                changes
+                    .registered
+                    .push((node.to_string(), instance.clone()));
             }
-            // Registered again: the drain that was running is over, and its end cuts nothing.
-            if self.draining.remove(node).is_some()
-                && let Some(ts) = self.deregistrations.get_mut(node)
-            {
-                let delay = secs_delta(f64::from(self.settings.deregistration_delay_seconds));
-                ts.retain(|t| *t + delay <= now);
-            }
-            let healthy = seed && passes;
-            let checks_from = if seed {
-                now
-            } else {
-                now + secs_delta(self.settings.registration_seconds)
-            };
-            self.registered.insert(
-                node.to_string(),
-                Target {
-                    instance_id: instance.clone(),
-                    healthy,
-                    initial: !seed,
-                    ok_run: 0,
-                    fail_run: 0,
-                    checks_from,
-                },
-            );
-            changes
-                .registered
-                .push((node.to_string(), instance.clone()));
         }
         self.draining.retain(|_, d| d.until > now);
         changes
+    }
+
+    /// Deregisters one target, which drains for the deregistration delay; `None` when it was
+    /// not registered, else its instance id (or IP).
+    pub fn deregister(&mut self, node: &str, now: DateTime<Utc>) -> Option<Option<String>> {
+        let t = self.registered.remove(node)?;
+        let until = now + secs_delta(f64::from(self.settings.deregistration_delay_seconds));
+        // The propagation delays a change of the routing: a target that was not routed to
+        // (initial, unhealthy) gets nothing while its deregistration propagates.
+        let propagation = if t.healthy {
+            self.settings
+                .deregistration_propagation_seconds
+                .min(f64::from(self.settings.deregistration_delay_seconds))
+        } else {
+            0.0
+        };
+        let routed_until = now + secs_delta(propagation);
+        self.deregistrations
+            .entry(node.to_string())
+            .or_default()
+            .push(now);
+        self.draining.insert(
+            node.to_string(),
+            Draining {
+                instance_id: t.instance_id.clone(),
+                until,
+                routed_until,
+            },
+        );
+        Some(t.instance_id)
+    }
+
+    /// Registers one target unless it is registered already (false then). `healthy`: as
+    /// already checked (`seed`: a target of a load balancer that existed before the twin
+    /// started); otherwise it starts `initial`.
+    pub fn register(
+        &mut self,
+        node: &str,
+        instance: Option<String>,
+        now: DateTime<Utc>,
+        healthy: bool,
+        seed: bool,
+    ) -> bool {
+        if self.registered.contains_key(node) {
+            return false;
+        }
+        // Registered again: the drain that was running is over, and its end cuts nothing.
+        if self.draining.remove(node).is_some()
+            && let Some(ts) = self.deregistrations.get_mut(node)
+        {
+            let delay = secs_delta(f64::from(self.settings.deregistration_delay_seconds));
+            ts.retain(|t| *t + delay <= now);
+        }
+        let checks_from = if seed {
+            now
+        } else {
+            now + secs_delta(self.settings.registration_seconds)
+        };
+        self.registered.insert(
+            node.to_string(),
+            Target {
+                instance_id: instance,
+                healthy,
+                initial: !seed,
+                ok_run: 0,
+                fail_run: 0,
+                checks_from,
+            },
+        );
+        true
+    }
+
+    /// Ends the drains whose deregistration delay is over.
+    pub fn expire_drains(&mut self, now: DateTime<Utc>) {
+        self.draining.retain(|_, d| d.until > now);
+    }
+
+    /// The target registered, or draining, with this instance id (or IP).
+    pub fn key_of(&self, id: &str) -> Option<String> {
+        self.registered
+            .iter()
+            .filter(|(_, t)| t.instance_id.as_deref() == Some(id))
+            .map(|(k, _)| k)
+            .chain(
+                self.draining
+                    .iter()
+                    .filter(|(_, d)| d.instance_id.as_deref() == Some(id))
+                    .map(|(k, _)| k),
+            )
+            .next()
+            .cloned()
+    }
+
+    /// Whether `node` is registered (in any state but draining).
+    pub fn is_registered(&self, node: &str) -> bool {
+        self.registered.contains_key(node)
     }
 
     /// A CLB ends the drain of an instance with nothing in flight at once (`busy(node)`: a
@@ -521,5 +571,28 @@ mod tests {
             later.iter().all(|p| *p == Pick::Node("new".into())),
             "{later:?}"
         );
+    }
+
+    /// ELB propagation delays a change of the routing (NLB guide,
+    /// `target-group-register-targets.md`): a target that was never routed to (still
+    /// `initial`) gets nothing while its deregistration propagates; a healthy one keeps
+    /// getting new connections then. ngm deregisters targets the Load Balancer Controller
+    /// registered again, and the controller deregisters them as their pods stop.
+    #[test]
+    fn a_deregistered_target_gets_traffic_while_it_propagates_only_if_it_had_some() {
+        let mut g = group(LbKind::Alb, 300);
+        g.settings.deregistration_propagation_seconds = 10.0;
+        g.sync(&[("a".into(), None, true)], t0(), true);
+        g.register("b", None, t0(), false, false);
+        assert_eq!(g.states()["b"], TargetState::Initial);
+        let at = t0() + secs_delta(1.0);
+        g.deregister("a", at);
+        g.deregister("b", at);
+        let picks: Vec<Pick> = (0..6).map(|_| g.pick(at + secs_delta(5.0))).collect();
+        assert!(
+            picks.iter().all(|p| *p == Pick::Node("a".into())),
+            "{picks:?}"
+        );
+        assert_eq!(g.pick(at + secs_delta(11.0)), Pick::NoTarget);
     }
 }

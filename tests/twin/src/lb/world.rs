@@ -13,7 +13,9 @@ use crate::clock::secs_delta;
 use crate::scenario::EndpointLag;
 use crate::sim::endpoints::SERVICE_NAME_LABEL;
 use crate::sim::nodes::instance_id_of;
-use crate::sim::podutil::{OnSigterm, grace_seconds, prestop_seconds};
+use crate::sim::podutil::{
+    OnSigterm, containers_ready, gate_true, grace_seconds, prestop_seconds, readiness_gates,
+};
 use crate::store::{EventKind, Resource, Store, WatchEvent, parse_timestamp};
 
 /// The label that takes a node out of every external load balancer, whatever its value
@@ -50,6 +52,12 @@ pub struct PodView {
     /// The workload it belongs to, as ngm's pre-flight names it (`Deployment shop/cart`,
     /// `DaemonSet kube-system/x`), or `pod ns/name` for a bare pod.
     pub workload: String,
+    /// `status.podIP`: what an IP target is registered by.
+    pub ip: Option<String>,
+    /// The ContainersReady condition is True.
+    pub containers_ready: bool,
+    /// Its readiness gates whose condition is not True yet.
+    pub gates_pending: BTreeSet<String>,
 }
 
 impl PodView {
@@ -157,6 +165,19 @@ fn pod_view(v: &Value) -> PodView {
         accepting_until,
         on_sigterm: pod.as_ref().map(OnSigterm::of).unwrap_or_default(),
         terminating_since,
+        ip: Some(s(v, "/status/podIP"))
+            .filter(|ip| !ip.is_empty())
+            .map(str::to_string),
+        containers_ready: pod.as_ref().is_some_and(containers_ready),
+        gates_pending: pod
+            .as_ref()
+            .map(|p| {
+                readiness_gates(p)
+                    .into_iter()
+                    .filter(|g| !gate_true(p, g))
+                    .collect()
+            })
+            .unwrap_or_default(),
         workload: workload_of(v).unwrap_or_else(|| format!("pod {namespace}/{name}")),
     }
 }

@@ -8,7 +8,10 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::build::{service_object, workload_objects};
-use super::model::{Api, Fault, NodeGroup, NodeGroupKind, Scenario, WorkloadKind};
+use super::model::{
+    Api, Fault, LbKind, LbThrough, NodeGroup, NodeGroupKind, Scenario, ServiceType, TargetType,
+    Workload, WorkloadKind,
+};
 use crate::clock::Clock;
 use crate::sim::nodes::{NodeTemplate, register_node};
 use crate::sim::podutil::{is_ready, phase};
@@ -172,6 +175,37 @@ impl Scenario {
             }
         }
         for s in &self.services {
+            if let Some(lb) = &s.load_balancer {
+                let at = format!("service {}/{}", s.namespace, s.name);
+                let ip = lb.target_type == TargetType::Ip;
+                if ip && lb.kind == LbKind::Clb {
+                    return bad(format!("{at}: a CLB has no IP targets (use ALB or NLB)"));
+                }
+                if ip && !lb.attached_to.is_empty() {
+                    return bad(format!(
+                        "{at}: IP targets are the pods; attachedTo is for instance targets"
+                    ));
+                }
+                if lb.through != LbThrough::Service && !ip {
+                    return bad(format!(
+                        "{at}: through {:?} needs targetType ip (the twin models the Load \
+                         Balancer Controller's IP targets only)",
+                        lb.through
+                    ));
+                }
+                if lb.through == LbThrough::Ingress && lb.kind != LbKind::Alb {
+                    return bad(format!("{at}: an Ingress makes an ALB"));
+                }
+                if ip
+                    && lb.through == LbThrough::Service
+                    && (lb.kind != LbKind::Nlb || s.type_ != ServiceType::LoadBalancer)
+                {
+                    return bad(format!(
+                        "{at}: a Service asks the controller for IP targets as an NLB of type \
+                         LoadBalancer (an ALB comes through an Ingress)"
+                    ));
+                }
+            }
             if let Some(w) = &s.workload
                 && !self
                     .workloads
@@ -339,14 +373,56 @@ impl Scenario {
         // Before the workloads: a crash-looping replica crashes from its first start.
         self.install_kubernetes_faults(store);
         for w in &self.workloads {
-            for (resource, obj) in workload_objects(w) {
+            let gates = self.readiness_gates(w);
+            for (resource, mut obj) in workload_objects(w) {
+                if !gates.is_empty() {
+                    let gates: Vec<Value> = gates
+                        .iter()
+                        .map(|g| serde_json::json!({ "conditionType": g }))
+                        .collect();
+                    let spec = match resource {
+                        Resource::Pod => obj.pointer_mut("/spec"),
+                        _ => obj.pointer_mut("/spec/template/spec"),
+                    };
+                    if let Some(spec) = spec {
+                        spec["readinessGates"] = Value::Array(gates);
+                    }
+                }
                 create(resource, obj)?;
             }
         }
         for s in &self.services {
             create(Resource::Service, service_object(s, &self.workloads))?;
+            if s.load_balancer
+                .as_ref()
+                .is_some_and(|l| l.through == LbThrough::Ingress)
+            {
+                create(
+                    Resource::Ingress,
+                    crate::lb::ip::ingress_object(&s.namespace, &s.name, s.port),
+                )?;
+            }
         }
         Ok(applied)
+    }
+
+    /// The readiness gates the Load Balancer Controller's webhook gives a workload's pods: one
+    /// per IP target group in front of them, when its namespace asks for injection
+    /// (`readinessGate`; aws-load-balancer-controller `docs/deploy/pod_readiness_gate.md`).
+    pub fn readiness_gates(&self, w: &Workload) -> Vec<String> {
+        if !w.readiness_gate {
+            return Vec::new();
+        }
+        self.services
+            .iter()
+            .filter(|s| s.namespace == w.namespace && s.workload.as_deref() == Some(&w.name))
+            .filter(|s| {
+                s.load_balancer
+                    .as_ref()
+                    .is_some_and(|l| l.target_type == TargetType::Ip)
+            })
+            .map(|s| crate::lb::ip::readiness_gate(&s.namespace, &s.name))
+            .collect()
     }
 
     /// How many replicas of a workload `crashLoop` faults keep from becoming Ready.
@@ -449,6 +525,17 @@ impl Scenario {
         timeout: Duration,
     ) -> Result<Applied, ScenarioError> {
         let applied = self.create(store)?;
+        self.wait_settled(store, clock, timeout).await?;
+        Ok(applied)
+    }
+
+    /// Waits (up to `timeout` of real time) until every workload is Running and Ready.
+    pub async fn wait_settled(
+        &self,
+        store: &Store,
+        clock: &Clock,
+        timeout: Duration,
+    ) -> Result<(), ScenarioError> {
         let mut last = String::new();
         let ok = wait_until(clock, timeout, Duration::from_millis(500), || {
             match self.settled(store) {
@@ -461,7 +548,7 @@ impl Scenario {
         })
         .await;
         if ok {
-            Ok(applied)
+            Ok(())
         } else {
             Err(ScenarioError::NotSettled(timeout, last))
         }

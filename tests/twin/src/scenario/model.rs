@@ -82,6 +82,11 @@ pub struct EndpointLag {
     /// (ingress-nginx `cmd/nginx/flags.go`).
     #[serde(default = "EndpointLag::default_ingress")]
     pub ingress_seconds: f64,
+    /// The AWS Load Balancer Controller, registering and deregistering IP targets: its
+    /// TargetGroupBinding reconciler acts on an endpoint change after its watch, its queue and
+    /// the ELB calls ([`EndpointLag::default_load_balancer_controller`]).
+    #[serde(default = "EndpointLag::default_load_balancer_controller")]
+    pub load_balancer_controller_seconds: f64,
 }
 
 impl EndpointLag {
@@ -91,9 +96,19 @@ impl EndpointLag {
     fn default_ingress() -> f64 {
         1.0 / 0.3
     }
+    /// The controller enqueues a binding on every endpoint and pod event, with no batching
+    /// (aws-load-balancer-controller `controllers/elbv2/eventhandlers/`), then reads the
+    /// targets and calls RegisterTargets / DeregisterTargets; the twin takes 2 s for the watch,
+    /// the queue and the calls. The ELB's own propagation comes after
+    /// (`crate::lb::settings::ALB_IP_DEREGISTRATION_PROPAGATION_SECONDS`).
+    pub fn default_load_balancer_controller() -> f64 {
+        2.0
+    }
     /// The longest lag, which bounds how much endpoint history the twin keeps.
     pub fn max(&self) -> f64 {
-        self.kube_proxy_seconds.max(self.ingress_seconds)
+        self.kube_proxy_seconds
+            .max(self.ingress_seconds)
+            .max(self.load_balancer_controller_seconds)
     }
 }
 
@@ -102,6 +117,7 @@ impl Default for EndpointLag {
         Self {
             kube_proxy_seconds: Self::default_kube_proxy(),
             ingress_seconds: Self::default_ingress(),
+            load_balancer_controller_seconds: Self::default_load_balancer_controller(),
         }
     }
 }
@@ -264,6 +280,11 @@ pub struct Workload {
     /// `finishInFlight`).
     #[serde(default)]
     pub on_sigterm: OnSigterm,
+    /// Its namespace has `elbv2.k8s.aws/pod-readiness-gate-inject: enabled`: the Load Balancer
+    /// Controller's webhook gives each pod a `target-health.elbv2.k8s.aws/<binding>` readiness
+    /// gate for every IP target group in front of it.
+    #[serde(default)]
+    pub readiness_gate: bool,
     /// Kubernetes tolerations, as in a pod spec.
     #[serde(default)]
     pub tolerations: Vec<Value>,
@@ -347,6 +368,30 @@ pub enum LbKind {
     Clb,
 }
 
+/// What a load balancer registers: the nodes (through the node port), or the pods themselves
+/// (the AWS Load Balancer Controller's IP targets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TargetType {
+    #[default]
+    Instance,
+    Ip,
+}
+
+/// What asks for the load balancer in front of a Service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LbThrough {
+    /// The Service itself (type LoadBalancer, or a NodePort Service the scenario fronts).
+    #[default]
+    Service,
+    /// An Ingress of class `alb` with the Service as its backend (the Load Balancer
+    /// Controller makes an ALB).
+    Ingress,
+    /// A TargetGroupBinding the user made for a target group made outside Kubernetes.
+    TargetGroupBinding,
+}
+
 /// The load balancer's timing attributes (AWS defaults when omitted).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -377,6 +422,12 @@ pub struct LoadBalancerSpec {
     /// part; otherwise Kubernetes registers the nodes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached_to: Vec<String>,
+    /// `instance` (default) or `ip`: the Load Balancer Controller registers the pods.
+    #[serde(default)]
+    pub target_type: TargetType,
+    /// What asks for it: the Service (default), an Ingress, or a TargetGroupBinding.
+    #[serde(default)]
+    pub through: LbThrough,
 }
 
 impl LoadBalancerSpec {

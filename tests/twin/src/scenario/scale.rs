@@ -39,6 +39,7 @@ pub fn scale_scenario(nodes: u32, pods: u32) -> Scenario {
                 tolerations: Vec::new(),
                 node_selector: BTreeMap::new(),
                 empty_dir: false,
+                readiness_gate: false,
                 opt_out: false,
                 volume_claims: Vec::new(),
                 pod_management_policy: None,

@@ -92,7 +92,14 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
         match phase(&pod) {
             "Pending" if node_ready(&n) => start(ctx, &pod, &n),
             "Running" if is_crash_looping(&pod) => crash_tick(ctx, &pod),
-            "Running" if !super::podutil::is_ready(&pod) => become_ready(ctx, &pod),
+            // A pod held back only by its readiness gates waits for their conditions.
+            "Running"
+                if !super::podutil::is_ready(&pod)
+                    && (!super::podutil::containers_ready(&pod)
+                        || super::podutil::gates_pass(&pod)) =>
+            {
+                become_ready(ctx, &pod)
+            }
             _ => {}
         }
     }
@@ -356,9 +363,29 @@ fn become_ready(ctx: &mut Ctx<'_>, pod: &Pod) {
             }
         }
         set_condition(v, "ContainersReady", "True", None, None, now);
-        set_condition(v, "Ready", "True", None, None, now);
+        set_ready_from_gates(v, now);
         Ok(())
     });
+}
+
+/// Sets the Ready condition of a pod whose containers are ready: True once every readiness
+/// gate's condition is True, else False with `ReadinessGatesNotReady` (kubernetes
+/// `pkg/kubelet/status/generate.go`, `GeneratePodReadyCondition`). The kubelet's status
+/// manager recomputes it whenever a gate's condition changes.
+pub fn set_ready_from_gates(v: &mut serde_json::Value, now: chrono::DateTime<chrono::Utc>) {
+    let gates: Option<Pod> = serde_json::from_value(v.clone()).ok();
+    if gates.as_ref().is_none_or(super::podutil::gates_pass) {
+        set_condition(v, "Ready", "True", None, None, now);
+    } else {
+        set_condition(
+            v,
+            "Ready",
+            "False",
+            Some("ReadinessGatesNotReady"),
+            Some("corresponding condition of pod readiness gate is not True"),
+            now,
+        );
+    }
 }
 
 /// The moments of a pod's termination: (preStop done, grace period over).

@@ -67,6 +67,32 @@ pub fn is_ready(pod: &Pod) -> bool {
     condition(pod, "Ready").is_some_and(|c| c.status == "True")
 }
 
+/// The ContainersReady condition is True (every container passes its readiness probe).
+pub fn containers_ready(pod: &Pod) -> bool {
+    condition(pod, "ContainersReady").is_some_and(|c| c.status == "True")
+}
+
+/// `spec.readinessGates[].conditionType`.
+pub fn readiness_gates(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .map(|g| g.iter().map(|g| g.condition_type.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Every readiness gate's condition is True: with its containers ready, the kubelet reports the
+/// pod Ready only then (kubernetes `pkg/kubelet/status/generate.go`,
+/// `GeneratePodReadyCondition`: `ReadinessGatesNotReady`).
+pub fn gates_pass(pod: &Pod) -> bool {
+    readiness_gates(pod).iter().all(|g| gate_true(pod, g))
+}
+
+/// The condition of readiness gate `gate` is True.
+pub fn gate_true(pod: &Pod, gate: &str) -> bool {
+    condition(pod, gate).is_some_and(|c| c.status == "True")
+}
+
 /// When the pod last became Ready (the Ready condition's transition time), if it is Ready.
 pub fn ready_since(pod: &Pod) -> Option<DateTime<Utc>> {
     condition(pod, "Ready")

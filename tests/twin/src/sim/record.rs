@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::store::{EvictionRecord, Resource, Store};
 
 /// The kinds whose desired state must survive a migration.
-pub const SNAPSHOT_KINDS: [Resource; 8] = [
+pub const SNAPSHOT_KINDS: [Resource; 10] = [
     Resource::Namespace,
     Resource::Node,
     Resource::Service,
@@ -19,6 +19,8 @@ pub const SNAPSHOT_KINDS: [Resource; 8] = [
     Resource::DaemonSet,
     Resource::HorizontalPodAutoscaler,
     Resource::PodDisruptionBudget,
+    Resource::Ingress,
+    Resource::TargetGroupBinding,
 ];
 
 /// Annotations controllers and clients write as bookkeeping, not as desired state.

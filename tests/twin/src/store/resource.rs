@@ -18,11 +18,14 @@ pub enum Resource {
     DaemonSet,
     PodDisruptionBudget,
     HorizontalPodAutoscaler,
+    Ingress,
+    /// The AWS Load Balancer Controller's custom resource (`elbv2.k8s.aws/v1beta1`).
+    TargetGroupBinding,
 }
 
 impl Resource {
     /// Every resource, in discovery order.
-    pub const ALL: [Resource; 13] = [
+    pub const ALL: [Resource; 15] = [
         Resource::Namespace,
         Resource::Node,
         Resource::Pod,
@@ -36,6 +39,8 @@ impl Resource {
         Resource::DaemonSet,
         Resource::PodDisruptionBudget,
         Resource::HorizontalPodAutoscaler,
+        Resource::Ingress,
+        Resource::TargetGroupBinding,
     ];
 
     /// The API group ("" for core).
@@ -51,6 +56,8 @@ impl Resource {
             Self::Deployment | Self::StatefulSet | Self::ReplicaSet | Self::DaemonSet => "apps",
             Self::PodDisruptionBudget => "policy",
             Self::HorizontalPodAutoscaler => "autoscaling",
+            Self::Ingress => "networking.k8s.io",
+            Self::TargetGroupBinding => "elbv2.k8s.aws",
         }
     }
 
@@ -58,6 +65,7 @@ impl Resource {
     pub fn version(self) -> &'static str {
         match self {
             Self::HorizontalPodAutoscaler => "v2",
+            Self::TargetGroupBinding => "v1beta1",
             _ => "v1",
         }
     }
@@ -69,6 +77,8 @@ impl Resource {
             Self::Deployment | Self::StatefulSet | Self::ReplicaSet | Self::DaemonSet => "apps/v1",
             Self::PodDisruptionBudget => "policy/v1",
             Self::HorizontalPodAutoscaler => "autoscaling/v2",
+            Self::Ingress => "networking.k8s.io/v1",
+            Self::TargetGroupBinding => "elbv2.k8s.aws/v1beta1",
             _ => "v1",
         }
     }
@@ -89,6 +99,8 @@ impl Resource {
             Self::DaemonSet => "DaemonSet",
             Self::PodDisruptionBudget => "PodDisruptionBudget",
             Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
+            Self::Ingress => "Ingress",
+            Self::TargetGroupBinding => "TargetGroupBinding",
         }
     }
 
@@ -108,6 +120,8 @@ impl Resource {
             Self::DaemonSet => "daemonsets",
             Self::PodDisruptionBudget => "poddisruptionbudgets",
             Self::HorizontalPodAutoscaler => "horizontalpodautoscalers",
+            Self::Ingress => "ingresses",
+            Self::TargetGroupBinding => "targetgroupbindings",
         }
     }
 
@@ -132,6 +146,8 @@ impl Resource {
             Self::DaemonSet => &["ds"],
             Self::PodDisruptionBudget => &["pdb"],
             Self::HorizontalPodAutoscaler => &["hpa"],
+            Self::Ingress => &["ing"],
+            Self::TargetGroupBinding => &[],
         }
     }
 

@@ -55,6 +55,7 @@ pub fn workload(kind: WorkloadKind, name: &str, replicas: i32) -> Workload {
         tolerations: Vec::new(),
         node_selector: BTreeMap::new(),
         empty_dir: false,
+        readiness_gate: false,
         opt_out: false,
         volume_claims: Vec::new(),
         pod_management_policy: None,

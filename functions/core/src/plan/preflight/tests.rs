@@ -14,6 +14,7 @@ struct World {
     pdbs: Vec<PdbView>,
     lbs: Vec<LoadBalancerInfo>,
     services: Vec<ServiceView>,
+    ip_services: BTreeSet<(String, String)>,
     zones: BTreeSet<String>,
     scaling: Scaling,
 }
@@ -34,6 +35,7 @@ fn world() -> World {
         pdbs: vec![],
         lbs: vec![],
         services: vec![],
+        ip_services: BTreeSet::new(),
         zones: ["eu-west-1a".to_string(), "eu-west-1b".to_string()].into(),
         scaling: Scaling {
             min: 1,
@@ -54,6 +56,7 @@ fn run(w: &World) -> PreflightReport {
         pdbs: &w.pdbs,
         load_balancers: &w.lbs,
         services: &w.services,
+        ip_services: &w.ip_services,
         new_node_allocatable: Resources {
             cpu_millis: 2000,
             memory_bytes: 8 << 30,
@@ -514,4 +517,9 @@ fn ip_targets_need_a_readiness_gate_and_a_prestop_as_long_as_the_nlb_lags() {
     w.services = vec![service("a", "web", "web", &[])];
     w.pods = pods(PreStop::Sleep { seconds: 15 }, None);
     assert!(risk_kinds(&w).is_empty());
+    // An IP TargetGroupBinding (an Ingress ALB's, or a user's): the gate applies; the NLB's
+    // 120 s does not (ngm takes the pods out of the target group before they stop).
+    w.ip_services = [("a".to_string(), "web".to_string())].into();
+    let kinds: Vec<String> = risk_kinds(&w).into_iter().map(|f| f.1).collect();
+    assert_eq!(kinds, vec!["no-readiness-gate"]);
 }

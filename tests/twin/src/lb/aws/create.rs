@@ -116,7 +116,11 @@ impl Mirror {
             .protocol(protocol.clone())
             .port(node_port)
             .vpc_id(vpc)
-            .target_type(TargetTypeEnum::Instance)
+            .target_type(if s.ip_targets {
+                TargetTypeEnum::Ip
+            } else {
+                TargetTypeEnum::Instance
+            })
             .health_check_interval_seconds(s.health_check_interval_seconds.round() as i32)
             .healthy_threshold_count(s.healthy_threshold as i32)
             .unhealthy_threshold_count(s.unhealthy_threshold as i32)
@@ -196,6 +200,7 @@ impl Mirror {
             arn: Some(arn),
             target_group_arn: Some(tg_arn),
             listener_arn: Some(listener_arn),
+            target_port: s.ip_targets.then_some(node_port),
         })
     }
 }
