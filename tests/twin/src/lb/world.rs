@@ -22,6 +22,11 @@ use crate::store::{EventKind, Resource, Store, WatchEvent, parse_timestamp};
 /// (Kubernetes 1.19+, and the AWS Load Balancer Controller honours it too).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
+/// Seconds of slice history kept beyond the longest lag: the probe and load-balancer loop can
+/// run behind the clock on a loaded machine (at 120×, 30 s is a quarter of a second of wall
+/// time), and a request is routed as of its own start.
+const HISTORY_SLACK_SECONDS: f64 = 30.0;
+
 /// One node as a load balancer sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeView {
@@ -111,6 +116,9 @@ pub struct World {
     slices: BTreeMap<(String, String), VecDeque<SliceVersion>>,
     /// Slice names by (namespace, service name), of every version kept.
     by_service: HashMap<(String, String), BTreeSet<String>>,
+    /// Slices whose oldest versions were dropped: for a moment before the oldest kept one,
+    /// that one is the best known.
+    pruned: HashSet<(String, String)>,
     /// How long each consumer takes to see a slice change.
     pub lag: EndpointLag,
     /// When each removed node was seen to go, by name (the latest removal).
@@ -352,14 +360,16 @@ impl World {
     }
 
     /// Drops the versions of a slice no consumer acts on any more: those replaced before the
-    /// longest lag (with a second to spare); a deleted slice goes once no one sees it.
+    /// longest lag, with [`HISTORY_SLACK_SECONDS`] to spare for a probe that runs behind the
+    /// clock; a deleted slice goes once no one sees it.
     fn forget_before(&mut self, key: &(String, String), now: DateTime<Utc>) {
-        let horizon = now - secs_delta(self.lag.max() + 1.0);
+        let horizon = now - secs_delta(self.lag.max() + HISTORY_SLACK_SECONDS);
         let Some(versions) = self.slices.get_mut(key) else {
             return;
         };
         while versions.len() > 1 && versions[1].at.is_none_or(|t| t <= horizon) {
             versions.pop_front();
+            self.pruned.insert(key.clone());
         }
         let services: BTreeSet<String> = versions.iter().map(|v| v.service.clone()).collect();
         let gone = versions.len() == 1
@@ -405,12 +415,16 @@ impl World {
         let seen_by = now - secs_delta(lag);
         names
             .iter()
-            .filter_map(|n| self.slices.get(&(ns.to_string(), n.clone())))
-            .filter_map(|versions| {
+            .filter_map(|n| {
+                let key = (ns.to_string(), n.clone());
+                Some((self.slices.get(&key)?, self.pruned.contains(&key)))
+            })
+            .filter_map(|(versions, pruned)| {
                 versions
                     .iter()
                     .rev()
                     .find(|v| v.at.is_none_or(|t| t <= seen_by))
+                    .or_else(|| versions.front().filter(|_| pruned))
             })
             .filter(|v| v.service == service)
             .flat_map(|v| v.endpoints.iter())
@@ -499,5 +513,62 @@ impl World {
         self.endpoints_seen(ns, service, now, self.lag.kube_proxy_seconds)
             .iter()
             .any(|e| e.ready && e.node.as_deref() == Some(node))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn slice_event(at: DateTime<Utc>, version: u64) -> WatchEvent {
+        WatchEvent {
+            kind: EventKind::Modified,
+            resource: Resource::EndpointSlice,
+            object: Arc::new(json!({
+                "metadata": {
+                    "namespace": "apps", "name": "web-abc",
+                    "labels": { SERVICE_NAME_LABEL: "web" },
+                },
+                "endpoints": [{
+                    "targetRef": { "uid": "pod-1" },
+                    "conditions": { "ready": true },
+                    "nodeName": "n1",
+                }],
+            })),
+            resource_version: version,
+            at,
+        }
+    }
+
+    /// A request is routed as of its own start, which can be well behind the newest change
+    /// when the probe runs late on a loaded machine: the slice as it was then still routes it.
+    #[test]
+    fn a_request_behind_the_newest_changes_still_sees_the_slice_of_its_time() {
+        let t0 = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).unwrap_or_default();
+        let mut w = World::default();
+        w.apply(&slice_event(t0, 1));
+        for i in 0..20u32 {
+            w.apply(&slice_event(
+                t0 + secs_delta(100.0 + f64::from(i)),
+                2 + u64::from(i),
+            ));
+        }
+        for behind in [1.0, 10.0, 60.0] {
+            let at = t0 + secs_delta(120.0 - behind);
+            let seen = w.endpoints_seen("apps", "web", at, 1.0);
+            assert_eq!(seen.len(), 1, "{behind} s behind: {seen:?}");
+        }
+        // Before the slice existed, nothing.
+        let mut fresh = World::default();
+        fresh.apply(&slice_event(t0 + secs_delta(100.0), 1));
+        assert!(
+            fresh
+                .endpoints_seen("apps", "web", t0 + secs_delta(50.0), 1.0)
+                .is_empty()
+        );
     }
 }
