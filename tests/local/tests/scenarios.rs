@@ -493,24 +493,29 @@ async fn old_pods_leave_an_ingress_albs_ip_target_group_before_they_stop() {
     assert!(holds(&o, "I3"), "{:?}", o.verdict.invariants);
 }
 
-/// An NLB's IP target group through a TargetGroupBinding, without readiness gates: the cut
-/// waits until the new pods are healthy targets (an NLB registers a target 90–180 s late,
-/// aws-load-balancer-controller#1834), and the old ones leave before their pods stop.
+/// An NLB's IP target group through a TargetGroupBinding, without readiness gates, and an
+/// `nlb-target-type: ip` Service: the cut waits until the new pods are healthy targets (an NLB
+/// registers a target 90–180 s late, aws-load-balancer-controller#1834), and the old ones leave
+/// before their pods stop, however short their preStop.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_nlbs_ip_target_group_through_a_binding_moves_without_a_failed_request() {
     let o = run_scenario("nlb-ip-tgb").await;
     succeeded_without_a_failed_request(&o);
     assert!(stream(&o, "pay/ledger", "loadBalancer").sent > 1000);
+    assert!(stream(&o, "pay/gateway", "loadBalancer").sent > 500);
     let named = o
         .events
         .iter()
         .find_map(|e| e.preflight.clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_string();
     assert!(
-        named
-            .to_string()
-            .contains("Deployment pay/ledger (behind Service pay/ledger) has IP targets but no"),
+        named.contains("Deployment pay/ledger (behind Service pay/ledger) has IP targets but no"),
         "pre-flight names the missing readiness gate: {named}"
+    );
+    assert!(
+        named.contains("Deployment pay/gateway (behind Service pay/gateway) is an NLB's IP target"),
+        "pre-flight names the preStop shorter than the NLB's propagation: {named}"
     );
 }
 

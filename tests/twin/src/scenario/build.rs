@@ -199,15 +199,23 @@ pub fn service_object(s: &ServiceSpec, workloads: &[Workload]) -> Value {
             LbKind::Nlb => "nlb",
             LbKind::Clb => "clb",
         };
-        annotations.insert("twin.ngm.io/lb-kind".into(), json!(kind));
-        if lb.kind == LbKind::Nlb {
+        // An Ingress's backend and a binding's Service carry no load-balancer annotation.
+        let own = lb.through == super::model::LbThrough::Service;
+        if own {
+            annotations.insert("twin.ngm.io/lb-kind".into(), json!(kind));
+        }
+        if own && lb.kind == LbKind::Nlb {
             annotations.insert(
                 "service.beta.kubernetes.io/aws-load-balancer-type".into(),
                 json!("external"),
             );
+            let target = match lb.target_type {
+                super::model::TargetType::Instance => "instance",
+                super::model::TargetType::Ip => "ip",
+            };
             annotations.insert(
                 "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type".into(),
-                json!("instance"),
+                json!(target),
             );
         }
     }
