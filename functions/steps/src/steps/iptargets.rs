@@ -100,18 +100,23 @@ pub(crate) async fn ip_sets(
     Ok(out)
 }
 
-/// Deregisters the old pods' targets still registered; how many.
-pub(crate) async fn deregister_old(world: &World, sets: &[IpSet]) -> Result<usize, StepError> {
-    let mut n = 0;
+/// Deregisters the old pods' targets still registered, in each set with another ready pod
+/// (with none, a single replica or every replica leaving, taking them out would leave the load
+/// balancer nothing: they go as their own preStop allows). What it deregistered, by set.
+pub(crate) async fn deregister_old<'s>(
+    world: &World,
+    sets: &'s [IpSet],
+) -> Result<Vec<(&'s IpSet, Vec<(String, Option<i32>)>)>, StepError> {
+    let mut out = Vec::new();
     for set in sets {
         let targets = set.old_registered();
-        if targets.is_empty() {
+        if targets.is_empty() || set.targets.expected.is_empty() {
             continue;
         }
         world.elb.set_targets(&set.arn, &targets, true).await?;
-        n += targets.len();
+        out.push((set, targets));
     }
-    Ok(n)
+    Ok(out)
 }
 
 /// From the cut on, in every round of Retire and Drain, before any old pod is removed: the
@@ -141,14 +146,7 @@ async fn take_out(
     let mut wait: Option<u64> = None;
     let mut names = Vec::new();
     let mut held = BTreeSet::new();
-    for set in &sets {
-        let targets = set.old_registered();
-        // With no other ready pod (a single replica, or every replica leaving), taking them out
-        // leaves the load balancer with nothing: they go as their own preStop allows.
-        if targets.is_empty() || set.targets.expected.is_empty() {
-            continue;
-        }
-        world.elb.set_targets(&set.arn, &targets, true).await?;
+    for (set, targets) in deregister_old(world, &sets).await? {
         held.extend(targets.iter().map(|(ip, _)| ip.clone()));
         names.push(format!("{} ({} targets)", set.targets.name, targets.len()));
         let served = set

@@ -130,7 +130,11 @@ pub async fn cut_traffic(
                 .run_all(&plan_cut_traffic(&nodes))
                 .await?;
             // The old pods leave their IP target groups while they still serve.
-            let n = deregister_old(world, &ip).await?;
+            let n: usize = deregister_old(world, &ip)
+                .await?
+                .iter()
+                .map(|(_, t)| t.len())
+                .sum();
             if n > 0 {
                 tracing::info!(
                     step = "cut-traffic",

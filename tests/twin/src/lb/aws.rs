@@ -208,23 +208,25 @@ pub(crate) async fn watch_attachments(target: AwsTarget, shared: Arc<AwsShared>)
 
 /// A name AWS accepts (32 characters, alphanumerics and hyphens), stable per service.
 pub fn lb_name(prefix: &str, ns: &str, name: &str) -> String {
+    let (ns8, name8, h) = name_parts(ns, name);
+    format!("{prefix}-{ns8}-{name8}-{:08x}", h as u32)
+}
+
+/// What AWS-side names of a Service are made of: its namespace and name, alphanumerics only, 8
+/// characters each, and a stable hash of both.
+pub(crate) fn name_parts(ns: &str, name: &str) -> (String, String, u64) {
     let h = format!("{ns}/{name}")
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325u64, |a, b| {
             (a ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-    let clean = |s: &str, n: usize| {
+    let clean = |s: &str| {
         s.chars()
             .filter(char::is_ascii_alphanumeric)
-            .take(n)
+            .take(8)
             .collect::<String>()
     };
-    format!(
-        "{prefix}-{}-{}-{:08x}",
-        clean(ns, 8),
-        clean(name, 8),
-        h as u32
-    )
+    (clean(ns), clean(name), h)
 }
 
 /// A target as DescribeTargetHealth reports it, with AWS's reason codes (ALB guide,

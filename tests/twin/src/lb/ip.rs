@@ -30,23 +30,8 @@ pub const READINESS_GATE_PREFIX: &str = "target-health.elbv2.k8s.aws/";
 /// The name the controller gives a Service's target group and its TargetGroupBinding:
 /// `k8s-%.8s-%.8s-%.10s` of the namespace, the Service and a hash.
 pub fn binding_name(ns: &str, svc: &str) -> String {
-    let h = format!("{ns}/{svc}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |a, b| {
-            (a ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-    let clean = |s: &str| {
-        s.chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(8)
-            .collect::<String>()
-    };
-    format!(
-        "k8s-{}-{}-{:010x}",
-        clean(ns),
-        clean(svc),
-        h & 0xff_ffff_ffff
-    )
+    let (ns8, svc8, h) = super::aws::name_parts(ns, svc);
+    format!("k8s-{ns8}-{svc8}-{:010x}", h & 0xff_ffff_ffff)
 }
 
 /// The readiness gate of the pods behind a Service's IP target group.
