@@ -39,6 +39,9 @@ go to moto.
 that moto answered, after sequence number N: `[{"seq", "action", "targetGroupArn", "targets":
 [{"id", "port"?}]}]`. The twin follows them, as a real target group would: a target ngm
 deregistered drains.
+
+Auto Scaling's traffic sources (`AttachTrafficSources`...), which moto lacks, are added to it:
+see traffic_sources.py.
 """
 
 import argparse
@@ -56,6 +59,8 @@ from xml.sax.saxutils import escape
 from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_backend_app
 from moto.server import MotoRequestHandler
 from werkzeug.serving import make_server
+
+import traffic_sources
 
 APP_ID = "app/ngm-local"
 APP_TOKEN = re.compile(r"(app/ngm-local[^\s]*)")
@@ -672,6 +677,7 @@ def main():
     ap.add_argument("--seed-ssm", help="JSON object of parameter name -> value")
     ap.add_argument("--region", default="us-east-1")
     args = ap.parse_args()
+    traffic_sources.patch()
     server = CountingMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

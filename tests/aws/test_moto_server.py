@@ -373,3 +373,116 @@ class MotoTargetHealth(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MotoTrafficSources(unittest.TestCase):
+    """traffic_sources.py: AttachTrafficSources and its kin, which moto lacks, on moto's backend
+    (Auto Scaling API reference, `AttachTrafficSources`, `DescribeTrafficSources`)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.proc, cls.url = start_server()
+        cls.addClassCleanup(stop_server, cls.proc)
+        ec2 = MotoTargetHealth.client.__func__(cls, "ec2")
+        cls.asg = MotoTargetHealth.client.__func__(cls, "autoscaling")
+        elbv2 = MotoTargetHealth.client.__func__(cls, "elbv2")
+        cls.elb = MotoTargetHealth.client.__func__(cls, "elb")
+        vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.0.0/24",
+                                   AvailabilityZone="us-east-1a")["Subnet"]["SubnetId"]
+        ec2.create_launch_template(
+            LaunchTemplateName="nodes",
+            LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+        )
+        cls.asg.create_auto_scaling_group(
+            AutoScalingGroupName="blue", LaunchTemplate={"LaunchTemplateName": "nodes"},
+            MinSize=2, MaxSize=2, DesiredCapacity=2, VPCZoneIdentifier=subnet,
+        )
+        cls.tg = elbv2.create_target_group(
+            Name="tg-sources", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance"
+        )["TargetGroups"][0]["TargetGroupArn"]
+        cls.elbv2 = elbv2
+        for name in ("clb-legacy", "clb-source"):
+            cls.elb.create_load_balancer(
+                LoadBalancerName=name,
+                Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": PORT}],
+                AvailabilityZones=["us-east-1a"],
+            )
+
+    def group(self):
+        return self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=["blue"])[
+            "AutoScalingGroups"][0]
+
+    def sources(self, **kw):
+        out = self.asg.describe_traffic_sources(AutoScalingGroupName="blue", **kw)
+        return sorted((s["Type"], s["Identifier"]) for s in out["TrafficSources"])
+
+    def test_attached_sources_register_the_group_and_only_the_new_calls_list_them(self):
+        self.asg.attach_load_balancers(AutoScalingGroupName="blue",
+                                       LoadBalancerNames=["clb-legacy"])
+        self.asg.attach_traffic_sources(
+            AutoScalingGroupName="blue",
+            TrafficSources=[{"Identifier": "clb-source", "Type": "elb"},
+                            {"Identifier": self.tg, "Type": "elbv2"}],
+        )
+        # Every source, however attached.
+        everything = [("elb", "clb-legacy"), ("elb", "clb-source"), ("elbv2", self.tg)]
+        self.assertEqual(self.sources(), everything)
+        self.assertEqual(self.sources(TrafficSourceType="elbv2"), [("elbv2", self.tg)])
+        g = self.group()
+        self.assertEqual(sorted((s["Type"], s["Identifier"]) for s in g["TrafficSources"]),
+                         everything)
+        # The legacy lists: only what the legacy calls attached.
+        self.assertEqual(g["LoadBalancerNames"], ["clb-legacy"])
+        self.assertEqual(g.get("TargetGroupARNs", []), [])
+        self.assertEqual(
+            [lb["LoadBalancerName"] for lb in
+             self.asg.describe_load_balancers(AutoScalingGroupName="blue")["LoadBalancers"]],
+            ["clb-legacy"],
+        )
+        self.assertEqual(
+            self.asg.describe_load_balancer_target_groups(
+                AutoScalingGroupName="blue")["LoadBalancerTargetGroups"],
+            [],
+        )
+        # The group's instances are registered as attaching any way registers them.
+        ids = sorted(i["InstanceId"] for i in g["Instances"])
+        registered = sorted(
+            t["Target"]["Id"]
+            for t in self.elbv2.describe_target_health(TargetGroupArn=self.tg)[
+                "TargetHealthDescriptions"]
+        )
+        self.assertEqual(registered, ids)
+        clb = self.elb.describe_load_balancers(LoadBalancerNames=["clb-source"])[
+            "LoadBalancerDescriptions"][0]
+        self.assertEqual(sorted(i["InstanceId"] for i in clb["Instances"]), ids)
+
+        # Detaching deregisters them, and the source is gone from every list.
+        self.asg.detach_traffic_sources(
+            AutoScalingGroupName="blue",
+            TrafficSources=[{"Identifier": self.tg, "Type": "elbv2"},
+                            {"Identifier": "clb-source", "Type": "elb"}],
+        )
+        self.assertEqual(self.sources(), [("elb", "clb-legacy")])
+        self.assertEqual(
+            self.elbv2.describe_target_health(TargetGroupArn=self.tg)["TargetHealthDescriptions"],
+            [],
+        )
+        self.asg.detach_load_balancers(AutoScalingGroupName="blue",
+                                       LoadBalancerNames=["clb-legacy"])
+        self.assertEqual(self.sources(), [])
+
+    def test_bad_sources_are_refused(self):
+        for sources, says in [
+            ([{"Identifier": "clb-source", "Type": "alb"}], "is not one of"),
+            ([], "TrafficSources is required"),
+        ]:
+            with self.assertRaises(ClientError) as e:
+                self.asg.attach_traffic_sources(AutoScalingGroupName="blue",
+                                                TrafficSources=sources)
+            self.assertIn(says, str(e.exception))
+        with self.assertRaises(ClientError) as e:
+            self.asg.attach_traffic_sources(
+                AutoScalingGroupName="green",
+                TrafficSources=[{"Identifier": "clb-source", "Type": "elb"}])
+        self.assertIn("not found", str(e.exception))

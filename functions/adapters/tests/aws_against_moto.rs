@@ -16,9 +16,10 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use ngm_adapters::aws::{AsgAdapter, Ec2Adapter, EksAdapter, ElbAdapter, SfnAdapter, SsmAdapter};
 use ngm_core::model::{
     LaunchTemplateOverrides, LaunchTemplateRef, LbKind, NodeGroupKind, NodeGroupSpec,
-    NodeGroupStatus, Scaling,
+    NodeGroupStatus, Scaling, TrafficSource,
 };
 use ngm_core::ports::{AsgPort, Ec2Port, EksPort, ElbPort, PortError, SfnPort, SsmPort};
+use ngm_core::state::LbAttachments;
 
 async fn vpc_subnets(ec2: &aws_sdk_ec2::Client) -> Vec<String> {
     let vpc = ec2
@@ -190,6 +191,28 @@ async fn launch_template(ec2: &aws_sdk_ec2::Client, name: &str) -> String {
         .to_owned()
 }
 
+/// A classic load balancer in us-east-1a, HTTP 80 to the node port 30080.
+async fn classic_lb(
+    classic: &aws_sdk_elasticloadbalancing::Client,
+    name: &str,
+) -> aws_sdk_elasticloadbalancing::operation::create_load_balancer::CreateLoadBalancerOutput {
+    classic
+        .create_load_balancer()
+        .load_balancer_name(name)
+        .listeners(
+            aws_sdk_elasticloadbalancing::types::Listener::builder()
+                .protocol("HTTP")
+                .load_balancer_port(80)
+                .instance_port(30080)
+                .build()
+                .unwrap(),
+        )
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn asg_adapter_describes_resizes_suspends_tags_and_deletes() {
     let moto = common::moto(None).await;
@@ -278,6 +301,47 @@ async fn asg_adapter_describes_resizes_suspends_tags_and_deletes() {
     let info = asg.describe("self-managed").await.unwrap().unwrap();
     assert!(info.suspended_processes.is_empty());
     assert!(!info.tags.contains_key("ngm.io/original-size"));
+
+    // Auto Scaling API reference, AttachTrafficSources: a load balancer attached that way is
+    // in the group's TrafficSources only, not in its legacy LoadBalancerNames (the moto
+    // wrapper's strict reading). The adapter attaches and detaches each the way it is given.
+    let classic = aws_sdk_elasticloadbalancing::Client::new(&conf);
+    for name in ["clb-legacy", "clb-source"] {
+        classic_lb(&classic, name).await;
+    }
+    let source = TrafficSource {
+        identifier: "clb-source".into(),
+        kind: "elb".into(),
+    };
+    asg.attach_load_balancers(
+        "self-managed",
+        &LbAttachments {
+            load_balancer_names: vec!["clb-legacy".into()],
+            traffic_sources: vec![source.clone()],
+            ..LbAttachments::default()
+        },
+    )
+    .await
+    .unwrap();
+    let info = asg.describe("self-managed").await.unwrap().unwrap();
+    assert_eq!(info.load_balancer_names, ["clb-legacy"]);
+    let mut ids: Vec<&str> = info
+        .traffic_sources
+        .iter()
+        .map(|t| t.identifier.as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["clb-legacy", "clb-source"]);
+    let mut found = LbAttachments::default();
+    found.add(&info);
+    assert_eq!(found.load_balancer_names, ["clb-legacy"]);
+    assert_eq!(found.traffic_sources, [source]);
+    asg.detach_load_balancers("self-managed", &found)
+        .await
+        .unwrap();
+    let info = asg.describe("self-managed").await.unwrap().unwrap();
+    assert!(info.load_balancer_names.is_empty(), "{info:?}");
+    assert!(info.traffic_sources.is_empty(), "{info:?}");
 
     let err = asg
         .update_size(
@@ -505,21 +569,7 @@ async fn elb_adapter_finds_albs_nlbs_and_classic_lbs_by_dns_with_their_drain_att
         .await
         .unwrap();
 
-    let clb = classic
-        .create_load_balancer()
-        .load_balancer_name("legacy")
-        .listeners(
-            aws_sdk_elasticloadbalancing::types::Listener::builder()
-                .protocol("HTTP")
-                .load_balancer_port(80)
-                .instance_port(30080)
-                .build()
-                .unwrap(),
-        )
-        .availability_zones("us-east-1a")
-        .send()
-        .await
-        .unwrap();
+    let clb = classic_lb(&classic, "legacy").await;
     let clb_dns = clb.dns_name().unwrap().to_owned();
     classic
         .modify_load_balancer_attributes()

@@ -17,6 +17,7 @@ use crate::model::{
     ReplicaSetView, Scaling, ServiceView, Taint, TargetGroupBindingView, TargetHealth, Timestamp,
     UpdateStatus, WorkloadKind, WorkloadRef, WorkloadView,
 };
+use crate::state::LbAttachments;
 
 /// A port failure, classified once by the adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -148,20 +149,19 @@ pub trait AsgPort: Send + Sync {
     async fn untag(&self, name: &str, keys: &[String]) -> PortResult<()>;
     /// DeleteAutoScalingGroup with ForceDelete (ngm has drained it); gone is `Ok`.
     async fn delete(&self, name: &str) -> PortResult<()>;
-    /// AttachLoadBalancers and AttachLoadBalancerTargetGroups (already attached is `Ok`).
+    /// Attaches each the way it was found attached: AttachLoadBalancers,
+    /// AttachLoadBalancerTargetGroups, AttachTrafficSources (already attached is `Ok`).
     async fn attach_load_balancers(
         &self,
         name: &str,
-        load_balancer_names: &[String],
-        target_group_arns: &[String],
+        attachments: &LbAttachments,
     ) -> PortResult<()>;
-    /// DetachLoadBalancers and DetachLoadBalancerTargetGroups, with the load balancers'
-    /// draining (not attached is `Ok`).
+    /// DetachLoadBalancers, DetachLoadBalancerTargetGroups and DetachTrafficSources, with the
+    /// load balancers' draining (not attached is `Ok`).
     async fn detach_load_balancers(
         &self,
         name: &str,
-        load_balancer_names: &[String],
-        target_group_arns: &[String],
+        attachments: &LbAttachments,
     ) -> PortResult<()>;
 }
 

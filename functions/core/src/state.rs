@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NodeGroupKind, Scaling, Timestamp};
+use crate::model::{AsgInfo, NodeGroupKind, Scaling, Timestamp, TrafficSource};
 use crate::request::MigrationRequest;
 
 /// Bumped on every incompatible change of the envelope.
@@ -281,11 +281,40 @@ pub struct LbAttachments {
     /// Target group ARNs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_group_arns: Vec<String>,
+    /// Traffic sources attached with AttachTrafficSources (the legacy lists above do not show
+    /// them): they join and leave the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traffic_sources: Vec<TrafficSource>,
 }
 
 impl LbAttachments {
     pub fn is_empty(&self) -> bool {
-        self.load_balancer_names.is_empty() && self.target_group_arns.is_empty()
+        self.load_balancer_names.is_empty()
+            && self.target_group_arns.is_empty()
+            && self.traffic_sources.is_empty()
+    }
+
+    /// Adds what `asg` has attached, each once: its legacy lists, and the traffic sources
+    /// they do not show.
+    pub fn add(&mut self, asg: &AsgInfo) {
+        fn push<T: PartialEq + Clone>(to: &mut Vec<T>, x: &T) {
+            if !to.contains(x) {
+                to.push(x.clone());
+            }
+        }
+        for n in &asg.load_balancer_names {
+            push(&mut self.load_balancer_names, n);
+        }
+        for a in &asg.target_group_arns {
+            push(&mut self.target_group_arns, a);
+        }
+        for t in &asg.traffic_sources {
+            let legacy = asg.load_balancer_names.contains(&t.identifier)
+                || asg.target_group_arns.contains(&t.identifier);
+            if !legacy {
+                push(&mut self.traffic_sources, t);
+            }
+        }
     }
 }
 

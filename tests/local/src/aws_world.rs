@@ -21,6 +21,10 @@ pub struct GroupState {
     pub suspended_processes: BTreeSet<String>,
     pub load_balancers: BTreeSet<String>,
     pub target_groups: BTreeSet<String>,
+    /// Traffic sources attached as such (AttachTrafficSources), not through the legacy calls
+    /// that `load_balancers` and `target_groups` list: `type:identifier`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub traffic_sources: BTreeSet<String>,
 }
 
 /// One EKS managed node group.
@@ -113,6 +117,16 @@ pub async fn read(src: &Source<'_>) -> Result<AwsWorld, String> {
                     .collect(),
                 load_balancers: g.load_balancer_names().iter().cloned().collect(),
                 target_groups: g.target_group_arns().iter().cloned().collect(),
+                traffic_sources: g
+                    .traffic_sources()
+                    .iter()
+                    .filter_map(|t| {
+                        let id = t.identifier()?;
+                        let legacy = g.load_balancer_names().iter().any(|n| n == id)
+                            || g.target_group_arns().iter().any(|a| a == id);
+                        (!legacy).then(|| format!("{}:{id}", t.r#type().unwrap_or_default()))
+                    })
+                    .collect(),
             };
             world.groups.insert(
                 g.auto_scaling_group_name().unwrap_or_default().to_string(),
@@ -245,6 +259,12 @@ fn diff_group(name: &str, a: &GroupState, b: &GroupState, out: &mut Vec<String>)
         out.push(format!(
             "Auto Scaling group {name}: load balancers {:?} and target groups {:?} → {:?} and {:?}",
             a.load_balancers, a.target_groups, b.load_balancers, b.target_groups
+        ));
+    }
+    if a.traffic_sources != b.traffic_sources {
+        out.push(format!(
+            "Auto Scaling group {name}: traffic sources {:?} → {:?}",
+            a.traffic_sources, b.traffic_sources
         ));
     }
 }
@@ -384,6 +404,14 @@ pub fn problems(
                     if !lbs.is_empty() || !tgs.is_empty() {
                         out.push(format!(
                             "new Auto Scaling group {g}: not attached to {lbs:?} {tgs:?} as the old one was"
+                        ));
+                    }
+                    // Attached the way the old one was: a traffic source as a traffic source.
+                    let sources: Vec<&String> =
+                        old.traffic_sources.difference(&b.traffic_sources).collect();
+                    if !sources.is_empty() {
+                        out.push(format!(
+                            "new Auto Scaling group {g}: not attached to traffic sources {sources:?} as the old one was"
                         ));
                     }
                 }
@@ -576,6 +604,34 @@ mod tests {
         }
         let p = problems(Promise::Migrated, &source(), &before(), &after);
         assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn a_traffic_source_must_stay_a_traffic_source() {
+        let with_source = |world: &mut AwsWorld, asg: &str| {
+            if let Some(g) = world.groups.get_mut(asg) {
+                g.traffic_sources.insert("elbv2:arn:tg".into());
+            }
+        };
+        let mut before = before();
+        with_source(&mut before, "asg-old");
+        // Attached through the legacy call instead: not as the old one was.
+        let mut after = migrated();
+        if let Some(g) = after.groups.get_mut("asg-new") {
+            g.target_groups.insert("arn:tg".into());
+        }
+        let p = problems(Promise::Migrated, &source(), &before, &after);
+        assert!(p.iter().any(|x| x.contains("traffic sources")), "{p:?}");
+        with_source(&mut after, "asg-new");
+        let p = problems(Promise::Migrated, &source(), &before, &after);
+        assert!(p.iter().all(|x| !x.contains("traffic sources")), "{p:?}");
+        // A rollback that leaves the old group without it.
+        let mut after = before.clone();
+        if let Some(g) = after.groups.get_mut("asg-old") {
+            g.traffic_sources.clear();
+        }
+        let p = problems(ROLLBACK, &source(), &before, &after);
+        assert!(p.iter().any(|x| x.contains("traffic sources")), "{p:?}");
     }
 
     #[test]

@@ -69,6 +69,11 @@ pub struct Figures {
     /// (DESIGN I1), by workload.
     pub requests_failed_workload: u64,
     pub workload_failures: BTreeMap<String, u64>,
+    /// Keep-alive connections opened, reset, and reset for a reason counted apart (a pod the
+    /// scenario breaks, a workload the pre-flight named).
+    pub connections_opened: u64,
+    pub connections_reset: u64,
+    pub connections_reset_apart: u64,
     pub pdb_violations: usize,
     /// State transitions (states entered), what Step Functions bills.
     pub state_transitions: usize,
@@ -114,6 +119,12 @@ impl Figures {
             (
                 "injectedFailedRequests".to_string(),
                 f(self.requests_failed_injected),
+            ),
+            ("connectionsOpened".to_string(), f(self.connections_opened)),
+            ("connectionsReset".to_string(), f(self.connections_reset)),
+            (
+                "ngmConnectionsReset".to_string(),
+                f(self.connections_reset - self.connections_reset_apart),
             ),
             (
                 "budgetViolations".to_string(),
@@ -245,9 +256,32 @@ fn named_workloads(output: Option<&Value>, events: &[StateEvent]) -> Vec<String>
 
 /// Failures the named workloads caused themselves, by workload.
 fn workload_failures(report: &Report, named: &[String]) -> BTreeMap<String, u64> {
+    own_failures(
+        report.traffic.services.iter().map(|s| &s.by_workload),
+        named,
+    )
+}
+
+/// Keep-alive connections reset by how their workload's pods stop, on named workloads.
+fn workload_resets(report: &Report, named: &[String]) -> BTreeMap<String, u64> {
+    own_failures(
+        report
+            .traffic
+            .services
+            .iter()
+            .filter_map(|s| s.connections.as_ref())
+            .map(|c| &c.by_workload),
+        named,
+    )
+}
+
+fn own_failures<'a>(
+    by_workload: impl Iterator<Item = &'a BTreeMap<String, BTreeMap<FailureReason, u64>>>,
+    named: &[String],
+) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for s in &report.traffic.services {
-        for (w, reasons) in &s.by_workload {
+    for by in by_workload {
+        for (w, reasons) in by {
             if !named.contains(w) {
                 continue;
             }
@@ -318,21 +352,25 @@ impl Verdict {
 
         // Failures an injected fault explains.
         let broken_on_purpose = injected_pods(i.scenario);
-        let injected_failures = r
-            .traffic
-            .samples
-            .iter()
-            .filter(|s| {
-                matches!(
-                    s.reason,
-                    FailureReason::PodKilled | FailureReason::NoEndpoint
-                ) && s.pod.as_ref().is_some_and(|p| {
+        let injected = |reason: FailureReason, pod: Option<&String>| {
+            matches!(reason, FailureReason::PodKilled | FailureReason::NoEndpoint)
+                && pod.is_some_and(|p| {
                     broken_on_purpose
                         .iter()
                         .any(|b| p == b || (b.ends_with('-') && p.starts_with(b.as_str())))
                 })
-            })
-            .count() as u64;
+        };
+        // Every failure, by its group (the samples stop at 200).
+        let injected_count = |connection: bool| -> u64 {
+            r.traffic
+                .failure_groups
+                .iter()
+                .filter(|g| g.connection == connection && injected(g.reason, g.pod.as_ref()))
+                .map(|g| g.count)
+                .sum()
+        };
+        let injected_failures = injected_count(false);
+        let injected_resets = injected_count(true);
         let host_injected: u64 = i.functions.values().map(|s| s.faults_injected).sum();
         let twin_injected = twin_injected(r);
         let mut function_errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -355,8 +393,12 @@ impl Verdict {
             .unwrap_or(0);
         let function_errors_injected = timed_out.min(host_timeouts) + retryable.min(twin_injected);
 
-        let workload_failures = workload_failures(r, &named_workloads(i.output.as_ref(), i.events));
+        let named = named_workloads(i.output.as_ref(), i.events);
+        let workload_failures = workload_failures(r, &named);
         let workload_failed: u64 = workload_failures.values().sum();
+        let (connections_opened, connections_reset) = r.traffic.connections();
+        let resets_apart = injected_resets + workload_resets(r, &named).values().sum::<u64>();
+        let ngm_resets = connections_reset.saturating_sub(resets_apart);
         let mut invariants = BTreeMap::new();
         let ngm_failed = r
             .traffic
@@ -367,16 +409,22 @@ impl Verdict {
             "I1 zero downtime".into(),
             if r.traffic.sent() == 0 {
                 Check::NotExercised("the scenario sends no traffic".into())
-            } else if ngm_failed == 0 {
+            } else if ngm_failed == 0 && ngm_resets == 0 {
                 Check::Holds
             } else {
+                let requests = (ngm_failed > 0).then(|| format!(
+                    "{ngm_failed} of {} requests failed ({injected_failures} more on pods the scenario breaks, {workload_failed} on workloads the pre-flight named)",
+                    r.traffic.sent()
+                ));
+                let resets = (ngm_resets > 0).then(|| format!(
+                    "{ngm_resets} of {connections_opened} keep-alive connections were reset ({resets_apart} more on pods the scenario breaks or workloads the pre-flight named)"
+                ));
                 Check::Broken(
-                    std::iter::once(format!(
-                        "{ngm_failed} of {} requests failed ({injected_failures} more on pods the scenario breaks, {workload_failed} on workloads the pre-flight named)",
-                        r.traffic.sent()
-                    ))
-                    .chain(r.traffic.samples.iter().take(5).map(|s| format!("{s:?}")))
-                    .collect(),
+                    requests
+                        .into_iter()
+                        .chain(resets)
+                        .chain(r.traffic.samples.iter().take(5).map(|s| format!("{s:?}")))
+                        .collect(),
                 )
             },
         );
@@ -480,6 +528,9 @@ impl Verdict {
             requests_failed_injected: injected_failures.min(r.traffic.failed()),
             requests_failed_workload: workload_failed,
             workload_failures,
+            connections_opened,
+            connections_reset,
+            connections_reset_apart: resets_apart.min(connections_reset),
             pdb_violations: r.budget_violations.len(),
             state_transitions: i.events.iter().filter(|e| e.kind == "StateEntered").count(),
             cleanup_transitions: i.cleanup.as_ref().map_or(0, |c| c.transitions),
@@ -590,6 +641,12 @@ impl Verdict {
         ));
         for (w, n) in &f.workload_failures {
             line(format!("    {w}: {n} requests failed by how its pods stop"));
+        }
+        if f.connections_opened > 0 {
+            line(format!(
+                "  keep-alive connections: {} opened, {} reset ({} on pods the scenario breaks or workloads the pre-flight named)",
+                f.connections_opened, f.connections_reset, f.connections_reset_apart
+            ));
         }
         if !self.restored.is_empty() {
             line(format!("  restored: {}", self.restored.join("; ")));

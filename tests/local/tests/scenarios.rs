@@ -158,6 +158,28 @@ async fn a_target_group_attached_to_a_self_managed_group_moves_to_the_managed_gr
     ends_with_only_healthy_targets(&o);
 }
 
+/// A CLB and a target group attached with AttachTrafficSources show only in the group's traffic
+/// sources: ngm finds them there, attaches the managed group to them the same way and detaches
+/// the self-managed group with DetachTrafficSources (the verdict's AWS promise checks that the
+/// new group holds them as traffic sources).
+#[tokio::test(flavor = "multi_thread")]
+async fn load_balancers_attached_as_traffic_sources_move_as_traffic_sources() {
+    let o = run_scenario("traffic-sources-attached").await;
+    succeeded_without_a_failed_request(&o);
+    ends_with_only_healthy_targets(&o);
+    let calls = &o.verdict.figures.aws_requests;
+    for call in [
+        "autoscaling:AttachTrafficSources",
+        "autoscaling:DetachTrafficSources",
+    ] {
+        assert!(
+            calls.get(call).is_some_and(|n| *n >= 1),
+            "{call}: {calls:?}"
+        );
+    }
+    assert!(holds(&o, "I3"), "{:?}", o.verdict.invariants);
+}
+
 /// A CLB does not fail open and, with AWS's defaults, needs 300 s of passing checks before a
 /// new instance is InService: the old nodes may leave only after that (the health gate).
 #[tokio::test(flavor = "multi_thread")]
@@ -470,6 +492,31 @@ async fn dns_lookups_and_cluster_ip_calls_survive_the_move() {
     assert!(stream(&o, "kube-system/kube-dns", "dns").sent > 1000);
     assert!(stream(&o, "internal/api", "clusterIp").sent > 1000);
     assert!(holds(&o, "I2"));
+}
+
+/// Keep-alive connections through a CLB (Cluster), an NLB that resets at its delay's end
+/// (Local) and a ClusterIP: the old nodes stay in service until the connections through them
+/// have left, and the old pods close theirs gracefully on SIGTERM: none is reset.
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_connections_all_close_gracefully() {
+    let o = run_scenario("keepalive-streams").await;
+    succeeded_without_a_failed_request(&o);
+    for (service, via) in [
+        ("shop/api", "loadBalancer"),
+        ("shop/api", "clusterIp"),
+        ("shop/feed", "loadBalancer"),
+    ] {
+        let s = stream(&o, service, via);
+        let c = s.connections.as_ref().expect("a keep-alive stream");
+        assert_eq!(c.reset, 0, "{service} {via}: {c:?}");
+        // Every connection pinned to an old pod or node closed and another opened.
+        assert!(c.closed_gracefully >= 4, "{service} {via}: {c:?}");
+    }
+    assert!(
+        holds(&o, "I1") && holds(&o, "I2"),
+        "{:?}",
+        o.verdict.invariants
+    );
 }
 
 /// The AWS Load Balancer Controller's IP targets are the pods, and no node label takes one

@@ -34,7 +34,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 pub use aws::{AwsLb, AwsTarget};
-pub use probe::{FailureReason, FailureSample, ProbeStats, ServiceTraffic, Via};
+pub use probe::{
+    ConnectionStats, FailureGroup, FailureReason, FailureSample, ProbeStats, ServiceTraffic, Via,
+};
 pub use settings::LbSettings;
 pub use targets::{TargetGroup, TargetState};
 pub use world::EXCLUDE_LABEL;
@@ -155,6 +157,10 @@ pub struct Balancer {
     /// IP targets (the pods, registered by the Load Balancer Controller): the endpoints its
     /// reconciler last acted on, `None` before its first reconcile.
     ip_seen: Option<ip::Seen>,
+    /// Node targets: how late their controller (the in-tree service controller, or the Load
+    /// Balancer Controller) sees a node change, and the newest change it acted on.
+    node_lag: f64,
+    nodes_seen: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Balancer {
@@ -249,16 +255,16 @@ impl Balancers {
             .iter()
             .map(|t| {
                 let (namespace, service) = parse_service_ref(&t.service);
-                Stream {
-                    namespace,
-                    service,
-                    via: t.via,
-                    backend: t.backend.as_deref().map(parse_service_ref),
-                    interval_seconds: 1.0 / t.requests_per_second.max(1e-3),
-                    request_seconds: t.request_seconds.max(0.0),
-                    next: None,
-                    cursor: 0,
-                    backend_cursor: 0,
+                let stream = Stream::new(
+                    (namespace, service),
+                    t.via,
+                    t.backend.as_deref().map(parse_service_ref),
+                    1.0 / t.requests_per_second.max(1e-3),
+                    t.request_seconds.max(0.0),
+                );
+                match t.connections {
+                    Some(n) => stream.keep_alive(n, t.max_connection_age_seconds),
+                    None => stream,
                 }
             })
             .collect();

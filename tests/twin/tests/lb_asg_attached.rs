@@ -49,7 +49,30 @@ async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attached_clb_follows_the_groups_instances_not_node_labels_and_drains_on_detach() {
-    let scenario = Scenario::parse(SCENARIO).expect("scenario");
+    follows_the_group(false).await;
+}
+
+// Auto Scaling API reference, AttachTrafficSources: a traffic source's instances are
+// registered and deregistered as an attached load balancer's are; the group lists it among its
+// `TrafficSources`, not in its legacy `LoadBalancerNames` (the moto wrapper's strict reading,
+// tests/aws/traffic_sources.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clb_attached_as_a_traffic_source_follows_the_group_the_same_way() {
+    follows_the_group(true).await;
+}
+
+/// The scenario's CLB, attached to blue's group (`as_source`: with AttachTrafficSources):
+/// the group's instances are its targets whatever their labels, and drain on the detach.
+async fn follows_the_group(as_source: bool) {
+    let yaml = if as_source {
+        SCENARIO.replace(
+            "attachedTo: [blue] }",
+            "attachedTo: [blue], attachedWith: trafficSources }",
+        )
+    } else {
+        SCENARIO.to_string()
+    };
+    let scenario = Scenario::parse(&yaml).expect("scenario");
     let twin = Twin::start(Some(scenario), TwinOptions::default())
         .await
         .expect("the twin boots");
@@ -105,17 +128,43 @@ async fn an_attached_clb_follows_the_groups_instances_not_node_labels_and_drains
         .send()
         .await
         .expect("describe");
+    let g = &group.auto_scaling_groups()[0];
+    let sources: Vec<&str> = g
+        .traffic_sources()
+        .iter()
+        .filter_map(|t| t.identifier())
+        .collect();
     assert_eq!(
-        group.auto_scaling_groups()[0].load_balancer_names(),
-        std::slice::from_ref(&clb),
-        "the scenario attached the CLB to blue's group"
+        sources,
+        [clb.as_str()],
+        "every traffic source of blue's group"
     );
-    asg.detach_load_balancers()
-        .auto_scaling_group_name(&asg_name)
-        .load_balancer_names(&clb)
-        .send()
-        .await
-        .expect("detach");
+    if as_source {
+        assert!(g.load_balancer_names().is_empty(), "{g:?}");
+        asg.detach_traffic_sources()
+            .auto_scaling_group_name(&asg_name)
+            .traffic_sources(
+                aws_sdk_autoscaling::types::TrafficSourceIdentifier::builder()
+                    .identifier(&clb)
+                    .r#type("elb")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("detach");
+    } else {
+        assert_eq!(
+            g.load_balancer_names(),
+            std::slice::from_ref(&clb),
+            "the scenario attached the CLB to blue's group"
+        );
+        asg.detach_load_balancers()
+            .auto_scaling_group_name(&asg_name)
+            .load_balancer_names(&clb)
+            .send()
+            .await
+            .expect("detach");
+    }
     eventually(20, "no instance registered after the detach", || {
         targets().values().all(|s| *s == TargetState::Draining)
     })

@@ -264,7 +264,8 @@ async fn each_load_balancer_exists_in_moto_with_its_attributes_and_follows_the_t
             Instant::now() < deadline,
             "the excluded instance stayed registered: {ids:?} {clb_ids:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The controllers see the label after their lag (`cluster.endpointLag`).
+        twin.run_for(0.25, 0.25).await;
     }
     // ALB guide, "Deregistration delay": the deregistered target shows `draining` (the twin
     // gives moto its states: tests/aws/moto_server.py `POST /ngm/target-health`).

@@ -50,7 +50,7 @@ async fn requests_fail_with_no_target_when_every_node_is_excluded() {
     for n in &twin.nodes {
         exclude_from_lbs(&twin.store, n);
     }
-    twin.settle("no target left", || {
+    twin.eventually("no target left", 0.25, || {
         lbs.targets("apps", "web").is_some_and(|t| {
             t.values()
                 .all(|s| *s == ngm_twin::lb::TargetState::Draining)
@@ -59,6 +59,37 @@ async fn requests_fail_with_no_target_when_every_node_is_excluded() {
     .await;
     twin.run_for(20.0, 0.5).await;
     only(&lbs.stop().await, FailureReason::NoTarget);
+}
+
+// The report names every failed request (issue: "for every failed request it gives the
+// stream, path, reason, node and pod"): past the 200 samples, the groups still count each one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_is_counted_in_its_group_past_the_samples() {
+    let twin = boot(scenario(
+        2,
+        &web(30, "{ kind: ALB, deregistrationDelaySeconds: 10 }", 1),
+    ))
+    .await;
+    let lbs = twin.balancers();
+    twin.run_for(5.0, 0.5).await;
+    for n in &twin.nodes {
+        exclude_from_lbs(&twin.store, n);
+    }
+    twin.run_for(75.0, 0.5).await;
+    let stats = lbs.stop().await;
+    assert!(stats.failed() > 200, "{}", stats.failed());
+    assert_eq!(stats.samples.len(), 200);
+    let counted: u64 = stats.failure_groups.iter().map(|g| g.count).sum();
+    assert_eq!(counted, stats.failed());
+    let g = &stats.failure_groups[0];
+    assert_eq!(
+        (g.reason, g.stream.as_str()),
+        (FailureReason::NoTarget, "loadBalancer")
+    );
+    assert!(
+        g.path.starts_with("ALB apps/web") && g.first <= g.last,
+        "{g:?}"
+    );
 }
 
 // Upstream: an instance that is terminated takes its pods and open connections with it.

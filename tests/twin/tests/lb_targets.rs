@@ -44,7 +44,7 @@ async fn the_exclude_label_removes_a_node_from_the_targets_and_cordon_does_not()
     let nodes: Api<Node> = Api::all(client.clone());
     nodes.cordon(cordoned).await.expect("cordon");
     label(&client, labelled, "").await;
-    twin.settle("the labelled node to drain", || {
+    twin.eventually("the labelled node to drain", 0.25, || {
         state_of(&lbs, "apps", "web", labelled) == Some(TargetState::Draining)
     })
     .await;
@@ -68,7 +68,7 @@ async fn the_exclude_label_removes_a_node_from_the_targets_and_cordon_does_not()
         .patch(labelled, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("unlabel");
-    twin.settle("the node to come back", || {
+    twin.eventually("the node to come back", 0.25, || {
         state_of(&lbs, "apps", "web", labelled).is_some()
     })
     .await;
@@ -100,7 +100,7 @@ async fn a_draining_node_gets_no_new_requests_and_its_in_flight_requests_finish(
     assert!(sent_before > 0, "the node got traffic before");
 
     label(&client, node, "true").await;
-    twin.settle("the node to drain", || {
+    twin.eventually("the node to drain", 0.25, || {
         state_of(&lbs, "apps", "web", node) == Some(TargetState::Draining)
     })
     .await;
@@ -138,7 +138,7 @@ async fn requests_longer_than_the_deregistration_delay_are_cut_when_it_ends() {
     let (client, _server) = kube(&twin.store).await;
     twin.run_for(10.0, 0.5).await;
     label(&client, &twin.nodes[0], "").await;
-    twin.settle("the node to drain", || {
+    twin.eventually("the node to drain", 0.25, || {
         state_of(&lbs, "apps", "web", &twin.nodes[0]) == Some(TargetState::Draining)
     })
     .await;
@@ -157,4 +157,54 @@ async fn requests_longer_than_the_deregistration_delay_are_cut_when_it_ends() {
             .iter()
             .all(|s| s.node.as_deref() == Some(twin.nodes[0].as_str()))
     );
+}
+
+/// `WEB` behind an in-tree CLB, with the service controller `lag` seconds behind the nodes.
+fn clb_with_lag(lag: f64) -> ngm_twin::scenario::Scenario {
+    let rest = WEB
+        .replace("kind: ALB", "kind: CLB")
+        .replace("requestSeconds: 20", "requestSeconds: 0.2");
+    let mut s = scenario(3, &rest);
+    s.cluster.endpoint_lag.service_controller_seconds = lag;
+    s
+}
+
+// kubernetes `staging/src/k8s.io/cloud-provider/controllers/service/controller.go`: a node
+// whose exclusion changes is queued, and its load balancers are updated by the node worker
+// (UpdateLoadBalancer per Service, in turn): the in-tree CLB keeps routing new requests to a
+// labelled node until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_controller_takes_a_node_out_after_its_lag() {
+    let twin = boot(clb_with_lag(10.0)).await;
+    let lbs = twin.balancers();
+    let node = twin.nodes[0].clone();
+    twin.run_for(15.0, 0.5).await;
+    exclude_from_lbs(&twin.store, &node);
+    let sent = |lbs: &ngm_twin::lb::Balancers| {
+        lbs.stats().services[0]
+            .by_node
+            .get(node.as_str())
+            .copied()
+            .unwrap_or(0)
+    };
+    let at_label = sent(&lbs);
+    twin.run_for(9.0, 0.25).await;
+    assert_eq!(
+        state_of(&lbs, "apps", "web", &node),
+        Some(TargetState::Healthy),
+        "still a target 9 s after the label"
+    );
+    assert!(sent(&lbs) > at_label, "new requests still reach it");
+    twin.run_for(1.5, 0.25).await;
+    // Deregistered once the controller saw the label (a CLB ends the drain of an instance
+    // with nothing in flight at once).
+    let state = state_of(&lbs, "apps", "web", &node);
+    assert!(
+        matches!(state, None | Some(TargetState::Draining)),
+        "{state:?}"
+    );
+    let at_drain = sent(&lbs);
+    twin.run_for(10.0, 0.25).await;
+    assert_eq!(sent(&lbs), at_drain, "no new request once it drains");
+    assert_eq!(lbs.stop().await.failed(), 0);
 }

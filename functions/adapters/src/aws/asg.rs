@@ -3,9 +3,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_autoscaling::Client;
-use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag};
-use ngm_core::model::{AsgInfo, AsgInstance, Labels, LaunchTemplateRef, Scaling};
+use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag, TrafficSourceIdentifier};
+use ngm_core::model::{AsgInfo, AsgInstance, Labels, LaunchTemplateRef, Scaling, TrafficSource};
 use ngm_core::ports::{AsgPort, PortError, PortResult};
+use ngm_core::state::LbAttachments;
 
 #[derive(Debug, Clone)]
 pub struct AsgAdapter {
@@ -87,7 +88,30 @@ fn info_of(g: &AutoScalingGroup) -> AsgInfo {
         availability_zones: g.availability_zones().to_vec(),
         load_balancer_names: g.load_balancer_names().to_vec(),
         target_group_arns: g.target_group_arns().to_vec(),
+        traffic_sources: g
+            .traffic_sources()
+            .iter()
+            .filter_map(|t| {
+                Some(TrafficSource {
+                    identifier: t.identifier()?.to_string(),
+                    kind: t.r#type().unwrap_or_default().to_string(),
+                })
+            })
+            .collect(),
     }
+}
+
+/// The SDK's identifiers of traffic sources.
+fn identifiers(sources: &[TrafficSource]) -> Vec<TrafficSourceIdentifier> {
+    sources
+        .iter()
+        .map(|t| {
+            TrafficSourceIdentifier::builder()
+                .identifier(&t.identifier)
+                .r#type(&t.kind)
+                .build()
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -186,55 +210,64 @@ impl AsgPort for AsgAdapter {
         Ok(())
     }
 
-    async fn attach_load_balancers(
-        &self,
-        name: &str,
-        load_balancer_names: &[String],
-        target_group_arns: &[String],
-    ) -> PortResult<()> {
-        if !load_balancer_names.is_empty() {
+    async fn attach_load_balancers(&self, name: &str, a: &LbAttachments) -> PortResult<()> {
+        if !a.load_balancer_names.is_empty() {
             crate::send!(
                 "autoscaling:AttachLoadBalancers",
                 self.client
                     .attach_load_balancers()
                     .auto_scaling_group_name(name)
-                    .set_load_balancer_names(Some(load_balancer_names.to_vec()))
+                    .set_load_balancer_names(Some(a.load_balancer_names.clone()))
             )?;
         }
-        if !target_group_arns.is_empty() {
+        if !a.target_group_arns.is_empty() {
             crate::send!(
                 "autoscaling:AttachLoadBalancerTargetGroups",
                 self.client
                     .attach_load_balancer_target_groups()
                     .auto_scaling_group_name(name)
-                    .set_target_group_arns(Some(target_group_arns.to_vec()))
+                    .set_target_group_arns(Some(a.target_group_arns.clone()))
+            )?;
+        }
+        // At most 10 traffic sources a call (Auto Scaling API reference).
+        for chunk in a.traffic_sources.chunks(10) {
+            crate::send!(
+                "autoscaling:AttachTrafficSources",
+                self.client
+                    .attach_traffic_sources()
+                    .auto_scaling_group_name(name)
+                    .set_traffic_sources(Some(identifiers(chunk)))
             )?;
         }
         Ok(())
     }
 
-    async fn detach_load_balancers(
-        &self,
-        name: &str,
-        load_balancer_names: &[String],
-        target_group_arns: &[String],
-    ) -> PortResult<()> {
-        if !load_balancer_names.is_empty() {
+    async fn detach_load_balancers(&self, name: &str, a: &LbAttachments) -> PortResult<()> {
+        if !a.load_balancer_names.is_empty() {
             crate::send!(
                 "autoscaling:DetachLoadBalancers",
                 self.client
                     .detach_load_balancers()
                     .auto_scaling_group_name(name)
-                    .set_load_balancer_names(Some(load_balancer_names.to_vec()))
+                    .set_load_balancer_names(Some(a.load_balancer_names.clone()))
             )?;
         }
-        if !target_group_arns.is_empty() {
+        if !a.target_group_arns.is_empty() {
             crate::send!(
                 "autoscaling:DetachLoadBalancerTargetGroups",
                 self.client
                     .detach_load_balancer_target_groups()
                     .auto_scaling_group_name(name)
-                    .set_target_group_arns(Some(target_group_arns.to_vec()))
+                    .set_target_group_arns(Some(a.target_group_arns.clone()))
+            )?;
+        }
+        for chunk in a.traffic_sources.chunks(10) {
+            crate::send!(
+                "autoscaling:DetachTrafficSources",
+                self.client
+                    .detach_traffic_sources()
+                    .auto_scaling_group_name(name)
+                    .set_traffic_sources(Some(identifiers(chunk)))
             )?;
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! Auto Scaling groups, launch templates, load balancers and Step Functions executions.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Labels, LaunchTemplateRef, Scaling, Timestamp};
@@ -46,6 +47,21 @@ pub struct AsgInfo {
     /// ELB target groups attached to the group.
     #[serde(default)]
     pub target_group_arns: Vec<String>,
+    /// Every traffic source of the group (`TrafficSources`), however attached: what
+    /// AttachTrafficSources attached is in neither list above.
+    #[serde(default)]
+    pub traffic_sources: Vec<TrafficSource>,
+}
+
+/// A traffic source of an Auto Scaling group (Auto Scaling `TrafficSourceIdentifier`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficSource {
+    /// A Classic Load Balancer's name, or an ELB or VPC Lattice target group's ARN.
+    pub identifier: String,
+    /// `elb`, `elbv2` or `vpc-lattice`.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// One version of an EC2 launch template.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use aws::{
     AsgInfo, AsgInstance, ClassicDraining, ExecutionInfo, ExecutionStatus, LaunchTemplateOverrides,
     LaunchTemplateVersion, LbKind, LoadBalancerInfo, TargetGroupInfo, TargetHealth,
-    TargetHealthState,
+    TargetHealthState, TrafficSource,
 };
 pub use eks::{
     CapacityType, ClusterInfo, LaunchTemplateRef, NodeGroupKind, NodeGroupRef, NodeGroupSpec,

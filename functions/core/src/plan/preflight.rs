@@ -33,7 +33,7 @@ pub struct Finding {
     /// Stable kebab-case name: `surge-capacity`, `pdb-blocks`, `no-controller`, `empty-dir`,
     /// `volume-zone`, `daemonsets`, `load-balancer`, `drain-wait`, `clb-draining-off`,
     /// `nlb-short-deregistration-delay`, `no-prestop`, `short-grace`, `short-prestop`,
-    /// `no-readiness-gate`.
+    /// `no-readiness-gate`, `vpc-lattice-source`.
     pub kind: String,
     pub message: String,
 }

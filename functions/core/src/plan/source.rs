@@ -127,6 +127,7 @@ mod tests {
             availability_zones: vec![],
             load_balancer_names: vec![],
             target_group_arns: vec![],
+            traffic_sources: vec![],
         };
         let dedicated = Taint {
             key: "dedicated".into(),

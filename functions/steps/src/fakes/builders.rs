@@ -190,6 +190,7 @@ impl FakeCloud {
                     availability_zones: vec!["eu-west-1a".into()],
                     load_balancer_names: vec![],
                     target_group_arns: vec![],
+                    traffic_sources: vec![],
                 },
             );
         });

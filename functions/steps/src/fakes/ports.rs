@@ -13,6 +13,7 @@ use ngm_core::model::{
 use ngm_core::ports::{
     AsgPort, Ec2Port, EksPort, ElbPort, MetadataPatch, PortError, PortResult, SfnPort, SsmPort,
 };
+use ngm_core::state::LbAttachments;
 
 use super::FakeCloud;
 
@@ -244,41 +245,33 @@ impl AsgPort for FakeCloud {
         Ok(())
     }
 
-    async fn attach_load_balancers(
-        &self,
-        name: &str,
-        load_balancer_names: &[String],
-        target_group_arns: &[String],
-    ) -> PortResult<()> {
+    async fn attach_load_balancers(&self, name: &str, at: &LbAttachments) -> PortResult<()> {
         let mut i = self.lock();
         i.enter("asg_attach_load_balancers", name, true)?;
         let a = i.w.asgs.get_mut(name).ok_or_else(|| missing(name))?;
-        for (have, add) in [
-            (&mut a.load_balancer_names, load_balancer_names),
-            (&mut a.target_group_arns, target_group_arns),
-        ] {
+        fn add<T: PartialEq + Clone>(have: &mut Vec<T>, add: &[T]) {
             for x in add {
                 if !have.contains(x) {
                     have.push(x.clone());
                 }
             }
         }
+        add(&mut a.load_balancer_names, &at.load_balancer_names);
+        add(&mut a.target_group_arns, &at.target_group_arns);
+        add(&mut a.traffic_sources, &at.traffic_sources);
         Ok(())
     }
 
-    async fn detach_load_balancers(
-        &self,
-        name: &str,
-        load_balancer_names: &[String],
-        target_group_arns: &[String],
-    ) -> PortResult<()> {
+    async fn detach_load_balancers(&self, name: &str, at: &LbAttachments) -> PortResult<()> {
         let mut i = self.lock();
         i.enter("asg_detach_load_balancers", name, true)?;
         let a = i.w.asgs.get_mut(name).ok_or_else(|| missing(name))?;
         a.load_balancer_names
-            .retain(|x| !load_balancer_names.contains(x));
+            .retain(|x| !at.load_balancer_names.contains(x));
         a.target_group_arns
-            .retain(|x| !target_group_arns.contains(x));
+            .retain(|x| !at.target_group_arns.contains(x));
+        a.traffic_sources
+            .retain(|x| !at.traffic_sources.contains(x));
         Ok(())
     }
 }

@@ -99,14 +99,7 @@ pub async fn cut_traffic(
             // The new group's Auto Scaling groups join the old one's load balancers (again, on
             // a retry: attaching twice is a no-op).
             for asg in &new_asgs {
-                world
-                    .asg
-                    .attach_load_balancers(
-                        asg,
-                        &attachments.load_balancer_names,
-                        &attachments.target_group_arns,
-                    )
-                    .await?;
+                world.asg.attach_load_balancers(asg, &attachments).await?;
             }
             let deadline = *state
                 .deadlines
@@ -145,14 +138,7 @@ pub async fn cut_traffic(
             // The old groups leave the load balancers they were attached to, with draining.
             if !attachments.is_empty() {
                 for asg in &state.source.asg_names {
-                    world
-                        .asg
-                        .detach_load_balancers(
-                            asg,
-                            &attachments.load_balancer_names,
-                            &attachments.target_group_arns,
-                        )
-                        .await?;
+                    world.asg.detach_load_balancers(asg, &attachments).await?;
                 }
             }
             tracing::info!(step = "cut-traffic", bound = bound.seconds, set_by = ?bound.set_by, "old nodes cut out of the load balancers");
@@ -305,31 +291,31 @@ pub(crate) async fn source_attachments(
     let mut out = LbAttachments::default();
     for name in &state.source.asg_names {
         if let Some(a) = world.asg.describe(name).await? {
-            for n in a.load_balancer_names {
-                if !out.load_balancer_names.contains(&n) {
-                    out.load_balancer_names.push(n);
-                }
-            }
-            for t in a.target_group_arns {
-                if !out.target_group_arns.contains(&t) {
-                    out.target_group_arns.push(t);
-                }
-            }
+            out.add(&a);
         }
     }
     Ok(out)
 }
 
-/// The attached load balancers, attributes read (one gone meanwhile is skipped).
+/// The attached load balancers, attributes read (one gone meanwhile is skipped). A VPC
+/// Lattice traffic source has none ngm can read: it joins and leaves with the groups, and the
+/// pre-flight names it.
 pub(crate) async fn attached_lbs(
     world: &World,
     attachments: &LbAttachments,
 ) -> Result<Vec<LoadBalancerInfo>, StepError> {
     let mut out = Vec::new();
-    for name in &attachments.load_balancer_names {
+    let sources = |kind: &'static str| {
+        attachments
+            .traffic_sources
+            .iter()
+            .filter(move |t| t.kind == kind)
+            .map(|t| &t.identifier)
+    };
+    for name in attachments.load_balancer_names.iter().chain(sources("elb")) {
         out.extend(world.elb.classic_by_name(name).await?);
     }
-    for arn in &attachments.target_group_arns {
+    for arn in attachments.target_group_arns.iter().chain(sources("elbv2")) {
         out.extend(world.elb.by_target_group(arn).await?);
     }
     Ok(out)

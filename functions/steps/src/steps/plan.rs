@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use ngm_core::model::{ClusterInfo, NodeGroupKind, NodeGroupSpec, NodeView, Resources, Timestamp};
 use ngm_core::plan::lifecycle::{LockDecision, lease_seconds, lock_key, plan_lock, plan_unlock};
 use ngm_core::plan::newgroup::derive_target;
-use ngm_core::plan::preflight::{PreflightInputs, PreflightReport, Severity, plan_preflight};
+use ngm_core::plan::preflight::{
+    Finding, PreflightInputs, PreflightReport, Severity, plan_preflight,
+};
 use ngm_core::plan::source::spec_from_asg;
 use ngm_core::ports::LockAcquired;
 use ngm_core::request::{validate, validate_against_source};
@@ -191,7 +193,7 @@ async fn preflight(
         .old_nodes
         .first()
         .map_or(Resources::default(), |n| n.allocatable);
-    Ok(plan_preflight(PreflightInputs {
+    let mut report = plan_preflight(PreflightInputs {
         policy: &state.request.policy,
         old_nodes: &view.old_nodes,
         old_pods: &view.old_pods,
@@ -205,7 +207,27 @@ async fn preflight(
         new_node_allocatable: allocatable,
         new_scaling: target.scaling,
         new_zones: &new_zones,
-    }))
+    });
+    // ngm attaches and detaches a VPC Lattice traffic source with the groups, but reads no
+    // target health there: neither the health gate nor the observed drain covers it.
+    for t in attachments
+        .traffic_sources
+        .iter()
+        .filter(|t| t.kind == "vpc-lattice")
+    {
+        report.findings.push(Finding {
+            severity: Severity::Warning,
+            kind: "vpc-lattice-source".into(),
+            message: format!(
+                "VPC Lattice target group {} is a traffic source of the old group: the new group \
+                 joins it and the old one leaves it, but ngm cannot see its targets' health, so \
+                 the cut neither waits for the new instances to be healthy there nor watches \
+                 the old ones drain",
+                t.identifier
+            ),
+        });
+    }
+    Ok(report)
 }
 
 /// Step 1. A run that ends here (a dry run, or a failure the state machine does not retry)

@@ -191,14 +191,7 @@ pub async fn rollback(
     let attachments = state.originals.lb_attachments.clone().unwrap_or_default();
     if !attachments.is_empty() && !policy.dry_run {
         for asg in &state.source.asg_names {
-            world
-                .asg
-                .attach_load_balancers(
-                    asg,
-                    &attachments.load_balancer_names,
-                    &attachments.target_group_arns,
-                )
-                .await?;
+            world.asg.attach_load_balancers(asg, &attachments).await?;
         }
     }
     if plan.drain_new_nodes && !policy.dry_run {
@@ -224,14 +217,7 @@ pub async fn rollback(
             .await?;
         if !attachments.is_empty() {
             for asg in new_group_asgs(&state, world).await? {
-                world
-                    .asg
-                    .detach_load_balancers(
-                        &asg,
-                        &attachments.load_balancer_names,
-                        &attachments.target_group_arns,
-                    )
-                    .await?;
+                world.asg.detach_load_balancers(&asg, &attachments).await?;
             }
         }
         // The deleted group would terminate its pods regardless of PDBs, so they leave by

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{TimeZone, Utc};
-use ngm_twin::lb::{FailureSample, ProbeStats, ServiceTraffic};
+use ngm_twin::lb::{ConnectionStats, FailureSample, ProbeStats, ServiceTraffic};
 use ngm_twin::report::{DrainCounts, EvictionCounts, Invariants, Requests};
 use ngm_twin::sim::record::{FieldChange, ObjectRef, SnapshotDiff};
 use serde_json::json;
@@ -415,34 +415,35 @@ fn failed_requests_on_a_killed_pod_are_counted_apart() {
         reason: FailureReason::PodKilled,
         node: None,
         pod: Some(pod.into()),
+        connection: false,
     };
     let mut c = Case::success();
     c.scenario =
         scenario(json!({"faults": [{"kind": "killPod", "pod": "a/web-1", "atSeconds": 5}]}));
-    c.report.traffic = ProbeStats {
-        services: vec![ServiceTraffic {
+    c.report.traffic = ProbeStats::with_failures(
+        vec![ServiceTraffic {
             service: "a/web".into(),
             sent: 10,
             failed: 1,
             ..ServiceTraffic::default()
         }],
-        samples: vec![sample("a/web-1")],
-    };
+        vec![sample("a/web-1")],
+    );
     let v = c.verdict();
     assert!(broken(&v, "I1").is_empty(), "{}", v.summary());
     assert_eq!(v.figures.requests_failed_injected, 1);
     assert_eq!(v.figures.named()["ngmFailedRequests"], 0.0);
     // The same failure on a pod no fault touched is ngm's.
     let mut c = Case::success();
-    c.report.traffic = ProbeStats {
-        services: vec![ServiceTraffic {
+    c.report.traffic = ProbeStats::with_failures(
+        vec![ServiceTraffic {
             service: "a/web".into(),
             sent: 10,
             failed: 1,
             ..ServiceTraffic::default()
         }],
-        samples: vec![sample("a/web-2")],
-    };
+        vec![sample("a/web-2")],
+    );
     assert!(!broken(&c.verdict(), "I1").is_empty());
 }
 
@@ -460,6 +461,7 @@ fn failures_a_named_workload_causes_itself_are_counted_apart() {
             ..ServiceTraffic::default()
         }],
         samples: Vec::new(),
+        ..ProbeStats::default()
     };
     let named = json!({ "preflight": { "findings": [
         "Deployment shop/cart (behind Service shop/cart) has no preStop hook: its pods get SIGTERM"
@@ -501,6 +503,54 @@ fn failures_a_named_workload_causes_itself_are_counted_apart() {
     let v = case("Deployment shop/cart", FailureReason::NodeGone);
     assert!(!broken(&v, "I1").is_empty(), "{}", v.summary());
     assert_eq!(v.figures.named()["ngmFailedRequests"], 3.0);
+}
+
+// A keep-alive connection reset with no request failed is still downtime (the client's next
+// write meets a reset): I1 counts it, apart only when a named workload's own stop caused it.
+#[test]
+fn a_reset_keep_alive_connection_breaks_zero_downtime_unless_the_workload_caused_it() {
+    let case = |workload: &str, reason: FailureReason| {
+        let mut c = Case::success();
+        c.report.traffic = ProbeStats {
+            services: vec![ServiceTraffic {
+                service: "shop/cart".into(),
+                sent: 100,
+                connections: Some(ConnectionStats {
+                    opened: 10,
+                    closed_gracefully: 7,
+                    reset: 2,
+                    resets: BTreeMap::from([(reason, 2)]),
+                    by_workload: BTreeMap::from([(
+                        workload.to_string(),
+                        BTreeMap::from([(reason, 2)]),
+                    )]),
+                    open: 1,
+                }),
+                ..ServiceTraffic::default()
+            }],
+            samples: Vec::new(),
+            ..ProbeStats::default()
+        };
+        c.output = Some(json!({ "preflight": { "findings": [
+            "Deployment shop/cart (behind Service shop/cart) has no preStop hook: its pods get SIGTERM"
+        ] } }));
+        c.verdict()
+    };
+    let v = case("Deployment shop/cart", FailureReason::DrainTimeout);
+    assert!(
+        broken(&v, "I1")
+            .iter()
+            .any(|p| p.contains("2 of 10 keep-alive connections were reset")),
+        "{}",
+        v.summary()
+    );
+    assert_eq!(v.figures.named()["connectionsReset"], 2.0);
+    assert_eq!(v.figures.named()["ngmConnectionsReset"], 2.0);
+    let v = case("Deployment shop/cart", FailureReason::Aborted);
+    assert!(broken(&v, "I1").is_empty(), "{}", v.summary());
+    assert_eq!(v.figures.named()["ngmConnectionsReset"], 0.0);
+    let v = case("Deployment shop/catalog", FailureReason::Aborted);
+    assert!(!broken(&v, "I1").is_empty(), "{}", v.summary());
 }
 
 #[test]

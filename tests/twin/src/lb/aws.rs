@@ -68,8 +68,10 @@ pub(crate) enum AwsCmd {
         settings: LbSettings,
         node_port: i32,
         port: i32,
-        /// Auto Scaling groups to attach it to once created.
+        /// Auto Scaling groups to attach it to once created, and whether as a traffic source
+        /// (AttachTrafficSources) rather than through the legacy calls.
         attach: Vec<String>,
+        as_traffic_source: bool,
         /// What asks for it: where its DNS name is written, and whether a
         /// TargetGroupBinding names its target group.
         through: LbThrough,
@@ -163,7 +165,7 @@ impl AwsShared {
 const ATTACHMENT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Follows which load balancers each Auto Scaling group has attached (DescribeAutoScalingGroups'
-/// `LoadBalancerNames` and `TargetGroupARNs`) and their InService instances: an attached load
+/// `LoadBalancerNames`, `TargetGroupARNs` and `TrafficSources`) and their InService instances: an attached load
 /// balancer registers the group's instances once InService and deregisters them on detach or
 /// termination (ASG guide, `autoscaling-load-balancer.md`, `ec2-auto-scaling-lifecycle.md`).
 pub(crate) async fn watch_attachments(target: AwsTarget, shared: Arc<AwsShared>) {
@@ -187,9 +189,14 @@ pub(crate) async fn watch_attachments(target: AwsTarget, shared: Arc<AwsShared>)
                     .filter(|i| i.lifecycle_state().map(|s| s.as_str()) == Some("InService"))
                     .filter_map(|i| i.instance_id().map(str::to_string))
                     .collect();
-                for lb in g.load_balancer_names().iter().chain(g.target_group_arns()) {
+                // Every traffic source, however attached (the legacy lists do not show what
+                // AttachTrafficSources attached).
+                let sources = g.traffic_sources().iter().filter_map(|t| t.identifier());
+                let legacy = g.load_balancer_names().iter().chain(g.target_group_arns());
+                let all: BTreeSet<&str> = legacy.map(String::as_str).chain(sources).collect();
+                for lb in all {
                     by_lb
-                        .entry(lb.clone())
+                        .entry(lb.to_string())
                         .or_default()
                         .extend(ids.iter().cloned());
                 }
@@ -352,6 +359,7 @@ impl Mirror {
                 node_port,
                 port,
                 attach,
+                as_traffic_source,
                 through,
             } => {
                 if known(&key).is_some() {
@@ -368,7 +376,7 @@ impl Mirror {
                 };
                 let dns = lb.dns_name.clone();
                 for group in &attach {
-                    self.attach(&lb, group).await?;
+                    self.attach(&lb, group, as_traffic_source).await?;
                 }
                 shared
                     .lbs
@@ -517,7 +525,25 @@ impl Mirror {
 
     /// Attaches the load balancer (its target group, for an ALB or NLB) to an Auto Scaling
     /// group, as the scenario's setup does before the migration.
-    async fn attach(&self, lb: &AwsLb, group: &str) -> Result<(), AwsError> {
+    async fn attach(&self, lb: &AwsLb, group: &str, as_source: bool) -> Result<(), AwsError> {
+        if as_source {
+            let (kind, id) = match &lb.target_group_arn {
+                Some(tg) => ("elbv2", tg.as_str()),
+                None => ("elb", lb.name.as_str()),
+            };
+            let source = aws_sdk_autoscaling::types::TrafficSourceIdentifier::builder()
+                .identifier(id)
+                .r#type(kind)
+                .build();
+            self.asg
+                .attach_traffic_sources()
+                .auto_scaling_group_name(group)
+                .traffic_sources(source)
+                .send()
+                .await
+                .map_err(|e| call_err("AttachTrafficSources")(&e))?;
+            return Ok(());
+        }
         match &lb.target_group_arn {
             Some(tg) => {
                 self.asg

@@ -25,6 +25,7 @@ use super::Balancer;
 use super::targets::Pick;
 use super::world::{Consumer, PodView, World};
 use crate::clock::secs_delta;
+use crate::sim::podutil::OnSigterm;
 use crate::sim::{InFlight, InFlightGuard};
 
 /// How many failures are kept as samples for the report.
@@ -99,6 +100,28 @@ pub struct ServiceTraffic {
     pub by_workload: BTreeMap<String, BTreeMap<FailureReason, u64>>,
     /// Requests the load balancer sent to each target node.
     pub by_node: BTreeMap<String, u64>,
+    /// A keep-alive stream's connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionStats>,
+}
+
+/// How a keep-alive stream's connections ended.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionStats {
+    pub opened: u64,
+    /// Closed when idle by their server (on SIGTERM, by a process that shuts down
+    /// gracefully) or at their age limit: the client just opens another.
+    pub closed_gracefully: u64,
+    /// Ended by anything else: the node or the pod gone, the process exiting on SIGTERM, the
+    /// load balancer at the end of a deregistration delay.
+    pub reset: u64,
+    pub resets: BTreeMap<FailureReason, u64>,
+    /// Resets by the workload of the pod at the connection's end, and reason.
+    #[serde(default)]
+    pub by_workload: BTreeMap<String, BTreeMap<FailureReason, u64>>,
+    /// Still open when the figures were taken.
+    pub open: u64,
 }
 
 /// One failed request.
@@ -119,6 +142,28 @@ pub struct FailureSample {
     pub node: Option<String>,
     /// `namespace/name` of the pod of the hop that failed, when one was chosen.
     pub pod: Option<String>,
+    /// A keep-alive connection reset (`at`: when), not a request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connection: bool,
+}
+
+/// Every failure alike (the same stream, path, reason, node and pod), counted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureGroup {
+    pub service: String,
+    pub stream: String,
+    pub path: String,
+    pub reason: FailureReason,
+    pub node: Option<String>,
+    pub pod: Option<String>,
+    /// Keep-alive connection resets, not requests.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connection: bool,
+    pub count: u64,
+    /// When the first and the last of them started (a reset: when it happened).
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
 }
 
 /// The probe's figures.
@@ -128,9 +173,23 @@ pub struct ProbeStats {
     pub services: Vec<ServiceTraffic>,
     /// The first failures, at most 200.
     pub samples: Vec<FailureSample>,
+    /// Every failure, grouped by stream, path, reason, node and pod, in order of first.
+    #[serde(default)]
+    pub failure_groups: Vec<FailureGroup>,
 }
 
 impl ProbeStats {
+    /// Figures with these failures, each counted in its group (a report built by hand).
+    pub fn with_failures(services: Vec<ServiceTraffic>, failures: Vec<FailureSample>) -> Self {
+        let mut probe = Probe::default();
+        for f in failures {
+            probe.record(f);
+        }
+        let mut stats = probe.stats();
+        stats.services = services;
+        stats
+    }
+
     pub fn sent(&self) -> u64 {
         self.services.iter().map(|s| s.sent).sum()
     }
@@ -146,6 +205,13 @@ impl ProbeStats {
     }
     pub fn service(&self, key: &str) -> Option<&ServiceTraffic> {
         self.services.iter().find(|s| s.service == key)
+    }
+    /// Keep-alive connections opened, and reset, over every stream.
+    pub fn connections(&self) -> (u64, u64) {
+        self.services
+            .iter()
+            .filter_map(|s| s.connections.as_ref())
+            .fold((0, 0), |(o, r), c| (o + c.opened, r + c.reset))
     }
 }
 
@@ -163,9 +229,48 @@ pub struct Stream {
     pub next: Option<DateTime<Utc>>,
     pub(crate) cursor: usize,
     pub(crate) backend_cursor: usize,
+    /// Keep-alive: one slot per connection, `None` until the slot's next request opens one.
+    /// Empty: every request has its own connection.
+    pub(crate) conns: Vec<Option<Conn>>,
+    pub(crate) conn_cursor: usize,
+    /// A keep-alive connection's age limit.
+    pub max_age_seconds: Option<f64>,
 }
 
 impl Stream {
+    /// A stream of `interval_seconds` between requests of `request_seconds` each, to a
+    /// Service, each request on its own connection.
+    pub fn new(
+        (namespace, service): (String, String),
+        via: Via,
+        backend: Option<(String, String)>,
+        interval_seconds: f64,
+        request_seconds: f64,
+    ) -> Self {
+        Self {
+            namespace,
+            service,
+            via,
+            backend,
+            interval_seconds,
+            request_seconds,
+            next: None,
+            cursor: 0,
+            backend_cursor: 0,
+            conns: Vec::new(),
+            conn_cursor: 0,
+            max_age_seconds: None,
+        }
+    }
+
+    /// The requests go over `connections` keep-alive connections in turn, each closed by its
+    /// client once `max_age_seconds` old.
+    pub fn keep_alive(mut self, connections: u32, max_age_seconds: Option<f64>) -> Self {
+        self.conns = (0..connections.max(1)).map(|_| None).collect();
+        self.max_age_seconds = max_age_seconds;
+        self
+    }
+
     fn name(&self) -> String {
         let via = match self.via {
             Via::LoadBalancer => "loadBalancer",
@@ -187,6 +292,43 @@ struct Hop {
     node: Option<String>,
     workload: String,
     _guard: InFlightGuard,
+}
+
+/// A keep-alive connection: pinned, from the moment it opened, to the load balancer's target
+/// (its connection tracking) and to the pod kube-proxy's conntrack entry chose. kube-proxy
+/// leaves established TCP connections alone when the endpoint goes (it clears conntrack
+/// entries for UDP only: `pkg/proxy/conntrack`), so only the pod, its node, the load balancer
+/// or the client end it.
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    opened: DateTime<Utc>,
+    /// The load balancer's target: a node, or the pod's UID for an IP target.
+    target: Option<String>,
+    uid: String,
+    /// `namespace/name`.
+    pod: String,
+    node: Option<String>,
+    workload: String,
+    path: String,
+    /// When the last request sent on it ends.
+    busy_until: DateTime<Utc>,
+    /// The node its requests count for in [`ServiceTraffic::by_node`], behind a load balancer.
+    counted_node: Option<String>,
+}
+
+/// How a keep-alive connection ended.
+enum Close {
+    Graceful,
+    Reset(FailureReason),
+}
+
+/// Where a new connection went: the load balancer's target and the pod that took it.
+struct Route<'w> {
+    /// The load balancer's target: a node, or the pod's UID for an IP target.
+    target: Option<String>,
+    pod: &'w PodView,
+    path: Vec<String>,
+    idle_cut: bool,
 }
 
 /// Where a failed request failed.
@@ -250,6 +392,17 @@ impl Ord for Pending {
     }
 }
 
+/// (service, stream, path, reason, node, pod, connection).
+type GroupKey = (
+    String,
+    String,
+    String,
+    FailureReason,
+    Option<String>,
+    Option<String>,
+    bool,
+);
+
 /// The probe's state: its streams, the requests in flight and the figures.
 #[derive(Default)]
 pub struct Probe {
@@ -257,6 +410,8 @@ pub struct Probe {
     pending: BinaryHeap<Reverse<Pending>>,
     stats: Vec<ServiceTraffic>,
     samples: Vec<FailureSample>,
+    /// Every failure, by what [`FailureGroup`] groups it by: count, first and last.
+    groups: BTreeMap<GroupKey, (u64, DateTime<Utc>, DateTime<Utc>)>,
     seq: u64,
     /// Requests in flight by (namespace, service, target node).
     busy: HashMap<(String, String, String), u32>,
@@ -271,6 +426,7 @@ impl Probe {
             .map(|s| ServiceTraffic {
                 service: format!("{}/{}", s.namespace, s.service),
                 stream: s.name(),
+                connections: (!s.conns.is_empty()).then(ConnectionStats::default),
                 ..ServiceTraffic::default()
             })
             .collect();
@@ -288,9 +444,36 @@ impl Probe {
         for Reverse(p) in &self.pending {
             services[p.stream].in_flight += 1;
         }
+        for (st, s) in services.iter_mut().zip(&self.streams) {
+            if let Some(c) = &mut st.connections {
+                c.open = s.conns.iter().flatten().count() as u64;
+            }
+        }
+        let mut failure_groups: Vec<FailureGroup> = self
+            .groups
+            .iter()
+            .map(
+                |((service, stream, path, reason, node, pod, connection), (count, first, last))| {
+                    FailureGroup {
+                        service: service.clone(),
+                        stream: stream.clone(),
+                        path: path.clone(),
+                        reason: *reason,
+                        node: node.clone(),
+                        pod: pod.clone(),
+                        connection: *connection,
+                        count: *count,
+                        first: *first,
+                        last: *last,
+                    }
+                },
+            )
+            .collect();
+        failure_groups.sort_by_key(|g| g.first);
         ProbeStats {
             services,
             samples: self.samples.clone(),
+            failure_groups,
         }
     }
 
@@ -344,16 +527,36 @@ impl Probe {
                 .entry(reason)
                 .or_default() += 1;
         }
+        let sample = FailureSample {
+            at: start,
+            service: st.service.clone(),
+            stream: st.stream.clone(),
+            path,
+            reason,
+            node: at.node,
+            pod: at.pod,
+            connection: false,
+        };
+        self.record(sample);
+    }
+
+    /// Counts a failure in its group, and keeps it as a sample while there is room.
+    fn record(&mut self, f: FailureSample) {
+        let key = (
+            f.service.clone(),
+            f.stream.clone(),
+            f.path.clone(),
+            f.reason,
+            f.node.clone(),
+            f.pod.clone(),
+            f.connection,
+        );
+        let g = self.groups.entry(key).or_insert((0, f.at, f.at));
+        g.0 += 1;
+        g.1 = g.1.min(f.at);
+        g.2 = g.2.max(f.at);
         if self.samples.len() < MAX_SAMPLES {
-            self.samples.push(FailureSample {
-                at: start,
-                service: st.service.clone(),
-                stream: st.stream.clone(),
-                path,
-                reason,
-                node: at.node,
-                pod: at.pod,
-            });
+            self.samples.push(f);
         }
     }
 
@@ -419,18 +622,18 @@ impl Probe {
         world: &World,
         inflight: &InFlight,
     ) {
-        if self.paused {
-            return;
-        }
-        for i in 0..self.streams.len() {
-            let interval = secs_delta(self.streams[i].interval_seconds);
-            let mut due = *self.streams[i].next.get_or_insert(now);
-            while due <= now {
-                self.send(i, due, balancers, world, inflight);
-                due += interval;
+        if !self.paused {
+            for i in 0..self.streams.len() {
+                let interval = secs_delta(self.streams[i].interval_seconds);
+                let mut due = *self.streams[i].next.get_or_insert(now);
+                while due <= now {
+                    self.send(i, due, balancers, world, inflight);
+                    due += interval;
+                }
+                self.streams[i].next = Some(due);
             }
-            self.streams[i].next = Some(due);
         }
+        self.settle_connections(now, balancers, world);
     }
 
     /// Picks the pod a consumer sends a new connection to, round-robin by `cursor`: `Err`
@@ -513,15 +716,16 @@ impl Probe {
         Ok(pod)
     }
 
-    fn send(
+    /// Routes a new connection of stream `i` at `start`: through the load balancer to its
+    /// target, then kube-proxy (or straight to the pod for an IP target), or through the
+    /// ClusterIP. `None` when it failed there (counted).
+    fn route<'w>(
         &mut self,
         i: usize,
         start: DateTime<Utc>,
         balancers: &mut HashMap<(String, String), Balancer>,
-        world: &World,
-        inflight: &InFlight,
-    ) {
-        self.stats[i].sent += 1;
+        world: &'w World,
+    ) -> Option<Route<'w>> {
         let s = &self.streams[i];
         let (ns, svc, secs, via) = (
             s.namespace.clone(),
@@ -529,7 +733,6 @@ impl Probe {
             s.request_seconds,
             s.via,
         );
-        let backend = s.backend.clone();
         let mut path: Vec<String> = Vec::new();
         let mut idle_cut = false;
         // The load balancer's target node, and whether kube-proxy keeps to it (`Local`).
@@ -541,47 +744,38 @@ impl Probe {
             Via::LoadBalancer => 'lb: {
                 let Some(lb) = balancers.get_mut(&(ns.clone(), svc.clone())) else {
                     let path = format!("no load balancer for {ns}/{svc}");
-                    return self.fail(i, start, FailureReason::NoTarget, path, At::default());
+                    self.fail(i, start, FailureReason::NoTarget, path, At::default());
+                    return None;
                 };
                 let kind = format!("{:?}", lb.group.settings.kind).to_uppercase();
                 path.push(format!("{kind} {ns}/{svc}"));
                 let n = match lb.group.pick(start) {
                     Pick::Node(n) => n,
                     Pick::NoTarget => {
-                        return self.fail(
-                            i,
-                            start,
-                            FailureReason::NoTarget,
-                            path.join(" → "),
-                            At::default(),
-                        );
+                        let path = path.join(" → ");
+                        self.fail(i, start, FailureReason::NoTarget, path, At::default());
+                        return None;
                     }
                 };
+                idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);
                 if lb.ip() {
                     // An IP target: the pod itself, no node port and no kube-proxy.
-                    idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);
                     ip_target = Some(n);
                     break 'lb;
                 }
                 *self.stats[i].by_node.entry(n.clone()).or_default() += 1;
                 path.push(format!("node {n}"));
                 if world.node_gone_at(&n).is_some_and(|t| t <= start) {
-                    return self.fail(
-                        i,
-                        start,
-                        FailureReason::NodeGone,
-                        path.join(" → "),
-                        At::node(&n),
-                    );
+                    let path = path.join(" → ");
+                    self.fail(i, start, FailureReason::NodeGone, path, At::node(&n));
+                    return None;
                 }
-                idle_cut = secs > f64::from(lb.group.settings.idle_timeout_seconds);
                 local = lb.local;
                 node = Some(n);
             }
             Via::ClusterIp => path.push(format!("clusterIP {ns}/{svc}")),
             Via::Dns => path.push(format!("dns {ns}/{svc}")),
         }
-        let mut hops = Vec::new();
         let first = match &ip_target {
             Some(uid) => Self::answer(world, uid, None, start),
             None => {
@@ -607,11 +801,11 @@ impl Probe {
                 } else {
                     at
                 };
-                return self.fail(i, start, reason, path.join(" → "), at);
+                self.fail(i, start, reason, path.join(" → "), at);
+                return None;
             }
         };
         path.push(format!("pod {}/{}", pod.namespace, pod.name));
-        hops.push(hop_of(pod, inflight));
         if let Some(uid) = ip_target {
             if let Some(n) = &pod.node {
                 *self.stats[i].by_node.entry(n.clone()).or_default() += 1;
@@ -619,12 +813,37 @@ impl Probe {
             // The target the load balancer drains is the pod.
             node = Some(uid);
         }
-        if let Some((bns, bsvc)) = &backend {
+        Some(Route {
+            target: node,
+            pod,
+            path,
+            idle_cut,
+        })
+    }
+
+    fn send(
+        &mut self,
+        i: usize,
+        start: DateTime<Utc>,
+        balancers: &mut HashMap<(String, String), Balancer>,
+        world: &World,
+        inflight: &InFlight,
+    ) {
+        self.stats[i].sent += 1;
+        if !self.streams[i].conns.is_empty() {
+            return self.send_keep_alive(i, start, balancers, world, inflight);
+        }
+        let Some(route) = self.route(i, start, balancers, world) else {
+            return;
+        };
+        let (mut path, node, idle_cut) = (route.path, route.target, route.idle_cut);
+        let mut hops = vec![hop_of(route.pod, inflight)];
+        if let Some((bns, bsvc)) = self.streams[i].backend.clone() {
             path.push(format!("{bns}/{bsvc}"));
             let mut cursor = self.streams[i].backend_cursor;
             let second = Self::reach(
                 world,
-                (bns, bsvc),
+                (&bns, &bsvc),
                 None,
                 Consumer::Ingress,
                 start,
@@ -642,20 +861,235 @@ impl Probe {
                 }
             }
         }
+        self.pend(i, start, node, hops, path.join(" → "), idle_cut);
+    }
+
+    fn pend(
+        &mut self,
+        i: usize,
+        start: DateTime<Utc>,
+        node: Option<String>,
+        hops: Vec<Hop>,
+        path: String,
+        idle_cut: bool,
+    ) {
         if let Some(n) = &node {
             self.track(i, n, true);
         }
         self.seq += 1;
         self.pending.push(Reverse(Pending {
-            end: start + secs_delta(secs),
+            end: start + secs_delta(self.streams[i].request_seconds),
             seq: self.seq,
             stream: i,
             start,
             node,
             hops,
-            path: path.join(" → "),
+            path,
             idle_cut,
         }));
+    }
+
+    /// Sends a request of a keep-alive stream on its next connection, opening one if that
+    /// slot has none (or its connection ended by `start`).
+    fn send_keep_alive(
+        &mut self,
+        i: usize,
+        start: DateTime<Utc>,
+        balancers: &mut HashMap<(String, String), Balancer>,
+        world: &World,
+        inflight: &InFlight,
+    ) {
+        let slot = self.streams[i].conn_cursor % self.streams[i].conns.len();
+        self.streams[i].conn_cursor = self.streams[i].conn_cursor.wrapping_add(1);
+        self.settle(i, slot, start, balancers, world);
+        if self.streams[i].conns[slot].is_none() {
+            let Some(route) = self.route(i, start, balancers, world) else {
+                return;
+            };
+            let pod = route.pod;
+            let counted_node = match self.streams[i].via {
+                Via::LoadBalancer if balancers_ip(balancers, &self.streams[i]) => pod.node.clone(),
+                Via::LoadBalancer => route.target.clone(),
+                _ => None,
+            };
+            let conn = Conn {
+                counted_node,
+                opened: start,
+                target: route.target,
+                uid: pod.uid.clone(),
+                pod: format!("{}/{}", pod.namespace, pod.name),
+                node: pod.node.clone(),
+                workload: pod.workload.clone(),
+                path: route.path.join(" → "),
+                busy_until: start,
+            };
+            if let Some(t) = &conn.target {
+                self.track(i, t, true);
+            }
+            if let Some(c) = &mut self.stats[i].connections {
+                c.opened += 1;
+            }
+            self.streams[i].conns[slot] = Some(conn);
+        } else if let Some(n) = self.streams[i].conns[slot]
+            .as_ref()
+            .and_then(|c| c.counted_node.clone())
+        {
+            // The load balancer forwards it to the same target.
+            *self.stats[i].by_node.entry(n).or_default() += 1;
+        }
+        let end = start + secs_delta(self.streams[i].request_seconds);
+        let Some(c) = self.streams[i].conns[slot].as_mut() else {
+            return;
+        };
+        c.busy_until = c.busy_until.max(end);
+        let hop = Hop {
+            _guard: inflight.begin(&c.uid),
+            uid: c.uid.clone(),
+            pod: c.pod.clone(),
+            node: c.node.clone(),
+            workload: c.workload.clone(),
+        };
+        let (target, path) = (c.target.clone(), c.path.clone());
+        self.pend(i, start, target, vec![hop], path, false);
+    }
+
+    /// Ends connection `slot` of stream `i` if it ended by `now`, and counts how.
+    fn settle(
+        &mut self,
+        i: usize,
+        slot: usize,
+        now: DateTime<Utc>,
+        balancers: &HashMap<(String, String), Balancer>,
+        world: &World,
+    ) {
+        let stream = &self.streams[i];
+        let Some(c) = &stream.conns[slot] else {
+            return;
+        };
+        let lb = (stream.via == Via::LoadBalancer)
+            .then(|| balancers.get(&(stream.namespace.clone(), stream.service.clone())))
+            .flatten();
+        let Some((at, close)) =
+            connection_end(c, lb, world, stream.max_age_seconds).filter(|(at, _)| *at <= now)
+        else {
+            return;
+        };
+        let Some(c) = self.streams[i].conns[slot].take() else {
+            return;
+        };
+        if let Some(t) = &c.target {
+            self.track(i, t, false);
+        }
+        let st = &mut self.stats[i];
+        let Some(cs) = &mut st.connections else {
+            return;
+        };
+        match close {
+            Close::Graceful => cs.closed_gracefully += 1,
+            Close::Reset(reason) => {
+                cs.reset += 1;
+                *cs.resets.entry(reason).or_default() += 1;
+                *cs.by_workload
+                    .entry(c.workload.clone())
+                    .or_default()
+                    .entry(reason)
+                    .or_default() += 1;
+                let sample = FailureSample {
+                    at,
+                    service: st.service.clone(),
+                    stream: st.stream.clone(),
+                    path: format!("{} (keep-alive)", c.path),
+                    reason,
+                    node: c.node.clone(),
+                    pod: Some(c.pod.clone()),
+                    connection: true,
+                };
+                self.record(sample);
+            }
+        }
+    }
+
+    /// Ends every keep-alive connection that ended by `now` (so a draining target with no
+    /// connection left finishes its drain).
+    pub fn settle_connections(
+        &mut self,
+        now: DateTime<Utc>,
+        balancers: &HashMap<(String, String), Balancer>,
+        world: &World,
+    ) {
+        for i in 0..self.streams.len() {
+            for slot in 0..self.streams[i].conns.len() {
+                self.settle(i, slot, now, balancers, world);
+            }
+        }
+    }
+}
+
+/// Whether the stream's load balancer has IP targets (its connections' targets are pods).
+fn balancers_ip(balancers: &HashMap<(String, String), Balancer>, s: &Stream) -> bool {
+    balancers
+        .get(&(s.namespace.clone(), s.service.clone()))
+        .is_some_and(Balancer::ip)
+}
+
+/// When and how a keep-alive connection ends, as far as is known: the first of
+/// - a reset: its load balancer target's node or its pod's node gone (a terminated instance
+///   answers nothing, and its conntrack state is lost with it), its pod removed, its process
+///   exiting on SIGTERM, or its load balancer closing it at the end of a deregistration delay
+///   ([`TargetGroup::connections_cut_at`](super::targets::TargetGroup::connections_cut_at));
+/// - a graceful close, once no request is in flight on it: its server shutting down on
+///   SIGTERM ([`OnSigterm::StopAccepting`]: Go's `http.Server.Shutdown` "closing all idle
+///   connections"), or its age limit. A lame-duck server ([`OnSigterm::FinishInFlight`])
+///   keeps serving it until it is killed.
+fn connection_end(
+    c: &Conn,
+    lb: Option<&Balancer>,
+    world: &World,
+    max_age: Option<f64>,
+) -> Option<(DateTime<Utc>, Close)> {
+    let ip = lb.is_some_and(Balancer::ip);
+    let mut resets: Vec<(DateTime<Utc>, FailureReason)> = Vec::new();
+    let lb_node = c.target.as_deref().filter(|_| !ip);
+    for n in lb_node.into_iter().chain(c.node.as_deref()) {
+        resets.extend(world.node_gone_at(n).map(|t| (t, FailureReason::NodeGone)));
+    }
+    if let Some(t) = world.pods_gone.get(&c.uid) {
+        let reason = if world.pods_aborted.contains(&c.uid) {
+            FailureReason::Aborted
+        } else {
+            FailureReason::PodKilled
+        };
+        resets.push((*t, reason));
+    }
+    let view = world
+        .pods
+        .get(&c.uid)
+        .or_else(|| world.pods_removed.get(&c.uid));
+    let sigterm = view.and_then(|v| v.accepting_until.map(|t| (t, v.on_sigterm)));
+    if let Some((t, OnSigterm::Exit)) = sigterm {
+        resets.push((t, FailureReason::Aborted));
+    }
+    if let (Some(lb), Some(target)) = (lb, &c.target) {
+        resets.extend(
+            lb.group
+                .connections_cut_at(target, c.opened)
+                .map(|t| (t, FailureReason::DrainTimeout)),
+        );
+    }
+    let mut graceful: Vec<DateTime<Utc>> = Vec::new();
+    if let Some((t, OnSigterm::StopAccepting)) = sigterm {
+        graceful.push(t.max(c.busy_until));
+    }
+    if let Some(age) = max_age {
+        graceful.push((c.opened + secs_delta(age)).max(c.busy_until));
+    }
+    let reset = resets.into_iter().min_by_key(|(t, _)| *t);
+    let graceful = graceful.into_iter().min();
+    match (graceful, reset) {
+        (Some(g), Some((r, _))) if g < r => Some((g, Close::Graceful)),
+        (_, Some((r, reason))) => Some((r, Close::Reset(reason))),
+        (Some(g), None) => Some((g, Close::Graceful)),
+        (None, None) => None,
     }
 }
 

@@ -17,6 +17,7 @@ use super::probe::Probe;
 use super::settings::{self, LbSettings};
 use super::targets::TargetGroup;
 use super::world::World;
+use crate::clock::secs_delta;
 use crate::scenario::{LoadBalancerSpec, TargetType};
 use crate::sim::InFlight;
 use crate::store::{EventKind, Resource, Store, WatchEvent};
@@ -101,6 +102,19 @@ impl State {
             None => LbSettings::from_service(svc, local),
         };
         let through = self.specs.get(&key).map(|s| s.through).unwrap_or_default();
+        // Who follows the nodes: the in-tree service controller for its CLB and `nlb` NLB,
+        // the Load Balancer Controller for the rest.
+        let in_tree = settings.kind == crate::scenario::LbKind::Clb
+            || svc
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(settings::ANN_LB_TYPE))
+                .and_then(Value::as_str)
+                == Some("nlb");
+        let node_lag = if in_tree {
+            self.world.lag.service_controller_seconds
+        } else {
+            self.world.lag.load_balancer_controller_seconds
+        };
         // An IP target is registered with the pod's port.
         let node_port = if settings.ip_targets {
             num("targetPort").unwrap_or(port)
@@ -129,6 +143,9 @@ impl State {
                     node_port,
                     port,
                     attach,
+                    as_traffic_source: self.specs.get(&key).is_some_and(|s| {
+                        s.attached_with == crate::scenario::AttachedWith::TrafficSources
+                    }),
                     through,
                 });
             }
@@ -169,6 +186,8 @@ impl State {
                 attached: Default::default(),
                 reported: Default::default(),
                 ip_seen: None,
+                node_lag,
+                nodes_seen: None,
             },
         );
         self.nodes_dirty = true;
@@ -254,13 +273,25 @@ impl State {
                 } else {
                     lb.group.expire_drains(now);
                 }
-            } else if resync || attach_changed || !lb.seeded {
+            } else if lb.asg_attached && (resync || attach_changed || !lb.seeded)
+                || !lb.asg_attached
+                    && (draining_over || !lb.seeded || {
+                        let seen = world.last_node_change(now - secs_delta(lb.node_lag));
+                        seen != lb.nodes_seen
+                    })
+            {
                 // Attached to Auto Scaling groups: their InService instances, whatever the
                 // node's labels. Otherwise Kubernetes registers every node without the
-                // exclusion label.
+                // exclusion label, as its controller saw them one lag ago.
                 let (asg_attached, attached) = (lb.asg_attached, &lb.attached);
-                let eligible: Vec<(String, Option<String>, bool)> = world
-                    .nodes
+                let seen_at = now - secs_delta(lb.node_lag);
+                let nodes = if asg_attached {
+                    world.nodes.clone()
+                } else {
+                    lb.nodes_seen = world.last_node_change(seen_at);
+                    world.nodes_as_of(seen_at)
+                };
+                let eligible: Vec<(String, Option<String>, bool)> = nodes
                     .values()
                     .filter(|n| {
                         if asg_attached {
@@ -378,7 +409,14 @@ impl State {
                     lb.group.draining_until(),
                     lb.group.next_change(now),
                     lb.asg_attached
-                        .then(|| now + crate::clock::secs_delta(ATTACHMENT_CHECK_SECONDS)),
+                        .then(|| now + secs_delta(ATTACHMENT_CHECK_SECONDS)),
+                    // A node change its controller has not seen yet.
+                    (!lb.asg_attached && !lb.ip())
+                        .then(|| {
+                            let lag = secs_delta(lb.node_lag);
+                            self.world.next_node_change(now - lag).map(|t| t + lag)
+                        })
+                        .flatten(),
                 ]
             })
             .flatten();

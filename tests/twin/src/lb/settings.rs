@@ -55,6 +55,8 @@ pub const ANN_NLB_TARGET_TYPE: &str =
     "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type";
 pub const ANN_TG_ATTRIBUTES: &str =
     "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes";
+/// The NLB target-group attribute that resets open connections at the delay's end.
+pub const CONNECTION_TERMINATION: &str = "deregistration_delay.connection_termination.enabled";
 
 /// One load balancer's settings, all durations in simulated seconds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -75,6 +77,13 @@ pub struct LbSettings {
     pub deregistration_propagation_seconds: f64,
     /// The targets are pods (the Load Balancer Controller's IP targets), not nodes.
     pub ip_targets: bool,
+    /// What happens to a connection still open to a target when its deregistration delay
+    /// ends: a CLB closes it ("the load balancer forcibly closes connections to the
+    /// deregistering instance", CLB guide `config-conn-drain.md`; at once with draining off);
+    /// an NLB leaves it open unless `deregistration_delay.connection_termination.enabled`
+    /// (NLB guide, "Deregistration delay"). An ALB ends the client's connection itself, so
+    /// none is pinned to a target.
+    pub closes_connections_at_drain_end: bool,
 }
 
 impl Default for LbSettings {
@@ -123,6 +132,11 @@ impl LbSettings {
                     .unwrap_or(propagation),
             ),
             ip_targets: ip,
+            closes_connections_at_drain_end: match spec.kind {
+                LbKind::Clb => true,
+                LbKind::Nlb => spec.connection_termination,
+                LbKind::Alb => false,
+            },
         }
     }
 
@@ -137,15 +151,20 @@ impl LbSettings {
             _ => LbKind::Clb,
         };
         let num = |key: &str| annotation(svc, key).and_then(|v| v.trim().parse::<u32>().ok());
-        let delay = annotation(svc, ANN_TG_ATTRIBUTES)
-            .and_then(|attrs| {
+        let tg_attribute = |key: &str| {
+            annotation(svc, ANN_TG_ATTRIBUTES).and_then(|attrs| {
                 attrs
                     .split(',')
                     .filter_map(|kv| kv.split_once('='))
-                    .find(|(k, _)| k.trim() == "deregistration_delay.timeout_seconds")
-                    .and_then(|(_, v)| v.trim().parse().ok())
+                    .find(|(k, _)| k.trim() == key)
+                    .map(|(_, v)| v.trim().to_string())
             })
+        };
+        let delay = tg_attribute("deregistration_delay.timeout_seconds")
+            .and_then(|v| v.parse().ok())
             .or_else(|| num(ANN_DRAINING));
+        let connection_termination =
+            tg_attribute(CONNECTION_TERMINATION).is_some_and(|v| v == "true");
         // The in-tree CLB turns connection draining off unless the Service turns it on
         // (cloud-provider-aws `pkg/providers/v1/aws.go`: `ConnectionDraining{Enabled: false}`);
         // on, without a timeout, AWS's 300 s applies.
@@ -163,6 +182,7 @@ impl LbSettings {
                 } else {
                     TargetType::Instance
                 },
+                connection_termination,
                 ..LoadBalancerSpec::default()
             },
             local,
@@ -289,5 +309,35 @@ mod tests {
             false,
         );
         assert_eq!(off.deregistration_delay_seconds, 0);
+    }
+
+    /// NLB guide, "Deregistration delay": connection termination is off by default (open
+    /// connections outlive the delay) and the target-group attribute turns it on; CLB guide
+    /// `config-conn-drain.md`: the CLB forcibly closes what is still open when the timeout ends.
+    #[test]
+    fn who_closes_connections_at_the_end_of_a_drain() {
+        let nlb = |attrs: &str| {
+            LbSettings::from_service(
+                &json!({ "metadata": { "annotations": {
+                    ANN_LB_TYPE: "external", ANN_TG_ATTRIBUTES: attrs,
+                } } }),
+                false,
+            )
+            .closes_connections_at_drain_end
+        };
+        assert!(!nlb("deregistration_delay.timeout_seconds=45"));
+        assert!(nlb(
+            "deregistration_delay.timeout_seconds=45, deregistration_delay.connection_termination.enabled=true"
+        ));
+        let clb = LbSettings::from_service(&json!({ "metadata": {} }), false);
+        assert!(clb.closes_connections_at_drain_end);
+        let alb = LbSettings::from_spec(
+            &LoadBalancerSpec {
+                kind: LbKind::Alb,
+                ..LoadBalancerSpec::default()
+            },
+            false,
+        );
+        assert!(!alb.closes_connections_at_drain_end);
     }
 }

@@ -356,6 +356,23 @@ impl TargetGroup {
         })
     }
 
+    /// When the load balancer resets a connection to `node` opened at `opened`: at the end of
+    /// the first deregistration delay still running then, if this kind closes what outlives
+    /// it ([`LbSettings::closes_connections_at_drain_end`]). A drain that ended early (nothing
+    /// in flight, no connection) is forgotten, and ends nothing.
+    pub fn connections_cut_at(&self, node: &str, opened: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !self.settings.closes_connections_at_drain_end {
+            return None;
+        }
+        let delay = secs_delta(f64::from(self.settings.deregistration_delay_seconds));
+        self.deregistrations
+            .get(node)?
+            .iter()
+            .map(|t| *t + delay)
+            .filter(|end| *end > opened)
+            .min()
+    }
+
     /// Every target and its state, by node name.
     pub fn states(&self) -> BTreeMap<String, TargetState> {
         let mut out: BTreeMap<String, TargetState> = self

@@ -134,6 +134,9 @@ pub struct World {
     /// Nodes whose instance terminated, and when: their Node and pods may still be in the API,
     /// Ready, but nothing there answers (`crate::sim::nodelifecycle`).
     pub dead: BTreeMap<String, DateTime<Utc>>,
+    /// Node changes, oldest first: when, which node, and its view before (None: it did not
+    /// exist), for the controllers that see nodes late ([`World::nodes_as_of`]).
+    node_changes: VecDeque<(DateTime<Utc>, String, Option<NodeView>)>,
 }
 
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {
@@ -270,6 +273,7 @@ impl World {
         fresh.pods_aborted = std::mem::take(&mut self.pods_aborted);
         fresh.pods_removed = std::mem::take(&mut self.pods_removed);
         fresh.dead = std::mem::take(&mut self.dead);
+        fresh.node_changes = std::mem::take(&mut self.node_changes);
         fresh.lag = self.lag;
         for name in self.nodes.keys().filter(|n| !fresh.nodes.contains_key(*n)) {
             fresh.nodes_gone.insert(name.clone(), now);
@@ -296,6 +300,17 @@ impl World {
         match resource {
             Resource::Node => {
                 let view = node_view(v);
+                if let Some(at) = now {
+                    let before = self.nodes.get(&view.name).cloned();
+                    let after = (!deleted).then(|| view.clone());
+                    if before != after {
+                        self.node_changes.push_back((at, view.name.clone(), before));
+                    }
+                    let horizon = at - secs_delta(self.lag.max() + HISTORY_SLACK_SECONDS);
+                    while self.node_changes.front().is_some_and(|c| c.0 <= horizon) {
+                        self.node_changes.pop_front();
+                    }
+                }
                 if deleted {
                     self.nodes.remove(&view.name);
                     if let Some(now) = now {
@@ -383,6 +398,35 @@ impl World {
                 names.remove(&key.1);
             }
         }
+    }
+
+    /// The nodes as they were at `t` (a controller that sees them late).
+    pub fn nodes_as_of(&self, t: DateTime<Utc>) -> BTreeMap<String, NodeView> {
+        let mut nodes = self.nodes.clone();
+        for (at, name, before) in self.node_changes.iter().rev() {
+            if *at <= t {
+                break;
+            }
+            match before {
+                Some(v) => nodes.insert(name.clone(), v.clone()),
+                None => nodes.remove(name),
+            };
+        }
+        nodes
+    }
+
+    /// When the newest node change made by `t` happened.
+    pub fn last_node_change(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.node_changes
+            .iter()
+            .rev()
+            .map(|c| c.0)
+            .find(|at| *at <= t)
+    }
+
+    /// When the first node change after `t` happened.
+    pub fn next_node_change(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.node_changes.iter().map(|c| c.0).find(|at| *at > t)
     }
 
     /// When `node` stopped answering, if it did: its Node was removed, or its instance

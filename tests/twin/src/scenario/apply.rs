@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::build::{service_object, workload_objects};
 use super::model::{
-    Api, Fault, LbKind, LbThrough, NodeGroup, NodeGroupKind, Scenario, ServiceType, TargetType,
-    Workload, WorkloadKind,
+    Api, AttachedWith, Fault, LbKind, LbThrough, NodeGroup, NodeGroupKind, Scenario, ServiceType,
+    TargetType, Traffic, Via, Workload, WorkloadKind,
 };
 use crate::clock::Clock;
 use crate::sim::nodes::{NodeTemplate, register_node};
@@ -196,6 +196,18 @@ impl Scenario {
                 if lb.through == LbThrough::Ingress && lb.kind != LbKind::Alb {
                     return bad(format!("{at}: an Ingress makes an ALB"));
                 }
+                if lb.attached_with == AttachedWith::TrafficSources && lb.attached_to.is_empty() {
+                    return bad(format!(
+                        "{at}: attachedWith: trafficSources needs attachedTo (the groups to \
+                         attach it to)"
+                    ));
+                }
+                if lb.connection_termination && lb.kind != LbKind::Nlb {
+                    return bad(format!(
+                        "{at}: connectionTermination is an NLB target-group attribute (a CLB \
+                         always closes what outlives its draining timeout)"
+                    ));
+                }
                 if ip
                     && lb.through == LbThrough::Service
                     && (lb.kind != LbKind::Nlb || s.type_ != ServiceType::LoadBalancer)
@@ -218,7 +230,62 @@ impl Scenario {
                 ));
             }
         }
+        for t in &self.traffic {
+            self.check_keep_alive(t).map_err(ScenarioError::Invalid)?;
+        }
         Ok(())
+    }
+
+    /// Keep-alive connections need a path that pins them: a layer-4 load balancer (a CLB's TCP
+    /// listener, an NLB) or a ClusterIP. An ALB ends the client's connection itself and
+    /// routes each request anew; a DNS lookup is a datagram.
+    fn check_keep_alive(&self, t: &Traffic) -> Result<(), String> {
+        let at = format!("traffic to {}", t.service);
+        let Some(n) = t.connections else {
+            return match t.max_connection_age_seconds {
+                Some(_) => Err(format!(
+                    "{at}: maxConnectionAgeSeconds needs connections (keep-alive)"
+                )),
+                None => Ok(()),
+            };
+        };
+        if n == 0 {
+            return Err(format!("{at}: connections must be at least 1"));
+        }
+        if t.max_connection_age_seconds
+            .is_some_and(|a| a <= 0.0 || !a.is_finite())
+        {
+            return Err(format!("{at}: maxConnectionAgeSeconds must be positive"));
+        }
+        if t.backend.is_some() {
+            return Err(format!(
+                "{at}: a chained stream's hops are separate connections; keep-alive is for \
+                 one hop"
+            ));
+        }
+        match t.via {
+            Via::Dns => Err(format!("{at}: DNS lookups have no keep-alive connection")),
+            Via::ClusterIp => Ok(()),
+            Via::LoadBalancer => {
+                let (ns, name) = t
+                    .service
+                    .split_once('/')
+                    .unwrap_or(("default", t.service.as_str()));
+                let lb = self
+                    .services
+                    .iter()
+                    .find(|s| s.namespace == ns && s.name == name)
+                    .and_then(|s| s.load_balancer.as_ref());
+                match lb {
+                    Some(lb) if lb.kind == LbKind::Alb => Err(format!(
+                        "{at}: an ALB ends the client's connection itself and routes each \
+                         request anew; keep-alive connections pin through a CLB, an NLB or a \
+                         ClusterIP"
+                    )),
+                    _ => Ok(()),
+                }
+            }
+        }
     }
 
     /// The scenario's clock: simulated time at `cluster.speed`.

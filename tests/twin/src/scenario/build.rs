@@ -217,6 +217,15 @@ pub fn service_object(s: &ServiceSpec, workloads: &[Workload]) -> Value {
                 "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type".into(),
                 json!(target),
             );
+            if lb.connection_termination {
+                annotations.insert(
+                    crate::lb::settings::ANN_TG_ATTRIBUTES.into(),
+                    json!(format!(
+                        "{}=true",
+                        crate::lb::settings::CONNECTION_TERMINATION
+                    )),
+                );
+            }
         }
     }
     json!({

@@ -87,6 +87,12 @@ pub struct EndpointLag {
     /// the ELB calls ([`EndpointLag::default_load_balancer_controller`]).
     #[serde(default = "EndpointLag::default_load_balancer_controller")]
     pub load_balancer_controller_seconds: f64,
+    /// The in-tree service controller (the CLB, and an NLB of `aws-load-balancer-type: nlb`),
+    /// registering and deregistering nodes when one joins, leaves or changes its exclusion
+    /// label ([`EndpointLag::default_service_controller`]). The Load Balancer Controller's
+    /// instance targets follow nodes after `loadBalancerControllerSeconds`.
+    #[serde(default = "EndpointLag::default_service_controller")]
+    pub service_controller_seconds: f64,
 }
 
 impl EndpointLag {
@@ -104,11 +110,22 @@ impl EndpointLag {
     pub fn default_load_balancer_controller() -> f64 {
         2.0
     }
-    /// The longest lag, which bounds how much endpoint history the twin keeps.
+    /// The service controller queues a node whose exclusion predicate changed (kubernetes
+    /// `staging/src/k8s.io/cloud-provider/controllers/service/controller.go`,
+    /// `shouldSyncUpdatedNode`); one node worker then calls UpdateLoadBalancer for every
+    /// load-balanced Service in turn (`--concurrent-service-syncs` defaults to 1), each a few
+    /// ELB calls in cloud-provider-aws (`ensureLoadBalancerInstances`). The twin takes 2 s;
+    /// a failed update is retried 5 s later, doubling up to 300 s (`minRetryDelay`,
+    /// `maxRetryDelay`), which a scenario can stand for with a longer lag.
+    pub fn default_service_controller() -> f64 {
+        2.0
+    }
+    /// The longest lag, which bounds how much endpoint and node history the twin keeps.
     pub fn max(&self) -> f64 {
         self.kube_proxy_seconds
             .max(self.ingress_seconds)
             .max(self.load_balancer_controller_seconds)
+            .max(self.service_controller_seconds)
     }
 }
 
@@ -118,6 +135,7 @@ impl Default for EndpointLag {
             kube_proxy_seconds: Self::default_kube_proxy(),
             ingress_seconds: Self::default_ingress(),
             load_balancer_controller_seconds: Self::default_load_balancer_controller(),
+            service_controller_seconds: Self::default_service_controller(),
         }
     }
 }
@@ -378,6 +396,15 @@ pub enum TargetType {
     Ip,
 }
 
+/// The Auto Scaling call that attached a load balancer to a group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttachedWith {
+    #[default]
+    LoadBalancers,
+    TrafficSources,
+}
+
 /// What asks for the load balancer in front of a Service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -422,12 +449,22 @@ pub struct LoadBalancerSpec {
     /// part; otherwise Kubernetes registers the nodes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached_to: Vec<String>,
+    /// How the scenario attaches it to `attachedTo`: the legacy calls (AttachLoadBalancers,
+    /// AttachLoadBalancerTargetGroups, the default) or AttachTrafficSources. What
+    /// AttachTrafficSources attached shows only in the group's traffic sources.
+    #[serde(default)]
+    pub attached_with: AttachedWith,
     /// `instance` (default) or `ip`: the Load Balancer Controller registers the pods.
     #[serde(default)]
     pub target_type: TargetType,
     /// What asks for it: the Service (default), an Ingress, or a TargetGroupBinding.
     #[serde(default)]
     pub through: LbThrough,
+    /// NLB `deregistration_delay.connection_termination.enabled`: the load balancer resets the
+    /// connections still open to a target when its deregistration delay ends. Off by default,
+    /// as on AWS: they outlive the delay ("Deregistration delay", NLB guide).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connection_termination: bool,
 }
 
 impl LoadBalancerSpec {
@@ -491,6 +528,18 @@ pub struct Traffic {
     /// this Service's endpoints, `namespace/name` or a name in `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// Keep-alive: the requests go over this many long-lived connections, in turn. Each is
+    /// pinned to the load balancer's target and the pod it reached when it opened (a layer-4
+    /// path: a CLB's TCP listener, an NLB, a ClusterIP), and is reported as closed gracefully
+    /// (by its server on SIGTERM, or at `maxConnectionAgeSeconds`) or reset. The client opens
+    /// a new one for its next request. Without it, every request has its own connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u32>,
+    /// A keep-alive connection's longest life: the client (or the server's `MaxConnectionAge`,
+    /// as gRPC servers set it) closes it gracefully once it is this old and idle. None: it
+    /// lives until its server closes it or something resets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connection_age_seconds: Option<f64>,
 }
 
 impl Traffic {

@@ -24,6 +24,7 @@ fn asg(name: &str, scaling: Scaling, tags: &[(&str, &str)], suspended: &[&str]) 
         availability_zones: vec![],
         load_balancer_names: vec![],
         target_group_arns: vec![],
+        traffic_sources: vec![],
     }
 }
 

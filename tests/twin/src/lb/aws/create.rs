@@ -133,15 +133,22 @@ impl Mirror {
             .and_then(|t| t.target_group_arn())
             .unwrap_or_default()
             .to_string();
+        let attribute =
+            |k: &str, v: String| TargetGroupAttribute::builder().key(k).value(v).build();
+        let mut attributes = vec![attribute(
+            "deregistration_delay.timeout_seconds",
+            s.deregistration_delay_seconds.to_string(),
+        )];
+        if nlb {
+            attributes.push(attribute(
+                crate::lb::settings::CONNECTION_TERMINATION,
+                s.closes_connections_at_drain_end.to_string(),
+            ));
+        }
         self.v2
             .modify_target_group_attributes()
             .target_group_arn(&tg_arn)
-            .attributes(
-                TargetGroupAttribute::builder()
-                    .key("deregistration_delay.timeout_seconds")
-                    .value(s.deregistration_delay_seconds.to_string())
-                    .build(),
-            )
+            .set_attributes(Some(attributes))
             .send()
             .await
             .map_err(|e| call_err("ModifyTargetGroupAttributes")(&e))?;
