@@ -281,6 +281,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     let region = scenario.cluster.region.clone();
     let substitutions = substitutions(&definition, &region).map_err(bad)?;
     let (global_timeout, timeouts) = crate::support::function_timeouts(&repo).map_err(bad)?;
+    let granted = crate::support::function_actions(&repo).map_err(bad)?;
     let work_dir = match &opts.work_dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!(
@@ -592,6 +593,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         functions,
         slow,
         aws_requests: crate::support::total_counts(&aws_calls),
+        granted: &granted,
         idempotence: checks,
         operator_answers: ended.answers,
         events: &ended.events,

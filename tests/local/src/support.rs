@@ -2,7 +2,7 @@
 //! the lock table in moto (and a lock another execution holds), the functions' calls as moto
 //! counted them, and the operator's answer through the Step Functions callback API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -48,6 +48,77 @@ fn timeouts_of(text: &str) -> Result<(Duration, BTreeMap<String, Duration>), Str
         }
     }
     Ok((global, out))
+}
+
+/// The IAM actions each function's role allows (every `Action` in its role's policies, under
+/// conditions too), from infra/template.yaml, by kebab name.
+pub fn function_actions(repo: &Path) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
+    let path = repo.join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    actions_of(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn actions_of(text: &str) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
+    use serde_yaml::Value as Y;
+    fn collect(v: &Y, out: &mut BTreeSet<String>) {
+        match v {
+            Y::Mapping(m) => {
+                for (k, v) in m {
+                    if k.as_str() == Some("Action") {
+                        match v {
+                            Y::String(a) => {
+                                out.insert(a.clone());
+                            }
+                            Y::Sequence(xs) => {
+                                out.extend(
+                                    xs.iter().filter_map(|x| x.as_str().map(str::to_string)),
+                                );
+                            }
+                            _ => {}
+                        }
+                    } else {
+                        collect(v, out);
+                    }
+                }
+            }
+            Y::Sequence(xs) => xs.iter().for_each(|x| collect(x, out)),
+            Y::Tagged(t) => collect(&t.value, out),
+            _ => {}
+        }
+    }
+    let doc: Y = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let resources = doc.get("Resources").ok_or("no Resources")?;
+    let Y::Mapping(all) = resources else {
+        return Err("Resources is not a mapping".into());
+    };
+    let mut out = BTreeMap::new();
+    for (id, r) in all {
+        let Some(id) = id.as_str() else { continue };
+        if r.get("Type").and_then(Y::as_str) != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let Some(name) = id
+            .strip_suffix("Function")
+            .map(ngm_core::asl::function_name)
+        else {
+            continue;
+        };
+        // `Role: !GetAtt XRole.Arn`.
+        let role = match r.get("Properties").and_then(|p| p.get("Role")) {
+            Some(Y::Tagged(t)) => t.value.as_str().and_then(|v| v.split('.').next()),
+            _ => None,
+        }
+        .ok_or_else(|| format!("{id}: no `Role: !GetAtt <role>.Arn`"))?;
+        let policies = all
+            .get(role)
+            .and_then(|r| r.get("Properties"))
+            .and_then(|p| p.get("Policies"))
+            .ok_or_else(|| format!("{id}: role {role} has no Policies"))?;
+        let mut actions = BTreeSet::new();
+        collect(policies, &mut actions);
+        out.insert(name, actions);
+    }
+    Ok(out)
 }
 
 /// An SDK config for moto with the runner's own credentials (its calls are not the
@@ -264,6 +335,34 @@ mod tests {
         assert_eq!(t["cleanup"], Duration::from_secs(300));
         assert_eq!(t.len(), 2);
         assert!(timeouts_of("Resources: {}\n").is_err());
+    }
+
+    #[test]
+    fn a_functions_actions_are_its_roles_under_conditions_too() {
+        let t = actions_of(
+            "Resources:\n  RetireFunction:\n    Type: AWS::Serverless::Function\n    Properties:\n      Role: !GetAtt RetireRole.Arn\n  RetireRole:\n    Type: AWS::IAM::Role\n    Properties:\n      Policies:\n        - PolicyDocument:\n            Statement:\n              - Action: [eks:DescribeCluster, 'dynamodb:GetItem']\n              - !If\n                - HasVpc\n                - Action: ec2:CreateNetworkInterface\n                - !Ref AWS::NoValue\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let want: BTreeSet<String> = [
+            "dynamodb:GetItem",
+            "ec2:CreateNetworkInterface",
+            "eks:DescribeCluster",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(t["retire"], want);
+        // A function without its role is an error, not an empty grant.
+        assert!(actions_of("Resources:\n  RetireFunction:\n    Type: AWS::Serverless::Function\n    Properties: {}\n").is_err());
+        // The repository's template, read as the runs read it.
+        let real = function_actions(&crate::repo_root()).unwrap_or_else(|e| panic!("{e}"));
+        for f in crate::run::FUNCTIONS {
+            assert!(
+                real.get(f as &str)
+                    .is_some_and(|a| a.contains("eks:DescribeCluster")),
+                "{f}"
+            );
+        }
+        assert!(real["cut-traffic"].contains("autoscaling:AttachTrafficSources"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! only the latter breaks an invariant. Nothing is reported restored unless I3/I4 held, and
 //! the lock is reported released only when the AWS side was read and no lock was left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ngm_twin::lb::FailureReason;
@@ -202,6 +202,8 @@ pub struct Inputs<'a> {
     pub functions: BTreeMap<String, FunctionStats>,
     pub slow: Vec<SlowInvocation>,
     pub aws_requests: BTreeMap<String, u64>,
+    /// The IAM actions each function's role allows (infra/template.yaml), by kebab name.
+    pub granted: &'a BTreeMap<String, BTreeSet<String>>,
     pub idempotence: Vec<IdempotenceCheck>,
     pub operator_answers: Vec<Result<(), String>>,
     pub events: &'a [StateEvent],
@@ -293,6 +295,32 @@ fn own_failures<'a>(
             if n > 0 {
                 *out.entry(w.clone()).or_default() += n;
             }
+        }
+    }
+    out
+}
+
+/// Every AWS call (`service:Operation`, to EKS or moto) a function made that its role in the
+/// template does not allow: in AWS it would have been refused with AccessDenied.
+fn ungranted(
+    by_caller: &BTreeMap<String, BTreeMap<String, u64>>,
+    granted: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (caller, calls) in by_caller {
+        let Some(function) = caller.strip_prefix("app/ngm-local-") else {
+            continue;
+        };
+        let aws = calls.keys().filter(|c| {
+            c.split_once(':')
+                .is_some_and(|(svc, op)| !svc.contains(' ') && !op.contains(' '))
+        });
+        match granted.get(function) {
+            None => out.push(format!("{function}: no role in infra/template.yaml")),
+            Some(allowed) => out.extend(
+                aws.filter(|c| !allowed.contains(c.as_str()))
+                    .map(|c| format!("{function}: {c} is not granted by its role")),
+            ),
         }
     }
     out
@@ -427,6 +455,10 @@ impl Verdict {
                         .collect(),
                 )
             },
+        );
+        invariants.insert(
+            "IAM every AWS call granted".into(),
+            Check::from_problems(ungranted(&r.requests.by_caller, i.granted)),
         );
         invariants.insert(
             "I2 budgets respected".into(),

@@ -186,6 +186,7 @@ impl Case {
             functions: self.functions,
             slow: self.slow,
             aws_requests: BTreeMap::new(),
+            granted: &NOTHING_GRANTED,
             idempotence: Vec::new(),
             operator_answers: Vec::new(),
             events: &self.events,
@@ -194,6 +195,49 @@ impl Case {
             simulated: Duration::from_secs(60),
         })
     }
+}
+
+/// No function has a role: a case whose functions made no AWS call needs none.
+static NOTHING_GRANTED: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+
+// IAM: a call the function's role does not allow would be refused in AWS (AccessDenied), so
+// the verdict names it, by function and call; Kubernetes calls and other callers are not IAM's.
+#[test]
+fn an_aws_call_its_role_does_not_grant_breaks_the_run() {
+    let granted = BTreeMap::from([(
+        "retire".to_string(),
+        BTreeSet::from(["eks:DescribeCluster".to_string()]),
+    )]);
+    let by_caller = BTreeMap::from([
+        (
+            "app/ngm-local-retire".to_string(),
+            BTreeMap::from([
+                ("eks:DescribeCluster".to_string(), 3),
+                ("elasticloadbalancing:DescribeTargetHealth".to_string(), 1),
+            ]),
+        ),
+        (
+            "ngm/retire".to_string(),
+            BTreeMap::from([("create pods/eviction".to_string(), 2)]),
+        ),
+        (
+            "app/ngm-local-rollback".to_string(),
+            BTreeMap::from([("eks:DescribeCluster".to_string(), 1)]),
+        ),
+    ]);
+    let mut c = Case::success();
+    c.report.requests.by_caller = by_caller;
+    let v = Verdict::compile(Inputs {
+        granted: &granted,
+        ..inputs(&c)
+    });
+    assert_eq!(
+        broken(&v, "IAM"),
+        [
+            "retire: elasticloadbalancing:DescribeTargetHealth is not granted by its role",
+            "rollback: no role in infra/template.yaml",
+        ]
+    );
 }
 
 fn broken(v: &Verdict, invariant: &str) -> Vec<String> {
@@ -356,6 +400,7 @@ fn inputs(c: &Case) -> Inputs<'_> {
         functions: c.functions.clone(),
         slow: c.slow.clone(),
         aws_requests: BTreeMap::new(),
+        granted: &NOTHING_GRANTED,
         idempotence: Vec::new(),
         operator_answers: Vec::new(),
         events: &c.events,
