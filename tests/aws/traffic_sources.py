@@ -160,28 +160,20 @@ def patch():
 
     AutoScalingResponse.describe_auto_scaling_groups = describe_auto_scaling_groups
 
-    legacy_lbs = AutoScalingResponse.describe_load_balancers
-    legacy_tgs = AutoScalingResponse.describe_load_balancer_target_groups
+    def narrowed(legacy, key, kind, field):
+        """The legacy describe call, without what AttachTrafficSources attached."""
 
-    def describe_load_balancers(self):
-        _, group = _group(self)
-        mine = attached_as_sources(group)
-        result = legacy_lbs(self)
-        result.result["LoadBalancers"] = [
-            lb for lb in result.result["LoadBalancers"]
-            if ("elb", lb["LoadBalancerName"]) not in mine
-        ]
-        return result
+        def describe(self):
+            _, group = _group(self)
+            mine = attached_as_sources(group)
+            result = legacy(self)
+            result.result[key] = [x for x in result.result[key] if (kind, x[field]) not in mine]
+            return result
 
-    def describe_load_balancer_target_groups(self):
-        _, group = _group(self)
-        mine = attached_as_sources(group)
-        result = legacy_tgs(self)
-        result.result["LoadBalancerTargetGroups"] = [
-            tg for tg in result.result["LoadBalancerTargetGroups"]
-            if ("elbv2", tg["LoadBalancerTargetGroupARN"]) not in mine
-        ]
-        return result
+        return describe
 
-    AutoScalingResponse.describe_load_balancers = describe_load_balancers
-    AutoScalingResponse.describe_load_balancer_target_groups = describe_load_balancer_target_groups
+    AutoScalingResponse.describe_load_balancers = narrowed(
+        AutoScalingResponse.describe_load_balancers, "LoadBalancers", "elb", "LoadBalancerName")
+    AutoScalingResponse.describe_load_balancer_target_groups = narrowed(
+        AutoScalingResponse.describe_load_balancer_target_groups, "LoadBalancerTargetGroups",
+        "elbv2", "LoadBalancerTargetGroupARN")

@@ -40,6 +40,12 @@ fn only(stats: &ProbeStats, reason: FailureReason) {
 // Upstream: a load balancer with no registered target has nowhere to send a request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_with_no_target_when_every_node_is_excluded() {
+    only(&every_node_excluded(20.0).await, FailureReason::NoTarget);
+}
+
+/// Two nodes behind an ALB (10 s delay), both excluded once traffic runs; the figures
+/// `after` seconds after every target drains.
+async fn every_node_excluded(after: f64) -> ProbeStats {
     let twin = boot(scenario(
         2,
         &web(30, "{ kind: ALB, deregistrationDelaySeconds: 10 }", 1),
@@ -57,26 +63,15 @@ async fn requests_fail_with_no_target_when_every_node_is_excluded() {
         })
     })
     .await;
-    twin.run_for(20.0, 0.5).await;
-    only(&lbs.stop().await, FailureReason::NoTarget);
+    twin.run_for(after, 0.5).await;
+    lbs.stop().await
 }
 
 // The report names every failed request (issue: "for every failed request it gives the
 // stream, path, reason, node and pod"): past the 200 samples, the groups still count each one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failure_is_counted_in_its_group_past_the_samples() {
-    let twin = boot(scenario(
-        2,
-        &web(30, "{ kind: ALB, deregistrationDelaySeconds: 10 }", 1),
-    ))
-    .await;
-    let lbs = twin.balancers();
-    twin.run_for(5.0, 0.5).await;
-    for n in &twin.nodes {
-        exclude_from_lbs(&twin.store, n);
-    }
-    twin.run_for(75.0, 0.5).await;
-    let stats = lbs.stop().await;
+    let stats = every_node_excluded(75.0).await;
     assert!(stats.failed() > 200, "{}", stats.failed());
     assert_eq!(stats.samples.len(), 200);
     let counted: u64 = stats.failure_groups.iter().map(|g| g.count).sum();
