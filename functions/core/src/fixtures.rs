@@ -330,6 +330,8 @@ pub fn hpa(ns: &str, target: &str, min: Option<i32>, max: i32) -> crate::model::
         max_replicas: max,
         current_replicas: min.unwrap_or(1),
         desired_replicas: min.unwrap_or(1),
+        generation: 1,
+        observed_generation: Some(1),
         annotations: Labels::new(),
     }
 }

@@ -160,8 +160,8 @@ pub enum Phase {
     DryRunDone,
     CreatingGroup,
     GroupReady,
-    Frozen,
     Tainted,
+    Frozen,
     Surged,
     TrafficCut,
     Retired,
@@ -248,6 +248,9 @@ pub struct Deadlines {
     pub left_pods_stop_started_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_pods_stopped_by: Option<Timestamp>,
+    /// Restore: when it stops waiting for the HPAs handed back to hold their targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpas_settled_by: Option<Timestamp>,
 }
 
 /// Originals that live on no Kubernetes object.

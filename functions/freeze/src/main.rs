@@ -1,4 +1,4 @@
-//! The `freeze` Lambda. Step 4: freezes the autoscalers (Cluster Autoscaler pins, HPA minimums),
+//! The `freeze` Lambda. Step 5: freezes the autoscalers (Cluster Autoscaler pins, HPA minimums),
 //! recording every original on the object itself and in the state.
 //!
 //! Input and output are the `MigrationState`; errors leave with their stable `error_type`.

@@ -1,4 +1,4 @@
-//! The `taint` Lambda. Step 5: taints the old nodes `NoSchedule` with ngm's taint and labels them
+//! The `taint` Lambda. Step 4: taints the old nodes `NoSchedule` with ngm's taint and labels them
 //! as retiring.
 //!
 //! Input and output are the `MigrationState`; errors leave with their stable `error_type`.

@@ -212,6 +212,9 @@ pub struct Inputs<'a> {
     pub simulated: Duration,
 }
 
+/// How late (simulated seconds) a twin controller may run before the run proves nothing.
+const MAX_CONTROLLER_LAG_SECONDS: f64 = 15.0;
+
 fn last_entered(events: &[StateEvent]) -> Option<&str> {
     events
         .iter()
@@ -455,6 +458,20 @@ impl Verdict {
                         .collect(),
                 )
             },
+        );
+        // A twin whose controllers fall behind (too much traffic for its speed on this
+        // machine) no longer behaves as a cluster: its figures prove nothing either way.
+        invariants.insert(
+            "twin kept its controllers' periods".into(),
+            Check::from_problems(
+                (r.controller_lag_seconds > MAX_CONTROLLER_LAG_SECONDS)
+                    .then(|| format!(
+                        "the HPA controller ran up to {:.0} s late (its period is 15 s): lower the scenario's speed or traffic",
+                        r.controller_lag_seconds
+                    ))
+                    .into_iter()
+                    .collect(),
+            ),
         );
         invariants.insert(
             "IAM every AWS call granted".into(),

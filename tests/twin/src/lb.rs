@@ -255,11 +255,19 @@ impl Balancers {
             .iter()
             .map(|t| {
                 let (namespace, service) = parse_service_ref(&t.service);
+                let backend = t.backend.as_deref().map(parse_service_ref);
+                // Every Service a stream reaches carries its load (a chained stream's
+                // backend too): the HPA's metric.
+                for (ns, svc) in
+                    std::iter::once(&(namespace.clone(), service.clone())).chain(backend.as_ref())
+                {
+                    store.load().add(ns, svc, t.schedule());
+                }
                 let stream = Stream::new(
                     (namespace, service),
                     t.via,
-                    t.backend.as_deref().map(parse_service_ref),
-                    1.0 / t.requests_per_second.max(1e-3),
+                    backend,
+                    t.schedule(),
                     t.request_seconds.max(0.0),
                 );
                 match t.connections {

@@ -166,6 +166,15 @@ pub struct Report {
     /// Deployments (`namespace/name`) whose pod template a `badRollout` fault changed;
     /// `objectsRestored` leaves their `/spec/template` out (every other field still counts).
     pub templates_changed_by_faults: Vec<String>,
+    /// Workloads an HPA scales that end at its `status.desiredReplicas` (`namespace/name`, as
+    /// `Kind namespace/name`): their replica count is the HPA's to set (kubernetes.io,
+    /// "Horizontal Pod Autoscaling", "Migrating Deployments and StatefulSets to horizontal
+    /// autoscaling"), so `objectsRestored` judges it against the HPA, not against the count
+    /// before the run. A target left anywhere else still counts as a change.
+    pub replicas_left_to_hpas: Vec<String>,
+    /// The most the twin's periodic controllers ran behind their period, in simulated
+    /// seconds (see [`crate::store::load::Load::record_lag`]).
+    pub controller_lag_seconds: f64,
     pub requests: Requests,
 }
 
@@ -215,6 +224,7 @@ impl Recorder {
         let changes = self.before.diff(&after);
         let deleted = self.store.faults().deleted_namespaces();
         let templates = self.store.faults().changed_templates();
+        let hpa_owned = replicas_left_to_hpas(&self.store);
         let traffic = parts.traffic.unwrap_or_default();
         Report {
             scenario: self.scenario.clone(),
@@ -223,7 +233,7 @@ impl Recorder {
             invariants: Invariants {
                 zero_downtime: traffic.failed() == 0,
                 budgets_respected: violations.is_empty(),
-                objects_restored: restored(&by_ngm(&changes, &deleted, &templates)),
+                objects_restored: restored(&by_ngm(&changes, &deleted, &templates, &hpa_owned)),
             },
             traffic,
             load_balancers: parts.load_balancers,
@@ -234,14 +244,66 @@ impl Recorder {
             changes,
             namespaces_deleted_by_faults: deleted,
             templates_changed_by_faults: templates,
+            replicas_left_to_hpas: hpa_owned,
+            controller_lag_seconds: self.store.load().max_lag_seconds(),
             requests,
         }
     }
 }
 
+/// See [`Report::replicas_left_to_hpas`].
+fn replicas_left_to_hpas(store: &crate::store::Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in store.list_all(crate::store::Resource::HorizontalPodAutoscaler, None) {
+        let ns = h
+            .pointer("/metadata/namespace")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("default");
+        let (Some(kind), Some(name)) = (
+            h.pointer("/spec/scaleTargetRef/kind")
+                .and_then(serde_json::Value::as_str),
+            h.pointer("/spec/scaleTargetRef/name")
+                .and_then(serde_json::Value::as_str),
+        ) else {
+            continue;
+        };
+        let resource = match kind {
+            "Deployment" => crate::store::Resource::Deployment,
+            "StatefulSet" => crate::store::Resource::StatefulSet,
+            _ => continue,
+        };
+        let observed = h.pointer("/status/observedGeneration") == h.pointer("/metadata/generation");
+        let desired = h
+            .pointer("/status/desiredReplicas")
+            .and_then(serde_json::Value::as_i64);
+        let replicas = store.try_get(resource, ns, name).and_then(|t| {
+            t.pointer("/spec/replicas")
+                .and_then(serde_json::Value::as_i64)
+        });
+        if observed && desired.is_some() && desired == replicas {
+            out.push(format!("{kind} {ns}/{name}"));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The changes that are not a fault's doing: those in namespaces a fault deleted (and those
-/// namespaces themselves) and a bad rollout's pod template are left out.
-fn by_ngm(d: &SnapshotDiff, deleted_namespaces: &[String], templates: &[String]) -> SnapshotDiff {
+/// namespaces themselves) and a bad rollout's pod template are left out, and so is the replica
+/// count of a workload its HPA holds where it wants it.
+fn by_ngm(
+    d: &SnapshotDiff,
+    deleted_namespaces: &[String],
+    templates: &[String],
+    hpa_owned: &[String],
+) -> SnapshotDiff {
+    let hpa_replicas = |c: &FieldChange| {
+        c.path == "/spec/replicas"
+            && hpa_owned.contains(&format!(
+                "{} {}/{}",
+                c.object.kind, c.object.namespace, c.object.name
+            ))
+    };
     let in_deleted = |r: &crate::sim::record::ObjectRef| {
         deleted_namespaces.contains(&r.namespace)
             || (r.kind == "Namespace" && deleted_namespaces.contains(&r.name))
@@ -262,7 +324,7 @@ fn by_ngm(d: &SnapshotDiff, deleted_namespaces: &[String], templates: &[String])
         changed: d
             .changed
             .iter()
-            .filter(|c| !in_deleted(&c.object) && !template(c))
+            .filter(|c| !in_deleted(&c.object) && !template(c) && !hpa_replicas(c))
             .cloned()
             .collect(),
     }
@@ -280,6 +342,7 @@ impl Report {
             &self.changes,
             &self.namespaces_deleted_by_faults,
             &self.templates_changed_by_faults,
+            &self.replicas_left_to_hpas,
         )
     }
 
@@ -469,8 +532,8 @@ mod tests {
             changed: vec![fault.clone()],
             ..SnapshotDiff::default()
         };
-        assert!(restored(&by_ngm(&d, &[], &templates)));
-        assert!(!restored(&by_ngm(&d, &[], &[])));
+        assert!(restored(&by_ngm(&d, &[], &templates, &[])));
+        assert!(!restored(&by_ngm(&d, &[], &[], &[])));
         for other in [
             change("Deployment", "shop", "web", "/spec/replicas"),
             change(
@@ -490,7 +553,32 @@ mod tests {
                 changed: vec![fault.clone(), other.clone()],
                 ..SnapshotDiff::default()
             };
-            assert_eq!(by_ngm(&d, &[], &templates).changed, vec![other]);
+            assert_eq!(by_ngm(&d, &[], &templates, &[]).changed, vec![other]);
+        }
+    }
+
+    /// A workload its HPA holds at the HPA's desired count has its replicas judged by the HPA
+    /// (kubernetes.io, "Horizontal Pod Autoscaling": the HPA manages `spec.replicas`); any
+    /// other field of it, and another workload's replicas, still count.
+    #[test]
+    fn an_hpa_targets_replicas_are_the_hpas() {
+        let owned = ["Deployment shop/web".to_string()];
+        let replicas = change("Deployment", "shop", "web", "/spec/replicas");
+        let d = SnapshotDiff {
+            changed: vec![replicas.clone()],
+            ..SnapshotDiff::default()
+        };
+        assert!(restored(&by_ngm(&d, &[], &[], &owned)));
+        assert!(!restored(&by_ngm(&d, &[], &[], &[])));
+        for other in [
+            change("Deployment", "shop", "web", "/metadata/annotations/x"),
+            change("Deployment", "shop", "api", "/spec/replicas"),
+        ] {
+            let d = SnapshotDiff {
+                changed: vec![replicas.clone(), other.clone()],
+                ..SnapshotDiff::default()
+            };
+            assert_eq!(by_ngm(&d, &[], &[], &owned).changed, vec![other]);
         }
     }
 }

@@ -481,6 +481,7 @@ impl Twin {
     /// scenario's timed pod kills.
     pub fn begin_run(&mut self) {
         let mut recorder = Recorder::start(&self.store);
+        self.store.load().start(self.store.clock().now());
         if let Some(s) = &self.scenario {
             recorder = recorder.named(&s.name);
             let kills = faults::arm_kills(s, &self.store);

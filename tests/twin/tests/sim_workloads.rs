@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ngm_twin::scenario::{HpaSpec, PdbSpec, WorkloadKind};
+use ngm_twin::scenario::{HpaSpec, PdbSpec, WorkloadKind, wait_until};
 use ngm_twin::store::{DeleteOptions, Resource};
 use serde_json::json;
 
@@ -288,6 +288,8 @@ async fn the_hpa_undoes_a_manual_scale_above_its_maximum() {
     w.hpa = Some(HpaSpec {
         min_replicas: Some(2),
         max_replicas: 3,
+        requests_per_second_per_pod: None,
+        service: None,
     });
     create(&store, &w);
     eventually(&clock, "2 ready", || ready_pods(&store, "web-") == 2).await;
@@ -329,5 +331,134 @@ async fn pdb_status_follows_the_pods() {
             })
     })
     .await;
+    sim.stop().await;
+}
+
+fn load_hpa(w: &mut ngm_twin::scenario::Workload, min: i32, max: i32, per_pod: f64) {
+    w.hpa = Some(HpaSpec {
+        min_replicas: Some(min),
+        max_replicas: max,
+        requests_per_second_per_pod: Some(per_pod),
+        service: None,
+    });
+}
+
+fn spec_replicas(store: &ngm_twin::store::Store) -> i64 {
+    store
+        .get(Resource::Deployment, "default", "web")
+        .ok()
+        .and_then(|d| d["spec"]["replicas"].as_i64())
+        .unwrap_or(-1)
+}
+
+fn set_hpa_min(store: &ngm_twin::store::Store, min: i64) {
+    store
+        .mutate(Resource::HorizontalPodAutoscaler, "default", "web", |v| {
+            v["spec"]["minReplicas"] = json!(min);
+            Ok(())
+        })
+        .expect("hpa min");
+}
+
+/// kubernetes `pkg/controller/podautoscaler/replica_calculator.go` (an Object metric with an
+/// AverageValue target asks for ceil(value / target)) and `horizontal.go`
+/// (`convertDesiredReplicasWithBehaviorRate`: up by at most max(4 pods, 100 %) per 15 s;
+/// `stabilizeRecommendationWithBehaviors`: down only to the highest recommendation of the last
+/// 300 s), with the defaults of `SetDefaults_HorizontalPodAutoscalerBehavior`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hpa_follows_its_load_up_at_its_rate_and_down_after_the_stabilization_window() {
+    use ngm_twin::store::load::RateSchedule;
+    let (store, clock, sim) = twin();
+    for z in ["us-west-2a", "us-west-2b", "us-west-2c"] {
+        node(&store, z, "g");
+    }
+    store.load().add(
+        "default",
+        "web",
+        RateSchedule::new(40.0, vec![(60.0, 100.0), (200.0, 10.0)]),
+    );
+    store.load().start(clock.now());
+    let start = clock.now();
+    let mut w = workload(WorkloadKind::Deployment, "web", 2);
+    load_hpa(&mut w, 1, 10, 10.0);
+    create(&store, &w);
+    eventually(&clock, "40 rps at 10 per pod: 4", || {
+        spec_replicas(&store) == 4
+    })
+    .await;
+    assert!((clock.now() - start).num_seconds() < 60);
+    eventually(&clock, "100 rps: 8 first (twice 4)", || {
+        spec_replicas(&store) == 8
+    })
+    .await;
+    eventually(&clock, "then 10", || spec_replicas(&store) == 10).await;
+    eventually(&clock, "the load drops at 200 s", || {
+        (clock.now() - start).num_seconds() >= 200
+    })
+    .await;
+    let held = wait_until(&clock, DEADLINE, Duration::from_secs(1), || {
+        spec_replicas(&store) != 10
+    })
+    .await;
+    let dropped_after = (clock.now() - start).num_seconds() - 200;
+    assert!(held, "the HPA scales down in the end");
+    assert!(
+        dropped_after >= 285,
+        "scale-down waits out the 300 s window of high recommendations, not {dropped_after} s"
+    );
+    assert_eq!(
+        spec_replicas(&store),
+        1,
+        "10 rps at 10 per pod, down by up to 100 %"
+    );
+    sim.stop().await;
+}
+
+/// kubernetes `pkg/controller/podautoscaler/horizontal.go`, `reconcileAutoscaler`: a target
+/// below `minReplicas` is raised to it without a metric recommendation being recorded, so once
+/// the minimum goes back down the HPA scales to what its metric asks at its next sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_minimum_is_not_remembered_so_lowering_it_scales_back_at_once() {
+    use ngm_twin::store::load::RateSchedule;
+    let (store, clock, sim) = twin();
+    for z in ["us-west-2a", "us-west-2b"] {
+        node(&store, z, "g");
+    }
+    store
+        .load()
+        .add("default", "web", RateSchedule::new(20.0, vec![]));
+    store.load().start(clock.now());
+    let mut w = workload(WorkloadKind::Deployment, "web", 2);
+    load_hpa(&mut w, 1, 10, 10.0);
+    create(&store, &w);
+    eventually(&clock, "2 ready", || ready_pods(&store, "web-") == 2).await;
+    set_hpa_min(&store, 6);
+    eventually(&clock, "raised to the minimum", || {
+        spec_replicas(&store) == 6
+    })
+    .await;
+    let raised = clock.now();
+    eventually(&clock, "a minute at the minimum", || {
+        (clock.now() - raised).num_seconds() >= 60 && spec_replicas(&store) == 6
+    })
+    .await;
+    set_hpa_min(&store, 1);
+    let lowered = clock.now();
+    eventually(&clock, "back to the metric's 2", || {
+        spec_replicas(&store) == 2
+    })
+    .await;
+    let h = store
+        .get(Resource::HorizontalPodAutoscaler, "default", "web")
+        .expect("hpa");
+    assert_eq!(
+        h["status"]["observedGeneration"], h["metadata"]["generation"],
+        "the status says the HPA acted on the spec: {h}"
+    );
+    assert_eq!(h["status"]["desiredReplicas"], 2);
+    assert!(
+        (clock.now() - lowered).num_seconds() <= 16,
+        "within one sync, not after the stabilization window"
+    );
     sim.stop().await;
 }

@@ -322,6 +322,8 @@ pub fn hpa(h: &HorizontalPodAutoscaler) -> HpaView {
         max_replicas: spec.map(|s| s.max_replicas).unwrap_or(0),
         current_replicas: status.and_then(|s| s.current_replicas).unwrap_or(0),
         desired_replicas: status.map(|s| s.desired_replicas).unwrap_or(0),
+        generation: h.metadata.generation.unwrap_or(0),
+        observed_generation: status.and_then(|s| s.observed_generation),
         annotations: map(&h.metadata.annotations),
     }
 }

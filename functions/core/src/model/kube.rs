@@ -273,7 +273,14 @@ pub struct HpaView {
     pub min_replicas: Option<i32>,
     pub max_replicas: i32,
     pub current_replicas: i32,
+    /// `status.desiredReplicas`: what the HPA last asked its target for.
     pub desired_replicas: i32,
+    /// `metadata.generation`, and `status.observedGeneration`: the HPA controller has acted
+    /// on its spec (a minimum ngm handed back) once they match.
+    #[serde(default)]
+    pub generation: i64,
+    #[serde(default)]
+    pub observed_generation: Option<i64>,
     #[serde(default)]
     pub annotations: Labels,
 }
@@ -297,6 +304,32 @@ impl HpaView {
     pub fn effective_min(&self) -> i32 {
         self.min_replicas.unwrap_or(1)
     }
+
+    /// Whether the HPA has acted on its current spec and its target is at the count it asks
+    /// for: the workload is where the HPA, not ngm, wants it.
+    pub fn holds(&self, target: &WorkloadView) -> Result<(), String> {
+        if self.observed_generation.unwrap_or(0) < self.generation {
+            return Err(format!(
+                "the HPA {}/{} has not acted on its spec yet",
+                self.namespace, self.name
+            ));
+        }
+        if target.replicas != self.desired_replicas {
+            return Err(format!(
+                "{} is at {} replicas, its HPA asks for {}",
+                target.workload_ref(),
+                target.replicas,
+                self.desired_replicas
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The HPA that scales `w`, if any.
+pub fn hpa_of<'a>(hpas: &'a [HpaView], w: &WorkloadView) -> Option<&'a HpaView> {
+    let r = w.workload_ref();
+    hpas.iter().find(|h| h.target().as_ref() == Some(&r))
 }
 
 /// Service type.

@@ -28,6 +28,7 @@ pub use kube::{
     DaemonSetView, EndpointSliceView, EndpointView, EventType, HpaView, NodeView, ObjectRef,
     OwnerRef, PodPhase, PodView, PreStop, ReplicaSetView, Resources, ServiceType, ServiceView,
     Shutdown, TargetGroupBindingView, TrafficPolicy, WorkloadKind, WorkloadRef, WorkloadView,
+    hpa_of,
 };
 pub use pdb::{IntOrPercent, PdbView};
 pub use quantity::{QuantityError, parse_cpu_millis, parse_memory_bytes};

@@ -31,6 +31,9 @@ pub const DRAIN_OVERRUN_SECS: u64 = 15 * 60;
 pub const OLD_GROUP_EMPTY_SECS: u64 = 30 * 60;
 /// CheckDeleted: EKS deleting the old group.
 pub const OLD_GROUP_GONE_SECS: u64 = 30 * 60;
+/// Restore: each HPA handed back holding its target where it asks (a sync or two of the HPA
+/// controller, 15 s apart). Past it the restore goes on and says which did not.
+pub const HPAS_SETTLED_SECS: u64 = 5 * 60;
 /// Rollback's own waits besides the load-balancer drain (added to it): old nodes passing
 /// their health checks, then the new nodes' pods leaving by eviction.
 pub const ROLLBACK_SECS: u64 = 2 * 3600;
@@ -57,7 +60,7 @@ pub fn fixed_waits_secs(lb: u64) -> u64 {
         + OLD_GROUP_EMPTY_SECS
         // After the old group's deletion begins, CheckDeleted and the restore replace the
         // rollback, and take less.
-        + ROLLBACK_SECS.max(OLD_GROUP_GONE_SECS)
+        + ROLLBACK_SECS.max(OLD_GROUP_GONE_SECS + HPAS_SETTLED_SECS)
         + MARGIN_SECS
         + 2 * lb
 }

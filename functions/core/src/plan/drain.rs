@@ -193,10 +193,14 @@ pub fn plan_drain(
     let mut evictable: Vec<&PodView> = Vec::new();
     let mut terminating = 0;
     for p in old_pods {
-        if p.terminating && !p.is_mirror && p.owner_kind() != Some("DaemonSet") {
+        // A pod already leaving is neither skipped nor evicted: a retried round, finding the
+        // pods it evicted terminating, tallies the same skips.
+        let leaving = p.terminating && !p.is_mirror && p.owner_kind() != Some("DaemonSet");
+        if leaving {
             terminating += 1;
         }
         match eligibility(p, policy) {
+            Eligibility::Skip { .. } if leaving => {}
             Eligibility::Skip { .. } => skipped += 1,
             Eligibility::Error { reason } => errors.push(reason),
             Eligibility::Evict { warnings: w } => {

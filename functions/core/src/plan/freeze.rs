@@ -1,4 +1,4 @@
-//! Step 4: freeze the autoscalers, and its undo.
+//! Step 5: freeze the autoscalers, and its undo.
 //!
 //! Cluster Autoscaler is kept off the old group by pinning min = max = desired (and, on a
 //! self-managed group, removing its auto-discovery tags), and off the new nodes by the

@@ -1,4 +1,4 @@
-//! Steps 5 and 7 on the old nodes: taint and cordon them, then cut them from load balancers.
+//! Steps 4 and 7 on the old nodes: taint and cordon them, then cut them from load balancers.
 //! Every change is marked so the rollback undoes exactly what ngm did and nothing else.
 
 use crate::marks;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::marks;
-use crate::model::{AsgInfo, HpaView, NodeView, PodView, Scaling, WorkloadView};
+use crate::model::{AsgInfo, HpaView, NodeView, PodView, Scaling, WorkloadView, hpa_of};
 use crate::plan::action::{Action, remove};
 use crate::plan::freeze::{plan_unpin_asgs, plan_unpin_managed, restore_hpa};
 use crate::plan::nodes::{plan_taint, plan_untaint};
@@ -26,15 +26,17 @@ pub struct RestoreInputs<'a> {
 }
 
 /// Scale each workload ngm surged back to its original count and drop the markers. Markers
-/// of any execution are swept, so an aborted run's leftovers go too.
-pub fn restore_workloads(workloads: &[WorkloadView]) -> Vec<Action> {
+/// of any execution are swept, so an aborted run's leftovers go too. An HPA's target only
+/// loses the markers: its count is the HPA's (handed back by [`restore_hpa`]), and writing the
+/// count from before the migration would rewind the HPA by however long the run took.
+pub fn restore_workloads(workloads: &[WorkloadView], hpas: &[HpaView]) -> Vec<Action> {
     let mut actions = Vec::new();
     for w in workloads
         .iter()
         .filter(|w| w.annotations.contains_key(marks::ORIGINAL_REPLICAS))
     {
         let original = original_replicas(w);
-        if w.replicas != original {
+        if w.replicas != original && hpa_of(hpas, w).is_none() {
             actions.push(Action::ScaleWorkload {
                 workload: w.workload_ref(),
                 from: w.replicas,
@@ -54,10 +56,25 @@ pub fn restore_workloads(workloads: &[WorkloadView]) -> Vec<Action> {
     actions
 }
 
+/// Whether every HPA ngm handed back holds its target where it asks (see
+/// [`HpaView::holds`]): the restore waits for it before it takes its markers off the targets.
+pub fn hpas_settled(workloads: &[WorkloadView], hpas: &[HpaView]) -> Result<(), String> {
+    let lagging: Vec<String> = workloads
+        .iter()
+        .filter(|w| w.annotations.contains_key(marks::ORIGINAL_REPLICAS))
+        .filter_map(|w| hpa_of(hpas, w).and_then(|h| h.holds(w).err()))
+        .collect();
+    match lagging.split_first() {
+        None => Ok(()),
+        Some((first, [])) => Err(first.clone()),
+        Some((first, rest)) => Err(format!("{first} (and {} more)", rest.len())),
+    }
+}
+
 /// After success: HPAs, workloads, new nodes. The step releases the lock after these.
 pub fn plan_restore(i: RestoreInputs<'_>) -> Vec<Action> {
     let mut actions: Vec<Action> = i.hpas.iter().filter_map(restore_hpa).collect();
-    actions.extend(restore_workloads(i.workloads));
+    actions.extend(restore_workloads(i.workloads, i.hpas));
     actions.extend(plan_untaint(i.nodes, i.execution));
     actions
 }
@@ -112,7 +129,7 @@ pub fn plan_rollback(
         OldGroup::SelfManaged { asgs } => plan_unpin_asgs(asgs, originals),
     });
     restore.extend(i.hpas.iter().filter_map(restore_hpa));
-    restore.extend(restore_workloads(i.workloads));
+    restore.extend(restore_workloads(i.workloads, i.hpas));
     restore.extend(plan_unmark(marked_pods, i.execution));
     let mut finish = Vec::new();
     let delete = new_group.filter(|g| g.created_by_ngm && policy.rollback_deletes_new_group);

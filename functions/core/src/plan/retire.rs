@@ -1,11 +1,16 @@
 //! Step 8: retire the old copies. Pods on old nodes get a negative deletion cost, then each
-//! surged Deployment goes back to its original count; the ReplicaSet controller deletes
-//! lower-cost pods first, best effort only, so what went is verified afterwards.
+//! surged Deployment goes back: an HPA's target by handing the HPA back its own minimum (the
+//! HPA then sets the count, and ngm never writes it again), any other back to its original
+//! count, once. The ReplicaSet controller deletes lower-cost pods first, best effort only, so
+//! what went is verified afterwards, and a workload is judged by its pods leaving the old
+//! nodes, not by a count someone else may be setting.
 
 use std::collections::BTreeSet;
 
 use crate::marks;
-use crate::model::{HpaView, PodView, ReplicaSetView, WorkloadKind, WorkloadRef, WorkloadView};
+use crate::model::{
+    HpaView, PodView, ReplicaSetView, WorkloadKind, WorkloadRef, WorkloadView, hpa_of,
+};
 use crate::plan::action::{Action, remove, set};
 use crate::plan::freeze::restore_hpa;
 use crate::plan::scope::{in_scope, owning_workload};
@@ -51,24 +56,29 @@ pub fn plan_mark(
         .collect()
 }
 
-/// Scale each surged Deployment back to its original count, its HPA first (an HPA still
-/// pinned at the surge would undo the scale-down). Annotations stay until the restore.
+/// Hand each surged Deployment back. With an HPA: the HPA's own minimum and maximum, and
+/// nothing else; from here on its count is the HPA's (load may be rising, and writing the
+/// original count would halve the capacity the HPA just asked for). Without one: the original
+/// count, written only while the Deployment is still at ngm's surge, so a count someone else
+/// set meanwhile is left alone. Annotations stay until the restore.
 pub fn plan_retire(workloads: &[WorkloadView], hpas: &[HpaView], execution: &str) -> Vec<Action> {
     let mut actions = Vec::new();
     for w in workloads
         .iter()
         .filter(|w| w.kind == WorkloadKind::Deployment && surged_by(w, execution))
     {
-        let target = w.workload_ref();
-        actions.extend(
-            hpas.iter()
-                .filter(|h| h.target().as_ref() == Some(&target))
-                .filter_map(restore_hpa),
-        );
+        if let Some(h) = hpa_of(hpas, w) {
+            actions.extend(restore_hpa(h));
+            continue;
+        }
         let original = original_replicas(w);
-        if w.replicas != original {
+        let at_surge = w
+            .annotations
+            .get(marks::SURGED_REPLICAS)
+            .is_none_or(|s| *s == w.replicas.to_string());
+        if w.replicas != original && at_surge {
             actions.push(Action::ScaleWorkload {
-                workload: target,
+                workload: w.workload_ref(),
                 from: w.replicas,
                 to: original,
             });
@@ -77,39 +87,66 @@ pub fn plan_retire(workloads: &[WorkloadView], hpas: &[HpaView], execution: &str
     actions
 }
 
-/// Whether a surged Deployment is back: at its original count, the controller caught up, no
-/// more live pods than that, and as many Ready as before the migration (not more than the
-/// original count): a replica broken before ngm came does not hold the retire.
-pub fn retired(w: &WorkloadView, live_pods: usize) -> Result<(), String> {
-    let original = original_replicas(w);
-    if w.replicas != original {
+/// Whether a surged Deployment is retired, judged by its pods. Done at once when none of its
+/// live pods is left on a retiring node and as many are Ready as before the migration.
+/// Otherwise once its count has settled where its owner put it (the HPA has acted on the
+/// minimum handed back and its target is at the count it asks for; without an HPA, no longer
+/// at ngm's surge), the controller has caught up, no more pods live than that count, and as
+/// many are Ready as before (at most that count): the pods still on retiring nodes are then
+/// the drain's. A replica broken before ngm came does not hold the retire.
+pub fn retired(
+    w: &WorkloadView,
+    hpa: Option<&HpaView>,
+    live_pods: usize,
+    left_on_old: usize,
+) -> Result<(), String> {
+    let goal = ready_goal(w);
+    let enough_ready = |goal: i32| {
+        if w.ready_replicas < goal {
+            Err(format!(
+                "{} has {} of {goal} Ready",
+                w.workload_ref(),
+                w.ready_replicas
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if left_on_old == 0 && w.observed_generation >= w.generation {
+        return enough_ready(goal);
+    }
+    match hpa {
+        Some(h) => h.holds(w)?,
+        None => {
+            let surged = w
+                .annotations
+                .get(marks::SURGED_REPLICAS)
+                .and_then(|s| s.parse::<i32>().ok());
+            let original = original_replicas(w);
+            if w.replicas != original && surged.is_none_or(|s| s == w.replicas) {
+                return Err(format!(
+                    "{} is at {} of {original} replicas",
+                    w.workload_ref(),
+                    w.replicas
+                ));
+            }
+        }
+    }
+    if w.observed_generation < w.generation {
         return Err(format!(
-            "{} is at {} of {original} replicas",
+            "{} has not observed its new count",
+            w.workload_ref()
+        ));
+    }
+    let count = usize::try_from(w.replicas).unwrap_or(0);
+    if live_pods > count {
+        return Err(format!(
+            "{} still runs {live_pods} pods for {}",
             w.workload_ref(),
             w.replicas
         ));
     }
-    if w.observed_generation < w.generation {
-        return Err(format!(
-            "{} has not observed its scale-down",
-            w.workload_ref()
-        ));
-    }
-    if live_pods > usize::try_from(original).unwrap_or(0) {
-        return Err(format!(
-            "{} still runs {live_pods} pods for {original}",
-            w.workload_ref()
-        ));
-    }
-    let goal = ready_goal(w);
-    if w.ready_replicas < goal {
-        return Err(format!(
-            "{} has {} of {goal} Ready",
-            w.workload_ref(),
-            w.ready_replicas
-        ));
-    }
-    Ok(())
+    enough_ready(goal.min(w.replicas))
 }
 
 /// What the scale-down actually removed, for one Deployment.
@@ -145,7 +182,8 @@ pub fn verify_retire(
         workload: w.workload_ref(),
         left_on_old,
         on_new,
-        new_pods_taken: left_on_old > 0 && on_new < original,
+        // A count kept above the original (an HPA under load) keeps old pods by design.
+        new_pods_taken: left_on_old > 0 && on_new < original && w.replicas <= original_replicas(w),
     }
 }
 

@@ -205,6 +205,16 @@ impl FakeCloud {
     /// An HPA on Deployment `ns/target`.
     pub fn add_hpa(&self, ns: &str, target: &str, min: Option<i32>, max: i32) -> &FakeCloud {
         self.edit(|s| {
+            let target = WorkloadRef {
+                kind: WorkloadKind::Deployment,
+                namespace: ns.into(),
+                name: target.into(),
+            };
+            if let Some(w) = s.workloads.get(&target) {
+                s.hpa_load
+                    .insert((ns.into(), target.name.clone()), w.replicas);
+            }
+            let target = target.name.as_str();
             s.hpas.insert(
                 (ns.into(), target.into()),
                 HpaView {
@@ -216,6 +226,8 @@ impl FakeCloud {
                     max_replicas: max,
                     current_replicas: 0,
                     desired_replicas: 0,
+                    generation: 1,
+                    observed_generation: None,
                     annotations: Labels::new(),
                 },
             )

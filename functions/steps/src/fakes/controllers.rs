@@ -153,20 +153,30 @@ fn groups(i: &mut Inner) {
         .retain(|_, p| !p.node_name.as_ref().is_some_and(|n| gone.contains(n)));
 }
 
-/// The HPA keeps its target between minReplicas and maxReplicas (metrics are not modelled).
+/// The HPA as kubernetes' `horizontal.go` reconciles: a target outside minReplicas and
+/// maxReplicas is clamped into it; otherwise it goes to what the metric asks for (the HPA's
+/// load, when the test gave one), within the bounds.
 fn hpas(w: &mut Snapshot) {
-    for h in w.hpas.values_mut() {
+    for (key, h) in w.hpas.iter_mut() {
         let Some(target) = h.target() else { continue };
         let Some(wl) = w.workloads.get_mut(&target) else {
             continue;
         };
-        let clamped = wl.replicas.clamp(h.effective_min(), h.max_replicas.max(1));
+        let (min, max) = (h.effective_min(), h.max_replicas.max(1));
+        let clamped = if wl.replicas < min || wl.replicas > max {
+            wl.replicas.clamp(min, max)
+        } else {
+            w.hpa_load
+                .get(key)
+                .map_or(wl.replicas, |load| (*load).clamp(min, max))
+        };
         if clamped != wl.replicas {
             wl.replicas = clamped;
             wl.generation += 1;
         }
         h.current_replicas = clamped;
         h.desired_replicas = clamped;
+        h.observed_generation = Some(h.generation);
     }
 }
 

@@ -247,6 +247,9 @@ impl KubePort for FakeCloud {
         if let Some(max) = patch.max_replicas {
             h.max_replicas = max;
         }
+        if patch.min_replicas.is_some() || patch.max_replicas.is_some() {
+            h.generation += 1;
+        }
         apply(&mut h.annotations, &patch.annotations);
         Ok(())
     }

@@ -22,9 +22,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ngm_core::model::{
-    AsgInfo, ClusterInfo, DaemonSetView, EventType, ExecutionInfo, HpaView, LaunchTemplateVersion,
-    LoadBalancerInfo, NodeGroupSpec, NodeView, ObjectRef, PdbView, PodView, Resources, ServiceView,
-    TargetHealth, WorkloadRef, WorkloadView,
+    AsgInfo, ClusterInfo, DaemonSetView, EventType, ExecutionInfo, HpaView, Labels,
+    LaunchTemplateVersion, LoadBalancerInfo, NodeGroupSpec, NodeView, ObjectRef, PdbView, PodView,
+    Resources, ServiceView, TargetHealth, WorkloadRef, WorkloadView,
 };
 use ngm_core::ports::{LockRecord, PortError, PortResult};
 
@@ -66,6 +66,9 @@ pub struct Snapshot {
     pub pods: BTreeMap<(String, String), PodView>,
     pub workloads: BTreeMap<WorkloadRef, WorkloadView>,
     pub hpas: BTreeMap<(String, String), HpaView>,
+    /// What each HPA's metric asks for (its load), when the HPA was added with a target: the
+    /// fake controller scales to it within min and max.
+    pub hpa_load: BTreeMap<(String, String), i32>,
     pub pdbs: BTreeMap<(String, String), PdbView>,
     pub daemonsets: Vec<DaemonSetView>,
     pub services: Vec<ServiceView>,
@@ -82,6 +85,22 @@ pub struct Snapshot {
     pub terminating_namespaces: std::collections::BTreeSet<String>,
     /// Names and uids come from this counter, so a run is deterministic.
     pub counter: u64,
+}
+
+impl Snapshot {
+    /// Each HPA's spec and annotations: what ngm changes and must put back (generations and
+    /// status are the controller's).
+    pub fn hpa_specs(&self) -> BTreeMap<(String, String), (Option<i32>, i32, Labels)> {
+        self.hpas
+            .iter()
+            .map(|(k, h)| {
+                (
+                    k.clone(),
+                    (h.min_replicas, h.max_replicas, h.annotations.clone()),
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Default)]

@@ -1,4 +1,4 @@
-//! Step 4: freeze the autoscalers. The old group is pinned (min = max = desired), the new
+//! Step 5: freeze the autoscalers. The old group is pinned (min = max = desired), the new
 //! nodes are protected from Cluster Autoscaler's scale-down, and the HPAs of affected
 //! Deployments are raised to the surge count. Originals go on the objects before they change.
 
@@ -18,7 +18,7 @@ use crate::world::World;
 
 const STEP: &str = "freeze";
 
-/// Step 4.
+/// Step 5.
 pub async fn freeze(
     mut state: MigrationState,
     world: &World,

@@ -68,8 +68,8 @@ async fn check_surge_fails_with_surge_not_ready_at_its_deadline() {
     let s = ok(create_group(s, &w, T0).await);
     f.reconcile();
     let s = ok(check_group_ready(s, &w, T0).await);
-    let s = ok(freeze(s, &w, T0).await);
     let s = ok(taint(s, &w, T0).await);
+    let s = ok(freeze(s, &w, T0).await);
     let s = ok(surge(s, &w, T0).await);
     // No reconcile: the surged pods never start.
     let s = ok(check_surge(s, &w, T0).await);
@@ -92,7 +92,8 @@ async fn retire_fails_with_retire_stalled_when_the_scale_down_never_lands() {
     match err {
         Some(StepError::RetireStalled { reason }) => {
             assert!(
-                reason.contains("has not observed its scale-down"),
+                reason.contains("coredns has not observed its new count")
+                    && reason.contains("the HPA default/web has not acted"),
                 "{reason}"
             );
         }
@@ -137,6 +138,9 @@ async fn retire_with_a_crash_loop(ready_before: Option<&str>) -> (FakeCloud, Mig
     }
     let s = ok(cut_traffic(s, &w, now).await);
     let s = ok(retire(s, &w, now).await);
+    // Two HPA syncs: the surge above the maximum handed back is clamped, then the HPA goes
+    // where its load asks (3).
+    f.reconcile();
     f.reconcile();
     // The crash loop goes on in one of the replicas left.
     f.edit(|s| {

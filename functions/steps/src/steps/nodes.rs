@@ -1,4 +1,4 @@
-//! Steps 5 and 7 on the old nodes: taint, label and cordon them; then, once the new targets are
+//! Steps 4 and 7 on the old nodes: taint, label and cordon them; then, once the new targets are
 //! healthy, label them out of the external load balancers and watch the drain.
 
 use std::collections::BTreeSet;
@@ -21,7 +21,7 @@ use super::{
 use crate::error::StepError;
 use crate::world::World;
 
-/// Step 5.
+/// Step 4.
 pub async fn taint(
     mut state: MigrationState,
     world: &World,

@@ -4,9 +4,12 @@
 use std::collections::BTreeSet;
 
 use ngm_core::model::{NodeGroupKind, NodeView, Timestamp, WorkloadKind, WorkloadView};
+use ngm_core::plan::deadlines::HPAS_SETTLED_SECS;
 use ngm_core::plan::drain::{DrainOutcome, plan_drain};
+use ngm_core::plan::freeze::restore_hpa;
 use ngm_core::plan::nodes::plan_cut_traffic;
-use ngm_core::plan::restore::{OldGroup, RestoreInputs, plan_restore, plan_rollback};
+use ngm_core::plan::restore::{OldGroup, RestoreInputs, hpas_settled, plan_restore, plan_rollback};
+use ngm_core::plan::{WaitDecision, wait_until};
 use ngm_core::state::{MigrationState, Phase};
 
 use super::nodes::new_group_asgs;
@@ -17,6 +20,9 @@ use super::{
 use crate::error::StepError;
 use crate::world::World;
 use ngm_core::plan::deadlines::ROLLBACK_SECS;
+
+/// The HPA controller syncs every 15 s.
+const HPA_POLL_SECS: u64 = 15;
 
 /// Time for old nodes put back into the load balancers to pass their health checks (an ALB's
 /// defaults: 5 healthy checks 30 s apart) before the new nodes leave them.
@@ -34,16 +40,46 @@ fn union(mut a: Vec<NodeView>, b: Vec<NodeView>) -> Vec<NodeView> {
     a
 }
 
-/// Step 11: HPAs and replicas back to their originals, every ngm mark removed from surviving
-/// objects, the lock released.
+/// Step 11: HPAs back to their originals and, `pending` until each holds its target where it
+/// asks (bounded by `hpasSettledBy`, past which the output says which did not), the other
+/// replicas back, every ngm mark removed from surviving objects, the lock released. An HPA's
+/// target's count is never written.
 pub async fn restore(
     mut state: MigrationState,
     world: &World,
-    _now: Timestamp,
+    now: Timestamp,
 ) -> Result<MigrationState, StepError> {
     let cluster = cluster(&state, world).await?;
     let workloads = all_workloads(world).await?;
     let hpas = world.kube.list_hpas().await?;
+    // The markers on an HPA's target say which targets to wait for; they stay until the HPA
+    // holds it.
+    if let Err(reason) = hpas_settled(&workloads, &hpas) {
+        let deadline = *state
+            .deadlines
+            .hpas_settled_by
+            .get_or_insert(now.plus(HPAS_SETTLED_SECS));
+        let handed_back: Vec<_> = hpas.iter().filter_map(restore_hpa).collect();
+        executor(&state, world, "restore")
+            .run_all(&handed_back)
+            .await?;
+        match wait_until(Err(reason), now, deadline, HPA_POLL_SECS) {
+            WaitDecision::Again {
+                retry_after_seconds,
+                reason,
+            } => {
+                state.pending = pending(retry_after_seconds, reason);
+                return Ok(state);
+            }
+            WaitDecision::Expired { reason } => {
+                tracing::warn!(step = "restore", %reason, "HPAs not settled at the deadline");
+                state.note(format!(
+                    "the restore went on after {HPAS_SETTLED_SECS} s with an HPA not yet holding its target: {reason}"
+                ));
+            }
+            WaitDecision::Done => {}
+        }
+    }
     // Once the old group is deleted its instances are terminated and their Nodes go with them:
     // taking the exclusion label off one that lingers would put a dead instance back in the
     // load balancers.

@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use ngm_core::marks;
-use ngm_core::model::{Timestamp, WorkloadRef};
+use ngm_core::model::{Timestamp, WorkloadRef, hpa_of};
+use ngm_core::plan::Action;
 use ngm_core::plan::deadlines::RETIRE_SECS;
 use ngm_core::plan::retire::{plan_mark, plan_retire, retired, verify_retire};
 use ngm_core::plan::surge::surged_by;
@@ -20,9 +21,10 @@ use crate::world::World;
 
 const STEP: &str = "retire";
 
-/// Step 8: marks the old pods in batches (`continuation` while more remain), then scales back
-/// and stays `pending` until every surged Deployment is back at its original count with as
-/// many Ready as before the migration; `RetireStalled` past its deadline.
+/// Step 8: marks the old pods in batches (`continuation` while more remain), then hands each
+/// surged Deployment back (its HPA, or its original count) and stays `pending` until each is
+/// retired by [`retired`]: its pods off the old nodes, or its count settled where its owner
+/// put it; `RetireStalled` past its deadline.
 pub async fn retire(
     mut state: MigrationState,
     world: &World,
@@ -74,6 +76,12 @@ pub async fn retire(
     let hpas = world.kube.list_hpas().await?;
     let actions = plan_retire(&view.workloads, &hpas, &exec_name);
     executor(&state, world, STEP).run_all(&actions).await?;
+    // Judged by the HPAs as they are after the hand-back: one just patched has not acted yet.
+    let hpas = if actions.iter().any(|a| matches!(a, Action::PatchHpa { .. })) {
+        world.kube.list_hpas().await?
+    } else {
+        hpas
+    };
     state.counts.workloads_retired = u32::try_from(surged.len()).unwrap_or(u32::MAX);
 
     let mut lagging = Vec::new();
@@ -83,13 +91,13 @@ pub async fn retire(
             .list_pods(Some(&w.namespace), &w.selector)
             .await?;
         let live = pods.iter().filter(|p| !p.terminating).count();
-        // Judged against what was Ready before the migration: a replica already broken then
-        // (a crash loop) does not hold the retire.
-        if let Err(why) = retired(w, live) {
+        let check = verify_retire(w, &pods, &retiring);
+        // Judged by its pods against what was Ready before the migration: a replica already
+        // broken then (a crash loop) does not hold the retire.
+        if let Err(why) = retired(w, hpa_of(&hpas, w), live, check.left_on_old) {
             lagging.push((w.workload_ref().to_string(), why));
             continue;
         }
-        let check = verify_retire(w, &pods, &retiring);
         if check.new_pods_taken {
             // The drain evicts what the scale-down left on old nodes; the surge is gone, so
             // capacity on new nodes comes back as the ReplicaSet replaces the evicted pods.

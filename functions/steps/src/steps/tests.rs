@@ -124,8 +124,8 @@ pub(super) async fn through_surge(f: &FakeCloud, w: &World, now: &mut Timestamp)
     let s = ok(create_group(s, w, t).await);
     f.reconcile();
     let s = ok(step!(f, w, s, t, check_group_ready));
-    let s = ok(freeze(s, w, t).await);
     let s = ok(taint(s, w, t).await);
+    let s = ok(freeze(s, w, t).await);
     let s = ok(surge(s, w, t).await);
     f.reconcile();
     let s = ok(step!(f, w, s, t, check_surge));
@@ -174,7 +174,7 @@ async fn a_whole_migration_restores_everything_and_removes_the_old_group() {
         assert_eq!(now_wl.replicas, wl.replicas, "{r}");
         assert_eq!(now_wl.annotations, wl.annotations, "{r}");
     }
-    assert_eq!(after.hpas, before.hpas);
+    assert_eq!(after.hpa_specs(), before.hpa_specs());
     assert!(!after.nodegroups.contains_key("ng-a"));
     assert!(after.nodes.keys().all(|n| !n.starts_with("ng-a-node-")));
     for n in after.nodes.values() {
@@ -216,7 +216,7 @@ async fn rollback_after_the_surge_puts_the_cluster_back_as_it_was() {
         assert_eq!(after.workloads[r].replicas, wl.replicas, "{r}");
         assert_eq!(after.workloads[r].annotations, wl.annotations, "{r}");
     }
-    assert_eq!(after.hpas, before.hpas);
+    assert_eq!(after.hpa_specs(), before.hpa_specs());
     for (name, n) in &before.nodes {
         assert_eq!(after.nodes.get(name), Some(n), "{name}");
     }
@@ -291,8 +291,8 @@ async fn every_step_run_twice_on_the_same_state_leaves_the_same_world_and_output
     })
     .await;
     assert_eq!(s.phase, Phase::GroupReady);
-    let s = twice(&f, &s, "freeze", |s| freeze(s, w, now)).await;
     let s = twice(&f, &s, "taint", |s| taint(s, w, now)).await;
+    let s = twice(&f, &s, "freeze", |s| freeze(s, w, now)).await;
     let s = twice(&f, &s, "surge", |s| surge(s, w, now)).await;
     f.reconcile();
     let s = twice(&f, &s, "check-surge", |s| check_surge(s, w, now)).await;
@@ -335,8 +335,8 @@ async fn a_dry_run_reports_and_changes_nothing() {
     assert_eq!(s.lock, None);
     // Every later step, handed a dry-run state, still only logs.
     let s = ok(create_group(s, &w, T0).await);
-    let s = ok(freeze(s, &w, T0).await);
     let s = ok(taint(s, &w, T0).await);
+    let s = ok(freeze(s, &w, T0).await);
     let _ = ok(surge(s, &w, T0).await);
     assert_eq!(f.snapshot(), before);
     assert_eq!(f.mutations(), Vec::<String>::new());
@@ -459,6 +459,7 @@ async fn a_self_managed_group_is_pinned_then_restored_exactly_by_the_rollback() 
     let s = ok(create_group(s, &w, now).await);
     f.reconcile();
     let s = ok(step!(&f, &w, s, now, check_group_ready));
+    let s = ok(taint(s, &w, now).await);
     let s = ok(freeze(s, &w, now).await);
     let asg = f.snapshot().asgs["legacy-asg"].clone();
     assert_eq!((asg.scaling.min, asg.scaling.max), (2, 2), "pinned");
@@ -467,7 +468,6 @@ async fn a_self_managed_group_is_pinned_then_restored_exactly_by_the_rollback() 
         "out of autoscaler discovery"
     );
     assert!(asg.suspended_processes.contains(&"AZRebalance".to_string()));
-    let s = ok(taint(s, &w, now).await);
     let s = ok(step!(&f, &w, s, now, rollback));
     assert_eq!(s.phase, Phase::RolledBack);
     f.reconcile();

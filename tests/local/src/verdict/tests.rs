@@ -49,6 +49,8 @@ fn report() -> Report {
         changes: SnapshotDiff::default(),
         namespaces_deleted_by_faults: Vec::new(),
         templates_changed_by_faults: Vec::new(),
+        replicas_left_to_hpas: Vec::new(),
+        controller_lag_seconds: 0.0,
         requests: Requests::default(),
     }
 }
@@ -238,6 +240,26 @@ fn an_aws_call_its_role_does_not_grant_breaks_the_run() {
             "rollback: no role in infra/template.yaml",
         ]
     );
+}
+
+// A twin whose HPA controller ran far behind its 15 s period (too much traffic for its speed)
+// is no cluster: the run fails, saying so, whatever else held.
+#[test]
+fn a_twin_that_fell_behind_fails_the_run() {
+    let case = |lag: f64| {
+        let mut c = Case::success().expect(json!({"outcome": "success"}));
+        c.report.controller_lag_seconds = lag;
+        c.verdict()
+    };
+    let v = case(40.0);
+    assert!(!v.passed());
+    assert_eq!(
+        broken(&v, "twin kept"),
+        [
+            "the HPA controller ran up to 40 s late (its period is 15 s): lower the scenario's speed or traffic"
+        ]
+    );
+    assert!(case(2.0).passed());
 }
 
 fn broken(v: &Verdict, invariant: &str) -> Vec<String> {

@@ -27,6 +27,7 @@ use super::world::{Consumer, PodView, World};
 use crate::clock::secs_delta;
 use crate::sim::podutil::OnSigterm;
 use crate::sim::{InFlight, InFlightGuard};
+use crate::store::load::RateSchedule;
 
 /// How many failures are kept as samples for the report.
 const MAX_SAMPLES: usize = 200;
@@ -224,7 +225,8 @@ pub struct Stream {
     /// A chained stream: the pods of `service` proxy each request on to this Service's
     /// endpoints, (namespace, name).
     pub backend: Option<(String, String)>,
-    pub interval_seconds: f64,
+    /// Requests per second, changing at set times after the migration starts.
+    pub rate: RateSchedule,
     pub request_seconds: f64,
     pub next: Option<DateTime<Utc>>,
     pub(crate) cursor: usize,
@@ -238,13 +240,13 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// A stream of `interval_seconds` between requests of `request_seconds` each, to a
-    /// Service, each request on its own connection.
+    /// A stream at `rate` requests per second of `request_seconds` each, to a Service, each
+    /// request on its own connection.
     pub fn new(
         (namespace, service): (String, String),
         via: Via,
         backend: Option<(String, String)>,
-        interval_seconds: f64,
+        rate: RateSchedule,
         request_seconds: f64,
     ) -> Self {
         Self {
@@ -252,7 +254,7 @@ impl Stream {
             service,
             via,
             backend,
-            interval_seconds,
+            rate,
             request_seconds,
             next: None,
             cursor: 0,
@@ -417,6 +419,8 @@ pub struct Probe {
     busy: HashMap<(String, String, String), u32>,
     /// No request is sent while set.
     pub paused: bool,
+    /// When the migration started (streams' ramps count from it).
+    pub started: Option<DateTime<Utc>>,
 }
 
 impl Probe {
@@ -624,11 +628,13 @@ impl Probe {
     ) {
         if !self.paused {
             for i in 0..self.streams.len() {
-                let interval = secs_delta(self.streams[i].interval_seconds);
                 let mut due = *self.streams[i].next.get_or_insert(now);
                 while due <= now {
                     self.send(i, due, balancers, world, inflight);
-                    due += interval;
+                    let elapsed = self
+                        .started
+                        .map(|s| (due - s).num_milliseconds() as f64 / 1e3);
+                    due += secs_delta(1.0 / self.streams[i].rate.at(elapsed).max(1e-3));
                 }
                 self.streams[i].next = Some(due);
             }

@@ -343,6 +343,7 @@ impl State {
         for (ns, name, gate) in gates {
             set_gate(store, &ns, &name, &gate, now);
         }
+        self.probe.started = store.load().elapsed(now).map(|e| now - secs_delta(e));
         self.probe
             .issue_due(now, &mut self.balancers, &self.world, inflight);
     }

@@ -120,10 +120,20 @@ pub fn hpa_object(w: &Workload) -> Option<Value> {
         WorkloadKind::StatefulSet => "StatefulSet",
         _ => return None,
     };
+    let metric = match h.requests_per_second_per_pod {
+        Some(per_pod) => json!({ "type": "Object", "object": {
+            "describedObject": { "apiVersion": "v1", "kind": "Service",
+                "name": h.service.as_deref().unwrap_or(&w.name) },
+            "metric": { "name": crate::sim::hpa::LOAD_METRIC },
+            "target": { "type": "AverageValue", "averageValue": format!("{}m", (per_pod * 1000.0).round() as i64) },
+        }}),
+        None => json!({ "type": "Resource", "resource": { "name": "cpu",
+            "target": { "type": "Utilization", "averageUtilization": 70 } } }),
+    };
     let mut spec = json!({
         "scaleTargetRef": { "apiVersion": "apps/v1", "kind": kind, "name": w.name },
         "maxReplicas": h.max_replicas,
-        "metrics": [{ "type": "Resource", "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": 70 } } }],
+        "metrics": [metric],
     });
     if let Some(m) = h.min_replicas {
         spec["minReplicas"] = json!(m);

@@ -340,12 +340,20 @@ impl Workload {
 }
 
 /// An autoscaling/v2 HPA on the workload.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HpaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_replicas: Option<i32>,
     pub max_replicas: i32,
+    /// Scale on load: an `Object` metric, the `requests_per_second` of the Service in front
+    /// of the workload, with this `AverageValue` target per pod. Without it the HPA has a CPU
+    /// target the twin has no usage for, so it only keeps replicas within min and max.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second_per_pod: Option<f64>,
+    /// The Service whose load the metric reads (default: the one named like the workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// A PDB over the workload's pods: `minAvailable` or `maxUnavailable`, an integer or `"N%"`.
@@ -540,11 +548,34 @@ pub struct Traffic {
     /// lives until its server closes it or something resets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connection_age_seconds: Option<f64>,
+    /// The rate changes at set times after the migration starts: rising (or falling) load,
+    /// which an HPA with a `requestsPerSecondPerPod` target follows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ramp: Vec<RateStep>,
+}
+
+/// From `afterSeconds` after the migration starts, the stream sends `requestsPerSecond`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateStep {
+    pub after_seconds: f64,
+    pub requests_per_second: f64,
 }
 
 impl Traffic {
     fn default_duration() -> f64 {
         0.1
+    }
+
+    /// The stream's rate over the run.
+    pub fn schedule(&self) -> crate::store::load::RateSchedule {
+        crate::store::load::RateSchedule::new(
+            self.requests_per_second,
+            self.ramp
+                .iter()
+                .map(|r| (r.after_seconds, r.requests_per_second))
+                .collect(),
+        )
     }
 }
 

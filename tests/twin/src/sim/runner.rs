@@ -150,10 +150,11 @@ pub fn start_with(
     }
 }
 
-/// Per-loop memory: when the periodic controllers last ran.
+/// Per-loop memory: when the periodic controllers last ran, and what the HPA controller keeps.
 #[derive(Default)]
 struct Timers {
     hpa: Option<DateTime<Utc>>,
+    hpa_memory: super::hpa::HpaMemory,
     pdb: Option<DateTime<Utc>>,
 }
 
@@ -251,7 +252,11 @@ fn due(last: Option<DateTime<Utc>>, period: f64, now: DateTime<Utc>) -> bool {
 fn pass(ctx: &mut Ctx<'_>, timers: &mut Timers, pdb_dirty: &mut bool) {
     let now = ctx.now;
     if due(timers.hpa, ctx.config.hpa_sync_seconds, now) {
-        super::hpa::reconcile(ctx);
+        if let Some(last) = timers.hpa {
+            let late = now - last - secs_delta(ctx.config.hpa_sync_seconds);
+            ctx.store.load().record_lag(late);
+        }
+        super::hpa::reconcile(ctx, &mut timers.hpa_memory);
         timers.hpa = Some(now);
     }
     if let Some(last) = timers.hpa {

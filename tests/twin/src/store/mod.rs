@@ -21,6 +21,7 @@ mod evict;
 mod faults;
 pub mod instances;
 mod list;
+pub mod load;
 mod patch;
 mod pdb;
 mod resource;
@@ -148,6 +149,7 @@ struct Inner {
     supervisor: crate::supervisor::Supervisor,
     crash_loops: CrashLoops,
     dead: instances::DeadInstances,
+    load: load::Load,
 }
 
 /// A shared handle on the store. Cheap to clone; all clones see the same objects.
@@ -263,6 +265,7 @@ impl Store {
                 supervisor: crate::supervisor::Supervisor::default(),
                 crash_loops: CrashLoops::default(),
                 dead: instances::DeadInstances::default(),
+                load: load::Load::default(),
             }),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -305,6 +308,11 @@ impl Store {
     /// Nodes whose instance terminated (their Node may still be in the API).
     pub fn dead_instances(&self) -> &instances::DeadInstances {
         &self.inner.dead
+    }
+
+    /// The request rate each Service receives (the probe's and the HPA's metric).
+    pub fn load(&self) -> &load::Load {
+        &self.inner.load
     }
 
     pub fn crash_loops(&self) -> &CrashLoops {

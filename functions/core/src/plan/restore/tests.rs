@@ -48,7 +48,25 @@ fn restore_puts_everything_back() {
     assert!(
         matches!(&actions[0], Action::PatchHpa { patch, .. } if patch.min_replicas == Some(Some(2)))
     );
-    assert!(actions.contains(&Action::ScaleWorkload {
+    // The HPA's target keeps the HPA's count; only ngm's markers go.
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleWorkload { .. })),
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(
+        |a| matches!(a, Action::AnnotateWorkload { workload, annotations }
+        if *workload == surged().workload_ref() && annotations.get(marks::ORIGINAL_REPLICAS) == Some(&None))
+    ));
+    // Without an HPA, the count goes back.
+    let alone = plan_restore(RestoreInputs {
+        execution: EXEC,
+        workloads: &[surged()],
+        hpas: &[],
+        nodes: &[],
+    });
+    assert!(alone.contains(&Action::ScaleWorkload {
         workload: surged().workload_ref(),
         from: 6,
         to: 3
@@ -173,4 +191,31 @@ fn rollback_untaints_unpins_restores_and_deletes_the_group_per_policy() {
                 .any(|a| matches!(a, Action::AddNodeTaints { .. }))
         );
     }
+}
+
+#[test]
+fn the_restore_waits_until_each_hpa_handed_back_holds_its_target() {
+    let mut h = hpa("a", "web", Some(2), 10);
+    h.desired_replicas = 4;
+    let w = surged();
+    assert!(
+        hpas_settled(std::slice::from_ref(&w), std::slice::from_ref(&h))
+            .unwrap_err()
+            .contains("asks for 4")
+    );
+    h.desired_replicas = 6;
+    h.generation = 2;
+    assert!(
+        hpas_settled(std::slice::from_ref(&w), std::slice::from_ref(&h))
+            .unwrap_err()
+            .contains("not acted")
+    );
+    h.observed_generation = Some(2);
+    assert_eq!(
+        hpas_settled(std::slice::from_ref(&w), std::slice::from_ref(&h)),
+        Ok(())
+    );
+    // Targets without ngm's markers are not waited for.
+    h.desired_replicas = 1;
+    assert_eq!(hpas_settled(&[deployment("a", "web", 6)], &[h]), Ok(()));
 }
