@@ -152,6 +152,7 @@ pub const FIGURES: &[&str] = &[
     "awsWrites",
     "awsRequests",
     "simulatedSeconds",
+    "controllerLagSeconds",
     "injectedFaults",
     "slowInvocations",
 ];

@@ -490,6 +490,8 @@ impl Twin {
             self.tasks.extend(deletions);
             let rollouts = faults::arm_bad_rollouts(s, &self.store);
             self.tasks.extend(rollouts);
+            let rebalances = faults::arm_rebalances(s, &self.store, self.eks.as_ref());
+            self.tasks.extend(rebalances);
         }
         self.recorder = Some(recorder);
     }

@@ -12,7 +12,7 @@ use ngm_core::ports::EvictOutcome;
 use ngm_core::request::OnPdbBlocked;
 use ngm_core::state::{Blocked, MigrationState, Phase};
 
-use super::{executor, pending, pods_on, retiring_nodes};
+use super::{executor, old_nodes, pending, pods_on};
 use crate::error::StepError;
 use crate::exec::Outcome;
 use crate::world::World;
@@ -29,7 +29,7 @@ pub async fn drain(
     now: Timestamp,
 ) -> Result<MigrationState, StepError> {
     let policy = state.request.policy.clone();
-    let nodes = retiring_nodes(&state, world).await?;
+    let nodes = old_nodes(&mut state, world, "drain").await?;
     // Pods of a namespace being deleted are the namespace controller's to delete.
     let pods: Vec<PodView> = pods_on(world, &nodes)
         .await?

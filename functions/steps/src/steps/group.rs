@@ -13,8 +13,8 @@ use ngm_core::state::{MigrationState, NewGroupInfo, Phase};
 
 use super::plan::resolve_source;
 use super::{
-    GROUP_READY_TIMEOUT_SECS, OLD_GROUP_GONE_TIMEOUT_SECS, POLL_SECS, executor, new_group, pending,
-    pods_on, retiring_nodes, settle_wait,
+    GROUP_READY_TIMEOUT_SECS, OLD_GROUP_GONE_TIMEOUT_SECS, POLL_SECS, executor, new_group,
+    old_nodes, pending, pods_on, settle_wait,
 };
 use crate::error::StepError;
 use crate::exec::Outcome;
@@ -164,7 +164,7 @@ async fn await_old_empty(
         .deadlines
         .old_group_empty_by
         .get_or_insert(now.plus(OLD_GROUP_EMPTY_SECS));
-    let nodes = retiring_nodes(&state, world).await?;
+    let nodes = old_nodes(&mut state, world, "delete-old").await?;
     // Pods of a namespace being deleted go with it; they hold nothing.
     let pods: Vec<_> = pods_on(world, &nodes)
         .await?

@@ -710,3 +710,93 @@ async fn cut_traffic_gates_on_healthy_new_targets_then_observes_the_drain() {
     assert_eq!(name(cut_traffic(s2, &w2, late).await), "TargetsNotHealthy");
     assert_eq!(excluded(&f2), 0);
 }
+
+/// A node that joins the old group after the taint (a Spot rebalance's replacement, with the
+/// group's label and no mark of ngm's) is found by the group's label, tainted, cordoned and cut
+/// from the load balancers by the next step, counted, named in the output, and drained with
+/// the others, its pods evicted like theirs.
+#[tokio::test]
+async fn a_node_that_joins_the_old_group_late_is_tainted_cut_and_drained() {
+    let f = scenario();
+    let w = f.world();
+    let mut now = T0;
+    let s = through_surge(&f, &w, &mut now).await;
+    let s = ok(cut_traffic(s, &w, now).await);
+    let before = s.counts.old_nodes;
+    // The replacement joins: a clean copy of an old node, with a pod scheduled on it.
+    f.edit(|world| {
+        let old = world
+            .nodes
+            .values()
+            .find(|n| n.labels.get(marks::EKS_NODEGROUP_LABEL).map(String::as_str) == Some("ng-a"))
+            .cloned()
+            .unwrap_or_else(|| panic!("an old node"));
+        let mut late = old.clone();
+        late.name = "ng-a-late".into();
+        late.labels
+            .retain(|k, _| !k.starts_with("ngm.io/") && k != marks::EXCLUDE_FROM_LB_LABEL);
+        late.annotations.clear();
+        late.taints.clear();
+        late.unschedulable = false;
+        late.provider_id = Some("aws:///eu-west-1a/i-0late".into());
+        world
+            .node_owners
+            .insert(late.name.clone(), world.node_owners[&old.name].clone());
+        world.nodes.insert(late.name.clone(), late);
+        let mut pod = world
+            .pods
+            .values()
+            .find(|p| p.labels.get("app").map(String::as_str) == Some("web"))
+            .cloned()
+            .unwrap_or_else(|| panic!("a web pod"));
+        pod.name = "web-late".into();
+        pod.node_name = Some("ng-a-late".into());
+        pod.annotations.clear();
+        world
+            .pods
+            .insert((pod.namespace.clone(), pod.name.clone()), pod);
+    });
+    let mut s = ok(retire(s, &w, now).await);
+    let late = f.snapshot().nodes["ng-a-late"].clone();
+    assert!(late.unschedulable, "cordoned");
+    assert!(
+        late.taints.iter().any(|t| t.key == marks::TAINT_KEY),
+        "tainted"
+    );
+    assert!(
+        late.labels.contains_key(marks::EXCLUDE_FROM_LB_LABEL),
+        "cut"
+    );
+    assert!(late.labels.contains_key(marks::RETIRING_LABEL));
+    assert_eq!(s.counts.old_nodes, before + 1);
+    assert!(
+        s.findings
+            .iter()
+            .any(|n| n.contains("ng-a-late joined the old group")),
+        "{:?}",
+        s.findings
+    );
+    while s.pending.is_some() {
+        f.reconcile();
+        s = ok(retire(s, &w, now).await);
+    }
+    for _ in 0..20 {
+        s = ok(drain(s, &w, now).await);
+        if s.pending.is_none() {
+            break;
+        }
+        f.reconcile();
+        now = now.plus(30);
+    }
+    assert_eq!(s.phase, Phase::Drained);
+    let left: Vec<_> = f
+        .snapshot()
+        .pods
+        .values()
+        .filter(|p| {
+            p.node_name.as_deref() == Some("ng-a-late") && p.owner_kind() != Some("DaemonSet")
+        })
+        .map(|p| p.name.clone())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

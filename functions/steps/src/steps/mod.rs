@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use ngm_core::model::{
     LabelSelector, LoadBalancerInfo, NodeGroupKind, NodeView, PodView, ServiceType, ServiceView,
 };
+use ngm_core::plan::nodes::{plan_cut_traffic, plan_taint};
 use ngm_core::plan::scope::{is_source_node, managed_group_selector, retiring_selector};
 use ngm_core::plan::{WaitDecision, deadlines};
 use ngm_core::state::{Continuation, MigrationState, NewGroupInfo, Pending};
@@ -139,28 +140,43 @@ pub(crate) fn new_group<'a>(
     })
 }
 
-/// The old group's nodes found by what the group is (before the taint labels them).
+/// The old group's nodes found by what the group is: its own label (a managed group's
+/// `eks.amazonaws.com/nodegroup`) and its Auto Scaling groups' instances, so a node that
+/// joined late (a Spot rebalance, a health replacement) is found whether or not its label is
+/// the one expected.
 pub(crate) async fn source_nodes(
     state: &MigrationState,
     world: &World,
 ) -> Result<Vec<NodeView>, StepError> {
+    let mut ids = BTreeSet::new();
+    let names = if state.source.asg_names.is_empty()
+        && state.source.kind == NodeGroupKind::SelfManagedAsg
+    {
+        vec![state.source.name.clone()]
+    } else {
+        state.source.asg_names.clone()
+    };
+    for n in &names {
+        if let Some(a) = world.asg.describe(n).await? {
+            ids.extend(a.instances.into_iter().map(|i| i.instance_id));
+        }
+    }
     match state.source.kind {
-        NodeGroupKind::Managed => Ok(world
-            .kube
-            .list_nodes(&managed_group_selector(&state.source.name))
-            .await?),
-        NodeGroupKind::SelfManagedAsg => {
-            let mut ids = BTreeSet::new();
-            let names = if state.source.asg_names.is_empty() {
-                vec![state.source.name.clone()]
-            } else {
-                state.source.asg_names.clone()
-            };
-            for n in &names {
-                if let Some(a) = world.asg.describe(n).await? {
-                    ids.extend(a.instances.into_iter().map(|i| i.instance_id));
-                }
+        NodeGroupKind::Managed => {
+            let mut nodes = world
+                .kube
+                .list_nodes(&managed_group_selector(&state.source.name))
+                .await?;
+            if !ids.is_empty() {
+                let known: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
+                let members = world.kube.list_nodes(&LabelSelector::default()).await?;
+                nodes.extend(members.into_iter().filter(|n| {
+                    !known.contains(&n.name) && n.instance_id().is_some_and(|id| ids.contains(id))
+                }));
             }
+            Ok(nodes)
+        }
+        NodeGroupKind::SelfManagedAsg => {
             let all = world.kube.list_nodes(&LabelSelector::default()).await?;
             Ok(all
                 .into_iter()
@@ -168,6 +184,55 @@ pub(crate) async fn source_nodes(
                 .collect())
         }
     }
+}
+
+/// The old nodes, for every step from Taint on: those this execution marked, and any node of
+/// the old group ([`source_nodes`]) that joined since (a Spot rebalance, a health
+/// replacement). Such a late joiner is tainted, labelled and cordoned at once, and cut from
+/// the load balancers when the cut is done, so it gets no new pod, and the drain and the
+/// deletion's checks then treat it as any old node. The state counts it and says so.
+pub(crate) async fn old_nodes(
+    state: &mut MigrationState,
+    world: &World,
+    step: &'static str,
+) -> Result<Vec<NodeView>, StepError> {
+    let marked = retiring_nodes(state, world).await?;
+    let known: BTreeSet<String> = marked.iter().map(|n| n.name.clone()).collect();
+    let new: BTreeSet<String> = new_nodes(state, world)
+        .await?
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    let late: Vec<NodeView> = source_nodes(state, world)
+        .await?
+        .into_iter()
+        .filter(|n| !known.contains(&n.name) && !new.contains(&n.name))
+        .collect();
+    if late.is_empty() {
+        return Ok(marked);
+    }
+    let cut = state.deadlines.traffic_cut_at.is_some();
+    let mut actions = plan_taint(&late, &state.execution.name, &state.execution.digest());
+    if cut {
+        actions.extend(plan_cut_traffic(&late));
+    }
+    executor(state, world, step).run_all(&actions).await?;
+    for n in &late {
+        tracing::warn!(step, node = %n.name, cut, "a node joined the old group after the taint; tainted");
+        state.note(format!(
+            "node {} joined the old group after the taint (a Spot rebalance or a replacement): ngm tainted and cordoned it{} and drains it with the others",
+            n.name,
+            if cut { ", cut it from the load balancers" } else { "" }
+        ));
+    }
+    let added = u32::try_from(late.len()).unwrap_or(u32::MAX);
+    state.counts.old_nodes = state.counts.old_nodes.saturating_add(added);
+    state.counts.nodes_tainted = state.counts.nodes_tainted.saturating_add(added);
+    if cut {
+        state.counts.nodes_excluded_from_lb =
+            state.counts.nodes_excluded_from_lb.saturating_add(added);
+    }
+    retiring_nodes(state, world).await
 }
 
 /// The new group's nodes (none before create-group named it).

@@ -16,7 +16,7 @@ use ngm_core::state::{LbAttachments, MigrationState, Phase};
 
 use super::iptargets::{deregister_old, ip_sets};
 use super::{
-    executor, fronting, new_nodes, pending, pods_on, retiring_nodes, settle_wait, source_nodes,
+    executor, fronting, new_nodes, old_nodes, pending, pods_on, settle_wait, source_nodes,
 };
 use crate::error::StepError;
 use crate::world::World;
@@ -49,7 +49,7 @@ pub async fn cut_traffic(
     world: &World,
     now: Timestamp,
 ) -> Result<MigrationState, StepError> {
-    let nodes = retiring_nodes(&state, world).await?;
+    let nodes = old_nodes(&mut state, world, "cut-traffic").await?;
     let old: BTreeSet<String> = nodes
         .iter()
         .filter_map(|n| n.instance_id())

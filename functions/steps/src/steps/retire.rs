@@ -6,15 +6,14 @@
 use std::collections::BTreeSet;
 
 use ngm_core::marks;
-use ngm_core::model::{Timestamp, WorkloadRef, hpa_of};
-use ngm_core::plan::Action;
+use ngm_core::model::{Timestamp, WorkloadKind, WorkloadRef, WorkloadView, hpa_of};
 use ngm_core::plan::deadlines::RETIRE_SECS;
 use ngm_core::plan::retire::{plan_mark, plan_retire, retired, verify_retire};
 use ngm_core::plan::surge::surged_by;
 use ngm_core::plan::{WaitDecision, wait_until};
 use ngm_core::state::{MigrationState, Phase};
 
-use super::{POLL_SECS, batch, executor, retiring_nodes, settle_wait};
+use super::{POLL_SECS, batch, executor, old_nodes, settle_wait};
 use crate::error::StepError;
 use crate::observe::observe_with_nodes;
 use crate::world::World;
@@ -31,7 +30,7 @@ pub async fn retire(
     now: Timestamp,
 ) -> Result<MigrationState, StepError> {
     let exec_name = state.execution.name.clone();
-    let nodes = retiring_nodes(&state, world).await?;
+    let nodes = old_nodes(&mut state, world, STEP).await?;
     let retiring: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let view = observe_with_nodes(world.kube.as_ref(), nodes).await?;
     if state.deadlines.traffic_cut_at.is_some()
@@ -76,11 +75,17 @@ pub async fn retire(
     let hpas = world.kube.list_hpas().await?;
     let actions = plan_retire(&view.workloads, &hpas, &exec_name);
     executor(&state, world, STEP).run_all(&actions).await?;
-    // Judged by the HPAs as they are after the hand-back: one just patched has not acted yet.
-    let hpas = if actions.iter().any(|a| matches!(a, Action::PatchHpa { .. })) {
-        world.kube.list_hpas().await?
+    // Judged by the objects as they are after the hand-back: an HPA just patched has not
+    // acted yet, and a Deployment just scaled has not observed it.
+    let (hpas, surged) = if actions.is_empty() {
+        (hpas, surged.into_iter().cloned().collect::<Vec<_>>())
     } else {
-        hpas
+        let fresh = world.kube.list_workloads(WorkloadKind::Deployment).await?;
+        let fresh: Vec<WorkloadView> = fresh
+            .into_iter()
+            .filter(|w| refs.contains(&w.workload_ref()))
+            .collect();
+        (world.kube.list_hpas().await?, fresh)
     };
     state.counts.workloads_retired = u32::try_from(surged.len()).unwrap_or(u32::MAX);
 

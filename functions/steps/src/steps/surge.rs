@@ -9,7 +9,7 @@ use ngm_core::plan::surge::{plan_surge, ready_off, surge_settled, surged_by};
 use ngm_core::plan::wait_until;
 use ngm_core::state::{MigrationState, Phase};
 
-use super::{POLL_SECS, SURGE_READY_TIMEOUT_SECS, executor, retiring_nodes, settle_wait};
+use super::{POLL_SECS, SURGE_READY_TIMEOUT_SECS, executor, old_nodes, settle_wait};
 use crate::error::StepError;
 use crate::observe::observe_with_nodes;
 use crate::world::World;
@@ -20,7 +20,7 @@ pub async fn surge(
     world: &World,
     _now: Timestamp,
 ) -> Result<MigrationState, StepError> {
-    let nodes = retiring_nodes(&state, world).await?;
+    let nodes = old_nodes(&mut state, world, "surge").await?;
     let view = observe_with_nodes(world.kube.as_ref(), nodes).await?;
     let affected = affected_deployments(&view.old_pods, &view.replicasets, &state.request.policy);
     let actions = plan_surge(
@@ -52,7 +52,7 @@ pub async fn check_surge(
         .deadlines
         .surge_ready_by
         .get_or_insert(now.plus(SURGE_READY_TIMEOUT_SECS));
-    let retiring: BTreeSet<String> = retiring_nodes(&state, world)
+    let retiring: BTreeSet<String> = old_nodes(&mut state, world, "check-surge")
         .await?
         .into_iter()
         .map(|n| n.name)

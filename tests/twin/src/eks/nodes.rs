@@ -336,3 +336,82 @@ fn self_managed_template(g: &AsgView) -> (BTreeMap<String, String>, Taints) {
     }
     (labels, taints)
 }
+
+impl Eks {
+    /// A Spot rebalance recommendation for one instance of a managed group, handled as EKS
+    /// handles it (EKS user guide, "Managed node groups", capacity types, Spot: "When a Spot
+    /// node receives a rebalance recommendation, Amazon EKS automatically attempts to launch a
+    /// new replacement Spot node and waits until it successfully joins the cluster. When a
+    /// replacement Spot node is bootstrapped and in the Ready state on Kubernetes, Amazon EKS
+    /// cordons and drains the Spot node that received the rebalance recommendation"). Auto
+    /// Scaling's Capacity Rebalancing launches the replacement into the same group, above its
+    /// maximum if it must (Auto Scaling user guide, "Capacity Rebalancing"): the replacement
+    /// joins the group as any of its nodes, with the group's labels and none of anyone's
+    /// taints. Once the old node is drained its instance is terminated and the group is back
+    /// at its size. Returns the (recommended, replacement) nodes.
+    pub async fn capacity_rebalance(
+        &self,
+        nodegroup: &str,
+    ) -> Result<Option<(String, String)>, EksError> {
+        let Some(g) = self.nodegroup(nodegroup) else {
+            return Ok(None);
+        };
+        let before = self.group_nodes(nodegroup);
+        // The node that gets the recommendation: the busiest, then by name.
+        let pods = self.inner.store.list_all(Resource::Pod, None);
+        let load = |node: &str| {
+            pods.iter()
+                .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+                .count()
+        };
+        let mut names: Vec<String> = before
+            .iter()
+            .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        names.sort_by_key(|n| (std::cmp::Reverse(load(n)), n.clone()));
+        let Some(recommended) = names.first().cloned() else {
+            return Ok(None);
+        };
+        let instance = before
+            .iter()
+            .find(|n| n.pointer("/metadata/name").and_then(Value::as_str) == Some(&recommended))
+            .and_then(|n| n.pointer("/spec/providerID").and_then(Value::as_str))
+            .and_then(|p| p.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string();
+        let s = g.spec.scaling;
+        let client = &self.inner.asg;
+        asg::set_size(
+            client,
+            &g.asg_name,
+            s.min_size,
+            s.max_size.max(s.desired_size + 1),
+            s.desired_size + 1,
+        )
+        .await?;
+        let clock = self.inner.clock.clone();
+        let deadline = clock.now() + secs_delta(15.0 * 60.0);
+        let replacement = loop {
+            let joined = self.group_nodes(nodegroup).into_iter().find(|n| {
+                let name = n.pointer("/metadata/name").and_then(Value::as_str);
+                is_ready(n) && name.is_some_and(|name| !names.iter().any(|b| b == name))
+            });
+            if let Some(n) = joined {
+                break n
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+            }
+            if clock.now() > deadline {
+                return Ok(None);
+            }
+            clock.sleep(Duration::from_secs(1)).await;
+        };
+        self.drain(std::slice::from_ref(&recommended)).await;
+        asg::terminate(client, &instance).await?;
+        asg::set_size(client, &g.asg_name, s.min_size, s.max_size, s.desired_size).await?;
+        Ok(Some((recommended, replacement)))
+    }
+}

@@ -703,6 +703,15 @@ pub enum Fault {
         #[serde(default)]
         at: f64,
     },
+    /// A Spot rebalance recommendation for the busiest node of a managed group, once
+    /// `afterEvictions` evictions were allowed in the run (mid-drain): a replacement node joins
+    /// the group, then EKS drains the recommended node and terminates it
+    /// ([`crate::eks::Eks::capacity_rebalance`]).
+    CapacityRebalance {
+        nodegroup: String,
+        #[serde(default = "one")]
+        after_evictions: u32,
+    },
 }
 
 impl Fault {
@@ -718,6 +727,7 @@ impl Fault {
             Self::CrashLoop { .. } => "crashLoop",
             Self::BadRollout { .. } => "badRollout",
             Self::DeleteNamespace { .. } => "deleteNamespace",
+            Self::CapacityRebalance { .. } => "capacityRebalance",
         }
     }
 }

@@ -109,6 +109,16 @@ pub fn check(scenario: &Scenario) -> Result<(), TwinError> {
             Fault::NodeNeverReady { nodegroup, .. } => {
                 next_group(scenario, nodegroup)?;
             }
+            Fault::CapacityRebalance { nodegroup, .. } => {
+                let managed = scenario.cluster.node_groups.iter().any(|g| {
+                    &g.name == nodegroup && g.kind == crate::scenario::NodeGroupKind::Managed
+                });
+                if !managed {
+                    return Err(TwinError::UnsupportedFault(format!(
+                        "capacityRebalance {nodegroup}: not a managed node group of the scenario"
+                    )));
+                }
+            }
             Fault::KillPod { pod, .. } => {
                 pod.split_once('/').ok_or_else(|| {
                     TwinError::UnsupportedFault(format!("killPod {pod}: expected namespace/name"))
@@ -374,6 +384,51 @@ pub fn arm_bad_rollouts(scenario: &Scenario, store: &Store) -> Vec<JoinHandle<()
                     });
                     if let Err(e) = changed {
                         tracing::warn!(%workload, error = %e, "Deployment to roll out badly");
+                    }
+                }))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Arms the capacity rebalances: each waits until `afterEvictions` evictions were allowed in
+/// the run, then runs [`Eks::capacity_rebalance`] on its group.
+pub fn arm_rebalances(
+    scenario: &Scenario,
+    store: &Store,
+    eks: Option<&crate::eks::Eks>,
+) -> Vec<JoinHandle<()>> {
+    let Some(eks) = eks else {
+        return Vec::new();
+    };
+    scenario
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::CapacityRebalance {
+                nodegroup,
+                after_evictions,
+            } => {
+                let (store, eks) = (store.clone(), eks.clone());
+                let (nodegroup, after) = (nodegroup.clone(), *after_evictions as usize);
+                let sup = store.supervisor().clone();
+                Some(sup.spawn(format!("capacityRebalance {nodegroup}"), async move {
+                    let start = store.evictions().len();
+                    loop {
+                        let allowed = store.evictions()[start..]
+                            .iter()
+                            .filter(|e| e.code == 201)
+                            .count();
+                        if allowed >= after {
+                            break;
+                        }
+                        store.clock().sleep(Duration::from_secs(1)).await;
+                    }
+                    match eks.capacity_rebalance(&nodegroup).await {
+                        Ok(Some((old, new))) => tracing::info!(%nodegroup, recommended = %old, replacement = %new, "capacity rebalance done"),
+                        Ok(None) => tracing::warn!(%nodegroup, "capacity rebalance found no node or no replacement"),
+                        Err(e) => tracing::warn!(%nodegroup, error = %e, "capacity rebalance"),
                     }
                 }))
             }
