@@ -45,6 +45,10 @@ pub const EXCLUDE_FROM_LB_LABEL: &str = "node.kubernetes.io/exclude-from-externa
 
 /// Cluster Autoscaler skips scale-down of a node with this annotation set to `true`.
 pub const CA_SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+/// A pod's owner asks Cluster Autoscaler not to evict it to scale a node down (`"false"`).
+pub const CA_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// A pod's owner asks Karpenter not to disrupt it voluntarily (`"true"`).
+pub const KARPENTER_DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 /// On a node ngm set [`CA_SCALE_DOWN_DISABLED`] on (it lacked it before).
 pub const SCALE_DOWN_DISABLED_BY_NGM: &str = "ngm.io/scale-down-disabled";
 /// Cluster Autoscaler auto-discovery tag on an Auto Scaling group.

@@ -477,6 +477,42 @@ async fn a_workload_with_no_prestop_is_named_and_blocks_when_the_policy_says_so(
     assert!(o.report.changes.is_empty(), "{:?}", o.report.changes);
 }
 
+/// Karpenter's `karpenter.sh/do-not-disrupt`: the pre-flight names the workload and the
+/// annotation, says how to accept the risk, and refuses within a minute of simulated time with
+/// nothing created or changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_do_not_disrupt_workload_is_refused_by_name_within_a_minute_with_nothing_created() {
+    let o = run_scenario("preflight-do-not-disrupt").await;
+    assert_eq!(o.verdict.error.as_deref(), Some("PreflightFailed"));
+    let cause = o.verdict.cause.clone().unwrap_or_default();
+    assert!(cause.contains("Deployment media/encoder"), "{cause}");
+    assert!(cause.contains("karpenter.sh/do-not-disrupt"), "{cause}");
+    assert!(cause.contains("acceptRisks: [do-not-disrupt]"), "{cause}");
+    assert!(!cause.contains("media/web"), "{cause}");
+    assert!(o.report.changes.is_empty(), "{:?}", o.report.changes);
+    // The refusal is ValidateAndPlan's one invocation, before any other step runs. Its own
+    // time, on the twin's clock (`speed` simulated seconds per wall second), is what ngm takes;
+    // the local harness's state transitions and process starts are not AWS's and are left out.
+    let speed = ngm_twin::scenario::Scenario::load(scenario("preflight-do-not-disrupt"))
+        .map(|s| s.cluster.speed)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let functions = &o.verdict.figures.functions;
+    assert_eq!(functions["validate-and-plan"].invocations, 1);
+    let invoked: Vec<&String> = functions
+        .iter()
+        .filter(|(_, f)| f.invocations > 0)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        invoked
+            .iter()
+            .all(|f| *f == "validate-and-plan" || *f == "cleanup"),
+        "{invoked:?}"
+    );
+    let simulated = functions["validate-and-plan"].max_millis as f64 / 1000.0 * speed;
+    assert!(simulated < 60.0, "refused after {simulated:.0} simulated s");
+}
+
 /// DESIGN I1: a workload without a preStop hook drops requests by itself on any rollout
 /// (kube-proxy's lag; its process exits on SIGTERM); the pre-flight names it, the migration
 /// goes on under the default policy, and the report puts every failure on it.

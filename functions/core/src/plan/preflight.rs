@@ -33,7 +33,7 @@ pub struct Finding {
     /// Stable kebab-case name: `surge-capacity`, `pdb-blocks`, `no-controller`, `empty-dir`,
     /// `volume-zone`, `daemonsets`, `load-balancer`, `drain-wait`, `clb-draining-off`,
     /// `nlb-short-deregistration-delay`, `no-prestop`, `short-grace`, `short-prestop`,
-    /// `no-readiness-gate`, `vpc-lattice-source`.
+    /// `no-readiness-gate`, `vpc-lattice-source`, `do-not-disrupt`, `safe-to-evict-false`.
     pub kind: String,
     pub message: String,
 }
@@ -212,6 +212,7 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
     }
 
     pdb_findings(&i, &movable, &surged, &mut findings);
+    findings.extend(opt_out_findings(&movable, i.replicasets, i.policy));
 
     for p in i.old_pods {
         match eligibility(p, i.policy) {
@@ -308,6 +309,69 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
         deployments_to_surge: u32::try_from(surged.len()).unwrap_or(u32::MAX),
         pods_to_move: u32::try_from(movable.len()).unwrap_or(u32::MAX),
     }
+}
+
+/// Pods whose owners asked the autoscalers not to disrupt them (`karpenter.sh/do-not-disrupt:
+/// "true"`, `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"`): a migration evicts them
+/// all the same, so each workload (or bare pod) is named, once per annotation, and blocks
+/// unless `policy.acceptRisks` accepts it.
+fn opt_out_findings(
+    movable: &[&PodView],
+    replicasets: &[ReplicaSetView],
+    policy: &Policy,
+) -> Vec<Finding> {
+    use crate::marks::{CA_SAFE_TO_EVICT, KARPENTER_DO_NOT_DISRUPT};
+    let rules: [(&str, &str, &str, &str); 2] = [
+        (
+            "do-not-disrupt",
+            KARPENTER_DO_NOT_DISRUPT,
+            "true",
+            "its owner asked Karpenter never to disrupt it voluntarily",
+        ),
+        (
+            "safe-to-evict-false",
+            CA_SAFE_TO_EVICT,
+            "false",
+            "its owner asked Cluster Autoscaler never to evict it",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (kind, key, value, why) in rules {
+        let mut by_owner: BTreeMap<String, Vec<&PodView>> = BTreeMap::new();
+        for p in movable
+            .iter()
+            .filter(|p| p.annotations.get(key).map(String::as_str) == Some(value))
+        {
+            let owner = owning_workload(p, replicasets)
+                .map_or_else(|| format!("Pod {}", p.key()), |w| w.to_string());
+            by_owner.entry(owner).or_default().push(p);
+        }
+        for (owner, pods) in by_owner {
+            let (severity, verdict) = if policy.accepts(kind) {
+                (
+                    Severity::Warning,
+                    format!("evicted all the same, as policy.acceptRisks [{kind}] says"),
+                )
+            } else {
+                (
+                    Severity::Blocking,
+                    format!(
+                        "the migration would evict it, so it refuses; accept it with policy.acceptRisks: [{kind}]"
+                    ),
+                )
+            };
+            out.push(finding(
+                severity,
+                kind,
+                format!(
+                    "{owner} has {key}: \"{value}\" on {} pod(s) of the old nodes ({}): {why}; {verdict}",
+                    pods.len(),
+                    names(&pods, 3)
+                ),
+            ));
+        }
+    }
+    out
 }
 
 fn pdb_findings(

@@ -93,6 +93,30 @@ pub enum TrafficRiskPolicy {
     Warn,
 }
 
+/// A blocking pre-flight finding a request may accept by name: the migration then goes on and
+/// the finding stays in the report as a warning.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcceptedRisk {
+    /// Pods annotated `karpenter.sh/do-not-disrupt: "true"` are evicted all the same.
+    DoNotDisrupt,
+    /// Pods annotated `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"` are evicted
+    /// all the same.
+    SafeToEvictFalse,
+}
+
+impl AcceptedRisk {
+    /// The finding kind it accepts.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::DoNotDisrupt => "do-not-disrupt",
+            Self::SafeToEvictFalse => "safe-to-evict-false",
+        }
+    }
+}
+
 /// The migration policy. Every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -124,6 +148,10 @@ pub struct Policy {
     pub rollback_deletes_new_group: bool,
     /// Plan and report only; change nothing.
     pub dry_run: bool,
+    /// Blocking pre-flight findings accepted by name (`do-not-disrupt`,
+    /// `safe-to-evict-false`): they warn instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accept_risks: Vec<AcceptedRisk>,
 }
 
 impl Default for Policy {
@@ -145,11 +173,17 @@ impl Default for Policy {
             lb_drain_seconds_override: None,
             rollback_deletes_new_group: true,
             dry_run: false,
+            accept_risks: Vec::new(),
         }
     }
 }
 
 impl Policy {
+    /// Whether the request accepts the blocking finding of this kind.
+    pub fn accepts(&self, kind: &str) -> bool {
+        self.accept_risks.iter().any(|r| r.kind() == kind)
+    }
+
     /// The surged replica count for a workload of `replicas`.
     pub fn surge_replicas(&self, replicas: i32) -> i32 {
         let factor = if self.surge_factor.is_finite() && self.surge_factor >= 1.0 {

@@ -523,3 +523,60 @@ fn ip_targets_need_a_readiness_gate_and_a_prestop_as_long_as_the_nlb_lags() {
     let kinds: Vec<String> = risk_kinds(&w).into_iter().map(|f| f.1).collect();
     assert_eq!(kinds, vec!["no-readiness-gate"]);
 }
+
+/// Karpenter's `karpenter.sh/do-not-disrupt` ("Disruption", pod-level controls) and Cluster
+/// Autoscaler's `safe-to-evict: "false"` (its FAQ, "What types of pods can prevent CA from
+/// removing a node?"): the owner asked that the pod not be disrupted; a migration evicts it, so
+/// the pre-flight names its workload, once per annotation, and blocks unless the request
+/// accepts the risk by name.
+#[test]
+fn pods_that_ask_not_to_be_disrupted_block_unless_the_request_accepts_it() {
+    let mut w = world();
+    w.pods[0] = w.pods[0]
+        .clone()
+        .annotate(crate::marks::KARPENTER_DO_NOT_DISRUPT, "true");
+    w.pods[1] = w.pods[1]
+        .clone()
+        .annotate(crate::marks::CA_SAFE_TO_EVICT, "false");
+    let r = run(&w);
+    let of =
+        |kind: &str| -> Vec<&Finding> { r.findings.iter().filter(|f| f.kind == kind).collect() };
+    let dnd = of("do-not-disrupt");
+    assert_eq!(dnd.len(), 1, "{:?}", r.findings);
+    assert_eq!(dnd[0].severity, Severity::Blocking);
+    assert!(
+        dnd[0]
+            .message
+            .starts_with("Deployment a/web has karpenter.sh/do-not-disrupt"),
+        "{}",
+        dnd[0].message
+    );
+    assert!(
+        dnd[0].message.contains("a/web-1")
+            && dnd[0].message.contains("acceptRisks: [do-not-disrupt]")
+    );
+    assert_eq!(of("safe-to-evict-false")[0].severity, Severity::Blocking);
+    assert!(!r.ok());
+    w.policy.accept_risks = vec![
+        crate::request::AcceptedRisk::DoNotDisrupt,
+        crate::request::AcceptedRisk::SafeToEvictFalse,
+    ];
+    let r = run(&w);
+    assert!(r.ok(), "{:?}", r.findings);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.kind == "do-not-disrupt" && f.severity == Severity::Warning)
+    );
+    // Other values ask nothing.
+    let mut w = world();
+    w.pods[0] = w.pods[0]
+        .clone()
+        .annotate(crate::marks::CA_SAFE_TO_EVICT, "true");
+    assert!(
+        run(&w)
+            .findings
+            .iter()
+            .all(|f| f.kind != "safe-to-evict-false")
+    );
+}
