@@ -8,15 +8,6 @@ use eks_support::*;
 use ngm_twin::store::Resource;
 use serde_json::{Value, json};
 
-fn pod_on(name: &str, node: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": { "name": name, "namespace": "default", "labels": { "app": "web" } },
-        "spec": { "nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{ "name": "c", "image": "x" }] },
-        "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] },
-    })
-}
-
 fn name(n: &Value) -> String {
     n["metadata"]["name"]
         .as_str()
@@ -35,7 +26,11 @@ async fn a_rebalance_adds_a_replacement_to_the_group_then_drains_and_terminates_
     let busy = before[1].clone();
     for i in 0..2 {
         h.store
-            .create(Resource::Pod, "default", pod_on(&format!("web-{i}"), &busy))
+            .create(
+                Resource::Pod,
+                "default",
+                web_pod(&format!("web-{i}"), &busy),
+            )
             .unwrap();
     }
     let done = h.eks.capacity_rebalance("spot").await.unwrap();

@@ -5,16 +5,7 @@ mod eks_support;
 use eks_support::*;
 use ngm_twin::eks::DrainStep;
 use ngm_twin::store::Resource;
-use serde_json::{Value, json};
-
-fn web_pod(name: &str, node: &str) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": { "name": name, "namespace": "default", "labels": { "app": "web" } },
-        "spec": { "nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{ "name": "c", "image": "x" }] },
-        "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] },
-    })
-}
+use serde_json::json;
 
 /// No instance of group `ng` runs, and its Nodes still linger (no node lifecycle controller
 /// runs in this harness): each belongs to a terminated instance.

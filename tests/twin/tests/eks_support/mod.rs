@@ -11,7 +11,7 @@ use ngm_testkit::moto::MotoServer;
 use ngm_twin::clock::Clock;
 use ngm_twin::eks::{Eks, EksConfig};
 use ngm_twin::store::{Resource, Store};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const CLUSTER: &str = "twin";
 /// 100 simulated seconds per real second: a 90 s boot takes 0.9 s, a 5-minute drain 3 s.
@@ -191,4 +191,14 @@ pub fn is_ready(node: &Value) -> bool {
 
 pub fn label<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     obj.pointer("/metadata/labels")?.get(key)?.as_str()
+}
+
+/// A Ready, Running `app: web` pod bound to `node` in `default`, with no grace period.
+pub fn web_pod(name: &str, node: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default", "labels": { "app": "web" } },
+        "spec": { "nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{ "name": "c", "image": "x" }] },
+        "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] },
+    })
 }
