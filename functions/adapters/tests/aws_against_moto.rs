@@ -69,6 +69,7 @@ fn group(name: &str, subnets: &[String]) -> NodeGroupSpec {
         asg_names: vec![],
         tags: BTreeMap::from([("owner".into(), "ngm".into())]),
         node_role_arn: Some("arn:aws:iam::123456789012:role/node".into()),
+        on_demand_share: None,
     }
 }
 

@@ -5,9 +5,9 @@ use chrono::{DateTime, Datelike, Timelike, Weekday};
 use ngm_core::model::{ClusterInfo, NodeGroupSpec, Timestamp};
 
 /// Opt-in tag on a managed node group; only the value `true` opts in.
-pub const AUTO_UPDATE_TAG: &str = "ngm.io/auto-update";
+pub use ngm_core::marks::AUTO_UPDATE_TAG;
 /// Maintenance-window tag on a node group, e.g. `Sun 02:00-06:00 UTC`. Absent: any time.
-pub const WINDOW_TAG: &str = "ngm.io/maintenance-window";
+pub use ngm_core::marks::WINDOW_TAG;
 
 /// The SSM public parameter holding the recommended release for an EKS AMI type, or why the
 /// type has none (AL2 is no longer published since November 2025; custom AMIs and Windows

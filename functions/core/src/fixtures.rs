@@ -61,6 +61,7 @@ pub fn managed_source() -> NodeGroupSpec {
             ("aws:cloudformation:stack-name", "s"),
         ]),
         node_role_arn: Some("arn:aws:iam::111122223333:role/node".into()),
+        on_demand_share: None,
     }
 }
 
@@ -107,6 +108,8 @@ pub fn node(name: &str, group: &str) -> crate::model::NodeView {
             cpu_millis: 4000,
             memory_bytes: 16 << 30,
         },
+        os_image: None,
+        gpus: 0,
     }
 }
 
@@ -229,6 +232,7 @@ pub fn pod(ns: &str, name: &str, owner: &str, node: &str) -> crate::model::PodVi
         },
         shutdown: Default::default(),
         readiness_gates: vec![],
+        placement: Default::default(),
     }
 }
 

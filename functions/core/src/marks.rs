@@ -72,3 +72,19 @@ pub const SUSPENDED_PROCESSES: &[&str] = &["AZRebalance", "ScheduledActions", "A
 pub const EKS_NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
 /// Annotation the kubelet puts on a static pod's mirror.
 pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// Opt-in tag on a node group: the AMI watcher migrates it when a new EKS AMI is released (only
+/// the value `true` opts in).
+pub const AUTO_UPDATE_TAG: &str = "ngm.io/auto-update";
+/// Maintenance-window tag on a node group, e.g. `Sun 02:00-06:00 UTC`.
+pub const WINDOW_TAG: &str = "ngm.io/maintenance-window";
+/// The operator's `ngm.io/` tags: a new group carries them on, so that the next AMI release
+/// updates it too. ngm's own bookkeeping tags (`ngm.io/original-*`, `ngm.io/created-by`...) are
+/// not copied.
+pub const OPERATOR_TAGS: &[&str] = &[AUTO_UPDATE_TAG, WINDOW_TAG];
+
+/// Whether a source group's tag goes to the new group: not AWS's, and of ngm's only the
+/// operator's.
+pub fn carried_tag(key: &str) -> bool {
+    !key.starts_with("aws:") && (!key.starts_with("ngm.io/") || OPERATOR_TAGS.contains(&key))
+}

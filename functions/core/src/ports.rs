@@ -308,6 +308,10 @@ pub trait KubePort: Send + Sync {
     async fn list_services(&self) -> PortResult<Vec<ServiceView>>;
     /// Every TargetGroupBinding; none when the Load Balancer Controller's CRD is not installed.
     async fn list_target_group_bindings(&self) -> PortResult<Vec<TargetGroupBindingView>>;
+    /// Every PersistentVolume.
+    async fn list_persistent_volumes(&self) -> PortResult<Vec<crate::model::VolumeView>>;
+    /// Every Karpenter NodePool; `None` when Karpenter's CRD is not installed.
+    async fn list_node_pools(&self) -> PortResult<Option<Vec<crate::model::NodePoolView>>>;
     async fn list_endpointslices(
         &self,
         namespace: &str,

@@ -75,6 +75,10 @@ fn state_stays_under_64_kib_for_1000_nodes_and_5000_deployments() {
             cpu_millis: 16_000,
             memory_bytes: 64 << 30,
         },
+        new_node: None,
+        old_group_labels: &crate::model::Labels::new(),
+        volumes: &[],
+        node_pools: None,
         new_scaling: Scaling {
             min: 1000,
             max: 1000,

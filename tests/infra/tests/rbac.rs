@@ -7,7 +7,7 @@ use ngm_infra_tests::read;
 use serde::Deserialize as _;
 use serde_yaml::Value;
 
-/// (API group, resource, verb) as issue 5 lists them.
+/// (API group, resource, verb) as issue 5 lists them, and the pre-flight's reads since.
 const GRANTS: &[(&str, &[&str], &[&str])] = &[
     ("", &["nodes"], &["get", "list", "patch"]),
     ("", &["pods"], &["get", "list", "patch", "delete"]),
@@ -32,6 +32,9 @@ const GRANTS: &[(&str, &[&str], &[&str])] = &[
     ("", &["services"], &["get", "list"]),
     ("discovery.k8s.io", &["endpointslices"], &["get", "list"]),
     ("", &["events"], &["create"]),
+    ("", &["persistentvolumes"], &["get", "list"]),
+    ("elbv2.k8s.aws", &["targetgroupbindings"], &["get", "list"]),
+    ("karpenter.sh", &["nodepools"], &["get", "list"]),
 ];
 
 fn documents() -> Vec<Value> {

@@ -210,6 +210,8 @@ struct Raw {
     #[serde(default)]
     error: Option<OneOrMany<String>>,
     #[serde(default)]
+    cause_contains: Vec<String>,
+    #[serde(default)]
     figures: BTreeMap<String, Value>,
 }
 
@@ -221,6 +223,9 @@ pub struct Expectation {
     pub outcomes: Vec<Outcome>,
     /// When the run did not succeed, its error must be one of these (empty: any).
     pub errors: Vec<String>,
+    /// When the run did not succeed, its cause must contain each of these (a refusal names
+    /// its finding: `[pod-too-big]`).
+    pub cause_contains: Vec<String>,
     pub figures: BTreeMap<String, Bound>,
 }
 
@@ -241,6 +246,7 @@ impl Expectation {
         Ok(Self {
             outcomes,
             errors: raw.error.map(OneOrMany::into_vec).unwrap_or_default(),
+            cause_contains: raw.cause_contains,
             figures,
         })
     }
@@ -273,6 +279,16 @@ impl Expectation {
                 self.errors.join(" or "),
                 error.unwrap_or("none")
             ));
+        }
+        if !ended_well {
+            for want in &self.cause_contains {
+                if !cause.is_some_and(|c| c.contains(want.as_str())) {
+                    problems.push(format!(
+                        "expected the cause to contain {want:?}, got {:?}",
+                        cause.unwrap_or("-")
+                    ));
+                }
+            }
         }
         for (name, bound) in &self.figures {
             // Families the run has no entry for are zero (no invocation, no such error).
@@ -423,6 +439,38 @@ mod tests {
         );
         let p = e.check(Outcome::RolledBack, Some("Transient"), None, &figures(&[]));
         assert!(p[0].contains("RetireStalled or PdbBlocked"), "{p:?}");
+    }
+
+    #[test]
+    fn a_refusal_must_name_its_finding_in_the_cause() {
+        let e = parse(json!({"outcome": "failed", "error": "PreflightFailed", "causeContains": ["[pod-too-big]", "ml/encoder"]}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let named = "pre-flight failed: [pod-too-big] Deployment ml/encoder requests 12288 MiB";
+        assert!(
+            e.check(
+                Outcome::Failed,
+                Some("PreflightFailed"),
+                Some(named),
+                &figures(&[])
+            )
+            .is_empty()
+        );
+        let other = "pre-flight failed: [surge-capacity] the new group cannot hold the surge";
+        let p = e.check(
+            Outcome::Failed,
+            Some("PreflightFailed"),
+            Some(other),
+            &figures(&[]),
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("[pod-too-big]"), "{p:?}");
+        let p = e.check(
+            Outcome::Failed,
+            Some("PreflightFailed"),
+            None,
+            &figures(&[]),
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
     }
 
     #[test]

@@ -477,23 +477,15 @@ async fn a_workload_with_no_prestop_is_named_and_blocks_when_the_policy_says_so(
     assert!(o.report.changes.is_empty(), "{:?}", o.report.changes);
 }
 
-/// Karpenter's `karpenter.sh/do-not-disrupt`: the pre-flight names the workload and the
-/// annotation, says how to accept the risk, and refuses within a minute of simulated time with
-/// nothing created or changed.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_do_not_disrupt_workload_is_refused_by_name_within_a_minute_with_nothing_created() {
-    let o = run_scenario("preflight-do-not-disrupt").await;
+/// A refusal: ValidateAndPlan's one invocation fails with PreflightFailed before any other step
+/// runs, within a minute of its own time on the twin's clock (`speed` simulated seconds per
+/// wall second; the local harness's state transitions and process starts are not AWS's and are
+/// left out), with nothing created or changed. Returns the cause.
+async fn refused_within_a_minute_with_nothing_created(name: &str) -> String {
+    let o = run_scenario(name).await;
     assert_eq!(o.verdict.error.as_deref(), Some("PreflightFailed"));
-    let cause = o.verdict.cause.clone().unwrap_or_default();
-    assert!(cause.contains("Deployment media/encoder"), "{cause}");
-    assert!(cause.contains("karpenter.sh/do-not-disrupt"), "{cause}");
-    assert!(cause.contains("acceptRisks: [do-not-disrupt]"), "{cause}");
-    assert!(!cause.contains("media/web"), "{cause}");
     assert!(o.report.changes.is_empty(), "{:?}", o.report.changes);
-    // The refusal is ValidateAndPlan's one invocation, before any other step runs. Its own
-    // time, on the twin's clock (`speed` simulated seconds per wall second), is what ngm takes;
-    // the local harness's state transitions and process starts are not AWS's and are left out.
-    let speed = ngm_twin::scenario::Scenario::load(scenario("preflight-do-not-disrupt"))
+    let speed = ngm_twin::scenario::Scenario::load(scenario(name))
         .map(|s| s.cluster.speed)
         .unwrap_or_else(|e| panic!("{e}"));
     let functions = &o.verdict.figures.functions;
@@ -511,6 +503,82 @@ async fn a_do_not_disrupt_workload_is_refused_by_name_within_a_minute_with_nothi
     );
     let simulated = functions["validate-and-plan"].max_millis as f64 / 1000.0 * speed;
     assert!(simulated < 60.0, "refused after {simulated:.0} simulated s");
+    o.verdict.cause.clone().unwrap_or_default()
+}
+
+/// Karpenter's `karpenter.sh/do-not-disrupt`: the pre-flight names the workload and the
+/// annotation, says how to accept the risk, and refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_do_not_disrupt_workload_is_refused_by_name_within_a_minute_with_nothing_created() {
+    let cause = refused_within_a_minute_with_nothing_created("preflight-do-not-disrupt").await;
+    assert!(cause.contains("Deployment media/encoder"), "{cause}");
+    assert!(cause.contains("karpenter.sh/do-not-disrupt"), "{cause}");
+    assert!(cause.contains("acceptRisks: [do-not-disrupt]"), "{cause}");
+    assert!(!cause.contains("media/web"), "{cause}");
+}
+
+/// A pod bigger than a node of the target's instance type (its allocatable after the EKS
+/// AMI's reservations) is named, although the group's total capacity would hold the surge.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_bigger_than_a_new_node_is_refused_by_name() {
+    let cause = refused_within_a_minute_with_nothing_created("preflight-pod-too-big").await;
+    assert!(
+        cause.contains("[pod-too-big] Deployment media/encoder"),
+        "{cause}"
+    );
+    assert!(!cause.contains("surge-capacity"), "{cause}");
+    assert!(!cause.contains("media/web"), "{cause}");
+}
+
+/// A nodeSelector the target group cannot meet: pinned to the old group's EKS name, or on a
+/// label the request's `target.labels` dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_selector_the_target_lacks_is_refused_by_name() {
+    let cause = refused_within_a_minute_with_nothing_created("preflight-missing-label").await;
+    assert!(
+        cause.contains("[node-selector] Deployment shop/reports"),
+        "{cause}"
+    );
+    assert!(
+        cause.contains("[node-selector] Deployment shop/search"),
+        "{cause}"
+    );
+    assert!(!cause.contains("shop/web"), "{cause}");
+}
+
+/// Required zone anti-affinity leaves the surge no zone while the old pods run.
+#[tokio::test(flavor = "multi_thread")]
+async fn anti_affinity_that_leaves_the_surge_no_zone_is_refused_by_name() {
+    let cause = refused_within_a_minute_with_nothing_created("preflight-anti-affinity").await;
+    assert!(
+        cause.contains("[anti-affinity] Deployment bank/ledger"),
+        "{cause}"
+    );
+    assert!(!cause.contains("bank/web"), "{cause}");
+}
+
+/// A StatefulSet volume in a zone where the request gives the new group no subnet.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volume_in_a_zone_without_a_subnet_is_refused_by_name() {
+    let cause = refused_within_a_minute_with_nothing_created("preflight-zone-without-subnet").await;
+    assert!(cause.contains("[volume-zone] streaming/kafka-"), "{cause}");
+    assert!(cause.contains("us-east-2c"), "{cause}");
+}
+
+/// Pods on local PersistentVolumes (the twin binds `local-storage` claims to their first
+/// node's local volume) are named with their volumes and nodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statefulset_on_local_volumes_is_refused_by_name() {
+    let cause = refused_within_a_minute_with_nothing_created("preflight-local-pv").await;
+    assert!(
+        cause.contains("[local-pv] StatefulSet cache/redis"),
+        "{cause}"
+    );
+    assert!(
+        cause.contains("data-redis-0") && cause.contains("data-redis-1"),
+        "{cause}"
+    );
+    assert!(cause.contains("acceptRisks: [local-storage]"), "{cause}");
 }
 
 /// DESIGN I1: a workload without a preStop hook drops requests by itself on any rollout

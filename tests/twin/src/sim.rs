@@ -32,6 +32,7 @@ pub mod scheduler;
 pub mod scheduling;
 pub mod shared;
 pub mod statefulset;
+pub mod volumes;
 pub mod workloads;
 
 pub use runner::{Sim, SimConfig, start, start_with};

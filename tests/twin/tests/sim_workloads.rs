@@ -462,3 +462,69 @@ async fn a_raised_minimum_is_not_remembered_so_lowering_it_scales_back_at_once()
     );
     sim.stop().await;
 }
+
+/// kubernetes `pkg/controller/statefulset/stateful_pod_control.go` (claims created from the
+/// templates), kubernetes.io "Volumes" § local (a local PersistentVolume's required node
+/// affinity) and `pkg/scheduler/framework/plugins/volumebinding` ("node(s) didn't match
+/// PersistentVolume's node affinity"): a pod on a local volume never leaves its node, and
+/// once the node is gone it stays Pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_volume_holds_its_pod_to_its_node_even_after_the_node_is_gone() {
+    let (store, clock, sim) = twin();
+    let _a = node(&store, "us-west-2a", "g");
+    let _b = node(&store, "us-west-2a", "g");
+    let mut w = workload(WorkloadKind::StatefulSet, "cache", 1);
+    w.volume_claims = vec!["data".into()];
+    w.storage_class = Some("local-storage".into());
+    create(&store, &w);
+    eventually(&clock, "cache-0 ready", || {
+        ready_pods(&store, "cache-") == 1
+    })
+    .await;
+    let pod = store.get(Resource::Pod, "default", "cache-0").expect("pod");
+    let home = pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let claim = store
+        .get(Resource::PersistentVolumeClaim, "default", "data-cache-0")
+        .expect("the controller created the claim");
+    assert_eq!(claim["status"]["phase"], "Bound");
+    let pv_name = claim["spec"]["volumeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pv = store
+        .get(Resource::PersistentVolume, "", &pv_name)
+        .expect("pv");
+    assert!(pv["spec"]["local"]["path"].is_string(), "{pv}");
+    assert_eq!(
+        pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
+            [0],
+        home.as_str()
+    );
+    // The node goes (as with its group); the recreated pod has nowhere to run.
+    store
+        .delete(Resource::Node, "", &home, &DeleteOptions::default())
+        .expect("delete node");
+    store
+        .delete(
+            Resource::Pod,
+            "default",
+            "cache-0",
+            &DeleteOptions::default(),
+        )
+        .expect("delete pod");
+    eventually(&clock, "cache-0 pending on its volume's node", || {
+        store
+            .try_get(Resource::Pod, "default", "cache-0")
+            .is_some_and(|p| {
+                p["spec"]["nodeName"].is_null()
+                    && p["status"]["conditions"]
+                        .to_string()
+                        .contains("didn't match PersistentVolume's node affinity")
+            })
+    })
+    .await;
+    sim.stop().await;
+}

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use aws_sdk_autoscaling::Client;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Tag, TrafficSourceIdentifier};
-use ngm_core::model::{AsgInfo, AsgInstance, Labels, LaunchTemplateRef, Scaling, TrafficSource};
+use ngm_core::model::{
+    AsgInfo, AsgInstance, Labels, LaunchTemplateRef, OnDemandShare, Scaling, TrafficSource,
+};
 use ngm_core::ports::{AsgPort, PortError, PortResult};
 use ngm_core::state::LbAttachments;
 
@@ -76,6 +78,13 @@ fn info_of(g: &AutoScalingGroup) -> AsgInfo {
                     .collect()
             })
             .unwrap_or_default(),
+        on_demand_share: g
+            .mixed_instances_policy()
+            .and_then(|m| m.instances_distribution())
+            .map(|d| OnDemandShare {
+                base: d.on_demand_base_capacity().unwrap_or(0),
+                percent_above_base: d.on_demand_percentage_above_base_capacity().unwrap_or(100),
+            }),
         subnets: g
             .vpc_zone_identifier()
             .map(|v| {

@@ -97,6 +97,7 @@ fn spec_of(ng: &Nodegroup) -> NodeGroupSpec {
             .unwrap_or_default(),
         tags: labels(ng.tags()),
         node_role_arn: ng.node_role().map(str::to_owned),
+        on_demand_share: None,
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{LifecycleHandler, Node, Pod, PodSpec, Service};
+use k8s_openapi::api::core::v1::{LifecycleHandler, Node, PersistentVolume, Pod, PodSpec, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
@@ -13,9 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use ngm_core::model::{
     DaemonSetView, EndpointSliceView, EndpointView, HpaView, IntOrPercent, LabelSelector, Labels,
-    NodeView, OwnerRef, PdbView, PodPhase, PodView, PreStop, ReplicaSetView, Resources,
-    SelectorOperator, SelectorRequirement, ServiceType, ServiceView, Shutdown, Taint, TaintEffect,
-    Timestamp, TrafficPolicy, WorkloadKind, WorkloadView, parse_cpu_millis, parse_memory_bytes,
+    NodeOperator, NodeRequirement, NodeView, OwnerRef, PdbView, Placement, PodPhase, PodTerm,
+    PodView, PreStop, ReplicaSetView, Resources, SelectorOperator, SelectorRequirement,
+    ServiceType, ServiceView, Shutdown, SpreadConstraint, Taint, TaintEffect, Timestamp,
+    Toleration, TrafficPolicy, WorkloadKind, WorkloadView, parse_cpu_millis, parse_memory_bytes,
 };
 
 fn map(m: &Option<BTreeMap<String, String>>) -> Labels {
@@ -124,6 +125,14 @@ pub fn node(n: &Node) -> NodeView {
                 .unwrap_or(0),
         },
         labels,
+        os_image: status
+            .and_then(|s| s.node_info.as_ref())
+            .map(|i| i.os_image.clone())
+            .filter(|s| !s.is_empty()),
+        gpus: allocatable
+            .and_then(|a| a.get(GPU_RESOURCE))
+            .and_then(|q| q.0.parse::<i64>().ok())
+            .unwrap_or(0),
     }
 }
 
@@ -144,6 +153,49 @@ pub fn target_group_binding(
         service: s("/spec/serviceRef/name"),
         target_group_arn: s("/spec/targetGroupARN"),
         target_type: Some(s("/spec/targetType")).filter(|t| !t.is_empty()),
+    }
+}
+
+/// A PersistentVolume: where its data lives and which claim holds it.
+pub fn volume(v: &PersistentVolume) -> ngm_core::model::VolumeView {
+    let spec = v.spec.as_ref();
+    let nodes = spec
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.as_ref())
+        .map(|r| {
+            r.node_selector_terms
+                .iter()
+                .flat_map(|t| t.match_expressions.iter().flatten())
+                .filter(|e| e.key == "kubernetes.io/hostname" && e.operator == "In")
+                .flat_map(|e| e.values.clone().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    ngm_core::model::VolumeView {
+        name: v.metadata.name.clone().unwrap_or_default(),
+        local_path: spec.and_then(|s| {
+            s.local
+                .as_ref()
+                .map(|l| l.path.clone())
+                .or_else(|| s.host_path.as_ref().map(|h| h.path.clone()))
+        }),
+        nodes,
+        claim: spec
+            .and_then(|s| s.claim_ref.as_ref())
+            .and_then(|c| Some((c.namespace.clone()?, c.name.clone()?))),
+    }
+}
+
+/// A Karpenter NodePool, read from its JSON (a custom resource).
+pub fn node_pool(o: &kube::core::DynamicObject) -> ngm_core::model::NodePoolView {
+    ngm_core::model::NodePoolView {
+        name: o.metadata.name.clone().unwrap_or_default(),
+        node_class_group: o
+            .data
+            .pointer("/spec/template/spec/nodeClassRef/group")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 
@@ -202,8 +254,116 @@ pub fn pod(p: &Pod) -> PodView {
             .iter()
             .map(|g| g.condition_type.clone())
             .collect(),
+        placement: spec.map(placement).unwrap_or_default(),
     }
 }
+
+/// What decides which nodes can take the pod.
+fn placement(spec: &PodSpec) -> Placement {
+    let affinity = spec.affinity.as_ref();
+    let required_node_terms = affinity
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|r| {
+            r.node_selector_terms
+                .iter()
+                .map(|t| {
+                    t.match_expressions
+                        .iter()
+                        .flatten()
+                        .filter_map(|e| {
+                            Some(NodeRequirement {
+                                key: e.key.clone(),
+                                operator: match e.operator.as_str() {
+                                    "In" => NodeOperator::In,
+                                    "NotIn" => NodeOperator::NotIn,
+                                    "Exists" => NodeOperator::Exists,
+                                    "DoesNotExist" => NodeOperator::DoesNotExist,
+                                    "Gt" => NodeOperator::Gt,
+                                    "Lt" => NodeOperator::Lt,
+                                    _ => return None,
+                                },
+                                values: e.values.clone().unwrap_or_default(),
+                            })
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let anti_affinity = affinity
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|p| {
+            p.required_during_scheduling_ignored_during_execution
+                .as_deref()
+        })
+        .unwrap_or_default()
+        .iter()
+        .map(|t| PodTerm {
+            topology_key: t.topology_key.clone(),
+            selector: t.label_selector.as_ref().map(selector).unwrap_or_default(),
+            namespaces: t.namespaces.clone().unwrap_or_default(),
+        })
+        .collect();
+    let spread = spec
+        .topology_spread_constraints
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.when_unsatisfiable == "DoNotSchedule")
+        .map(|c| SpreadConstraint {
+            max_skew: c.max_skew,
+            topology_key: c.topology_key.clone(),
+            selector: c.label_selector.as_ref().map(selector).unwrap_or_default(),
+        })
+        .collect();
+    let tolerations = spec
+        .tolerations
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| Toleration {
+            key: t.key.clone().filter(|k| !k.is_empty()),
+            exists: t.operator.as_deref() == Some("Exists"),
+            value: t.value.clone(),
+            effect: t.effect.as_deref().and_then(TaintEffect::parse),
+        })
+        .collect();
+    let gpus = spec
+        .containers
+        .iter()
+        .filter_map(|c| {
+            let r = c.resources.as_ref()?;
+            let q = r
+                .limits
+                .as_ref()
+                .and_then(|l| l.get(GPU_RESOURCE))
+                .or_else(|| r.requests.as_ref()?.get(GPU_RESOURCE))?;
+            q.0.parse::<i64>().ok()
+        })
+        .sum();
+    Placement {
+        node_selector: map(&spec.node_selector),
+        required_node_terms,
+        tolerations,
+        anti_affinity,
+        spread,
+        gpus,
+        host_paths: spec
+            .volumes
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.host_path.as_ref().map(|h| h.path.clone()))
+            .collect(),
+    }
+}
+
+/// The extended resource NVIDIA's device plugin advertises (a container requests it by limit).
+const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
 /// The longest preStop hook of the pod's containers: a `sleep` action, or an exec whose
 /// command runs `sleep N` (`["sleep", "N"]`, or `sh -c "... sleep N"`); any other hook's

@@ -18,7 +18,7 @@ pub use client::{
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Node, ObjectReference, PersistentVolume, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::Eviction;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -659,6 +659,42 @@ impl KubePort for KubeAdapter {
             // The Load Balancer Controller is not installed: no binding.
             Err(PortError::NotFound { .. }) => Ok(Vec::new()),
             other => other,
+        }
+    }
+
+    async fn list_persistent_volumes(&self) -> PortResult<Vec<ngm_core::model::VolumeView>> {
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        list_all(
+            &api,
+            "list persistentvolumes",
+            self.page_size,
+            ListParams::default(),
+            convert::volume,
+        )
+        .await
+    }
+
+    async fn list_node_pools(&self) -> PortResult<Option<Vec<ngm_core::model::NodePoolView>>> {
+        let ar = kube::core::ApiResource {
+            group: "karpenter.sh".into(),
+            version: "v1".into(),
+            api_version: "karpenter.sh/v1".into(),
+            kind: "NodePool".into(),
+            plural: "nodepools".into(),
+        };
+        let api: Api<kube::core::DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        match list_all(
+            &api,
+            "list nodepools",
+            self.page_size,
+            ListParams::default(),
+            convert::node_pool,
+        )
+        .await
+        {
+            // Karpenter (or its v1 API) is not installed.
+            Err(PortError::NotFound { .. }) => Ok(None),
+            other => other.map(Some),
         }
     }
 

@@ -37,6 +37,9 @@ pub struct AsgInfo {
     /// Instance types of a mixed-instances policy, if any.
     #[serde(default)]
     pub override_instance_types: Vec<String>,
+    /// The mixed-instances policy's On-Demand share, if the group has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_share: Option<OnDemandShare>,
     #[serde(default)]
     pub subnets: Vec<String>,
     #[serde(default)]
@@ -51,6 +54,27 @@ pub struct AsgInfo {
     /// AttachTrafficSources attached is in neither list above.
     #[serde(default)]
     pub traffic_sources: Vec<TrafficSource>,
+}
+
+/// A mixed-instances policy's `InstancesDistribution`: the first `base` instances are
+/// On-Demand, then `percent_above_base` % of the rest; the others are Spot (EC2 Auto Scaling
+/// `InstancesDistribution`; unset, they are 0 and 100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnDemandShare {
+    pub base: i32,
+    pub percent_above_base: i32,
+}
+
+impl OnDemandShare {
+    /// The one capacity type a managed group could keep, or `None` for a real mix.
+    pub fn capacity_type(self) -> Option<super::CapacityType> {
+        match (self.base, self.percent_above_base) {
+            (_, 100) => Some(super::CapacityType::OnDemand),
+            (0, 0) => Some(super::CapacityType::Spot),
+            _ => None,
+        }
+    }
 }
 
 /// A traffic source of an Auto Scaling group (Auto Scaling `TrafficSourceIdentifier`).

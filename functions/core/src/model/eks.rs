@@ -195,6 +195,10 @@ pub struct NodeGroupSpec {
     pub tags: Labels,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_role_arn: Option<String>,
+    /// A self-managed group's mixed-instances On-Demand share (what its capacity type comes
+    /// from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_share: Option<super::OnDemandShare>,
 }
 
 /// The status of an asynchronous EKS update (UpdateNodegroupConfig).

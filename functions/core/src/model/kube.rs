@@ -50,6 +50,12 @@ pub struct NodeView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
     pub allocatable: Resources,
+    /// `status.nodeInfo.osImage` (`Amazon Linux 2023...`, `Bottlerocket OS 1.x (aws-k8s-1.33)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_image: Option<String>,
+    /// Allocatable `nvidia.com/gpu`.
+    #[serde(default)]
+    pub gpus: i64,
 }
 
 impl NodeView {
@@ -120,6 +126,9 @@ pub struct PodView {
     /// `spec.readinessGates[].conditionType`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readiness_gates: Vec<String>,
+    /// Which nodes can take it.
+    #[serde(default)]
+    pub placement: super::Placement,
 }
 
 /// A container's preStop hook, as far as its length can be read.
@@ -369,6 +378,33 @@ impl TargetGroupBindingView {
     pub fn ip(&self) -> bool {
         self.target_type.as_deref() == Some("ip")
     }
+}
+
+/// A PersistentVolume, as far as where its data lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeView {
+    pub name: String,
+    /// `spec.local.path` or `spec.hostPath.path`: the data is on one node's disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_path: Option<String>,
+    /// The `kubernetes.io/hostname` values of its required node affinity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// `spec.claimRef`: `(namespace, name)` of the claim bound to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<(String, String)>,
+}
+
+/// A Karpenter NodePool (`karpenter.sh/v1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePoolView {
+    pub name: String,
+    /// `spec.template.spec.nodeClassRef.group`: `karpenter.k8s.aws` (Karpenter) or
+    /// `eks.amazonaws.com` (EKS Auto Mode).
+    #[serde(default)]
+    pub node_class_group: String,
 }
 
 /// A Service.

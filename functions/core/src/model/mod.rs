@@ -5,8 +5,10 @@
 
 mod aws;
 mod eks;
+mod instances;
 mod kube;
 mod pdb;
+mod placement;
 mod quantity;
 mod selector;
 
@@ -17,20 +19,24 @@ use serde::{Deserialize, Serialize};
 
 pub use aws::{
     AsgInfo, AsgInstance, ClassicDraining, ExecutionInfo, ExecutionStatus, LaunchTemplateOverrides,
-    LaunchTemplateVersion, LbKind, LoadBalancerInfo, TargetGroupInfo, TargetHealth,
+    LaunchTemplateVersion, LbKind, LoadBalancerInfo, OnDemandShare, TargetGroupInfo, TargetHealth,
     TargetHealthState, TrafficSource,
 };
 pub use eks::{
     CapacityType, ClusterInfo, LaunchTemplateRef, NodeGroupKind, NodeGroupRef, NodeGroupSpec,
     NodeGroupStatus, Scaling, Taint, TaintEffect, UpdateStatus,
 };
+pub use instances::{Arch, INSTANCE_TYPES, InstanceType, NodeCapacity, instance_type};
 pub use kube::{
-    DaemonSetView, EndpointSliceView, EndpointView, EventType, HpaView, NodeView, ObjectRef,
-    OwnerRef, PodPhase, PodView, PreStop, ReplicaSetView, Resources, ServiceType, ServiceView,
-    Shutdown, TargetGroupBindingView, TrafficPolicy, WorkloadKind, WorkloadRef, WorkloadView,
-    hpa_of,
+    DaemonSetView, EndpointSliceView, EndpointView, EventType, HpaView, NodePoolView, NodeView,
+    ObjectRef, OwnerRef, PodPhase, PodView, PreStop, ReplicaSetView, Resources, ServiceType,
+    ServiceView, Shutdown, TargetGroupBindingView, TrafficPolicy, VolumeView, WorkloadKind,
+    WorkloadRef, WorkloadView, hpa_of,
 };
 pub use pdb::{IntOrPercent, PdbView};
+pub use placement::{
+    NodeOperator, NodeRequirement, Placement, PodTerm, SpreadConstraint, Toleration,
+};
 pub use quantity::{QuantityError, parse_cpu_millis, parse_memory_bytes};
 pub use selector::{LabelSelector, SelectorOperator, SelectorRequirement};
 

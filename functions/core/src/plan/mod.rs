@@ -12,6 +12,7 @@ pub mod wait;
 pub use action::Action;
 pub use wait::{WaitDecision, wait_until};
 pub mod drain;
+pub mod fit;
 pub mod freeze;
 pub mod lbdrain;
 pub mod lifecycle;

@@ -145,15 +145,18 @@ pub fn derive_target(req: &MigrationRequest, source: &NodeGroupSpec) -> NodeGrou
     } else if let Some(a) = &t.ami_type {
         Some(a.clone())
     } else if self_managed {
+        // The family its nodes run (Bottlerocket, NVIDIA, arm64), else AL2023 for the arch.
         let arm = instance_types.first().is_some_and(|i| arm_family(i));
-        Some(
-            if arm {
-                "AL2023_ARM_64_STANDARD"
-            } else {
-                "AL2023_x86_64_STANDARD"
-            }
-            .to_string(),
-        )
+        source.ami_type.clone().or_else(|| {
+            Some(
+                if arm {
+                    "AL2023_ARM_64_STANDARD"
+                } else {
+                    "AL2023_x86_64_STANDARD"
+                }
+                .to_string(),
+            )
+        })
     } else {
         source.ami_type.clone()
     };
@@ -171,7 +174,7 @@ pub fn derive_target(req: &MigrationRequest, source: &NodeGroupSpec) -> NodeGrou
     let mut tags: Labels = source
         .tags
         .iter()
-        .filter(|(k, _)| !k.starts_with("aws:") && !k.starts_with("ngm.io/"))
+        .filter(|(k, _)| crate::marks::carried_tag(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     tags.insert(MIGRATED_FROM_TAG.to_string(), source.name.clone());
@@ -212,6 +215,7 @@ pub fn derive_target(req: &MigrationRequest, source: &NodeGroupSpec) -> NodeGrou
             .node_role_arn
             .clone()
             .or_else(|| source.node_role_arn.clone()),
+        on_demand_share: None,
     }
 }
 

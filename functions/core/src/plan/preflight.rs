@@ -10,6 +10,7 @@ use crate::model::{
     Resources, Scaling, ServiceView, WorkloadKind, WorkloadRef, WorkloadView,
 };
 use crate::plan::drain::{Eligibility, eligibility};
+use crate::plan::fit::{Move, NewNode, spread_miss};
 use crate::plan::lbdrain::{DrainWait, lb_drain_wait, lb_wait};
 use crate::plan::scope::{in_scope, owning_workload};
 use crate::plan::surge::original_replicas;
@@ -33,7 +34,10 @@ pub struct Finding {
     /// Stable kebab-case name: `surge-capacity`, `pdb-blocks`, `no-controller`, `empty-dir`,
     /// `volume-zone`, `daemonsets`, `load-balancer`, `drain-wait`, `clb-draining-off`,
     /// `nlb-short-deregistration-delay`, `no-prestop`, `short-grace`, `short-prestop`,
-    /// `no-readiness-gate`, `vpc-lattice-source`, `do-not-disrupt`, `safe-to-evict-false`.
+    /// `no-readiness-gate`, `vpc-lattice-source`, `do-not-disrupt`, `safe-to-evict-false`,
+    /// `instance-type`, `max-pods`, `pod-too-big`, `node-selector`, `unmanaged-node-label`,
+    /// `taint-not-tolerated`, `anti-affinity`, `topology-spread`, `host-path`, `local-pv`,
+    /// `karpenter`.
     pub kind: String,
     pub message: String,
 }
@@ -107,8 +111,16 @@ pub struct PreflightInputs<'a> {
     /// `(namespace, name)` of the Services with an IP TargetGroupBinding (the Load Balancer
     /// Controller registers their pods: Ingress ALBs, `nlb-target-type: ip`, bindings).
     pub ip_services: &'a BTreeSet<(String, String)>,
-    /// Allocatable of one node of the new group.
+    /// Allocatable of one node of the new group, when `new_node` cannot say (an old node's).
     pub new_node_allocatable: Resources,
+    /// A node of the new group, built from its spec; `None` when its instance type is unknown.
+    pub new_node: Option<&'a NewNode>,
+    /// The old group's own node labels (its spec's).
+    pub old_group_labels: &'a crate::model::Labels,
+    /// Every PersistentVolume (a claim on a local one ties its pod to a node).
+    pub volumes: &'a [crate::model::VolumeView],
+    /// Karpenter's NodePools; `None` when Karpenter is not installed.
+    pub node_pools: Option<&'a [crate::model::NodePoolView]>,
     pub new_scaling: Scaling,
     /// Zones of the new group's subnets.
     pub new_zones: &'a BTreeSet<String>,
@@ -161,23 +173,24 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
         surge_requests = surge_requests.plus(w.pod_requests.times(i64::from(extra)));
     }
     // DaemonSet pods take the same share of every new node as of an old one.
-    let ds_per_node = if i.old_nodes.is_empty() {
-        Resources::default()
-    } else {
-        let total = i
-            .old_pods
-            .iter()
-            .filter(|p| p.owner_kind() == Some("DaemonSet"))
-            .fold(Resources::default(), |acc, p| acc.plus(p.requests));
-        let n = i64::try_from(i.old_nodes.len()).unwrap_or(1);
-        Resources {
-            cpu_millis: total.cpu_millis / n,
-            memory_bytes: total.memory_bytes / n,
-        }
+    let old_count = i64::try_from(i.old_nodes.len()).unwrap_or(1).max(1);
+    let ds_pods: Vec<&PodView> = i
+        .old_pods
+        .iter()
+        .filter(|p| p.owner_kind() == Some("DaemonSet"))
+        .collect();
+    let ds_total = ds_pods
+        .iter()
+        .fold(Resources::default(), |acc, p| acc.plus(p.requests));
+    let ds_per_node = Resources {
+        cpu_millis: ds_total.cpu_millis / old_count,
+        memory_bytes: ds_total.memory_bytes / old_count,
     };
+    let ds_pods_per_node = (i64::try_from(ds_pods.len()).unwrap_or(0) + old_count - 1) / old_count;
+    let allocatable = i.new_node.map_or(i.new_node_allocatable, |n| n.allocatable);
     let per_node = Resources {
-        cpu_millis: (i.new_node_allocatable.cpu_millis - ds_per_node.cpu_millis).max(0),
-        memory_bytes: (i.new_node_allocatable.memory_bytes - ds_per_node.memory_bytes).max(0),
+        cpu_millis: (allocatable.cpu_millis - ds_per_node.cpu_millis).max(0),
+        memory_bytes: (allocatable.memory_bytes - ds_per_node.memory_bytes).max(0),
     };
     let needed = surge_requests.plus(evicted_requests);
     let capacity = SurgeCapacity {
@@ -210,7 +223,26 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
             ),
         ));
     }
+    if let Some(new) = i.new_node {
+        let moves = moves(&i, &movable, &surged);
+        findings.extend(pod_count_findings(
+            new,
+            &moves,
+            ds_pods_per_node,
+            i.new_scaling,
+        ));
+        findings.extend(placement_findings(&i, new, per_node, &moves));
+    }
 
+    findings.extend(local_volume_findings(
+        &movable,
+        i.volumes,
+        i.replicasets,
+        i.policy,
+    ));
+    if let Some(pools) = i.node_pools.filter(|p| !p.is_empty()) {
+        findings.push(karpenter_finding(pools, !fits(capacity.at_desired)));
+    }
     pdb_findings(&i, &movable, &surged, &mut findings);
     findings.extend(opt_out_findings(&movable, i.replicasets, i.policy));
 
@@ -643,4 +675,332 @@ pub fn workload_risks(
         }
     }
     out
+}
+
+/// The pods of one workload (or one bare pod) that leave the old nodes.
+struct Leaving<'a> {
+    who: String,
+    pods: Vec<&'a PodView>,
+    /// Pods the surge adds on the new group while these still run.
+    surged: u32,
+}
+
+fn moves<'a>(
+    i: &PreflightInputs<'a>,
+    movable: &[&'a PodView],
+    surged: &BTreeSet<WorkloadRef>,
+) -> Vec<Leaving<'a>> {
+    let mut by_owner: BTreeMap<String, Leaving<'a>> = BTreeMap::new();
+    for p in movable
+        .iter()
+        .copied()
+        .filter(|p| p.owner_kind() != Some("DaemonSet"))
+    {
+        let owner = owning_workload(p, i.replicasets);
+        let who = owner
+            .as_ref()
+            .map_or_else(|| format!("Pod {}", p.key()), ToString::to_string);
+        let extra = owner
+            .filter(|w| surged.contains(w))
+            .and_then(|w| i.workloads.iter().find(|v| v.workload_ref() == w))
+            .map_or(0, |v| {
+                let original = original_replicas(v);
+                u32::try_from(i.policy.surge_replicas(original) - original).unwrap_or(0)
+            });
+        by_owner
+            .entry(who.clone())
+            .or_insert_with(|| Leaving {
+                who,
+                pods: Vec::new(),
+                surged: extra,
+            })
+            .pods
+            .push(p);
+    }
+    by_owner.into_values().collect()
+}
+
+/// EKS's max pods per node against the pods that end on the new group, beside its DaemonSets'.
+fn pod_count_findings(
+    new: &NewNode,
+    moves: &[Leaving<'_>],
+    ds_pods_per_node: i64,
+    scaling: crate::model::Scaling,
+) -> Vec<Finding> {
+    let needed: i64 = moves
+        .iter()
+        .map(|m| i64::from(m.surged).max(i64::try_from(m.pods.len()).unwrap_or(i64::MAX)))
+        .sum();
+    let room = (new.max_pods - ds_pods_per_node).max(0);
+    let at = |nodes: i32| room * i64::from(nodes);
+    let what = format!(
+        "{needed} pods must run on the new group; a {} node takes {} pods (EKS's max pods) of \
+         which {ds_pods_per_node} are DaemonSet pods",
+        new.instance_type.name, new.max_pods
+    );
+    if needed > at(scaling.max) {
+        vec![finding(
+            Severity::Blocking,
+            "max-pods",
+            format!(
+                "{what}, so even its max of {} nodes holds only {}",
+                scaling.max,
+                at(scaling.max)
+            ),
+        )]
+    } else if needed > at(scaling.desired) {
+        vec![finding(
+            Severity::Warning,
+            "max-pods",
+            format!(
+                "{what}, so its desired {} nodes hold only {}; it relies on the autoscaler",
+                scaling.desired,
+                at(scaling.desired)
+            ),
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Each leaving workload put through the scheduler's filters against a node of the new group;
+/// one finding per workload and reason that rules every new node out.
+fn placement_findings(
+    i: &PreflightInputs<'_>,
+    new: &NewNode,
+    per_node: Resources,
+    moves: &[Leaving<'_>],
+) -> Vec<Finding> {
+    use crate::request::AcceptedRisk;
+    let zone_of_node: BTreeMap<String, String> = i
+        .old_nodes
+        .iter()
+        .filter_map(|n| n.zone.clone().map(|z| (n.name.clone(), z)))
+        .collect();
+    let old_label_keys: BTreeSet<&String> =
+        i.old_nodes.iter().flat_map(|n| n.labels.keys()).collect();
+    let refuse = "and the migration refuses before creating anything";
+    let mut out = Vec::new();
+    for m in moves {
+        let Some(p) = m.pods.first().copied() else {
+            continue;
+        };
+        let who = &m.who;
+        let r = p.requests;
+        if r.cpu_millis > per_node.cpu_millis || r.memory_bytes > per_node.memory_bytes {
+            out.push(finding(
+                Severity::Blocking,
+                "pod-too-big",
+                format!(
+                    "{who} requests {}m CPU and {} MiB per pod, more than a {} node of the new \
+                     group offers beside its DaemonSets ({}m, {} MiB): its pods would stay \
+                     Pending, {refuse}; choose a larger instance type",
+                    r.cpu_millis,
+                    r.memory_bytes >> 20,
+                    new.instance_type.name,
+                    per_node.cpu_millis,
+                    per_node.memory_bytes >> 20
+                ),
+            ));
+        } else if p.placement.gpus > new.gpus {
+            out.push(finding(
+                Severity::Blocking,
+                "pod-too-big",
+                format!(
+                    "{who} requests {} nvidia.com/gpu per pod and a {} node has {}: its pods \
+                     would stay Pending, {refuse}; choose a GPU instance type",
+                    p.placement.gpus, new.instance_type.name, new.gpus
+                ),
+            ));
+        }
+        if let Some((key, why)) = new.selection_miss(p) {
+            // The old nodes carry it, but neither their group nor Kubernetes set it.
+            let unmanaged = !new.labels.contains_key(&key)
+                && !new.unknown_values.contains(&key)
+                && !i.old_group_labels.contains_key(&key)
+                && old_label_keys.contains(&key);
+            if unmanaged && i.policy.accepts(AcceptedRisk::UnmanagedNodeLabel.kind()) {
+                out.push(finding(
+                    Severity::Warning,
+                    AcceptedRisk::UnmanagedNodeLabel.kind(),
+                    format!(
+                        "{who}: {why}; the old nodes carry {key} from outside their group, and \
+                         policy.acceptRisks [unmanaged-node-label] says something labels the \
+                         new nodes too"
+                    ),
+                ));
+            } else if unmanaged {
+                out.push(finding(
+                    Severity::Blocking,
+                    AcceptedRisk::UnmanagedNodeLabel.kind(),
+                    format!(
+                        "{who}: {why}; the old nodes carry {key}, but not from their group's \
+                         labels, so its pods would stay Pending unless something labels the new \
+                         nodes too, {refuse}; add {key} to target.labels, or accept it with \
+                         policy.acceptRisks: [unmanaged-node-label]"
+                    ),
+                ));
+            } else {
+                out.push(finding(
+                    Severity::Blocking,
+                    "node-selector",
+                    format!(
+                        "{who}: {why}, so no node of the new group can take its pods, {refuse}; \
+                         set the label in target.labels or change the selector"
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = new.untolerated(p) {
+            out.push(finding(
+                Severity::Blocking,
+                "taint-not-tolerated",
+                format!(
+                    "{who} does not tolerate the new group's taint {}{}:{}, so no node of the \
+                     new group can take its pods, {refuse}",
+                    t.key,
+                    t.value
+                        .as_deref()
+                        .map(|v| format!("={v}"))
+                        .unwrap_or_default(),
+                    t.effect.kube_name()
+                ),
+            ));
+        }
+        let mv = Move {
+            pod: p,
+            on_old: &m.pods,
+            surged: m.surged,
+        };
+        if let Some((kind, why)) = spread_miss(mv, new, &zone_of_node) {
+            out.push(finding(
+                Severity::Blocking,
+                kind,
+                format!("{who}: {why}, {refuse}"),
+            ));
+        }
+        if !p.placement.host_paths.is_empty() {
+            out.push(finding(
+                Severity::Warning,
+                "host-path",
+                format!(
+                    "{who} mounts hostPath {}: what its pods write there stays on the old node \
+                     and is deleted with it",
+                    p.placement.host_paths.join(", ")
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Pods whose claims are bound to a local PersistentVolume: its node affinity ties the pod to
+/// that node (kubernetes.io, "Volumes", local), so once evicted it can never run again, and
+/// the data goes with the old group. Each workload is named once; it blocks unless
+/// `policy.acceptRisks` accepts `local-storage`.
+fn local_volume_findings(
+    movable: &[&PodView],
+    volumes: &[crate::model::VolumeView],
+    replicasets: &[ReplicaSetView],
+    policy: &Policy,
+) -> Vec<Finding> {
+    use crate::request::AcceptedRisk;
+    let local: BTreeMap<(&str, &str), &crate::model::VolumeView> = volumes
+        .iter()
+        .filter(|v| v.local_path.is_some())
+        .filter_map(|v| {
+            v.claim
+                .as_ref()
+                .map(|(ns, name)| ((ns.as_str(), name.as_str()), v))
+        })
+        .collect();
+    let mut by_owner: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in movable {
+        for claim in &p.pvc_names {
+            if let Some(v) = local.get(&(p.namespace.as_str(), claim.as_str())) {
+                let who = owning_workload(p, replicasets)
+                    .map_or_else(|| format!("Pod {}", p.key()), |w| w.to_string());
+                by_owner.entry(who).or_default().push(format!(
+                    "{} (claim {claim} of {}, {} on {})",
+                    v.name,
+                    p.name,
+                    v.local_path.as_deref().unwrap_or_default(),
+                    if v.nodes.is_empty() {
+                        "its node".to_string()
+                    } else {
+                        v.nodes.join(", ")
+                    }
+                ));
+            }
+        }
+    }
+    let accepted = policy.accepts(AcceptedRisk::LocalStorage.kind());
+    by_owner
+        .into_iter()
+        .map(|(who, vols)| {
+            let (severity, verdict) = if accepted {
+                (
+                    Severity::Warning,
+                    "evicted all the same, as policy.acceptRisks [local-storage] says: delete \
+                     each claim so that its pod can start on a new node, empty"
+                        .to_string(),
+                )
+            } else {
+                (
+                    Severity::Blocking,
+                    "the migration refuses before creating anything; move the data off the old \
+                     nodes first, or accept its loss with policy.acceptRisks: [local-storage]"
+                        .to_string(),
+                )
+            };
+            finding(
+                severity,
+                "local-pv",
+                format!(
+                    "{who} keeps its data on local PersistentVolume(s) {}: a local volume's node \
+                     affinity ties each pod to its node, so once evicted it can never start \
+                     again, and the data is deleted with the old group; {verdict}",
+                    vols.join("; ")
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Karpenter is installed: what it may do during the migration and what ngm does about it.
+fn karpenter_finding(pools: &[crate::model::NodePoolView], surge_needs_more: bool) -> Finding {
+    let names: Vec<String> = pools
+        .iter()
+        .map(|p| {
+            if p.node_class_group == "eks.amazonaws.com" {
+                format!("{} (EKS Auto Mode)", p.name)
+            } else {
+                p.name.clone()
+            }
+        })
+        .collect();
+    let (severity, capacity) = if surge_needs_more {
+        (
+            Severity::Warning,
+            "the surge needs more than the new group's desired size, so Karpenter may well \
+             launch its own nodes for the surged pods before the group's autoscaler acts",
+        )
+    } else {
+        (
+            Severity::Info,
+            "the new group's desired size holds the surge, so Karpenter should have nothing \
+             to launch",
+        )
+    };
+    finding(
+        severity,
+        "karpenter",
+        format!(
+            "Karpenter NodePools {} are installed: Karpenter launches nodes for any pod left \
+             unschedulable that a NodePool admits; {capacity}. ngm leaves Karpenter alone: it \
+             moves only the old group's pods, never drains Karpenter's nodes, and refuses pods \
+             marked karpenter.sh/do-not-disrupt unless the request accepts it",
+            names.join(", ")
+        ),
+    )
 }

@@ -35,6 +35,19 @@ pub fn validate_against_source(
             ),
         );
     }
+    if let Some(share) = source.on_demand_share
+        && share.capacity_type().is_none()
+        && t.capacity_type.is_none()
+    {
+        e.add(
+            "target.capacityType",
+            format!(
+                "is needed: source group {} mixes On-Demand ({} first, then {} % of the rest) \
+                 and Spot, and a managed group holds only one kind; set ON_DEMAND or SPOT",
+                source.name, share.base, share.percent_above_base
+            ),
+        );
+    }
     if source.node_role_arn.is_none() && t.node_role_arn.is_none() {
         e.add(
             "target.nodeRoleArn",

@@ -105,6 +105,12 @@ pub enum AcceptedRisk {
     /// Pods annotated `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"` are evicted
     /// all the same.
     SafeToEvictFalse,
+    /// Pods that select a node label the old nodes carry but the new group does not set
+    /// (something else labels the nodes) move all the same.
+    UnmanagedNodeLabel,
+    /// Pods whose data lives on the old node (a local PersistentVolume, a `hostPath`) are
+    /// evicted all the same, and that data is lost with the old group.
+    LocalStorage,
 }
 
 impl AcceptedRisk {
@@ -113,6 +119,8 @@ impl AcceptedRisk {
         match self {
             Self::DoNotDisrupt => "do-not-disrupt",
             Self::SafeToEvictFalse => "safe-to-evict-false",
+            Self::UnmanagedNodeLabel => "unmanaged-node-label",
+            Self::LocalStorage => "local-storage",
         }
     }
 }
@@ -149,7 +157,7 @@ pub struct Policy {
     /// Plan and report only; change nothing.
     pub dry_run: bool,
     /// Blocking pre-flight findings accepted by name (`do-not-disrupt`,
-    /// `safe-to-evict-false`): they warn instead.
+    /// `safe-to-evict-false`, `unmanaged-node-label`, `local-storage`): they warn instead.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub accept_risks: Vec<AcceptedRisk>,
 }

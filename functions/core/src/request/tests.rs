@@ -298,6 +298,31 @@ fn source_dependent_checks_explain_what_is_missing() {
             .iter()
             .any(|m| m.starts_with("target.nodeRoleArn is required"))
     );
+
+    // A source that mixes On-Demand and Spot needs the request to choose.
+    let mut mixed = managed_source().self_managed();
+    mixed.on_demand_share = Some(crate::model::OnDemandShare {
+        base: 1,
+        percent_above_base: 25,
+    });
+    let req = crate::fixtures::request(json!({
+        "cluster": {"name": "prod", "region": "eu-west-1"},
+        "source": {"autoScalingGroup": "asg-a"},
+        "target": {"nodeRoleArn": "arn:aws:iam::111122223333:role/node"}
+    }));
+    let errs = messages(validate_against_source(&req, &mixed));
+    assert!(
+        errs.iter()
+            .any(|m| m.starts_with("target.capacityType is needed")
+                && m.contains("1 first, then 25 % of the rest")),
+        "{errs:?}"
+    );
+    let chosen = crate::fixtures::request(json!({
+        "cluster": {"name": "prod", "region": "eu-west-1"},
+        "source": {"autoScalingGroup": "asg-a"},
+        "target": {"nodeRoleArn": "arn:aws:iam::111122223333:role/node", "capacityType": "SPOT"}
+    }));
+    assert_eq!(validate_against_source(&chosen, &mixed), Ok(()));
 }
 
 #[test]

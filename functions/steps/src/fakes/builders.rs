@@ -39,6 +39,8 @@ pub(crate) fn node_of(
         )),
         zone,
         allocatable,
+        os_image: None,
+        gpus: 0,
     }
 }
 
@@ -70,6 +72,7 @@ pub fn managed_group(name: &str, instance_type: &str, desired: i32) -> NodeGroup
         asg_names: vec![format!("eks-{name}")],
         tags: Labels::new(),
         node_role_arn: Some("arn:aws:iam::111122223333:role/node".into()),
+        on_demand_share: None,
     }
 }
 
@@ -186,6 +189,7 @@ impl FakeCloud {
                     suspended_processes: vec![],
                     launch_template: None,
                     override_instance_types: vec![],
+                    on_demand_share: None,
                     subnets: spec.subnets.clone(),
                     availability_zones: vec!["eu-west-1a".into()],
                     load_balancer_names: vec![],

@@ -227,6 +227,7 @@ fn new_pod(i: &mut Inner, w: &WorkloadView, name: String, owner: OwnerRef) -> Po
         requests: w.pod_requests,
         shutdown: Default::default(),
         readiness_gates: vec![],
+        placement: Default::default(),
     }
 }
 
@@ -327,6 +328,7 @@ fn daemonsets(i: &mut Inner) {
                     requests: Default::default(),
                     shutdown: Default::default(),
                     readiness_gates: vec![],
+                    placement: Default::default(),
                 },
             );
         }

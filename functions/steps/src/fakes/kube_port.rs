@@ -275,6 +275,18 @@ impl KubePort for FakeCloud {
         Ok(i.w.target_group_bindings.clone())
     }
 
+    async fn list_persistent_volumes(&self) -> PortResult<Vec<ngm_core::model::VolumeView>> {
+        let mut i = self.lock();
+        i.enter("list_persistent_volumes", "", false)?;
+        Ok(i.w.volumes.clone())
+    }
+
+    async fn list_node_pools(&self) -> PortResult<Option<Vec<ngm_core::model::NodePoolView>>> {
+        let mut i = self.lock();
+        i.enter("list_node_pools", "", false)?;
+        Ok(i.w.node_pools.clone())
+    }
+
     async fn list_endpointslices(
         &self,
         namespace: &str,

@@ -73,6 +73,9 @@ pub struct Snapshot {
     pub daemonsets: Vec<DaemonSetView>,
     pub services: Vec<ServiceView>,
     pub target_group_bindings: Vec<ngm_core::model::TargetGroupBindingView>,
+    pub volumes: Vec<ngm_core::model::VolumeView>,
+    /// Karpenter's NodePools; `None`: Karpenter is not installed.
+    pub node_pools: Option<Vec<ngm_core::model::NodePoolView>>,
     pub load_balancers: BTreeMap<String, LoadBalancerInfo>,
     pub target_health: BTreeMap<String, Vec<TargetHealth>>,
     pub subnet_zones: BTreeMap<String, String>,

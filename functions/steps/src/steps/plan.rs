@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use ngm_core::model::{ClusterInfo, NodeGroupKind, NodeGroupSpec, NodeView, Resources, Timestamp};
+use ngm_core::plan::fit::NewNode;
 use ngm_core::plan::lifecycle::{LockDecision, lease_seconds, lock_key, plan_lock, plan_unlock};
 use ngm_core::plan::newgroup::derive_target;
 use ngm_core::plan::preflight::{
@@ -188,7 +189,11 @@ async fn preflight(
             .collect(),
         None => old_zones,
     };
-    // A new node's allocatable is unknown until one exists; an old node's stands in for it.
+    // A node of the new group, from its instance type; when that is unknown, an old node's
+    // allocatable stands in for it.
+    let new_node = NewNode::of(&target, &new_zones);
+    let volumes = world.kube.list_persistent_volumes().await?;
+    let node_pools = world.kube.list_node_pools().await?;
     let allocatable = view
         .old_nodes
         .first()
@@ -205,9 +210,20 @@ async fn preflight(
         services: &view.services,
         ip_services: &ip_services,
         new_node_allocatable: allocatable,
+        new_node: new_node.as_ref().ok(),
+        old_group_labels: &source.labels,
+        volumes: &volumes,
+        node_pools: node_pools.as_deref(),
         new_scaling: target.scaling,
         new_zones: &new_zones,
     });
+    if let Err(e) = &new_node {
+        report.findings.push(Finding {
+            severity: Severity::Info,
+            kind: "instance-type".into(),
+            message: e.to_string(),
+        });
+    }
     // ngm attaches and detaches a VPC Lattice traffic source with the groups, but reads no
     // target health there: neither the health gate nor the observed drain covers it.
     for t in attachments
@@ -287,7 +303,7 @@ async fn plan_and_lock(
                 .findings
                 .iter()
                 .filter(|f| f.severity == Severity::Blocking)
-                .map(|f| f.message.clone())
+                .map(|f| format!("[{}] {}", f.kind, f.message))
                 .collect(),
         });
     }

@@ -37,6 +37,12 @@ fn pod_template(w: &Workload) -> Value {
     if !w.node_selector.is_empty() {
         spec["nodeSelector"] = json!(w.node_selector);
     }
+    if let Some(a) = &w.affinity {
+        spec["affinity"] = a.clone();
+    }
+    if !w.topology_spread_constraints.is_empty() {
+        spec["topologySpreadConstraints"] = json!(w.topology_spread_constraints);
+    }
     if w.empty_dir {
         spec["volumes"] = json!([{ "name": "scratch", "emptyDir": {} }]);
         spec["containers"][0]["volumeMounts"] =
@@ -73,7 +79,7 @@ pub fn workload_objects(w: &Workload) -> Vec<(Resource, Value)> {
                 .iter()
                 .map(|c| json!({
                     "metadata": { "name": c },
-                    "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "resources": { "requests": { "storage": "10Gi" } } },
+                    "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": w.storage_class.as_deref().unwrap_or("gp3"), "resources": { "requests": { "storage": "10Gi" } } },
                 }))
                 .collect();
             let mut spec = json!({ "replicas": w.replicas, "serviceName": w.name, "selector": selector, "template": template });

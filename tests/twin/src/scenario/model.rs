@@ -308,6 +308,12 @@ pub struct Workload {
     pub tolerations: Vec<Value>,
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
+    /// A pod spec's `affinity`, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Value>,
+    /// A pod spec's `topologySpreadConstraints`, as written.
+    #[serde(default)]
+    pub topology_spread_constraints: Vec<Value>,
     /// Mount an emptyDir volume (scratch data lost on eviction).
     #[serde(default)]
     pub empty_dir: bool,
@@ -317,6 +323,10 @@ pub struct Workload {
     /// StatefulSet volume claim templates, by name.
     #[serde(default)]
     pub volume_claims: Vec<String>,
+    /// Their storage class: `gp3` (EBS) unless set; `local-storage` binds each claim to the
+    /// local volume of the node its pod first runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
     /// StatefulSet `podManagementPolicy` (`OrderedReady` or `Parallel`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_management_policy: Option<String>,

@@ -59,6 +59,15 @@ pub const INSTANCE_TYPES: &[InstanceType] = &[
     it("r5.large", 2, 16, 29, X86),
     it("r5.xlarge", 4, 32, 58, X86),
     it("r5.2xlarge", 8, 64, 58, X86),
+    // NVMe instance store (local volumes): 15.25 and 30.5 GiB.
+    InstanceType {
+        memory_mib: 15616,
+        ..it("i3.large", 2, 0, 29, X86)
+    },
+    InstanceType {
+        memory_mib: 31232,
+        ..it("i3.xlarge", 4, 0, 58, X86)
+    },
 ];
 
 /// The instance type by name.

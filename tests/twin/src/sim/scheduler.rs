@@ -14,8 +14,9 @@ use super::podutil::{
     controller_of, created, is_terminal, is_terminating, key, node_name, requests,
 };
 use super::runner::Ctx;
-use super::scheduling::{NodeInfo, pick_node};
+use super::scheduling::{NodeInfo, fits, pick_node, unschedulable_message};
 use super::shared::pod_claims;
+use super::volumes::{LOCAL_PV_CONFLICT, bind_at_first_consumer};
 use crate::store::Resource;
 
 pub fn reconcile(ctx: &mut Ctx<'_>) {
@@ -100,7 +101,23 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
                 .copied()
                 .unwrap_or(0)
         };
-        match pick_node(&pod, req, &nodes, zone.as_deref(), &siblings_on) {
+        // A claim bound to a local volume holds the pod to that volume's node.
+        let local_node = claims.iter().find_map(|c| ctx.volumes.node(&ns, c));
+        let picked = match &local_node {
+            None => pick_node(&pod, req, &nodes, zone.as_deref(), &siblings_on),
+            Some(n) => match index.get(n) {
+                Some(&i) => fits(&pod, req, &nodes[i], zone.as_deref())
+                    .map(|()| i)
+                    .map_err(|why| {
+                        unschedulable_message(nodes.len(), &[(why.to_string(), 1)].into())
+                    }),
+                None => Err(unschedulable_message(
+                    nodes.len(),
+                    &[(LOCAL_PV_CONFLICT.to_string(), nodes.len())].into(),
+                )),
+            },
+        };
+        match picked {
             Ok(i) => {
                 let node = nodes[i].name.clone();
                 let bound = ctx.store.mutate(Resource::Pod, &ns, &name, |v| {
@@ -122,7 +139,7 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
                     }
                     if let Some(z) = nodes[i].zone() {
                         for c in &claims {
-                            ctx.volumes.pin(&ns, c, z);
+                            bind_at_first_consumer(ctx.store, ctx.volumes, &ns, c, &node, z);
                         }
                     }
                 }

@@ -73,6 +73,8 @@ impl InFlight {
 #[derive(Clone, Debug, Default)]
 pub struct VolumeZones {
     zones: Arc<Mutex<HashMap<(String, String), String>>>,
+    /// Claims bound to a node's local volume.
+    nodes: Arc<Mutex<HashMap<(String, String), String>>>,
 }
 
 impl VolumeZones {
@@ -92,6 +94,24 @@ impl VolumeZones {
             .unwrap_or_else(|e| e.into_inner())
             .entry((ns.to_string(), claim.to_string()))
             .or_insert_with(|| zone.to_string());
+    }
+
+    /// The node of a claim bound to a local volume.
+    pub fn node(&self, ns: &str, claim: &str) -> Option<String> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(ns.to_string(), claim.to_string()))
+            .cloned()
+    }
+
+    /// Pins a claim to a node's local volume if it is not pinned yet.
+    pub fn pin_node(&self, ns: &str, claim: &str, node: &str) {
+        self.nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((ns.to_string(), claim.to_string()))
+            .or_insert_with(|| node.to_string());
     }
 
     /// Every pinned claim: `((namespace, claim), zone)`.

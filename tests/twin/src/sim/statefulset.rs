@@ -86,7 +86,11 @@ fn sync(ctx: &mut Ctx<'_>, s: &StatefulSet) {
                 }
                 for t in spec.volume_claim_templates.iter().flatten() {
                     let tname = t.metadata.name.clone().unwrap_or_default();
-                    let volume = json!({ "name": tname, "persistentVolumeClaim": { "claimName": claim_name(&tname, &name, i) } });
+                    let claim = claim_name(&tname, &name, i);
+                    let template = serde_json::to_value(t).unwrap_or_default();
+                    super::volumes::ensure_claim(ctx.store, &ns, &claim, &template);
+                    let volume =
+                        json!({ "name": tname, "persistentVolumeClaim": { "claimName": claim } });
                     match pod["spec"]["volumes"].as_array_mut() {
                         Some(vs) => vs.push(volume),
                         None => pod["spec"]["volumes"] = json!([volume]),

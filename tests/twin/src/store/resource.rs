@@ -21,11 +21,15 @@ pub enum Resource {
     Ingress,
     /// The AWS Load Balancer Controller's custom resource (`elbv2.k8s.aws/v1beta1`).
     TargetGroupBinding,
+    PersistentVolumeClaim,
+    PersistentVolume,
+    /// Karpenter's custom resource (`karpenter.sh/v1`), served when a scenario installs it.
+    NodePool,
 }
 
 impl Resource {
     /// Every resource, in discovery order.
-    pub const ALL: [Resource; 15] = [
+    pub const ALL: [Resource; 18] = [
         Resource::Namespace,
         Resource::Node,
         Resource::Pod,
@@ -41,6 +45,9 @@ impl Resource {
         Resource::HorizontalPodAutoscaler,
         Resource::Ingress,
         Resource::TargetGroupBinding,
+        Resource::PersistentVolumeClaim,
+        Resource::PersistentVolume,
+        Resource::NodePool,
     ];
 
     /// The API group ("" for core).
@@ -51,13 +58,16 @@ impl Resource {
             | Self::Pod
             | Self::Service
             | Self::Endpoints
-            | Self::Event => "",
+            | Self::Event
+            | Self::PersistentVolumeClaim
+            | Self::PersistentVolume => "",
             Self::EndpointSlice => "discovery.k8s.io",
             Self::Deployment | Self::StatefulSet | Self::ReplicaSet | Self::DaemonSet => "apps",
             Self::PodDisruptionBudget => "policy",
             Self::HorizontalPodAutoscaler => "autoscaling",
             Self::Ingress => "networking.k8s.io",
             Self::TargetGroupBinding => "elbv2.k8s.aws",
+            Self::NodePool => "karpenter.sh",
         }
     }
 
@@ -79,6 +89,7 @@ impl Resource {
             Self::HorizontalPodAutoscaler => "autoscaling/v2",
             Self::Ingress => "networking.k8s.io/v1",
             Self::TargetGroupBinding => "elbv2.k8s.aws/v1beta1",
+            Self::NodePool => "karpenter.sh/v1",
             _ => "v1",
         }
     }
@@ -101,6 +112,9 @@ impl Resource {
             Self::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
             Self::Ingress => "Ingress",
             Self::TargetGroupBinding => "TargetGroupBinding",
+            Self::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Self::PersistentVolume => "PersistentVolume",
+            Self::NodePool => "NodePool",
         }
     }
 
@@ -122,6 +136,9 @@ impl Resource {
             Self::HorizontalPodAutoscaler => "horizontalpodautoscalers",
             Self::Ingress => "ingresses",
             Self::TargetGroupBinding => "targetgroupbindings",
+            Self::PersistentVolumeClaim => "persistentvolumeclaims",
+            Self::PersistentVolume => "persistentvolumes",
+            Self::NodePool => "nodepools",
         }
     }
 
@@ -147,13 +164,18 @@ impl Resource {
             Self::PodDisruptionBudget => &["pdb"],
             Self::HorizontalPodAutoscaler => &["hpa"],
             Self::Ingress => &["ing"],
-            Self::TargetGroupBinding => &[],
+            Self::TargetGroupBinding | Self::NodePool => &[],
+            Self::PersistentVolumeClaim => &["pvc"],
+            Self::PersistentVolume => &["pv"],
         }
     }
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Self::Namespace | Self::Node)
+        !matches!(
+            self,
+            Self::Namespace | Self::Node | Self::PersistentVolume | Self::NodePool
+        )
     }
 
     /// Whether the kind has a `/status` subresource.

@@ -20,6 +20,7 @@ fn asg(name: &str, scaling: Scaling, tags: &[(&str, &str)], suspended: &[&str]) 
         suspended_processes: suspended.iter().map(|s| s.to_string()).collect(),
         launch_template: None,
         override_instance_types: vec![],
+        on_demand_share: None,
         subnets: vec![],
         availability_zones: vec![],
         load_balancer_names: vec![],

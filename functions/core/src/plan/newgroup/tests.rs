@@ -164,3 +164,40 @@ fn same_shape_ignores_names_and_order() {
     b.scaling.max += 1;
     assert!(!same_shape(&a, &b));
 }
+
+/// The operator's opt-in tags go with the group, so the next AMI release updates the new one
+/// too; ngm's own bookkeeping tags stay behind.
+#[test]
+fn the_operators_ngm_tags_are_carried_to_the_new_group() {
+    let mut source = managed_source();
+    for (k, v) in [
+        ("ngm.io/auto-update", "true"),
+        ("ngm.io/maintenance-window", "Sun 02:00-06:00 UTC"),
+        ("ngm.io/original-scaling", "1,3,2"),
+        (
+            "ngm.io/created-by",
+            "arn:aws:states:eu-west-1:1:execution:x:y",
+        ),
+    ] {
+        source.tags.insert(k.into(), v.into());
+    }
+    let d = derive_target(&request_with_target(json!({})), &source);
+    assert_eq!(
+        d.tags.get("ngm.io/auto-update").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        d.tags.get("ngm.io/maintenance-window").map(String::as_str),
+        Some("Sun 02:00-06:00 UTC")
+    );
+    assert!(
+        !d.tags.contains_key("ngm.io/original-scaling"),
+        "{:?}",
+        d.tags
+    );
+    assert_eq!(
+        d.tags.get("ngm.io/created-by").map(String::as_str),
+        None,
+        "ngm marks its own groups itself"
+    );
+}

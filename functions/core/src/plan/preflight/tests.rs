@@ -17,6 +17,8 @@ struct World {
     ip_services: BTreeSet<(String, String)>,
     zones: BTreeSet<String>,
     scaling: Scaling,
+    volumes: Vec<crate::model::VolumeView>,
+    node_pools: Option<Vec<crate::model::NodePoolView>>,
 }
 
 fn world() -> World {
@@ -42,6 +44,8 @@ fn world() -> World {
             max: 4,
             desired: 2,
         },
+        volumes: vec![],
+        node_pools: None,
     }
 }
 
@@ -61,6 +65,10 @@ fn run(w: &World) -> PreflightReport {
             cpu_millis: 2000,
             memory_bytes: 8 << 30,
         },
+        new_node: None,
+        old_group_labels: &crate::model::Labels::new(),
+        volumes: &w.volumes,
+        node_pools: w.node_pools.as_deref(),
         new_scaling: w.scaling,
         new_zones: &w.zones,
     })
@@ -579,4 +587,242 @@ fn pods_that_ask_not_to_be_disrupted_block_unless_the_request_accepts_it() {
             .iter()
             .all(|f| f.kind != "safe-to-evict-false")
     );
+}
+
+/// The report with a node of the new group built from `target` (m5.large by default).
+fn run_with_target(w: &World, target: &crate::model::NodeGroupSpec) -> PreflightReport {
+    let new = crate::plan::fit::NewNode::of(target, &w.zones).expect("known instance type");
+    let group_labels = crate::fixtures::labels(&[("team", "web")]);
+    plan_preflight(PreflightInputs {
+        policy: &w.policy,
+        old_nodes: &w.nodes,
+        old_pods: &w.pods,
+        replicasets: &w.rs,
+        workloads: &w.workloads,
+        daemonsets: &[],
+        pdbs: &w.pdbs,
+        load_balancers: &w.lbs,
+        services: &w.services,
+        ip_services: &w.ip_services,
+        new_node_allocatable: Resources::default(),
+        new_node: Some(&new),
+        old_group_labels: &group_labels,
+        volumes: &w.volumes,
+        node_pools: w.node_pools.as_deref(),
+        new_scaling: target.scaling,
+        new_zones: &w.zones,
+    })
+}
+
+fn new_target() -> crate::model::NodeGroupSpec {
+    let mut t = crate::fixtures::managed_source();
+    t.name = "ng-b".into();
+    t
+}
+
+fn blocking(r: &PreflightReport) -> Vec<(String, String)> {
+    r.findings
+        .iter()
+        .filter(|f| f.severity == Severity::Blocking)
+        .map(|f| (f.kind.clone(), f.message.clone()))
+        .collect()
+}
+
+#[test]
+fn each_pod_must_fit_one_node_of_the_targets_instance_type() {
+    let mut w = world();
+    for p in &mut w.pods {
+        p.requests.memory_bytes = 12 << 30;
+    }
+    w.workloads = vec![deployment("a", "web", 2).requests(500, 12 << 30)];
+    let mut t = new_target();
+    t.scaling.max = 10;
+    let b = blocking(&run_with_target(&w, &t));
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0].0, "pod-too-big");
+    assert!(
+        b[0].1
+            .contains("Deployment a/web requests 100m CPU and 12288 MiB"),
+        "{b:?}"
+    );
+    assert!(b[0].1.contains("m5.large"), "{b:?}");
+    // The same pods on m5.2xlarge nodes fit.
+    t.instance_types = vec!["m5.2xlarge".into()];
+    assert!(blocking(&run_with_target(&w, &t)).is_empty());
+}
+
+#[test]
+fn a_selected_label_is_missing_from_the_target_or_set_outside_the_group() {
+    let mut w = world();
+    w.nodes = w
+        .nodes
+        .into_iter()
+        .map(|n| n.label("team", "web").label("disk", "nvme"))
+        .collect();
+    let select = |w: &mut World, k: &str, v: &str| {
+        for p in &mut w.pods {
+            p.placement.node_selector = crate::fixtures::labels(&[(k, v)]);
+        }
+    };
+    select(&mut w, "disk", "nvme");
+    // `team` is the group's own label and the target keeps it; `disk` was set on the nodes by
+    // something else, so only the request can say the new nodes get it too.
+    let b = blocking(&run_with_target(&w, &new_target()));
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0].0, "unmanaged-node-label");
+    assert!(
+        b[0].1.contains("acceptRisks: [unmanaged-node-label]"),
+        "{b:?}"
+    );
+    w.policy.accept_risks = vec![crate::request::AcceptedRisk::UnmanagedNodeLabel];
+    let r = run_with_target(&w, &new_target());
+    assert!(blocking(&r).is_empty());
+    assert!(kinds(&r, Severity::Warning).contains(&"unmanaged-node-label".to_string()));
+    // A target that drops the group's label is a plain miss, which no policy accepts.
+    select(&mut w, "team", "web");
+    assert!(blocking(&run_with_target(&w, &new_target())).is_empty());
+    let mut t = new_target();
+    t.labels.clear();
+    let b = blocking(&run_with_target(&w, &t));
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0].0, "node-selector");
+    assert!(b[0].1.contains("the new nodes do not carry team"), "{b:?}");
+}
+
+#[test]
+fn the_targets_taints_must_be_tolerated() {
+    let w = world();
+    let mut t = new_target();
+    t.taints = vec![crate::model::Taint {
+        key: "dedicated".into(),
+        value: Some("gpu".into()),
+        effect: crate::model::TaintEffect::NoSchedule,
+    }];
+    let b = blocking(&run_with_target(&w, &t));
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0].0, "taint-not-tolerated");
+    assert!(b[0].1.contains("dedicated=gpu:NoSchedule"), "{b:?}");
+}
+
+/// EKS's max pods: 29 on an m5.large (3 ENIs × 9 + 2).
+#[test]
+fn max_pods_bound_what_the_new_group_holds() {
+    let mut w = world();
+    w.pods = (0..40)
+        .map(|i| {
+            pod(
+                "a",
+                &format!("web-{i}"),
+                "web",
+                if i % 2 == 0 { "old1" } else { "old2" },
+            )
+        })
+        .collect();
+    for p in &mut w.pods {
+        p.requests.cpu_millis = 10;
+        p.requests.memory_bytes = 16 << 20;
+    }
+    w.workloads = vec![deployment("a", "web", 40).requests(10, 16 << 20)];
+    let mut t = new_target();
+    t.scaling = Scaling {
+        min: 1,
+        max: 1,
+        desired: 1,
+    };
+    let b = blocking(&run_with_target(&w, &t));
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0].0, "max-pods");
+    assert!(
+        b[0].1.contains("40 pods must run on the new group"),
+        "{b:?}"
+    );
+    t.scaling.max = 2;
+    let r = run_with_target(&w, &t);
+    assert!(blocking(&r).is_empty(), "{:?}", blocking(&r));
+    assert!(kinds(&r, Severity::Warning).contains(&"max-pods".to_string()));
+}
+
+/// kubernetes.io, "Volumes", local: a local PersistentVolume's required node affinity ties
+/// its pod to one node.
+#[test]
+fn pods_on_local_volumes_block_unless_their_loss_is_accepted() {
+    let mut w = world();
+    w.pods.push(
+        pod("db", "cache-0", "cache", "old1")
+            .owned_by("StatefulSet", "cache")
+            .pvc("data-cache-0"),
+    );
+    w.pods.push(
+        pod("db", "pg-0", "pg", "old2")
+            .owned_by("StatefulSet", "pg")
+            .pvc("data-pg-0"),
+    );
+    w.volumes = vec![
+        crate::model::VolumeView {
+            name: "local-pv-1".into(),
+            local_path: Some("/mnt/k8s-disks/0".into()),
+            nodes: vec!["old1".into()],
+            claim: Some(("db".into(), "data-cache-0".into())),
+        },
+        crate::model::VolumeView {
+            name: "pvc-ebs".into(),
+            local_path: None,
+            nodes: vec![],
+            claim: Some(("db".into(), "data-pg-0".into())),
+        },
+    ];
+    let r = run(&w);
+    let local: Vec<&Finding> = r.findings.iter().filter(|f| f.kind == "local-pv").collect();
+    assert_eq!(local.len(), 1, "{local:?}");
+    assert_eq!(local[0].severity, Severity::Blocking);
+    assert!(
+        local[0]
+            .message
+            .starts_with("StatefulSet db/cache keeps its data"),
+        "{local:?}"
+    );
+    assert!(
+        local[0]
+            .message
+            .contains("local-pv-1 (claim data-cache-0 of cache-0, /mnt/k8s-disks/0 on old1)"),
+        "{local:?}"
+    );
+    assert!(!r.ok());
+    w.policy.accept_risks = vec![crate::request::AcceptedRisk::LocalStorage];
+    let r = run(&w);
+    assert!(r.ok(), "{:?}", r.findings);
+    assert!(kinds(&r, Severity::Warning).contains(&"local-pv".to_string()));
+}
+
+#[test]
+fn karpenter_is_named_with_what_it_may_do() {
+    let mut w = world();
+    assert!(!kinds(&run(&w), Severity::Info).contains(&"karpenter".to_string()));
+    w.node_pools = Some(vec![
+        crate::model::NodePoolView {
+            name: "default".into(),
+            node_class_group: "karpenter.k8s.aws".into(),
+        },
+        crate::model::NodePoolView {
+            name: "general-purpose".into(),
+            node_class_group: "eks.amazonaws.com".into(),
+        },
+    ]);
+    let r = run(&w);
+    let k: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == "karpenter")
+        .collect();
+    assert_eq!(k.len(), 1);
+    assert_eq!(k[0].severity, Severity::Info);
+    assert!(
+        k[0].message
+            .contains("default, general-purpose (EKS Auto Mode)"),
+        "{k:?}"
+    );
+    // A surge beyond the desired size is where Karpenter steps in first.
+    w.scaling.desired = 0;
+    let r = run(&w);
+    assert!(kinds(&r, Severity::Warning).contains(&"karpenter".to_string()));
 }
