@@ -182,16 +182,25 @@ fn waste(nodes: &[NodeInfo]) -> f64 {
     share(cpu.0, cpu.1) + share(mem.0, mem.1)
 }
 
-/// The scale-up for `pending` pods (oldest first), if any group can help: pods that the
-/// groups' upcoming nodes will hold are taken out first, so nodes already asked for are not
-/// asked for again; then each group below its max is binpacked with new template nodes (at
-/// most `max - desired`), and the option that wastes least wins. Upstream breaks a tie at
-/// random; the twin takes the first group by name, so a run can be replayed.
-pub fn plan_scale_up(pending: &[Pod], groups: &[GroupOption]) -> Option<ScaleUp> {
-    let mut upcoming: Vec<NodeInfo> = groups
-        .iter()
-        .flat_map(|g| (0..g.upcoming.max(0)).map(move |_| NodeInfo::new(g.template.clone())))
-        .collect();
+/// The scale-up for `pending` pods (oldest first), if any group can help. Pods that fit on
+/// an `existing` node as it is now (`core/podlistprocessor/filter_out_schedulable.go`) or on
+/// the groups' upcoming nodes are taken out first, so nodes already asked for are not asked
+/// for again; then each group below its max is binpacked with new template nodes (at most
+/// `max - desired`), and the option that wastes least wins. Upstream breaks a tie at random;
+/// the twin takes the first group by name, so a run can be replayed.
+pub fn plan_scale_up(
+    pending: &[Pod],
+    existing: &[NodeInfo],
+    groups: &[GroupOption],
+) -> Option<ScaleUp> {
+    let mut upcoming: Vec<NodeInfo> =
+        existing
+            .iter()
+            .cloned()
+            .chain(groups.iter().flat_map(|g| {
+                (0..g.upcoming.max(0)).map(move |_| NodeInfo::new(g.template.clone()))
+            }))
+            .collect();
     let left: Vec<&Pod> = pending
         .iter()
         .filter(|p| !place(p, &mut upcoming))

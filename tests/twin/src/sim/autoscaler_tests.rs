@@ -133,6 +133,7 @@ fn scale_up_adds_the_nodes_the_pods_need_up_to_the_max() {
     let pods: Vec<Pod> = (0..3).map(|_| pod("1", "1Gi", json!({}))).collect();
     let plan = plan_scale_up(
         &pods,
+        &[],
         &[group("new", template("m5.large", |_| {}), 1, 6, 0)],
     );
     assert_eq!(
@@ -146,6 +147,7 @@ fn scale_up_adds_the_nodes_the_pods_need_up_to_the_max() {
     );
     let capped = plan_scale_up(
         &pods,
+        &[],
         &[group("new", template("m5.large", |_| {}), 1, 3, 0)],
     );
     assert_eq!(
@@ -155,6 +157,7 @@ fn scale_up_adds_the_nodes_the_pods_need_up_to_the_max() {
     );
     let full = plan_scale_up(
         &pods,
+        &[],
         &[group("new", template("m5.large", |_| {}), 6, 6, 0)],
     );
     assert_eq!(full, None, "a group at its max is never raised");
@@ -174,6 +177,7 @@ fn a_group_whose_template_the_pods_cannot_use_is_not_raised() {
     assert_eq!(
         plan_scale_up(
             std::slice::from_ref(&plain),
+            &[],
             &[group("gpu", tainted.clone(), 0, 5, 0)]
         ),
         None
@@ -183,7 +187,7 @@ fn a_group_whose_template_the_pods_cannot_use_is_not_raised() {
         "512Mi",
         json!({ "tolerations": [{ "key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule" }] }),
     );
-    assert!(plan_scale_up(&[tolerant], &[group("gpu", tainted, 0, 5, 0)]).is_some());
+    assert!(plan_scale_up(&[tolerant], &[], &[group("gpu", tainted, 0, 5, 0)]).is_some());
     let selecting = pod(
         "500m",
         "512Mi",
@@ -194,7 +198,7 @@ fn a_group_whose_template_the_pods_cannot_use_is_not_raised() {
         group("b-web", labelled, 0, 5, 0),
     ];
     assert_eq!(
-        plan_scale_up(&[selecting], &options).map(|s| s.group),
+        plan_scale_up(&[selecting], &[], &options).map(|s| s.group),
         Some("b-web".into())
     );
 }
@@ -206,14 +210,31 @@ fn pods_that_upcoming_nodes_will_hold_ask_for_nothing_more() {
     let pods: Vec<Pod> = (0..2).map(|_| pod("1", "1Gi", json!({}))).collect();
     let node = template("m5.large", |_| {});
     assert_eq!(
-        plan_scale_up(&pods, &[group("new", node.clone(), 3, 6, 2)]),
+        plan_scale_up(&pods, &[], &[group("new", node.clone(), 3, 6, 2)]),
         None
     );
     assert_eq!(
-        plan_scale_up(&pods, &[group("new", node, 2, 6, 1)]).map(|s| (s.from, s.to)),
+        plan_scale_up(&pods, &[], &[group("new", node, 2, 6, 1)]).map(|s| (s.from, s.to)),
         Some((2, 3)),
         "one pod left over: one more node"
     );
+}
+
+/// `core/podlistprocessor/filter_out_schedulable.go`: a pod that fits on a node as it is now
+/// needs no new node; one that does not fit there still does.
+#[test]
+fn pods_that_fit_on_an_existing_node_ask_for_nothing() {
+    let pods = vec![pod("1", "1Gi", json!({}))];
+    let node = template("m5.large", |_| {});
+    let options = [group("new", node.clone(), 1, 6, 0)];
+    let free = NodeInfo::new(node.clone());
+    assert_eq!(
+        plan_scale_up(&pods, std::slice::from_ref(&free), &options),
+        None
+    );
+    let mut busy = NodeInfo::new(node);
+    busy.add((1500, 0));
+    assert!(plan_scale_up(&pods, &[busy], &options).is_some());
 }
 
 /// `--expander` defaults to `least-waste` (`config/flags/flags.go`, since CA 1.33.0): the
@@ -226,7 +247,7 @@ fn least_waste_picks_the_group_the_pods_fill_best() {
         group("small", template("m5.large", |_| {}), 0, 5, 0),
     ];
     assert_eq!(
-        plan_scale_up(&pods, &options).map(|s| (s.group, s.to)),
+        plan_scale_up(&pods, &[], &options).map(|s| (s.group, s.to)),
         Some(("small".into(), 2))
     );
 }
