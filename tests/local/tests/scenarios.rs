@@ -464,8 +464,9 @@ async fn an_hpa_under_rising_load_is_handed_back_and_never_fought() {
 
 /// The Cluster Autoscaler (kubernetes/autoscaler cluster-autoscaler, FAQ "How does scale-up
 /// work?"): the new group starts at one node of a max of six; the surge's Unschedulable pods
-/// make the autoscaler raise it, and the migration waits for them and loses no request. The
-/// pinned old group and the scale-down-disabled new nodes lose no node to it.
+/// make the autoscaler raise it, and the migration waits for them and loses no request.
+/// Neither group loses a node to it (the old one is at its minimum and pinned, the new nodes
+/// are annotated scale-down-disabled).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_surge_that_needs_the_cluster_autoscaler_waits_for_its_nodes() {
     let o = run_scenario("surge-needs-cluster-autoscaler").await;
