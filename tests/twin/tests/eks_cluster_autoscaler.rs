@@ -263,6 +263,23 @@ async fn an_idle_node_goes_unless_disabled_or_holding_a_pod_that_keeps_it() {
     assert_eq!(downs[0].node.as_deref(), Some(free.as_str()));
     assert_eq!((downs[0].from, downs[0].to), (3, 2));
     assert_eq!(h.size("idle").await, (2, 2));
+    // Its Node lingers here (no node lifecycle controller runs) with the taint CA put on it
+    // before it drained it (`utils/taints/taints.go`).
+    let gone = h
+        .all_group_nodes("idle")
+        .into_iter()
+        .find(|n| n["metadata"]["name"] == json!(free))
+        .expect("the removed node's object lingers");
+    let taints = gone["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        taints
+            .iter()
+            .any(|t| t["key"] == "ToBeDeletedByClusterAutoscaler" && t["effect"] == "NoSchedule"),
+        "{taints:?}"
+    );
 }
 
 /// The group's minimum holds (README: "will respect the minimum and maximum values"): a pinned
