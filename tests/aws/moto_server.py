@@ -41,7 +41,8 @@ that moto answered, after sequence number N: `[{"seq", "action", "targetGroupArn
 deregistered drains.
 
 Auto Scaling's traffic sources (`AttachTrafficSources`...), which moto lacks, are added to it:
-see traffic_sources.py.
+see traffic_sources.py. Suspended `Launch` and `Terminate` processes, which moto records and
+ignores, hold its groups' launches and terminations: see scaling_processes.py.
 """
 
 import argparse
@@ -60,6 +61,7 @@ from moto.server import DomainDispatcherApplication, ThreadedMotoServer, create_
 from moto.server import MotoRequestHandler
 from werkzeug.serving import make_server
 
+import scaling_processes
 import traffic_sources
 
 APP_ID = "app/ngm-local"
@@ -678,6 +680,7 @@ def main():
     ap.add_argument("--region", default="us-east-1")
     args = ap.parse_args()
     traffic_sources.patch()
+    scaling_processes.patch()
     server = CountingMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

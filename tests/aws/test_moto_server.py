@@ -486,3 +486,54 @@ class MotoTrafficSources(unittest.TestCase):
                 AutoScalingGroupName="green",
                 TrafficSources=[{"Identifier": "clb-source", "Type": "elb"}])
         self.assertIn("not found", str(e.exception))
+
+
+class MotoScalingProcesses(unittest.TestCase):
+    """scaling_processes.py: a group with `Launch` or `Terminate` suspended records a new desired
+    capacity but neither launches nor terminates until the process is resumed (EC2 Auto Scaling
+    user guide, `as-suspend-resume-processes.md`)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.proc, cls.url = start_server()
+        cls.addClassCleanup(stop_server, cls.proc)
+        cls.asg = MotoTargetHealth.client.__func__(cls, "autoscaling")
+        cls.asg.create_launch_configuration(
+            LaunchConfigurationName="procs", ImageId="ami-12c6146b", InstanceType="t3.micro"
+        )
+
+    def make(self, name):
+        self.asg.create_auto_scaling_group(
+            AutoScalingGroupName=name, LaunchConfigurationName="procs",
+            MinSize=0, MaxSize=6, DesiredCapacity=1, AvailabilityZones=["us-east-1a"],
+        )
+
+    def group(self, name):
+        g = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+            "AutoScalingGroups"][0]
+        return g["DesiredCapacity"], len(g["Instances"])
+
+    def test_a_suspended_launch_holds_a_raise_until_it_is_resumed(self):
+        self.make("held-launch")
+        self.asg.suspend_processes(AutoScalingGroupName="held-launch", ScalingProcesses=["Launch"])
+        self.asg.set_desired_capacity(AutoScalingGroupName="held-launch", DesiredCapacity=3)
+        self.assertEqual(self.group("held-launch"), (3, 1))
+        self.asg.resume_processes(AutoScalingGroupName="held-launch", ScalingProcesses=["Launch"])
+        self.assertEqual(self.group("held-launch"), (3, 3))
+
+    def test_a_suspended_terminate_holds_a_scale_in(self):
+        self.make("held-terminate")
+        self.asg.set_desired_capacity(AutoScalingGroupName="held-terminate", DesiredCapacity=2)
+        self.asg.suspend_processes(
+            AutoScalingGroupName="held-terminate", ScalingProcesses=["Terminate"]
+        )
+        self.asg.set_desired_capacity(AutoScalingGroupName="held-terminate", DesiredCapacity=0)
+        self.assertEqual(self.group("held-terminate"), (0, 2))
+
+    def test_other_suspended_processes_leave_scaling_alone(self):
+        self.make("held-other")
+        self.asg.suspend_processes(
+            AutoScalingGroupName="held-other", ScalingProcesses=["AZRebalance", "AlarmNotification"]
+        )
+        self.asg.set_desired_capacity(AutoScalingGroupName="held-other", DesiredCapacity=2)
+        self.assertEqual(self.group("held-other"), (2, 2))

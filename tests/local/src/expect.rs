@@ -153,6 +153,8 @@ pub const FIGURES: &[&str] = &[
     "awsRequests",
     "simulatedSeconds",
     "controllerLagSeconds",
+    "autoscalerNodesAdded",
+    "autoscalerNodesRemoved",
     "injectedFaults",
     "slowInvocations",
 ];

@@ -64,6 +64,9 @@ pub struct Figures {
     /// the twin runs in scaled real time, so a busy machine delays its controllers. A scenario
     /// whose truth depends on their timing bounds it in `expect.figures`.
     pub controller_lag_seconds: f64,
+    /// Nodes the twin's Cluster Autoscaler asked for, and nodes it removed, during the run.
+    pub autoscaler_nodes_added: u64,
+    pub autoscaler_nodes_removed: u64,
     pub requests_sent: u64,
     pub requests_failed: u64,
     /// Failed requests an injected fault explains (a pod the scenario kills or crash-loops).
@@ -114,6 +117,14 @@ impl Figures {
                 self.controller_lag_seconds,
             ),
             ("failedRequests".to_string(), f(self.requests_failed)),
+            (
+                "autoscalerNodesAdded".to_string(),
+                f(self.autoscaler_nodes_added),
+            ),
+            (
+                "autoscalerNodesRemoved".to_string(),
+                f(self.autoscaler_nodes_removed),
+            ),
             (
                 "ngmFailedRequests".to_string(),
                 f(self.requests_failed
@@ -564,6 +575,8 @@ impl Verdict {
             wall_seconds: i.wall.as_secs_f64(),
             simulated_seconds: i.simulated.as_secs_f64(),
             controller_lag_seconds: r.controller_lag_seconds,
+            autoscaler_nodes_added: r.cluster_autoscaler.nodes_added,
+            autoscaler_nodes_removed: r.cluster_autoscaler.nodes_removed,
             requests_sent: r.traffic.sent(),
             requests_failed: r.traffic.failed(),
             requests_failed_injected: injected_failures.min(r.traffic.failed()),
@@ -687,6 +700,12 @@ impl Verdict {
             line(format!(
                 "  keep-alive connections: {} opened, {} reset ({} on pods the scenario breaks or workloads the pre-flight named)",
                 f.connections_opened, f.connections_reset, f.connections_reset_apart
+            ));
+        }
+        if f.autoscaler_nodes_added + f.autoscaler_nodes_removed > 0 {
+            line(format!(
+                "  cluster autoscaler: {} node(s) added, {} removed",
+                f.autoscaler_nodes_added, f.autoscaler_nodes_removed
             ));
         }
         if !self.restored.is_empty() {

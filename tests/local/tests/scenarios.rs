@@ -462,6 +462,28 @@ async fn an_hpa_under_rising_load_is_handed_back_and_never_fought() {
     );
 }
 
+/// The Cluster Autoscaler (kubernetes/autoscaler cluster-autoscaler, FAQ "How does scale-up
+/// work?"): the new group starts at one node of a max of six; the surge's Unschedulable pods
+/// make the autoscaler raise it, and the migration waits for them and loses no request.
+/// Neither group loses a node to it (the old one is at its minimum and pinned, the new nodes
+/// are annotated scale-down-disabled).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_surge_that_needs_the_cluster_autoscaler_waits_for_its_nodes() {
+    let o = run_scenario("surge-needs-cluster-autoscaler").await;
+    succeeded_without_a_failed_request(&o);
+    let ca = &o.report.cluster_autoscaler;
+    assert!(ca.nodes_added >= 2, "{:?}", ca.actions);
+    assert!(
+        ca.actions
+            .iter()
+            .filter(|a| a.step == ngm_twin::eks::AutoscalerStep::ScaleUp)
+            .all(|a| a.group.starts_with("eks-workers-b-") && a.to <= 6),
+        "{:?}",
+        ca.actions
+    );
+    assert_eq!(ca.nodes_removed, 0, "{:?}", ca.actions);
+}
+
 /// kubernetes.io "Pod Lifecycle" (termination of Pods): without a preStop hook a pod gets
 /// SIGTERM while its endpoint's consumers still send it requests. With `onWorkloadRisk: block`
 /// pre-flight names the workload and refuses, touching nothing; a workload with a preStop sleep

@@ -20,7 +20,7 @@ use serde::Serialize;
 pub use budgets::{BudgetViolation, DrainCounts, EvictionCounts, ViolationKind};
 pub use recorder::{BudgetDip, Recorder};
 
-use crate::eks::{DrainRecord, Eks};
+use crate::eks::{AutoscalerAction, AutoscalerStep, DrainRecord, Eks};
 use crate::lb::{LbInfo, ProbeStats};
 use crate::sim::record::{FieldChange, Snapshot, SnapshotDiff};
 use crate::store::InjectedCount;
@@ -36,6 +36,8 @@ pub struct RunParts {
     pub eks_requests: BTreeMap<String, u64>,
     /// EKS's own drains ([`Eks::drain_log`]).
     pub eks_drains: Vec<DrainRecord>,
+    /// The Cluster Autoscaler's actions ([`Eks::autoscaler_log`]).
+    pub autoscaler: Vec<AutoscalerAction>,
     /// EKS requests by caller, then `eks:<Operation>`.
     pub eks_by_caller: BTreeMap<String, BTreeMap<String, u64>>,
     /// Answers EKS gave because of an injected fault.
@@ -53,6 +55,7 @@ impl RunParts {
     pub fn with_eks(mut self, eks: &Eks) -> Self {
         self.eks_requests = eks.counters().snapshot();
         self.eks_drains = eks.drain_log();
+        self.autoscaler = eks.autoscaler_log();
         self.eks_by_caller = eks.counters().by_caller();
         self.eks_injected = eks.faults().injected().snapshot();
         self
@@ -175,7 +178,41 @@ pub struct Report {
     /// The most the twin's periodic controllers ran behind their period, in simulated
     /// seconds (see [`crate::store::load::Load::record_lag`]).
     pub controller_lag_seconds: f64,
+    /// What the Cluster Autoscaler did while the run was recorded (empty when none runs).
+    pub cluster_autoscaler: AutoscalerSummary,
     pub requests: Requests,
+}
+
+/// The Cluster Autoscaler's actions in a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerSummary {
+    /// Nodes its scale-ups asked for.
+    pub nodes_added: u64,
+    /// Nodes it removed.
+    pub nodes_removed: u64,
+    /// Every action, in order.
+    pub actions: Vec<AutoscalerAction>,
+}
+
+impl AutoscalerSummary {
+    /// The actions taken since `since`.
+    pub fn of(actions: &[AutoscalerAction], since: DateTime<Utc>) -> Self {
+        let actions: Vec<AutoscalerAction> =
+            actions.iter().filter(|a| a.at >= since).cloned().collect();
+        let sum = |step: AutoscalerStep| {
+            actions
+                .iter()
+                .filter(|a| a.step == step)
+                .map(|a| u64::try_from((a.to - a.from).abs()).unwrap_or(0))
+                .sum()
+        };
+        Self {
+            nodes_added: sum(AutoscalerStep::ScaleUp),
+            nodes_removed: sum(AutoscalerStep::ScaleDown),
+            actions,
+        }
+    }
 }
 
 impl Recorder {
@@ -246,6 +283,7 @@ impl Recorder {
             templates_changed_by_faults: templates,
             replicas_left_to_hpas: hpa_owned,
             controller_lag_seconds: self.store.load().max_lag_seconds(),
+            cluster_autoscaler: AutoscalerSummary::of(&parts.autoscaler, self.started_at),
             requests,
         }
     }
@@ -470,6 +508,30 @@ impl Report {
             "  eks drains: {} evicted, {} blocked, {} terminated",
             d.evicted, d.blocked, d.terminated
         );
+        let ca = &self.cluster_autoscaler;
+        if !ca.actions.is_empty() {
+            let _ = writeln!(
+                out,
+                "  cluster autoscaler: {} node(s) added, {} removed",
+                ca.nodes_added, ca.nodes_removed
+            );
+            for a in &ca.actions {
+                let _ = writeln!(
+                    out,
+                    "    {} {:?} {} {} -> {}{}: {}",
+                    a.at.format("%H:%M:%S"),
+                    a.step,
+                    a.group,
+                    a.from,
+                    a.to,
+                    a.node
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default(),
+                    a.detail
+                );
+            }
+        }
         let r = &self.requests;
         let _ = writeln!(
             out,

@@ -10,6 +10,7 @@
 //! nothing. The rules themselves are pure functions ([`ranking`], [`scheduling`],
 //! [`workloads`]) with table-driven tests naming the upstream behaviour they follow.
 
+pub mod autoscaler;
 pub mod cache;
 pub mod daemonset;
 pub mod deployment;

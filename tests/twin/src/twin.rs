@@ -375,6 +375,10 @@ impl Twin {
         })
         .await;
         self.balancers = Some(balancers);
+        // The autoscaler starts on the settled cluster, as one deployed into it would.
+        if let Some(settings) = &s.cluster.cluster_autoscaler {
+            self.tasks.push(eks.start_autoscaler(settings.clone()));
+        }
         if !made {
             return Err(TwinError::NotSettled(
                 timeout,

@@ -51,6 +51,7 @@ fn report() -> Report {
         templates_changed_by_faults: Vec::new(),
         replicas_left_to_hpas: Vec::new(),
         controller_lag_seconds: 0.0,
+        cluster_autoscaler: Default::default(),
         requests: Requests::default(),
     }
 }

@@ -38,6 +38,10 @@ pub(crate) struct AsgView {
     pub tags: Vec<(String, String)>,
     pub zones: Vec<String>,
     pub instances: Vec<AsgInstance>,
+    pub min: i32,
+    pub max: i32,
+    pub desired: i32,
+    pub launch_configuration: Option<String>,
 }
 
 impl AsgView {
@@ -152,18 +156,80 @@ pub(crate) async fn cluster_groups(
     client: &Client,
     cluster: &str,
 ) -> Result<Vec<AsgView>, EksError> {
+    describe(
+        client,
+        Some(format!("kubernetes.io/cluster/{cluster}")),
+        &[],
+    )
+    .await
+}
+
+/// Every group carrying the tag key `key`, all pages.
+pub(crate) async fn groups_with_tag(client: &Client, key: &str) -> Result<Vec<AsgView>, EksError> {
+    describe(client, Some(key.to_string()), &[]).await
+}
+
+/// The named groups (those that still exist).
+pub(crate) async fn groups_named(
+    client: &Client,
+    names: &[String],
+) -> Result<Vec<AsgView>, EksError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    describe(client, None, names).await
+}
+
+/// SetDesiredCapacity without honouring cooldowns, as the Cluster Autoscaler calls it
+/// (`auto_scaling_groups.go`, `HonorCooldown: false`).
+pub(crate) async fn set_desired(client: &Client, name: &str, desired: i32) -> Result<(), EksError> {
+    client
+        .set_desired_capacity()
+        .auto_scaling_group_name(name)
+        .desired_capacity(desired)
+        .honor_cooldown(false)
+        .send()
+        .await
+        .map_err(|e| aws_err("SetDesiredCapacity", e))?;
+    Ok(())
+}
+
+/// The instance type a launch configuration launches.
+pub(crate) async fn launch_instance_type(
+    client: &Client,
+    launch_configuration: &str,
+) -> Result<Option<String>, EksError> {
+    let resp = client
+        .describe_launch_configurations()
+        .launch_configuration_names(launch_configuration)
+        .send()
+        .await
+        .map_err(|e| aws_err("DescribeLaunchConfigurations", e))?;
+    Ok(resp
+        .launch_configurations()
+        .first()
+        .and_then(|l| l.instance_type())
+        .map(str::to_string))
+}
+
+async fn describe(
+    client: &Client,
+    tag_key: Option<String>,
+    names: &[String],
+) -> Result<Vec<AsgView>, EksError> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let resp = client
+        let mut req = client
             .describe_auto_scaling_groups()
-            .filters(
-                Filter::builder()
-                    .name("tag-key")
-                    .values(format!("kubernetes.io/cluster/{cluster}"))
-                    .build(),
-            )
-            .set_next_token(token.take())
+            .set_next_token(token.take());
+        if let Some(key) = &tag_key {
+            req = req.filters(Filter::builder().name("tag-key").values(key).build());
+        }
+        if !names.is_empty() {
+            req = req.set_auto_scaling_group_names(Some(names.to_vec()));
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| aws_err("DescribeAutoScalingGroups", e))?;
@@ -191,6 +257,10 @@ pub(crate) async fn cluster_groups(
                     .collect(),
                 zones: g.availability_zones().to_vec(),
                 instances,
+                min: g.min_size().unwrap_or_default(),
+                max: g.max_size().unwrap_or_default(),
+                desired: g.desired_capacity().unwrap_or_default(),
+                launch_configuration: g.launch_configuration_name().map(str::to_string),
             });
         }
         match resp.next_token() {

@@ -13,6 +13,7 @@
 //!   instances are terminated whatever is left on them.
 
 mod asg;
+mod autoscaler;
 mod drain;
 mod error;
 mod faults;
@@ -31,6 +32,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::store::Store;
 
+pub use autoscaler::{AutoscalerAction, AutoscalerStep};
 pub use drain::{DrainRecord, DrainStep};
 pub use error::EksError;
 pub use faults::{CallFault, CallRule, Counters, Faults};
@@ -148,6 +150,10 @@ pub(crate) struct State {
     pub launched: HashMap<String, usize>,
     pub boot_overrides: HashMap<String, Duration>,
     pub drains: Vec<DrainRecord>,
+    /// Managed groups whose Auto Scaling group a Spot rebalance holds one above its size.
+    pub rebalancing: std::collections::HashSet<String>,
+    /// What the Cluster Autoscaler did, when one runs.
+    pub autoscaler: Vec<AutoscalerAction>,
 }
 
 pub(crate) struct Inner {

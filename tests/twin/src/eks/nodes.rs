@@ -48,6 +48,8 @@ impl Eks {
     /// and settle managed-group statuses.
     pub async fn reconcile_once(&self) -> Result<(), EksError> {
         let cfg = &self.inner.cfg;
+        // A rebalance under way when the groups were read holds one above their size.
+        let rebalancing = self.state().rebalancing.clone();
         let groups = asg::cluster_groups(&self.inner.asg, &cfg.cluster_name).await?;
         let wanted = self.observe(&groups);
         let store = &self.inner.store;
@@ -86,8 +88,33 @@ impl Eks {
             }
             self.state().instances.remove(&instance);
         }
+        self.sync_desired(&groups, &rebalancing);
         self.settle_statuses(&groups);
         Ok(())
+    }
+
+    /// A managed group's `scalingConfig.desiredSize` follows its Auto Scaling group's desired
+    /// capacity when someone else (the Cluster Autoscaler) changes it: "When the Cluster
+    /// Autoscaler is used, the `desiredSize` parameter is altered by the Cluster Autoscaler"
+    /// (EKS API reference, `NodegroupScalingConfig`). A group EKS itself is resizing or
+    /// updating keeps the size it was asked for until the update settles.
+    fn sync_desired(&self, groups: &[AsgView], rebalancing_before: &HashSet<String>) {
+        let mut st = self.state();
+        let rebalancing = st.rebalancing.clone();
+        let st_rebalancing =
+            |name: &str| rebalancing.contains(name) || rebalancing_before.contains(name);
+        for ng in st.groups.values_mut() {
+            let steady = matches!(
+                ng.status,
+                NodegroupStatus::Active | NodegroupStatus::Degraded
+            );
+            if ng.busy || !steady || !ng.backing_ready || st_rebalancing(&ng.spec.name) {
+                continue;
+            }
+            if let Some(g) = groups.iter().find(|g| g.name == ng.asg_name) {
+                ng.spec.scaling.desired_size = g.desired;
+            }
+        }
     }
 
     /// The node's instance terminated: the Node and its pods linger until the node lifecycle
@@ -322,7 +349,7 @@ pub(crate) fn image_id(ami_type: &str, release: &str) -> String {
 /// Labels and taints of a self-managed group's nodes, from its node-template tags.
 type Taints = Vec<(String, Option<String>, String)>;
 
-fn self_managed_template(g: &AsgView) -> (BTreeMap<String, String>, Taints) {
+pub(crate) fn self_managed_template(g: &AsgView) -> (BTreeMap<String, String>, Taints) {
     let mut labels = BTreeMap::new();
     let mut taints = Vec::new();
     for (k, v) in &g.tags {
@@ -380,6 +407,23 @@ impl Eks {
             .and_then(|p| p.rsplit('/').next())
             .unwrap_or_default()
             .to_string();
+        // The replacement is Capacity Rebalancing's, not a new desired size EKS would report.
+        self.state().rebalancing.insert(nodegroup.to_string());
+        let result = self
+            .rebalance(nodegroup, &g, &names, &recommended, &instance)
+            .await;
+        self.state().rebalancing.remove(nodegroup);
+        result
+    }
+
+    async fn rebalance(
+        &self,
+        nodegroup: &str,
+        g: &super::Nodegroup,
+        names: &[String],
+        recommended: &str,
+        instance: &str,
+    ) -> Result<Option<(String, String)>, EksError> {
         let s = g.spec.scaling;
         let client = &self.inner.asg;
         asg::set_size(
@@ -409,9 +453,9 @@ impl Eks {
             }
             clock.sleep(Duration::from_secs(1)).await;
         };
-        self.drain(std::slice::from_ref(&recommended)).await;
-        asg::terminate(client, &instance).await?;
+        self.drain(&[recommended.to_string()]).await;
+        asg::terminate(client, instance).await?;
         asg::set_size(client, &g.asg_name, s.min_size, s.max_size, s.desired_size).await?;
-        Ok(Some((recommended, replacement)))
+        Ok(Some((recommended.to_string(), replacement)))
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::lb::probe::Via;
+pub use crate::sim::autoscaler::AutoscalerSettings;
 pub use crate::sim::podutil::OnSigterm;
 
 /// A whole scenario file.
@@ -64,6 +65,10 @@ pub struct Cluster {
     /// How long each consumer of EndpointSlices takes to see a change.
     #[serde(default)]
     pub endpoint_lag: EndpointLag,
+    /// A Cluster Autoscaler with these flags runs in the cluster; absent, none runs. `{}`
+    /// takes upstream's defaults ([`AutoscalerSettings`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_autoscaler: Option<AutoscalerSettings>,
 }
 
 /// How long after an EndpointSlice changes each of its consumers acts on it. Until then it

@@ -65,6 +65,7 @@ pub fn scale_scenario(nodes: u32, pods: u32) -> Scenario {
             region: "us-west-2".into(),
             speed: 600.0,
             endpoint_lag: EndpointLag::default(),
+            cluster_autoscaler: None,
             node_groups: vec![NodeGroup {
                 name: "bulk".into(),
                 kind: NodeGroupKind::Managed,
