@@ -381,6 +381,17 @@ pub fn problems(
                 out.push("no new Auto Scaling group took the old one's place".into());
             }
             let old = source_asg.as_ref().and_then(|s| before.groups.get(s));
+            // The operator's own tags on the old group (`ngm.io/auto-update`...) go with it.
+            let mut source_tags: BTreeMap<String, String> =
+                old.map(|g| g.tags.clone()).unwrap_or_default();
+            if let Some(ng) = source_ng.as_ref().and_then(|s| before.nodegroups.get(s)) {
+                source_tags.extend(ng.tags.clone());
+            }
+            let left = |k: &String, v: &String| {
+                k.starts_with("ngm.io/")
+                    && !KEPT_NGM_TAGS.contains(&k.as_str())
+                    && source_tags.get(k) != Some(v)
+            };
             for g in &new_groups {
                 let b = &after.groups[*g];
                 if !b.suspended_processes.is_empty() {
@@ -390,7 +401,7 @@ pub fn problems(
                     ));
                 }
                 for (k, v) in &b.tags {
-                    if k.starts_with("ngm.io/") && !KEPT_NGM_TAGS.contains(&k.as_str()) {
+                    if left(k, v) {
                         out.push(format!(
                             "new Auto Scaling group {g}: tag {k}={v} left behind"
                         ));
@@ -422,7 +433,7 @@ pub fn problems(
                     out.push(format!("new node group {g} is {}", b.status));
                 }
                 for (k, v) in &b.tags {
-                    if k.starts_with("ngm.io/") && !KEPT_NGM_TAGS.contains(&k.as_str()) {
+                    if left(k, v) {
                         out.push(format!("new node group {g}: tag {k}={v} left behind"));
                     }
                 }
@@ -604,6 +615,31 @@ mod tests {
         }
         let p = problems(Promise::Migrated, &source(), &before(), &after);
         assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    /// The operator's `ngm.io/` tags on the old group go with it (so the next AMI release
+    /// updates the new one); one the old group did not have, or had with another value, is
+    /// left behind.
+    #[test]
+    fn the_operators_tags_carried_from_the_old_group_are_not_left_behind() {
+        let mut before = before();
+        if let Some(g) = before.nodegroups.get_mut("old") {
+            g.tags.insert("ngm.io/auto-update".into(), "true".into());
+        }
+        let mut after = migrated();
+        if let Some(g) = after.nodegroups.get_mut("new") {
+            g.tags.insert("ngm.io/auto-update".into(), "true".into());
+        }
+        assert!(problems(Promise::Migrated, &source(), &before, &after).is_empty());
+        if let Some(g) = after.nodegroups.get_mut("new") {
+            g.tags.insert(
+                "ngm.io/maintenance-window".into(),
+                "Sun 02:00-06:00 UTC".into(),
+            );
+        }
+        let p = problems(Promise::Migrated, &source(), &before, &after);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("ngm.io/maintenance-window"), "{p:?}");
     }
 
     #[test]

@@ -603,6 +603,31 @@ async fn a_statefulset_on_local_volumes_is_refused_by_name() {
     assert!(cause.contains("acceptRisks: [local-storage]"), "{cause}");
 }
 
+/// A self-managed Bottlerocket Spot group (mixed instances, all Spot) becomes a managed group
+/// of the same shape although the request names none of it: Bottlerocket from the nodes'
+/// os-release name, Spot from the mixed-instances policy, the same instance types, and the
+/// operator's `ngm.io/` tag.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bottlerocket_spot_self_managed_group_keeps_its_shape() {
+    let o = run_scenario("self-managed-bottlerocket-spot").await;
+    assert_eq!(o.verdict.outcome, Outcome::Success);
+    let new = o
+        .report
+        .node_groups
+        .iter()
+        .find(|g| g.name == "spot-managed")
+        .unwrap_or_else(|| panic!("{:?}", o.report.node_groups));
+    assert_eq!(new.ami_type, "BOTTLEROCKET_x86_64");
+    assert_eq!(new.capacity_type, "SPOT");
+    assert_eq!(new.instance_types, vec!["m5.large", "m5.xlarge"]);
+    assert_eq!(
+        new.tags
+            .get("ngm.io/maintenance-window")
+            .map(String::as_str),
+        Some("Sun 02:00-06:00 UTC")
+    );
+}
+
 /// DESIGN I1: a workload without a preStop hook drops requests by itself on any rollout
 /// (kube-proxy's lag; its process exits on SIGTERM); the pre-flight names it, the migration
 /// goes on under the default policy, and the report puts every failure on it.

@@ -38,6 +38,8 @@ pub struct RunParts {
     pub eks_drains: Vec<DrainRecord>,
     /// The Cluster Autoscaler's actions ([`Eks::autoscaler_log`]).
     pub autoscaler: Vec<AutoscalerAction>,
+    /// The managed node groups at the end ([`Eks::group_shapes`]).
+    pub node_groups: Vec<GroupShape>,
     /// EKS requests by caller, then `eks:<Operation>`.
     pub eks_by_caller: BTreeMap<String, BTreeMap<String, u64>>,
     /// Answers EKS gave because of an injected fault.
@@ -56,6 +58,7 @@ impl RunParts {
         self.eks_requests = eks.counters().snapshot();
         self.eks_drains = eks.drain_log();
         self.autoscaler = eks.autoscaler_log();
+        self.node_groups = eks.group_shapes();
         self.eks_by_caller = eks.counters().by_caller();
         self.eks_injected = eks.faults().injected().snapshot();
         self
@@ -180,7 +183,20 @@ pub struct Report {
     pub controller_lag_seconds: f64,
     /// What the Cluster Autoscaler did while the run was recorded (empty when none runs).
     pub cluster_autoscaler: AutoscalerSummary,
+    /// The managed node groups at the end of the run, with what makes their shape.
+    pub node_groups: Vec<GroupShape>,
     pub requests: Requests,
+}
+
+/// A managed node group's shape: what its nodes run and what it is tagged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupShape {
+    pub name: String,
+    pub ami_type: String,
+    pub capacity_type: String,
+    pub instance_types: Vec<String>,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The Cluster Autoscaler's actions in a run.
@@ -284,6 +300,7 @@ impl Recorder {
             replicas_left_to_hpas: hpa_owned,
             controller_lag_seconds: self.store.load().max_lag_seconds(),
             cluster_autoscaler: AutoscalerSummary::of(&parts.autoscaler, self.started_at),
+            node_groups: parts.node_groups.clone(),
             requests,
         }
     }

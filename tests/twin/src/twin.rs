@@ -283,6 +283,7 @@ impl Twin {
             resolve_request(request, Some(&eks))?;
         }
         let asg = groups::asg_client(&moto_url, &s.cluster.region);
+        let ec2 = groups::ec2_client(&moto_url, &s.cluster.region);
         for g in &s.cluster.node_groups {
             // The initial cluster is already running when the story starts.
             eks.set_boot_time(&g.name, Duration::ZERO);
@@ -293,7 +294,7 @@ impl Twin {
                 NodeGroupKind::SelfManaged => {
                     let subnets: Vec<String> =
                         g.zones.iter().map(|z| eks.config().subnet_in(z)).collect();
-                    groups::create_self_managed(&asg, &s.cluster.name, g, &subnets).await?;
+                    groups::create_self_managed(&asg, &ec2, &s.cluster.name, g, &subnets).await?;
                 }
             }
         }

@@ -419,7 +419,13 @@ async fn big(n: i32) -> (FakeCloud, MigrationState, Timestamp) {
     f.reconcile();
     let w = f.world();
     let mut now = T0;
-    let s = through_surge(&f, &w, &mut now).await;
+    // A new group that can hold them: EKS's max pods allow 57 of them per c5.xlarge node.
+    let target = serde_json::json!({
+        "instanceTypes": ["c5.xlarge"],
+        "scaling": {"min": 3, "max": n / 50 + 3, "desired": 3},
+    });
+    let start = super::tests::state_with(target, serde_json::json!({}));
+    let s = super::tests::through_surge_from(&f, &w, &mut now, start).await;
     let s = ok(cut_traffic(s, &w, now).await);
     (f, s, now)
 }

@@ -32,10 +32,14 @@ pub(super) fn scenario() -> FakeCloud {
 }
 
 pub(super) fn state_for(policy: serde_json::Value) -> MigrationState {
+    state_with(serde_json::json!({"instanceTypes": ["c5.xlarge"]}), policy)
+}
+
+pub(super) fn state_with(target: serde_json::Value, policy: serde_json::Value) -> MigrationState {
     let json = serde_json::json!({
         "cluster": {"name": "prod", "region": "eu-west-1"},
         "source": {"managedNodeGroup": "ng-a"},
-        "target": {"instanceTypes": ["c5.xlarge"]},
+        "target": target,
         "policy": policy,
     });
     let req = parse_request(&json.to_string()).unwrap_or_else(|e| panic!("fixture: {e:?}"));
@@ -119,8 +123,17 @@ fn ngm_marks_on(n: &NodeView) -> Vec<String> {
 
 /// Runs steps 1 to 6 (through the surge being ready).
 pub(super) async fn through_surge(f: &FakeCloud, w: &World, now: &mut Timestamp) -> MigrationState {
+    through_surge_from(f, w, now, state_for(serde_json::json!({}))).await
+}
+
+pub(super) async fn through_surge_from(
+    f: &FakeCloud,
+    w: &World,
+    now: &mut Timestamp,
+    start: MigrationState,
+) -> MigrationState {
     let mut t = *now;
-    let s = ok(validate_and_plan(state_for(serde_json::json!({})), w, t).await);
+    let s = ok(validate_and_plan(start, w, t).await);
     let s = ok(create_group(s, w, t).await);
     f.reconcile();
     let s = ok(step!(f, w, s, t, check_group_ready));

@@ -52,6 +52,7 @@ fn report() -> Report {
         replicas_left_to_hpas: Vec::new(),
         controller_lag_seconds: 0.0,
         cluster_autoscaler: Default::default(),
+        node_groups: Vec::new(),
         requests: Requests::default(),
     }
 }

@@ -199,6 +199,21 @@ impl Eks {
         }
     }
 
+    /// Every managed node group's shape, by name.
+    pub fn group_shapes(&self) -> Vec<crate::report::GroupShape> {
+        self.state()
+            .groups
+            .values()
+            .map(|g| crate::report::GroupShape {
+                name: g.spec.name.clone(),
+                ami_type: g.spec.ami_type.clone(),
+                capacity_type: g.spec.capacity_type.clone(),
+                instance_types: g.spec.instance_types.clone(),
+                tags: g.spec.tags.clone(),
+            })
+            .collect()
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }

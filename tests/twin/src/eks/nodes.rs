@@ -208,6 +208,7 @@ impl Eks {
                 };
                 match managed.as_deref().and_then(|m| st.groups.get(m)) {
                     Some(ng) => {
+                        template.ami_type.clone_from(&ng.spec.ami_type);
                         template.nodegroup = Some(ng.spec.name.clone());
                         template.capacity_type = ng.spec.capacity_type.clone();
                         template.image_id =
@@ -221,7 +222,12 @@ impl Eks {
                             .map(|t| (t.key.clone(), t.value.clone(), t.k8s_effect().to_string()))
                             .collect();
                     }
-                    None => (template.labels, template.taints) = self_managed_template(g),
+                    None => {
+                        (template.labels, template.taints) = self_managed_template(g);
+                        if let Some(a) = g.tag(crate::twin::groups::AMI_TYPE_TAG) {
+                            template.ami_type = a.to_string();
+                        }
+                    }
                 }
                 out.push(Wanted {
                     instance: inst.id.clone(),

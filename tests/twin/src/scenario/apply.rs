@@ -321,6 +321,7 @@ impl Scenario {
                 .collect(),
             instance_id: None,
             never_ready: false,
+            ami_type: group.ami_type.clone(),
         }
     }
 

@@ -43,6 +43,8 @@ pub struct NodeTemplate {
     pub instance_id: Option<String>,
     /// Fault: the node registers but its Ready condition never turns True.
     pub never_ready: bool,
+    /// EKS AMI type the instance boots (`AL2023_x86_64_STANDARD`, `BOTTLEROCKET_ARM_64`...).
+    pub ami_type: String,
 }
 
 impl Default for NodeTemplate {
@@ -60,6 +62,7 @@ impl Default for NodeTemplate {
             taints: Vec::new(),
             instance_id: None,
             never_ready: false,
+            ami_type: "AL2023_x86_64_STANDARD".into(),
         }
     }
 }
@@ -220,7 +223,7 @@ pub fn build_node(t: &NodeTemplate, now: DateTime<Utc>) -> Result<Value, ApiErro
             "nodeInfo": {
                 "architecture": itype.arch,
                 "operatingSystem": "linux",
-                "osImage": "Amazon Linux 2023",
+                "osImage": os_image(&t.ami_type, &t.kubelet_version),
                 "kernelVersion": "6.1.0",
                 "containerRuntimeVersion": "containerd://1.7.27",
                 "kubeletVersion": t.kubelet_version,
@@ -229,6 +232,23 @@ pub fn build_node(t: &NodeTemplate, now: DateTime<Utc>) -> Result<Value, ApiErro
             },
         },
     }))
+}
+
+/// `status.nodeInfo.osImage`: the kubelet reports `PRETTY_NAME` of the image's
+/// `/etc/os-release` (kubernetes `pkg/kubelet/nodestatus/setters.go`, `NodeInfo`, through
+/// `GetOperatingSystem`); Bottlerocket's is `Bottlerocket OS <version> (aws-k8s-<minor>)`.
+pub fn os_image(ami_type: &str, kubelet_version: &str) -> String {
+    if ami_type.starts_with("BOTTLEROCKET") {
+        let minor: String = kubelet_version
+            .trim_start_matches('v')
+            .split('.')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(".");
+        format!("Bottlerocket OS 1.49.0 (aws-k8s-{minor})")
+    } else {
+        "Amazon Linux 2023.9.20251105".to_string()
+    }
 }
 
 /// Registers a node as its kubelet would; returns the stored node.

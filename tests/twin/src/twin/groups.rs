@@ -125,6 +125,7 @@ fn self_managed_tags(cluster: &str, g: &NodeGroup) -> Vec<(String, String)> {
         ),
         ("Name".to_string(), format!("{cluster}-{}-Node", g.name)),
         (BOOT_SECONDS_TAG.to_string(), g.boot_seconds.to_string()),
+        (AMI_TYPE_TAG.to_string(), g.ami_type.clone()),
         (
             format!("{CA_LABEL_TAG}{SELF_MANAGED_LABEL}"),
             g.name.clone(),
@@ -146,27 +147,70 @@ fn self_managed_tags(cluster: &str, g: &NodeGroup) -> Vec<(String, String)> {
     tags
 }
 
-/// Creates a self-managed group's launch configuration and Auto Scaling group in moto.
+/// An EC2 client for moto (launch templates of mixed-instances groups).
+pub fn ec2_client(moto_url: &str, region: &str) -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "twin", "twin", None, None, "ngm-twin",
+            ))
+            .endpoint_url(moto_url)
+            .build(),
+    )
+}
+
+/// The tag that tells the twin's kubelet which AMI family a self-managed group's instances
+/// boot (what their `status.nodeInfo.osImage` says).
+pub const AMI_TYPE_TAG: &str = "ngm-twin/ami-type";
+
+/// Creates a self-managed group and its launch configuration in moto; a Spot group or one of
+/// several instance types is a mixed-instances group on a launch template, as eksctl makes
+/// them (all Spot: `OnDemandBaseCapacity` 0 and `OnDemandPercentageAboveBaseCapacity` 0).
 pub async fn create_self_managed(
     client: &aws_sdk_autoscaling::Client,
+    ec2: &aws_sdk_ec2::Client,
     cluster: &str,
     g: &NodeGroup,
     subnets: &[String],
 ) -> Result<(), TwinError> {
+    use aws_sdk_autoscaling::types::{
+        InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides,
+        LaunchTemplateSpecification, MixedInstancesPolicy,
+    };
     let aws = |what: &str, e: String| TwinError::Aws(format!("{what} for {}: {e}", g.name));
     let lc = format!("{}-lc", g.name);
     let image = g
         .ami_id
         .clone()
         .unwrap_or_else(|| format!("ami-0{:016x}", fnv(&g.ami_release)));
-    client
-        .create_launch_configuration()
-        .launch_configuration_name(&lc)
-        .image_id(image)
-        .instance_type(&g.instance_types[0])
-        .send()
-        .await
-        .map_err(|e| aws("CreateLaunchConfiguration", format!("{e:?}")))?;
+    let spot = g.capacity_type == "SPOT";
+    let mixed = spot || g.instance_types.len() > 1;
+    if mixed {
+        ec2.create_launch_template()
+            .launch_template_name(&lc)
+            .launch_template_data(
+                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                    .image_id(&image)
+                    .instance_type(aws_sdk_ec2::types::InstanceType::from(
+                        g.instance_types[0].as_str(),
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| aws("CreateLaunchTemplate", format!("{e:?}")))?;
+    } else {
+        client
+            .create_launch_configuration()
+            .launch_configuration_name(&lc)
+            .image_id(image)
+            .instance_type(&g.instance_types[0])
+            .send()
+            .await
+            .map_err(|e| aws("CreateLaunchConfiguration", format!("{e:?}")))?;
+    }
     let tags = self_managed_tags(cluster, g).into_iter().map(|(k, v)| {
         Tag::builder()
             .resource_id(&g.name)
@@ -176,10 +220,39 @@ pub async fn create_self_managed(
             .propagate_at_launch(true)
             .build()
     });
-    client
-        .create_auto_scaling_group()
+    let create = client.create_auto_scaling_group();
+    let create = if mixed {
+        let overrides = g
+            .instance_types
+            .iter()
+            .map(|t| LaunchTemplateOverrides::builder().instance_type(t).build())
+            .collect();
+        create.mixed_instances_policy(
+            MixedInstancesPolicy::builder()
+                .launch_template(
+                    LaunchTemplate::builder()
+                        .launch_template_specification(
+                            LaunchTemplateSpecification::builder()
+                                .launch_template_name(&lc)
+                                .version("$Latest")
+                                .build(),
+                        )
+                        .set_overrides(Some(overrides))
+                        .build(),
+                )
+                .instances_distribution(
+                    InstancesDistribution::builder()
+                        .on_demand_base_capacity(0)
+                        .on_demand_percentage_above_base_capacity(if spot { 0 } else { 100 })
+                        .build(),
+                )
+                .build(),
+        )
+    } else {
+        create.launch_configuration_name(&lc)
+    };
+    create
         .auto_scaling_group_name(&g.name)
-        .launch_configuration_name(&lc)
         .min_size(to_i32(g.min()))
         .max_size(to_i32(g.max()))
         .desired_capacity(to_i32(g.desired_size))
