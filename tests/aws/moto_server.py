@@ -40,6 +40,12 @@ that moto answered, after sequence number N: `[{"seq", "action", "targetGroupArn
 [{"id", "port"?}]}]`. The twin follows them, as a real target group would: a target ngm
 deregistered drains.
 
+`POST /ngm/ssm-parameters` publishes parameters AWS owns, which `PutParameter` refuses under
+`/aws/` (the EKS-optimized AMI releases ngm's AMI watcher reads): `{"region", "parameters":
+{name: value}}`. Each name gets a new version with that value, as AWS's own re-publication of a
+public parameter does, and `GetParameter` answers the latest; it answers `{"versions": {name:
+version}}`. A bad body fails with 400 and publishes nothing.
+
 Auto Scaling's traffic sources (`AttachTrafficSources`...), which moto lacks, are added to it:
 see traffic_sources.py. Suspended `Launch` and `Terminate` processes, which moto records and
 ignores, hold its groups' launches and terminations: see scaling_processes.py.
@@ -488,6 +494,16 @@ class RequestCounter:
                     return self.answer(start_response, 400, {"error": str(e)})
                 self.rules.extend(rules)
                 return self.answer(start_response, 200, {"rules": len(self.rules)})
+            if path == "/ngm/ssm-parameters" and method == "POST":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                raw = environ["wsgi.input"].read(length) if length else b""
+                try:
+                    region, params = parse_parameters(json.loads(raw or b"null"))
+                except ValueError as e:
+                    return self.answer(start_response, 400, {"error": str(e)})
+                versions = {name: publish_parameter(region, name, value)
+                            for name, value in params.items()}
+                return self.answer(start_response, 200, {"versions": versions})
             if path == "/ngm/target-calls" and method == "GET":
                 after = int((query.get("after") or ["0"])[0] or 0)
                 return self.answer(
@@ -650,27 +666,51 @@ class CountingMotoServer(ThreadedMotoServer):
         self._server.serve_forever()
 
 
-def seed_public_parameters(path, region):
+def parse_parameters(spec):
+    """`POST /ngm/ssm-parameters`'s body, checked: (region, {name: value})."""
+    check_keys(spec, "ssm-parameters", ["region", "parameters"], [])
+    region = check_string(spec, "region", "ssm-parameters")
+    params = spec["parameters"]
+    if not isinstance(params, dict) or not params:
+        raise ValueError("ssm-parameters: parameters must be a non-empty object of name: value")
+    for name, value in params.items():
+        if not name.startswith("/"):
+            raise ValueError(f"ssm-parameters: {name!r} is not a path (it starts with /)")
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"ssm-parameters: {name}: the value must be a non-empty string")
+    return region, params
+
+
+def publish_parameter(region, name, value):
+    """Adds a version of `name` holding `value` to moto's SSM backend in `region` (where
+    PutParameter cannot write under `/aws/`); returns its version number."""
+    from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ssm.models import Parameter, ssm_backends
 
+    versions = ssm_backends[DEFAULT_ACCOUNT_ID][region]._parameters[name]
+    version = len(versions) + 1
+    versions.append(
+        Parameter(
+            account_id=DEFAULT_ACCOUNT_ID,
+            name=name,
+            value=value,
+            parameter_type="String",
+            description="published by ngm tests",
+            allowed_pattern=None,
+            keyid=None,
+            last_modified_date=datetime.datetime.now(datetime.timezone.utc),
+            version=version,
+            data_type="text",
+        )
+    )
+    return version
+
+
+def seed_public_parameters(path, region):
     with open(path, encoding="utf-8") as f:
         params = json.load(f)
-    backend = ssm_backends["123456789012"][region]
     for name, value in params.items():
-        backend._parameters[name].append(
-            Parameter(
-                account_id="123456789012",
-                name=name,
-                value=value,
-                parameter_type="String",
-                description="seeded by ngm tests",
-                allowed_pattern=None,
-                keyid=None,
-                last_modified_date=datetime.datetime.now(datetime.timezone.utc),
-                version=1,
-                data_type="text",
-            )
-        )
+        publish_parameter(region, name, value)
 
 
 def main():

@@ -537,3 +537,62 @@ class MotoScalingProcesses(unittest.TestCase):
         )
         self.asg.set_desired_capacity(AutoScalingGroupName="held-other", DesiredCapacity=2)
         self.assertEqual(self.group("held-other"), (2, 2))
+
+
+class MotoPublicParameters(unittest.TestCase):
+    """`POST /ngm/ssm-parameters`: AWS's own parameters under `/aws/`, which PutParameter
+    refuses, published as AWS re-publishes them (a new version each time), read back with
+    GetParameter as ngm's AMI watcher reads them."""
+
+    NAME = "/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/standard/recommended/release_version"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.proc, cls.url = start_server()
+        cls.addClassCleanup(stop_server, cls.proc)
+        cls.ssm = MotoTargetHealth.client.__func__(cls, "ssm")
+
+    def publish(self, payload):
+        return MotoTargetHealth.control(self, "POST", "/ngm/ssm-parameters", payload)
+
+    def read(self, name):
+        p = self.ssm.get_parameter(Name=name)["Parameter"]
+        return p["Value"], p["Version"]
+
+    def test_each_publication_is_a_new_version_and_get_answers_the_latest(self):
+        with self.assertRaises(ClientError) as e:
+            self.ssm.put_parameter(Name=self.NAME, Value="x", Type="String")
+        self.assertIn("aws", str(e.exception).lower())
+        first = {"region": REGION, "parameters": {self.NAME: "1.33.5-20251105"}}
+        self.assertEqual(self.publish(first), (200, {"versions": {self.NAME: 1}}))
+        self.assertEqual(self.read(self.NAME), ("1.33.5-20251105", 1))
+        second = {"region": REGION, "parameters": {self.NAME: "1.33.5-20251201"}}
+        self.assertEqual(self.publish(second), (200, {"versions": {self.NAME: 2}}))
+        self.assertEqual(self.read(self.NAME), ("1.33.5-20251201", 2))
+
+    def test_any_name_and_region_can_be_published(self):
+        name = "/aws/service/bottlerocket/aws-k8s-1.33/arm64/latest/image_version"
+        ok = self.publish({"region": REGION, "parameters": {name: "1.50.0-a1b2c3d4"}})
+        self.assertEqual(ok, (200, {"versions": {name: 1}}))
+        self.assertEqual(self.read(name), ("1.50.0-a1b2c3d4", 1))
+        other = "/aws/service/eks/elsewhere"
+        self.assertEqual(
+            self.publish({"region": "eu-west-1", "parameters": {other: "v"}})[0], 200)
+        with self.assertRaises(ClientError):
+            self.ssm.get_parameter(Name=other)
+
+    def test_a_bad_body_is_refused_and_publishes_nothing(self):
+        name = "/aws/service/eks/refused"
+        for bad in (
+            {"parameters": {name: "v"}},
+            {"region": REGION, "parameters": {}},
+            {"region": REGION, "parameters": {name: 3}},
+            {"region": REGION, "parameters": {"no-slash": "v"}},
+            {"region": REGION, "parameters": {name: "v"}, "extra": 1},
+            [],
+        ):
+            status, body = self.publish(bad)
+            self.assertEqual(status, 400, bad)
+            self.assertIn("ssm-parameters", body["error"])
+        with self.assertRaises(ClientError):
+            self.ssm.get_parameter(Name=name)

@@ -220,6 +220,10 @@ pub struct Deadlines {
     pub surge_ready_by: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_by: Option<Timestamp>,
+    /// Drain, with `policy.jobs.mode: waitToFinish`: when pods that run to completion stop
+    /// being left to finish and are evicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs_by: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_group_gone_by: Option<Timestamp>,
     /// Rollback: when the new nodes have left the load balancers for long enough to delete
@@ -336,6 +340,9 @@ pub struct Counts {
     pub pods_evicted: u32,
     pub pods_skipped: u32,
     pub pdb_blocks: u32,
+    /// The most pods that run to completion the drain left to finish at once.
+    #[serde(default)]
+    pub pods_waited_for: u32,
     pub workloads_restored: u32,
     pub hpas_restored: u32,
 }

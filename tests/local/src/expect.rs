@@ -155,8 +155,13 @@ pub const FIGURES: &[&str] = &[
     "controllerLagSeconds",
     "autoscalerNodesAdded",
     "autoscalerNodesRemoved",
+    "jobPodsInterrupted",
+    "jobLostWorkSeconds",
+    "jobsCompleted",
     "injectedFaults",
     "slowInvocations",
+    "migrationsStarted",
+    "migrationsSucceeded",
 ];
 
 /// Prefixes of the figures with a name after the dot.

@@ -47,6 +47,8 @@ pub struct FunctionSpec {
     pub name: String,
     pub binary: PathBuf,
     pub timeout: Duration,
+    /// Its own environment, over the host's (`HostOptions::env`).
+    pub env: BTreeMap<String, String>,
 }
 
 /// A fault the host injects into invocations of a function.

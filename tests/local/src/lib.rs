@@ -9,7 +9,9 @@
 //! - [`interp`]: the interpreter process (stop, execution timeout);
 //! - [`run`]: one scenario end to end, and the cleanup machine after an ABORTED, FAILED or
 //!   TIMED_OUT execution, as the EventBridge rule starts it;
-//! - [`sfn`]: DescribeExecution for the functions;
+//! - [`sfn`]: DescribeExecution for the functions, and StartExecution for the AMI watcher;
+//! - [`watch`]: the AMI watcher's ticks (`workflow.amiReleases`): releases published in moto's
+//!   SSM, `ami-watch` invoked on a schedule's event, the chain of migrations it started judged;
 //! - [`verdict`], [`expect`], [`world`], [`aws_world`], [`timeline`], [`idempotence`]: what is
 //!   printed and checked.
 
@@ -26,6 +28,7 @@ pub mod sfn;
 pub mod support;
 pub mod timeline;
 pub mod verdict;
+pub mod watch;
 pub mod world;
 
 pub use ngm_testkit::moto::repo_root;

@@ -1,7 +1,8 @@
-//! One whole migration on the twin: boot the scenario, start the functions and the
-//! interpreter, answer operator callbacks, then check the invariants.
+//! One whole run on the twin: boot the scenario, start the functions and the interpreter, run
+//! the scenario's migration (or, with `workflow.amiReleases`, the migrations the AMI watcher
+//! starts, one release after the other), answer operator callbacks, then check the invariants.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use crate::sfn::{ExecutionInfo, Executions};
 use crate::support::{answer_operator, blocked_pod, create_lock_table, moto_conf, operator_output};
 use crate::timeline::Timeline;
 use crate::verdict::{CleanupRun, Verdict};
+use crate::watch::{self, WATCH_FUNCTION};
 use crate::world;
 
 /// The step functions, in the order of docs/design.md §2, by the names the ASL's
@@ -53,6 +55,8 @@ pub enum LocalError {
     Interp(#[from] crate::interp::InterpError),
     #[error("the execution did not end within {0:?} of wall time")]
     TimedOut(Duration),
+    #[error("AMI watcher: {0}")]
+    Watch(String),
     #[error("{0}")]
     Io(String),
 }
@@ -248,6 +252,21 @@ async fn drive(
 /// The name the cleanup function has in the ASL (`${CleanupFunctionArn}`) and the host.
 pub const CLEANUP_FUNCTION: &str = "cleanup";
 
+mod chain;
+use chain::{Ctx, Driven, Last, watch_releases};
+
+/// What starts the migrations of a run.
+enum Mode {
+    /// The scenario's `migration:`, started by the runner.
+    Request(Value),
+    /// The AMI watcher, one tick per release (`workflow.amiReleases`), each release published
+    /// at these SSM parameters first.
+    Watcher {
+        releases: Vec<String>,
+        parameters: BTreeSet<String>,
+    },
+}
+
 /// Runs a scenario end to end.
 #[allow(clippy::too_many_lines)]
 pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
@@ -260,7 +279,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     let known: Vec<&str> = FUNCTIONS
         .iter()
         .copied()
-        .chain([CLEANUP_FUNCTION])
+        .chain([CLEANUP_FUNCTION, WATCH_FUNCTION])
         .collect();
     let expectation = scenario
         .expect
@@ -268,10 +287,23 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         .map(|e| Expectation::parse(e, &known))
         .transpose()
         .map_err(bad)?;
-    let request = scenario
-        .migration
-        .clone()
-        .ok_or_else(|| bad("no `migration:` (the MigrationRequest) to run".into()))?;
+    let mode = match (scenario.migration.clone(), workflow.ami_releases.clone()) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                "`migration:` and `workflow.amiReleases` both start migrations: give one (the AMI watcher makes its own request)".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(bad(
+                "no `migration:` (the MigrationRequest) to run, and no `workflow.amiReleases` for the AMI watcher to start migrations for".into(),
+            ));
+        }
+        (Some(request), None) => Mode::Request(request),
+        (None, Some(releases)) => Mode::Watcher {
+            parameters: watch::release_parameters(&scenario).map_err(bad)?,
+            releases,
+        },
+    };
     let repo = ngm_testkit::moto::repo_root();
     let definition_path = repo.join("statemachine/migration.asl.json");
     let definition = std::fs::read_to_string(&definition_path)
@@ -303,7 +335,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     )
     .await?;
     // `${subnet:<zone>}` and the like, filled in by the twin.
-    let request = twin.migration_request()?.unwrap_or(request);
+    let mode = match mode {
+        Mode::Request(request) => Mode::Request(twin.migration_request()?.unwrap_or(request)),
+        watcher => watcher,
+    };
     let speed = twin.clock().speed();
     let mut env = twin.env();
     let moto = moto_conf(&env).map_err(LocalError::Io)?;
@@ -349,7 +384,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
     }
     let dir = functions_dir(opts.functions_dir.as_deref());
     let with_cleanup = cleanup_definition.is_some();
-    let specs: Vec<FunctionSpec> = FUNCTIONS
+    let mut specs: Vec<FunctionSpec> = FUNCTIONS
         .iter()
         .copied()
         .chain(with_cleanup.then_some(CLEANUP_FUNCTION))
@@ -357,8 +392,26 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
             name: f.to_string(),
             binary: dir.join(f),
             timeout: timeouts.get(f).copied().unwrap_or(global_timeout),
+            env: BTreeMap::new(),
         })
         .collect();
+    if matches!(mode, Mode::Watcher { .. }) {
+        // As the SAM template configures it: the stack's one cluster and its migration machine.
+        let machine = account_sm("ngm-migration");
+        specs.push(FunctionSpec {
+            name: WATCH_FUNCTION.to_string(),
+            binary: dir.join(WATCH_FUNCTION),
+            timeout: timeouts
+                .get(WATCH_FUNCTION)
+                .copied()
+                .unwrap_or(global_timeout),
+            env: BTreeMap::from([
+                ("NGM_CLUSTERS".to_string(), scenario.cluster.name.clone()),
+                ("NGM_STATE_MACHINE_ARN".to_string(), machine.clone()),
+            ]),
+        });
+        executions.accept_starts(&machine, twin.clock().clone());
+    }
     let host = LambdaHost::start(
         &specs,
         HostOptions {
@@ -395,61 +448,85 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         }
     };
     let aws_before = read_aws(&twin).await;
-    let world_before = world::read(&twin, &scenario);
+    let mut world_before = world::read(&twin, &scenario);
+    // The scenario as the run is judged: with the watcher, its first request is the migration.
+    let mut judged = scenario.clone();
 
     let started_sim = twin.clock().now();
     twin.begin_run();
-    let name = format!(
-        "local-{}-{}",
-        scenario.name.chars().take(40).collect::<String>(),
-        started_sim.timestamp()
-    );
-    let arn = execution_arn("ngm-migration", &name);
-    #[allow(clippy::cast_precision_loss)]
-    let now_secs = |twin: &Twin| twin.clock().now().timestamp_millis() as f64 / 1000.0;
-    executions.insert(
-        &arn,
-        ExecutionInfo {
-            name: name.clone(),
-            state_machine_arn: account_sm("ngm-migration"),
-            status: "RUNNING".into(),
-            start: now_secs(&twin),
-            stop: None,
-            input: request.to_string(),
-        },
-    );
-    let settings = Settings {
-        definition: definition_path,
-        substitutions,
-        input: request.clone(),
-        invoke_url: host.invoke_url().to_string(),
-        speed,
-        execution: ExecutionRef {
-            arn: arn.clone(),
-            name: name.clone(),
-        },
-        stop: workflow.stop_execution.clone(),
-        timeout_seconds: workflow.execution_timeout_seconds,
-    };
     let mut timeline = Timeline::new(twin.clock().clone(), started_sim, opts.print_timeline);
     let limit = Duration::from_secs(workflow.timeout_seconds.unwrap_or(600));
-    let deadline = wall + limit;
-    let driven = drive(
-        &repo,
-        &settings,
-        work_dir.join("interpreter.log"),
-        Drive {
-            twin: &twin,
-            workflow: &workflow,
-            region: &region,
-            deadline,
-            timeline: &mut timeline,
-            label: "",
-        },
-    )
-    .await;
-    let ended = match driven {
-        Ok(e) => e,
+    let ctx = Ctx {
+        repo: &repo,
+        twin: &twin,
+        workflow: &workflow,
+        region: &region,
+        definition: &definition_path,
+        substitutions: &substitutions,
+        invoke_url: host.invoke_url(),
+        speed,
+        executions: &executions,
+        work_dir: &work_dir,
+    };
+    let driven = match &mode {
+        Mode::Request(request) => {
+            let name = format!(
+                "local-{}-{}",
+                scenario.name.chars().take(40).collect::<String>(),
+                started_sim.timestamp()
+            );
+            let arn = execution_arn("ngm-migration", &name);
+            executions.insert(
+                &arn,
+                ExecutionInfo {
+                    name: name.clone(),
+                    state_machine_arn: account_sm("ngm-migration"),
+                    status: "RUNNING".into(),
+                    start: ctx.now_secs(),
+                    stop: None,
+                    input: request.to_string(),
+                },
+            );
+            let execution = ExecutionRef {
+                arn: arn.clone(),
+                name: name.clone(),
+            };
+            ctx.migrate(
+                execution,
+                request.clone(),
+                "interpreter.log",
+                wall + limit,
+                &mut timeline,
+            )
+            .await
+            .map(|ended| Driven {
+                last: Last {
+                    name,
+                    arn,
+                    input: request.clone(),
+                    ended,
+                },
+                runs: Vec::new(),
+            })
+        }
+        Mode::Watcher {
+            releases,
+            parameters,
+        } => {
+            watch_releases(
+                &ctx,
+                releases,
+                parameters,
+                limit,
+                &mut timeline,
+                &mut judged,
+                &mut world_before,
+            )
+            .await
+        }
+    };
+    let Driven { last, runs } = match driven {
+        Ok(d) => d,
         Err(e) => {
             host.shutdown().await;
             sfn_task.abort();
@@ -457,7 +534,16 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
             return Err(e);
         }
     };
-    executions.end(&arn, &ended.status, now_secs(&twin));
+    let Last {
+        name,
+        arn,
+        input: request,
+        ended,
+    } = last;
+    let deadline = match mode {
+        Mode::Request(_) => wall + limit,
+        Mode::Watcher { .. } => Instant::now() + limit,
+    };
 
     // The EventBridge rule on "Step Functions Execution Status Change" starts the cleanup
     // machine for ABORTED, FAILED and TIMED_OUT, with the migration's input as a string.
@@ -485,7 +571,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
                         name: cleanup_name.clone(),
                         state_machine_arn: account_sm("ngm-cleanup"),
                         status: "RUNNING".into(),
-                        start: now_secs(&twin),
+                        start: ctx.now_secs(),
                         stop: None,
                         input: input.to_string(),
                     },
@@ -520,7 +606,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
                 .await;
                 match done {
                     Ok(c) => {
-                        executions.end(&cleanup_arn, &c.status, now_secs(&twin));
+                        executions.end(&cleanup_arn, &c.status, ctx.now_secs());
                         cleanup = Some(CleanupRun {
                             status: c.status,
                             error: c.error,
@@ -559,7 +645,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
             .sleep(std::time::Duration::from_secs(1))
             .await;
     }
-    let world = world::read(&twin, &scenario);
+    let world = world::read(&twin, &judged);
     // A node group whose Auto Scaling group went first is still the twin's to report.
     let aws_after = read_aws(&twin).await.map(|mut a| {
         if let Ok(b) = &aws_before {
@@ -580,7 +666,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     let verdict = Verdict::compile(crate::verdict::Inputs {
-        scenario: &scenario,
+        scenario: &judged,
         expectation: expectation.as_ref(),
         status: ended.status,
         output: ended.output,
@@ -600,6 +686,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         cleanup,
         wall: wall.elapsed(),
         simulated: twin_elapsed(started_sim, &report),
+        executions: runs,
     });
     if let Some(path) = &opts.report {
         let body =

@@ -84,9 +84,17 @@ pub struct WorkflowSettings {
     /// Run every invocation twice and check I5 on each.
     #[serde(default)]
     pub twice: bool,
-    /// Wall-clock seconds the whole execution may take (default 600).
+    /// Wall-clock seconds each execution may take (default 600).
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// The AMI watcher starts the migrations instead of the scenario's `migration:` (which it
+    /// then must not have). For each release in order, the runner publishes it as the
+    /// recommended release (the SSM public parameter of the cluster's Kubernetes version and
+    /// the AMI type of each managed group tagged `ngm.io/auto-update: "true"`), runs one
+    /// scheduled tick of `ami-watch`, and drives the execution it started to its end; the next
+    /// release comes only after a SUCCEEDED one. A tick that starts nothing fails the run.
+    #[serde(default)]
+    pub ami_releases: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -97,8 +105,17 @@ impl WorkflowSettings {
     /// Reads the section; an unknown key or a bad value is an error that names it.
     pub fn from_scenario(section: Option<&Value>) -> Result<Self, String> {
         let empty = Value::Object(serde_json::Map::new());
-        serde_json::from_value(section.unwrap_or(&empty).clone())
-            .map_err(|e| format!("workflow: {e}"))
+        let s: Self = serde_json::from_value(section.unwrap_or(&empty).clone())
+            .map_err(|e| format!("workflow: {e}"))?;
+        if let Some(releases) = &s.ami_releases {
+            if releases.is_empty() {
+                return Err("workflow.amiReleases: give at least one release".into());
+            }
+            if let Some(r) = releases.iter().find(|r| r.trim().is_empty()) {
+                return Err(format!("workflow.amiReleases: {r:?} is not a release"));
+            }
+        }
+        Ok(s)
     }
 }
 
@@ -144,6 +161,26 @@ mod tests {
         assert!(s.held_lock.is_some_and(|l| l.running));
         let none = WorkflowSettings::from_scenario(None).unwrap_or_else(|e| panic!("{e}"));
         assert!(none.cleanup && none.stop_execution.is_none());
+    }
+
+    #[test]
+    fn ami_releases_are_read_in_order_and_an_empty_list_is_refused() {
+        let s = WorkflowSettings::from_scenario(Some(&json!({
+            "amiReleases": ["1.33.5-20251105", "1.33.5-20251201"],
+        })))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.ami_releases,
+            Some(vec!["1.33.5-20251105".into(), "1.33.5-20251201".into()])
+        );
+        let none = WorkflowSettings::from_scenario(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(none.ami_releases, None);
+        for bad in [json!([]), json!([""])] {
+            let e = WorkflowSettings::from_scenario(Some(&json!({ "amiReleases": bad })))
+                .err()
+                .unwrap_or_default();
+            assert!(e.contains("amiReleases"), "{e}");
+        }
     }
 
     #[test]

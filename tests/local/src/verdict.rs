@@ -20,6 +20,7 @@ use crate::expect::{Expectation, Outcome};
 use crate::host::{FunctionStats, SlowInvocation};
 use crate::idempotence::IdempotenceCheck;
 use crate::interp::StateEvent;
+use crate::watch::{self, ExecutionRun};
 use crate::world::{self, WorldState};
 
 /// Whether an invariant held, broke, or was not exercised by this run.
@@ -67,6 +68,12 @@ pub struct Figures {
     /// Nodes the twin's Cluster Autoscaler asked for, and nodes it removed, during the run.
     pub autoscaler_nodes_added: u64,
     pub autoscaler_nodes_removed: u64,
+    /// Jobs' pods that ended before finishing their work (evicted, deleted, lost with their
+    /// node), the simulated seconds of work they had done, and the Jobs that completed.
+    pub jobs: u64,
+    pub job_pods_interrupted: u64,
+    pub job_lost_work_seconds: f64,
+    pub jobs_completed: u64,
     pub requests_sent: u64,
     pub requests_failed: u64,
     /// Failed requests an injected fault explains (a pod the scenario kills or crash-loops).
@@ -103,6 +110,12 @@ pub struct Figures {
     pub functions: BTreeMap<String, FunctionStats>,
     /// Invocations over a quarter of their function's timeout.
     pub slow_invocations: Vec<SlowInvocation>,
+    /// Migrations the AMI watcher started, and those that SUCCEEDED (`workflow.amiReleases`;
+    /// absent when the scenario's `migration:` ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrations_started: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrations_succeeded: Option<u64>,
 }
 
 impl Figures {
@@ -125,6 +138,12 @@ impl Figures {
                 "autoscalerNodesRemoved".to_string(),
                 f(self.autoscaler_nodes_removed),
             ),
+            (
+                "jobPodsInterrupted".to_string(),
+                f(self.job_pods_interrupted),
+            ),
+            ("jobLostWorkSeconds".to_string(), self.job_lost_work_seconds),
+            ("jobsCompleted".to_string(), f(self.jobs_completed)),
             (
                 "ngmFailedRequests".to_string(),
                 f(self.requests_failed
@@ -182,6 +201,10 @@ impl Figures {
         for (e, n) in &self.function_errors {
             m.insert(format!("errors.{e}"), f(*n));
         }
+        if let (Some(started), Some(ok)) = (self.migrations_started, self.migrations_succeeded) {
+            m.insert("migrationsStarted".into(), f(started));
+            m.insert("migrationsSucceeded".into(), f(ok));
+        }
         m
     }
 }
@@ -204,6 +227,9 @@ pub struct Verdict {
     pub operator_answers: Vec<String>,
     pub figures: Figures,
     pub output: Option<Value>,
+    /// The migrations the AMI watcher started, in order; the outcome is the last one's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub executions: Vec<ExecutionRun>,
 }
 
 pub struct Inputs<'a> {
@@ -229,6 +255,10 @@ pub struct Inputs<'a> {
     pub cleanup: Option<CleanupRun>,
     pub wall: Duration,
     pub simulated: Duration,
+    /// The migrations the AMI watcher started, in order (empty when the scenario's
+    /// `migration:` ran); `status`, `events` and the rest are then the last one's, the events
+    /// every one's.
+    pub executions: Vec<ExecutionRun>,
 }
 
 fn last_entered(events: &[StateEvent]) -> Option<&str> {
@@ -566,6 +596,23 @@ impl Verdict {
                     .collect(),
             ),
         );
+        if let Some(last) = i.executions.last() {
+            let earlier = &i.executions[..i.executions.len() - 1];
+            let check = match earlier.iter().find(|r| r.status != "SUCCEEDED") {
+                Some(r) => Check::Broken(vec![format!(
+                    "{} ended {}, yet the next release was migrated",
+                    r.name, r.status
+                )]),
+                None if last.status == "SUCCEEDED" => {
+                    Check::from_problems(watch::chain_problems(&i.executions, &r.node_groups))
+                }
+                None => Check::NotExercised(format!("{} ended {}", last.name, last.status)),
+            };
+            invariants.insert(
+                "AMI watcher: the group left is on the last release, still opted in".into(),
+                check,
+            );
+        }
         let restored = if holds {
             restored_summary(outcome, promise, i.events, i.cleanup.as_ref(), lock_ok)
         } else {
@@ -577,6 +624,10 @@ impl Verdict {
             controller_lag_seconds: r.controller_lag_seconds,
             autoscaler_nodes_added: r.cluster_autoscaler.nodes_added,
             autoscaler_nodes_removed: r.cluster_autoscaler.nodes_removed,
+            jobs: r.jobs.len() as u64,
+            job_pods_interrupted: r.jobs.iter().map(|j| u64::from(j.pods_interrupted)).sum(),
+            job_lost_work_seconds: r.jobs.iter().map(|j| j.lost_work_seconds).sum(),
+            jobs_completed: r.jobs.iter().filter(|j| j.completed).count() as u64,
             requests_sent: r.traffic.sent(),
             requests_failed: r.traffic.failed(),
             requests_failed_injected: injected_failures.min(r.traffic.failed()),
@@ -599,6 +650,13 @@ impl Verdict {
             function_errors_injected,
             functions: i.functions,
             slow_invocations: i.slow,
+            migrations_started: (!i.executions.is_empty()).then_some(i.executions.len() as u64),
+            migrations_succeeded: (!i.executions.is_empty()).then(|| {
+                i.executions
+                    .iter()
+                    .filter(|r| r.status == "SUCCEEDED")
+                    .count() as u64
+            }),
         };
         let expectation = match i.expectation {
             Some(exp) => {
@@ -634,6 +692,7 @@ impl Verdict {
                 .collect(),
             figures,
             output: i.output,
+            executions: i.executions,
         }
     }
 
@@ -669,6 +728,9 @@ impl Verdict {
                     .unwrap_or_default(),
                 c.transitions
             ));
+        }
+        for r in &self.executions {
+            line(format!("  {}", r.line()));
         }
         for e in &self.expectation {
             line(format!("  FAIL expectation: {e}"));
@@ -706,6 +768,12 @@ impl Verdict {
             line(format!(
                 "  cluster autoscaler: {} node(s) added, {} removed",
                 f.autoscaler_nodes_added, f.autoscaler_nodes_removed
+            ));
+        }
+        if f.jobs > 0 {
+            line(format!(
+                "  jobs: {} of {} completed; {} pod(s) interrupted, {:.0} s of work lost",
+                f.jobs_completed, f.jobs, f.job_pods_interrupted, f.job_lost_work_seconds
             ));
         }
         if !self.restored.is_empty() {

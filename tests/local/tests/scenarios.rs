@@ -790,3 +790,83 @@ async fn an_expired_lease_whose_holder_still_runs_is_not_taken_over() {
     // I3/I4's AWS side compares the lock item: still the other execution's.
     assert!(holds(&o, "I3/I4"), "{:?}", o.verdict.invariants);
 }
+
+/// kubernetes.io, "Jobs", "Handling Pod and container failures": an evicted Job pod is
+/// counted failed and started again from the beginning. With `policy.jobs.mode:
+/// waitToFinish` the drain leaves the two running pods to finish on the tainted old nodes, the
+/// Job's next pods start on the new group, and the old group goes only once they have ended:
+/// no pod interrupted, no work lost, no request failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jobs_running_pods_are_left_to_finish_and_its_next_pods_start_on_the_new_group() {
+    let o = run_scenario("job-waited-for").await;
+    succeeded_without_a_failed_request(&o);
+    let job = o
+        .report
+        .jobs
+        .iter()
+        .find(|j| j.name == "nightly-etl")
+        .unwrap_or_else(|| panic!("no job in the report: {:?}", o.report.jobs));
+    assert_eq!(job.pods_interrupted, 0, "{job:?}");
+    assert!(job.succeeded >= 2, "the first two pods finished: {job:?}");
+    assert!(
+        function_log(&o, "drain").contains("left to finish"),
+        "the drain never waited for the Job"
+    );
+}
+
+/// The same cluster under the default `evict`: the run still succeeds without a failed
+/// request, and the judge sees what the wait avoids: both running pods interrupted, their work
+/// lost (so the zeros of `job-waited-for` are measured, not given).
+#[tokio::test(flavor = "multi_thread")]
+async fn evicting_a_jobs_running_pods_is_seen_as_work_lost() {
+    let o = run_scenario("job-evicted").await;
+    succeeded_without_a_failed_request(&o);
+    let f = &o.verdict.figures;
+    assert_eq!(f.job_pods_interrupted, 2, "{}", o.verdict.summary());
+    assert!(f.job_lost_work_seconds >= 60.0, "{}", o.verdict.summary());
+}
+
+/// The AMI watcher, run on its schedule's event after each of two releases: it migrates the
+/// opted-in group, then the group that migration created (the opt-in tag carried to it), each
+/// through StartExecution under its deterministic name; the group left is on the second
+/// release, still opted in, and no request failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_update_twice_in_a_row_migrates_the_group_the_first_one_created() {
+    let o = run_scenario("auto-update-twice").await;
+    succeeded_without_a_failed_request(&o);
+    let runs = &o.verdict.executions;
+    let ended: Vec<(&str, &str, &str)> = runs
+        .iter()
+        .map(|r| (r.name.as_str(), r.release.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(ended.len(), 2, "{runs:?}");
+    assert_eq!(
+        ended[0],
+        (
+            "ami-fleet-general-1.33.5-20251105",
+            "1.33.5-20251105",
+            "SUCCEEDED"
+        )
+    );
+    assert_eq!((ended[1].1, ended[1].2), ("1.33.5-20251201", "SUCCEEDED"));
+    assert_eq!(runs[0].source, "general");
+    assert!(
+        runs[1].source != "general" && runs[1].source.starts_with("general-"),
+        "{runs:?}"
+    );
+    let groups = &o.report.node_groups;
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let left = &groups[0];
+    assert_eq!(left.release_version, "1.33.5-20251201");
+    assert_eq!(
+        left.tags.get("ngm.io/auto-update").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(left.tags.get("ngm.io/migrated-from"), Some(&runs[1].source));
+    assert!(
+        holds(&o, "AMI watcher") && holds(&o, "IAM"),
+        "{:?}",
+        o.verdict.invariants
+    );
+    assert_eq!(o.verdict.figures.functions["ami-watch"].invocations, 2);
+}

@@ -8,6 +8,7 @@
 //! [`RunParts`] the other parts produced (the probe's figures, the load balancers, EKS).
 
 pub mod budgets;
+pub mod jobs;
 pub mod recorder;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use budgets::{BudgetViolation, DrainCounts, EvictionCounts, ViolationKind};
+pub use jobs::JobSummary;
 pub use recorder::{BudgetDip, Recorder};
 
 use crate::eks::{AutoscalerAction, AutoscalerStep, DrainRecord, Eks};
@@ -82,7 +84,7 @@ impl RunParts {
 }
 
 /// The verdict on each invariant.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Invariants {
     /// I1: no probe request failed.
@@ -150,7 +152,7 @@ fn merge_by_caller(
 }
 
 /// Everything a run is judged by.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub scenario: Option<String>,
@@ -185,6 +187,9 @@ pub struct Report {
     pub cluster_autoscaler: AutoscalerSummary,
     /// The managed node groups at the end of the run, with what makes their shape.
     pub node_groups: Vec<GroupShape>,
+    /// Every Job seen during the run: its counts at the end and the work its interrupted pods
+    /// lost.
+    pub jobs: Vec<JobSummary>,
     pub requests: Requests,
 }
 
@@ -194,6 +199,8 @@ pub struct Report {
 pub struct GroupShape {
     pub name: String,
     pub ami_type: String,
+    /// The EKS AMI release its nodes run (`releaseVersion`).
+    pub release_version: String,
     pub capacity_type: String,
     pub instance_types: Vec<String>,
     pub tags: BTreeMap<String, String>,
@@ -301,6 +308,7 @@ impl Recorder {
             controller_lag_seconds: self.store.load().max_lag_seconds(),
             cluster_autoscaler: AutoscalerSummary::of(&parts.autoscaler, self.started_at),
             node_groups: parts.node_groups.clone(),
+            jobs: tracker.jobs.summaries(&self.store),
             requests,
         }
     }
@@ -548,6 +556,24 @@ impl Report {
                     a.detail
                 );
             }
+        }
+        for j in &self.jobs {
+            let _ = writeln!(
+                out,
+                "  job {}/{}: {}/{} succeeded, {} failed, {}; {} pod(s) interrupted, {:.0} s of work lost",
+                j.namespace,
+                j.name,
+                j.succeeded,
+                j.completions,
+                j.failed,
+                match j.completed_at {
+                    Some(t) => format!("complete at {}", t.format("%H:%M:%S")),
+                    None if j.completed => "complete".to_string(),
+                    None => "not complete".to_string(),
+                },
+                j.pods_interrupted,
+                j.lost_work_seconds
+            );
         }
         let r = &self.requests;
         let _ = writeln!(

@@ -9,6 +9,7 @@
 
 mod apply;
 mod build;
+mod job;
 mod model;
 mod placeholders;
 mod scale;

@@ -1,5 +1,5 @@
 //! The simulated control plane that makes the twin behave like a cluster: the Deployment,
-//! ReplicaSet, StatefulSet, DaemonSet, HPA, PDB-status and endpoint controllers, the
+//! ReplicaSet, StatefulSet, DaemonSet, Job, HPA, PDB-status and endpoint controllers, the
 //! scheduler, the kubelet, and pod/node garbage collection.
 //!
 //! Everything runs as one task ([`start`]) on the store's [`Clock`](crate::clock::Clock):
@@ -18,6 +18,8 @@ pub mod endpoints;
 pub mod gc;
 pub mod hpa;
 pub mod instances;
+pub mod job;
+pub mod job_rules;
 pub mod kubelet;
 pub mod namespace;
 pub mod nodelifecycle;

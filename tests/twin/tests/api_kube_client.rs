@@ -639,3 +639,92 @@ async fn a_fault_rule_fails_the_chosen_calls_and_every_call_is_counted() {
     assert_eq!(store.requests().count("get", "nodes"), 4);
     assert_eq!(store.requests().count("list", "nodes"), 1);
 }
+
+/// batch/v1 Jobs are served like every other kind: discovery (`/apis` lists the `batch`
+/// group; `/apis/batch/v1` lists `jobs`, namespaced, in category `all`, with `jobs/status`, as
+/// the API server's legacy discovery does), create with the API server's defaults
+/// (pkg/apis/batch/v1/defaults.go `SetDefaults_Job`, pkg/registry/batch/job/strategy.go
+/// `generateSelector`), get, list, patch and watch through the kube client.
+#[tokio::test]
+async fn jobs_are_served_as_batch_v1_with_discovery_create_get_list_patch_and_watch() {
+    use k8s_openapi::api::batch::v1::Job;
+    let (store, client, h) = twin().await;
+    store.ensure_namespace("default");
+    let (code, groups) = raw(&h.url(), "GET", "/apis", "", "").await;
+    assert_eq!(code, 200);
+    assert!(
+        groups["groups"].as_array().is_some_and(|g| g
+            .iter()
+            .any(|g| g["name"] == "batch" && g["preferredVersion"]["groupVersion"] == "batch/v1")),
+        "{groups}"
+    );
+    let (code, list) = raw(&h.url(), "GET", "/apis/batch/v1", "", "").await;
+    assert_eq!(code, 200);
+    let resources = list["resources"].as_array().cloned().unwrap_or_default();
+    let jobs = resources
+        .iter()
+        .find(|r| r["name"] == "jobs")
+        .expect("jobs listed");
+    assert_eq!(jobs["kind"], "Job");
+    assert_eq!(jobs["namespaced"], true);
+    assert_eq!(jobs["categories"], json!(["all"]));
+    assert!(resources.iter().any(|r| r["name"] == "jobs/status"));
+
+    let api: Api<Job> = Api::namespaced(client, "default");
+    let body: Job = serde_json::from_value(json!({
+        "metadata": { "name": "backup" },
+        "spec": { "template": { "spec": {
+            "restartPolicy": "Never",
+            "containers": [{ "name": "work", "image": "busybox" }],
+        } } },
+    }))
+    .expect("job");
+    let stream = api
+        .watch(&WatchParams::default().timeout(10), "0")
+        .await
+        .expect("watch");
+    let created = api
+        .create(&PostParams::default(), &body)
+        .await
+        .expect("create");
+    let spec = created.spec.clone().unwrap_or_default();
+    assert_eq!(spec.completions, Some(1));
+    assert_eq!(spec.parallelism, Some(1));
+    assert_eq!(spec.backoff_limit, Some(6));
+    let uid = created.metadata.uid.clone().unwrap_or_default();
+    assert_eq!(
+        spec.selector
+            .and_then(|s| s.match_labels)
+            .and_then(|m| m.get("batch.kubernetes.io/controller-uid").cloned()),
+        Some(uid)
+    );
+    let got = api.get("backup").await.expect("get");
+    assert_eq!(got.metadata.uid, created.metadata.uid);
+    assert_eq!(
+        names(&api.list(&ListParams::default()).await.expect("list").items),
+        ["backup"]
+    );
+    let patched = api
+        .patch(
+            "backup",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "team": "ops" } } })),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(
+        patched.metadata.labels.unwrap_or_default().get("team"),
+        Some(&"ops".to_string())
+    );
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.take(1).try_collect::<Vec<_>>(),
+    )
+    .await
+    .expect("watch stalled")
+    .expect("events");
+    assert!(
+        matches!(&first[0], WatchEvent::Added(j) if j.metadata.name.as_deref() == Some("backup")),
+        "{first:?}"
+    );
+}

@@ -1,11 +1,12 @@
 //! Label selectors (`matchLabels` plus `matchExpressions`) as pure predicates.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Labels;
 
 /// A set-based selector operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum SelectorOperator {
     In,
     NotIn,
@@ -14,8 +15,8 @@ pub enum SelectorOperator {
 }
 
 /// One `matchExpressions` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SelectorRequirement {
     pub key: String,
     pub operator: SelectorOperator,
@@ -37,8 +38,8 @@ impl SelectorRequirement {
 }
 
 /// A label selector. An empty selector matches everything (`metav1.LabelSelector` semantics).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     #[serde(default)]
     pub match_labels: Labels,

@@ -81,14 +81,22 @@ pub fn lb_secs(policy: &Policy) -> u64 {
         .unwrap_or(MAX_LB_DRAIN_SECS)
 }
 
+/// How long the drain may run before its overrun: its deadline for PDBs, or the wait for pods
+/// that run to completion (`jobs.finishWithinSeconds` with `waitToFinish`) if longer. The two
+/// run side by side.
+pub fn drain_window_secs(policy: &Policy) -> u64 {
+    policy.drain_deadline_seconds.max(policy.jobs.wait_secs())
+}
+
 /// The longest an execution of this policy may take when every loop runs to its deadline.
 pub fn execution_budget_secs(policy: &Policy) -> u64 {
     fixed_waits_secs(lb_secs(policy))
-        .saturating_add(policy.drain_deadline_seconds)
+        .saturating_add(drain_window_secs(policy))
         .saturating_add(operator_secs(policy))
 }
 
-/// The longest drain deadline that fits in the execution with this policy's other waits.
+/// The longest drain deadline (or wait for Jobs) that fits in the execution with this policy's
+/// other waits.
 pub fn max_drain_deadline_secs(policy: &Policy) -> u64 {
     EXECUTION_TIMEOUT_SECS
         .saturating_sub(fixed_waits_secs(lb_secs(policy)))
@@ -126,6 +134,22 @@ mod tests {
             assert_eq!(execution_budget_secs(&p), EXECUTION_TIMEOUT_SECS, "{on:?}");
             assert!(p.drain_deadline_seconds >= MIN_DRAIN_DEADLINE_SECS);
         }
+    }
+
+    #[test]
+    fn the_wait_for_jobs_and_the_drain_deadline_run_side_by_side() {
+        let mut p = Policy::default();
+        let base = execution_budget_secs(&p);
+        // Evicting Jobs waits for nothing.
+        p.jobs.finish_within_seconds = 7 * 3600;
+        assert_eq!(execution_budget_secs(&p), base);
+        p.jobs.mode = crate::request::JobMode::WaitToFinish;
+        assert_eq!(
+            execution_budget_secs(&p),
+            base - p.drain_deadline_seconds + 7 * 3600
+        );
+        p.jobs.finish_within_seconds = 60;
+        assert_eq!(execution_budget_secs(&p), base);
     }
 
     #[test]

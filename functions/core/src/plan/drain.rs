@@ -169,6 +169,8 @@ pub enum DrainOutcome {
 pub struct DrainPlan {
     pub actions: Vec<Action>,
     pub skipped: usize,
+    /// Pods left to finish (`jobs.mode: waitToFinish`), still running.
+    pub waiting_for_jobs: usize,
     pub warnings: Vec<String>,
     pub outcome: DrainOutcome,
 }
@@ -177,6 +179,33 @@ pub struct DrainPlan {
 pub const MAX_EVICTIONS_PER_ROUND: usize = 200;
 /// Seconds between drain rounds.
 pub const DRAIN_POLL_SECS: u64 = 15;
+/// Seconds between rounds when only pods left to finish remain: a Job runs for minutes or
+/// hours, and each round costs state transitions out of the execution's history.
+pub const JOB_POLL_SECS: u64 = 60;
+
+/// The drain's clock: the deadline for PDBs, and the end of the wait for pods that run to
+/// completion (`None` when the policy evicts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainClock {
+    pub drain_by: Timestamp,
+    pub jobs_by: Option<Timestamp>,
+    pub now: Timestamp,
+}
+
+impl DrainClock {
+    /// Whether `p` is still left to finish this round.
+    fn waits_for(&self, p: &PodView, policy: &Policy) -> bool {
+        self.jobs_by.is_some_and(|by| self.now < by) && policy.jobs.waits_for(p)
+    }
+
+    /// When the drain gives up on pods no PDB holds: the later of its two deadlines, plus the
+    /// overrun.
+    fn gives_up_at(&self) -> Timestamp {
+        self.drain_by
+            .max(self.jobs_by.unwrap_or(self.drain_by))
+            .plus(DRAIN_OVERRUN_SECS)
+    }
+}
 
 /// Plans one drain round over the pods still on retiring nodes.
 pub fn plan_drain(
@@ -184,10 +213,11 @@ pub fn plan_drain(
     statefulsets: &[WorkloadView],
     policy: &Policy,
     blocked: Option<&Blocked>,
-    drain_by: Timestamp,
-    now: Timestamp,
+    clock: DrainClock,
 ) -> DrainPlan {
+    let DrainClock { drain_by, now, .. } = clock;
     let mut skipped = 0;
+    let mut waiting_for_jobs = 0;
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
     let mut evictable: Vec<&PodView> = Vec::new();
@@ -202,6 +232,8 @@ pub fn plan_drain(
         match eligibility(p, policy) {
             Eligibility::Skip { .. } if leaving => {}
             Eligibility::Skip { .. } => skipped += 1,
+            // Left to finish: neither evicted nor judged until its wait is over.
+            _ if clock.waits_for(p, policy) => waiting_for_jobs += 1,
             Eligibility::Error { reason } => errors.push(reason),
             Eligibility::Evict { warnings: w } => {
                 warnings.extend(w);
@@ -213,6 +245,7 @@ pub fn plan_drain(
         return DrainPlan {
             actions: vec![],
             skipped,
+            waiting_for_jobs,
             warnings,
             outcome: DrainOutcome::Refused { reasons: errors },
         };
@@ -266,21 +299,23 @@ pub fn plan_drain(
     }
     chosen.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
 
-    let remaining = evictable.len() + terminating;
+    let remaining = evictable.len() + terminating + waiting_for_jobs;
     if remaining == 0 {
         return DrainPlan {
             actions: vec![],
             skipped,
+            waiting_for_jobs,
             warnings,
             outcome: DrainOutcome::Done,
         };
     }
-    let overrun_over = now >= drain_by.plus(DRAIN_OVERRUN_SECS);
+    let overrun_over = now >= clock.gives_up_at();
     let refused = blocked.is_some() && policy.on_pdb_blocked != OnPdbBlocked::Force;
     if overrun_over && !refused {
         return DrainPlan {
             actions: vec![],
             skipped,
+            waiting_for_jobs,
             warnings,
             outcome: DrainOutcome::TimedOut { remaining },
         };
@@ -315,10 +350,18 @@ pub fn plan_drain(
         return DrainPlan {
             actions,
             skipped,
+            waiting_for_jobs,
             warnings,
             outcome,
         };
     }
+    // Only pods left to finish: poll less often, and not past the end of their wait.
+    let retry_after_seconds = match clock.jobs_by {
+        Some(by) if chosen.is_empty() && terminating == 0 => {
+            by.secs_since(now).clamp(DRAIN_POLL_SECS, JOB_POLL_SECS)
+        }
+        _ => DRAIN_POLL_SECS,
+    };
     let actions = chosen
         .into_iter()
         .take(MAX_EVICTIONS_PER_ROUND)
@@ -331,9 +374,10 @@ pub fn plan_drain(
     DrainPlan {
         actions,
         skipped,
+        waiting_for_jobs,
         warnings,
         outcome: DrainOutcome::Continue {
-            retry_after_seconds: DRAIN_POLL_SECS,
+            retry_after_seconds,
         },
     }
 }

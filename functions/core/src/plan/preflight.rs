@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    DaemonSetView, LoadBalancerInfo, NodeView, PdbView, PodView, PreStop, ReplicaSetView,
+    DaemonSetView, LoadBalancerInfo, NodeView, PdbView, PodPhase, PodView, PreStop, ReplicaSetView,
     Resources, Scaling, ServiceView, WorkloadKind, WorkloadRef, WorkloadView,
 };
 use crate::plan::drain::{Eligibility, eligibility};
@@ -37,7 +37,7 @@ pub struct Finding {
     /// `no-readiness-gate`, `vpc-lattice-source`, `do-not-disrupt`, `safe-to-evict-false`,
     /// `instance-type`, `max-pods`, `pod-too-big`, `node-selector`, `unmanaged-node-label`,
     /// `taint-not-tolerated`, `anti-affinity`, `topology-spread`, `host-path`, `local-pv`,
-    /// `karpenter`.
+    /// `karpenter`, `long-job`, `jobs-selector`.
     pub kind: String,
     pub message: String,
 }
@@ -245,6 +245,7 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
     }
     pdb_findings(&i, &movable, &surged, &mut findings);
     findings.extend(opt_out_findings(&movable, i.replicasets, i.policy));
+    findings.extend(job_findings(&movable, i.replicasets, i.policy));
 
     for p in i.old_pods {
         match eligibility(p, i.policy) {
@@ -347,6 +348,76 @@ pub fn plan_preflight(i: PreflightInputs<'_>) -> PreflightReport {
 /// "true"`, `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"`): a migration evicts them
 /// all the same, so each workload (or bare pod) is named, once per annotation, and blocks
 /// unless `policy.acceptRisks` accepts it.
+/// Pods that run to completion: what the drain will do with them, and a selector that takes
+/// pods which never finish (a Deployment's restart for ever: `restartPolicy` is `Always`).
+fn job_findings(
+    movable: &[&PodView],
+    replicasets: &[ReplicaSetView],
+    policy: &Policy,
+) -> Vec<Finding> {
+    use crate::request::JobMode;
+    let jobs = &policy.jobs;
+    let mut out = Vec::new();
+    let never_finish: BTreeSet<String> = movable
+        .iter()
+        .filter(|p| jobs.covers(p))
+        .filter(|p| {
+            matches!(
+                p.owner_kind(),
+                Some("ReplicaSet" | "StatefulSet" | "DaemonSet")
+            )
+        })
+        .map(|p| {
+            owning_workload(p, replicasets)
+                .map_or_else(|| format!("Pod {}", p.key()), |w| w.to_string())
+        })
+        .collect();
+    for owner in never_finish {
+        out.push(finding(
+            Severity::Blocking,
+            "jobs-selector",
+            format!(
+                "policy.jobs.selector matches the pods of {owner}, whose containers restart for \
+                 ever: they never finish, so there is nothing to wait for; narrow the selector"
+            ),
+        ));
+    }
+    let running: Vec<&PodView> = movable
+        .iter()
+        .copied()
+        .filter(|p| jobs.covers(p) && !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed))
+        .collect();
+    if running.is_empty() {
+        return out;
+    }
+    out.push(match jobs.mode {
+        JobMode::WaitToFinish => finding(
+            Severity::Info,
+            "long-job",
+            format!(
+                "{} pod(s) that run to completion are on the old nodes ({}): the drain leaves \
+                 them to finish for up to {} s and evicts those still running then; the old \
+                 group is deleted once they have gone",
+                running.len(),
+                names(&running, 5),
+                jobs.finish_within_seconds
+            ),
+        ),
+        JobMode::Evict => finding(
+            Severity::Warning,
+            "long-job",
+            format!(
+                "{} pod(s) that run to completion are on the old nodes ({}): the drain evicts \
+                 them, their Jobs start them again on the new nodes and the work they had done \
+                 is lost; policy.jobs.mode waitToFinish lets them finish first",
+                running.len(),
+                names(&running, 5)
+            ),
+        ),
+    });
+    out
+}
+
 fn opt_out_findings(
     movable: &[&PodView],
     replicasets: &[ReplicaSetView],

@@ -21,8 +21,8 @@ use crate::model::{CapacityType, LaunchTemplateOverrides, NodeGroupKind, Scaling
 pub use against_source::validate_against_source;
 pub use parse::{check_request, parse_request};
 pub use policy::{
-    AcceptedRisk, BarePodPolicy, DEFAULT_OPT_OUT_ANNOTATION, EmptyDirPolicy, NamespaceFilter,
-    NamespacedName, OnPdbBlocked, Policy, TrafficRiskPolicy,
+    AcceptedRisk, BarePodPolicy, DEFAULT_OPT_OUT_ANNOTATION, EmptyDirPolicy, JobMode, JobPolicy,
+    NamespaceFilter, NamespacedName, OnPdbBlocked, Policy, TrafficRiskPolicy,
 };
 pub use schema::request_schema;
 pub use validate::{FieldError, validate};

@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::{LabelSelector, PodPhase, PodView};
+
 /// The annotation a pod carries to be left out of the migration.
 pub const DEFAULT_OPT_OUT_ANNOTATION: &str = "ngm.io/skip-migration";
 
@@ -93,6 +95,71 @@ pub enum TrafficRiskPolicy {
     Warn,
 }
 
+/// What the drain does with pods that run to completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum JobMode {
+    /// Evict them with the rest, as kubectl drain and EKS's managed-node-group updates do: the
+    /// Job controller starts each again on the new nodes, and the work it had done is lost.
+    Evict,
+    /// Leave them running on the old nodes (tainted `NoSchedule`, so nothing new lands there)
+    /// until they end or `finishWithinSeconds` has passed since the drain began; those still
+    /// running then are evicted. The old group is deleted only once they have gone.
+    WaitToFinish,
+}
+
+/// Pods that run to completion: those of Jobs (owned by a `batch/v1` Job, so also a CronJob's),
+/// and those `selector` matches (a batch system's own pods: a workflow engine's, a Spark
+/// driver's). A selector matching a Deployment's, StatefulSet's or DaemonSet's pods is refused
+/// at pre-flight: their containers restart for ever, so they never finish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct JobPolicy {
+    pub mode: JobMode,
+    /// With `waitToFinish`: how long after the drain begins running pods may still finish. At
+    /// least 60; at most what `drainDeadlineSeconds` may be (validation says the limit).
+    pub finish_within_seconds: u64,
+    /// Pods of other owners (or none) that are waited for like Jobs' pods.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+impl Default for JobPolicy {
+    fn default() -> JobPolicy {
+        JobPolicy {
+            mode: JobMode::Evict,
+            finish_within_seconds: 3600,
+            selector: None,
+        }
+    }
+}
+
+impl JobPolicy {
+    /// Whether `p` runs to completion by this policy (a Job's pod, or one the selector
+    /// matches), whatever its phase.
+    pub fn covers(&self, p: &PodView) -> bool {
+        p.owner_kind() == Some("Job")
+            || self.selector.as_ref().is_some_and(|s| s.matches(&p.labels))
+    }
+
+    /// Whether the drain leaves `p` to finish: covered, still running, not yet leaving, and
+    /// the policy waits.
+    pub fn waits_for(&self, p: &PodView) -> bool {
+        self.mode == JobMode::WaitToFinish
+            && self.covers(p)
+            && !p.terminating
+            && !matches!(p.phase, PodPhase::Succeeded | PodPhase::Failed)
+    }
+
+    /// The seconds the drain may wait for running pods, with this policy.
+    pub fn wait_secs(&self) -> u64 {
+        match self.mode {
+            JobMode::Evict => 0,
+            JobMode::WaitToFinish => self.finish_within_seconds,
+        }
+    }
+}
+
 /// A blocking pre-flight finding a request may accept by name: the migration then goes on and
 /// the finding stays in the report as a warning.
 #[derive(
@@ -148,6 +215,8 @@ pub struct Policy {
     /// a workload loses the same requests on its own next deploy, and refusing would stop every
     /// automatic AMI migration of the cluster over it; the findings name each one.
     pub on_workload_risk: TrafficRiskPolicy,
+    /// Pods that run to completion (Jobs'): evicted, or left to finish up to a deadline.
+    pub jobs: JobPolicy,
     /// Seconds to wait after excluding old nodes from load balancers, instead of the value
     /// computed from the load balancers' idle timeouts and deregistration delays.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,6 +247,7 @@ impl Default for Policy {
             empty_dir: EmptyDirPolicy::Evict,
             on_traffic_risk: TrafficRiskPolicy::Block,
             on_workload_risk: TrafficRiskPolicy::Warn,
+            jobs: JobPolicy::default(),
             lb_drain_seconds_override: None,
             rollback_deletes_new_group: true,
             dry_run: false,

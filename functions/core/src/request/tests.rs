@@ -145,6 +145,34 @@ fn validation_names_each_bad_field() {
              most 51300 with this policy",
         ),
         (
+            "a wait for Jobs too short",
+            json!({"policy": {"jobs": {"mode": "waitToFinish", "finishWithinSeconds": 10}}}),
+            "policy.jobs.finishWithinSeconds (10) must be at least 60",
+        ),
+        (
+            "a wait for Jobs beyond the execution's timeout",
+            json!({"policy": {"jobs": {"mode": "waitToFinish", "finishWithinSeconds": 200000}}}),
+            "policy.jobs.finishWithinSeconds (200000) does not fit in the execution's 172800 s \
+             timeout with the other waits: at most 137700 with this policy",
+        ),
+        (
+            "a Jobs selector that matches every pod",
+            json!({"policy": {"jobs": {"selector": {}}}}),
+            "policy.jobs.selector is empty, and an empty selector matches every pod: give \
+             matchLabels or matchExpressions",
+        ),
+        (
+            "a Jobs selector with In and no values",
+            json!({"policy": {"jobs": {"selector": {"matchExpressions": [{"key": "batch", "operator": "In"}]}}}}),
+            "policy.jobs.selector.matchExpressions[0].values must be non-empty for In and NotIn",
+        ),
+        (
+            "a Jobs selector with a bad label key",
+            json!({"policy": {"jobs": {"selector": {"matchLabels": {"-bad": "x"}}}}}),
+            "policy.jobs.selector.matchLabels.-bad (\"-bad\") is not a valid key: an optional DNS \
+             prefix and '/', then 1–63 alphanumerics, '-', '_' or '.'",
+        ),
+        (
             "empty launch template change",
             json!({"target": {"launchTemplate": {"newVersion": {}}}}),
             "target.launchTemplate.newVersion changes nothing; give at least one change",

@@ -14,8 +14,7 @@ const MAX_TAINTS: usize = 50;
 /// A surge above this many copies is a typo, not a plan.
 const MAX_SURGE_FACTOR: f64 = 4.0;
 use crate::plan::deadlines::{
-    EXECUTION_TIMEOUT_SECS, MAX_LB_DRAIN_SECS, MIN_DRAIN_DEADLINE_SECS, execution_budget_secs,
-    max_drain_deadline_secs,
+    EXECUTION_TIMEOUT_SECS, MAX_LB_DRAIN_SECS, MIN_DRAIN_DEADLINE_SECS, max_drain_deadline_secs,
 };
 
 /// One problem with a request: the field path and a sentence that starts with it.
@@ -353,6 +352,7 @@ fn validate_policy(req: &MigrationRequest, e: &mut Errors) {
             ),
         );
     }
+    validate_jobs(p, lb_ok, e);
     if p.drain_deadline_seconds < MIN_DRAIN_DEADLINE_SECS {
         e.add(
             "policy.drainDeadlineSeconds",
@@ -361,7 +361,7 @@ fn validate_policy(req: &MigrationRequest, e: &mut Errors) {
                 p.drain_deadline_seconds
             ),
         );
-    } else if lb_ok && execution_budget_secs(p) > EXECUTION_TIMEOUT_SECS {
+    } else if lb_ok && p.drain_deadline_seconds > max_drain_deadline_secs(p) {
         // Every loop has a deadline; together with the drain's and the operator's they must
         // end before the state machine's TimeoutSeconds, or a timeout would cut a rollback.
         let operator = if p.on_pdb_blocked == super::OnPdbBlocked::WaitForOperator {
@@ -378,5 +378,71 @@ fn validate_policy(req: &MigrationRequest, e: &mut Errors) {
                 max_drain_deadline_secs(p)
             ),
         );
+    }
+}
+
+fn validate_jobs(p: &super::Policy, lb_ok: bool, e: &mut Errors) {
+    let j = &p.jobs;
+    if j.mode == super::JobMode::WaitToFinish {
+        let max = max_drain_deadline_secs(p);
+        if j.finish_within_seconds < MIN_DRAIN_DEADLINE_SECS {
+            e.add(
+                "policy.jobs.finishWithinSeconds",
+                format!(
+                    "({}) must be at least {MIN_DRAIN_DEADLINE_SECS}",
+                    j.finish_within_seconds
+                ),
+            );
+        } else if lb_ok && j.finish_within_seconds > max {
+            e.add(
+                "policy.jobs.finishWithinSeconds",
+                format!(
+                    "({}) does not fit in the execution's {EXECUTION_TIMEOUT_SECS} s timeout with \
+                     the other waits: at most {max} with this policy",
+                    j.finish_within_seconds
+                ),
+            );
+        }
+    }
+    let Some(sel) = &j.selector else { return };
+    if sel.is_empty() {
+        e.add(
+            "policy.jobs.selector",
+            "is empty, and an empty selector matches every pod: give matchLabels or matchExpressions",
+        );
+    }
+    for (k, v) in &sel.match_labels {
+        e.rule(
+            format!("policy.jobs.selector.matchLabels.{k}"),
+            rules::label_key(k),
+        );
+        e.rule(
+            format!("policy.jobs.selector.matchLabels.{k}"),
+            rules::label_value(v),
+        );
+    }
+    for (i, r) in sel.match_expressions.iter().enumerate() {
+        let field = format!("policy.jobs.selector.matchExpressions[{i}]");
+        e.rule(format!("{field}.key"), rules::label_key(&r.key));
+        // As the API server's ValidateLabelSelectorRequirement.
+        use crate::model::SelectorOperator as Op;
+        match r.operator {
+            Op::In | Op::NotIn if r.values.is_empty() => {
+                e.add(
+                    format!("{field}.values"),
+                    "must be non-empty for In and NotIn",
+                );
+            }
+            Op::Exists | Op::DoesNotExist if !r.values.is_empty() => {
+                e.add(
+                    format!("{field}.values"),
+                    "must be empty for Exists and DoesNotExist",
+                );
+            }
+            _ => {}
+        }
+        for (n, v) in r.values.iter().enumerate() {
+            e.rule(format!("{field}.values[{n}]"), rules::label_value(v));
+        }
     }
 }

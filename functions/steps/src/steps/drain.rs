@@ -6,10 +6,10 @@ use ngm_core::model::{PodView, Timestamp, WorkloadKind};
 use ngm_core::plan::Action;
 use ngm_core::plan::deadlines::DRAIN_OVERRUN_SECS;
 use ngm_core::plan::drain::{
-    DRAIN_POLL_SECS, DrainOutcome, OperatorPlan, plan_drain, plan_operator,
+    DRAIN_POLL_SECS, DrainClock, DrainOutcome, OperatorPlan, plan_drain, plan_operator,
 };
 use ngm_core::ports::EvictOutcome;
-use ngm_core::request::OnPdbBlocked;
+use ngm_core::request::{JobMode, OnPdbBlocked};
 use ngm_core::state::{Blocked, MigrationState, Phase};
 
 use super::{executor, old_nodes, pending, pods_on};
@@ -97,8 +97,25 @@ pub async fn drain(
         .deadlines
         .drain_by
         .get_or_insert(now.plus(policy.drain_deadline_seconds));
+    // The wait for pods that run to completion starts with the drain too; an operator's
+    // `retry` renews the PDB deadline, not this one.
+    let jobs_by = (policy.jobs.mode == JobMode::WaitToFinish).then(|| {
+        *state
+            .deadlines
+            .jobs_by
+            .get_or_insert(now.plus(policy.jobs.finish_within_seconds))
+    });
     let sets = world.kube.list_workloads(WorkloadKind::StatefulSet).await?;
-    let plan = plan_drain(&pods, &sets, &policy, state.blocked.as_ref(), drain_by, now);
+    let clock = DrainClock {
+        drain_by,
+        jobs_by,
+        now,
+    };
+    let plan = plan_drain(&pods, &sets, &policy, state.blocked.as_ref(), clock);
+    state.counts.pods_waited_for = state
+        .counts
+        .pods_waited_for
+        .max(u32::try_from(plan.waiting_for_jobs).unwrap_or(u32::MAX));
     state.counts.pods_skipped = u32::try_from(plan.skipped).unwrap_or(u32::MAX);
 
     // IP targets: a pod leaves its target groups, and the load balancer stops routing to it,
@@ -173,6 +190,11 @@ pub async fn drain(
                     "eviction of {} is blocked by PodDisruptionBudget {}",
                     b.pod,
                     b.pdb.as_deref().unwrap_or("(unnamed)")
+                ),
+                None if plan.actions.is_empty() && plan.waiting_for_jobs > 0 => format!(
+                    "{} pods that run to completion are left to finish (policy.jobs), for {} s more at most",
+                    plan.waiting_for_jobs,
+                    jobs_by.map_or(0, |t| t.secs_since(now))
                 ),
                 None => "pods are leaving the old nodes".to_string(),
             };

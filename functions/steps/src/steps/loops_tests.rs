@@ -806,3 +806,86 @@ async fn a_node_that_joins_the_old_group_late_is_tainted_cut_and_drained() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+// -- Pods that run to completion.
+
+/// `unguarded()` with a Job's pod running on the first old node.
+fn with_a_job() -> (FakeCloud, String) {
+    let f = unguarded();
+    let node = f.edit(|s| {
+        // A copy of a web pod, made a Job's.
+        let mut p = s
+            .pods
+            .values()
+            .find(|p| p.name.starts_with("web"))
+            .cloned()
+            .unwrap_or_else(|| panic!("fixture: no web pod"));
+        p.name = "etl-x1".into();
+        p.uid = "uid-etl-x1".into();
+        p.labels = [("job-name".to_string(), "etl".to_string())].into();
+        p.owner = Some(ngm_core::model::OwnerRef {
+            kind: "Job".into(),
+            name: "etl".into(),
+            uid: None,
+        });
+        let node = p.node_name.clone().unwrap_or_default();
+        s.pods.insert(("default".into(), "etl-x1".into()), p);
+        node
+    });
+    (f, node)
+}
+
+#[tokio::test]
+async fn a_job_left_to_finish_holds_the_drain_until_it_has_finished() {
+    let (f, _) = with_a_job();
+    let w = f.world();
+    let policy = serde_json::json!({"jobs": {"mode": "waitToFinish", "finishWithinSeconds": 1800}});
+    let s = ok(taint(state_for(policy), &w, T0).await);
+    let mut s = ok(drain(s, &w, T0).await);
+    assert_eq!(s.deadlines.jobs_by, Some(T0.plus(1800)));
+    assert_eq!(s.counts.pods_waited_for, 1);
+    // Everything else is evicted over the rounds; the Job's pod never is.
+    for k in 1..=20 {
+        f.reconcile();
+        s = ok(drain(s, &w, T0.plus(15 * k)).await);
+    }
+    assert!(
+        f.mutations().iter().all(|m| !m.contains("etl-x1")),
+        "{:?}",
+        f.mutations()
+    );
+    let p = s
+        .pending
+        .clone()
+        .unwrap_or_else(|| panic!("done early: {s:?}"));
+    assert!(p.reason.contains("left to finish"), "{}", p.reason);
+    // The pod finishes: the next round tidies it away, and the drain ends.
+    f.edit(|snap| {
+        if let Some(p) = snap.pods.get_mut(&("default".into(), "etl-x1".into())) {
+            p.phase = ngm_core::model::PodPhase::Succeeded;
+        }
+    });
+    s = ok(drain(s, &w, T0.plus(400)).await);
+    f.reconcile();
+    s = ok(drain(s, &w, T0.plus(415)).await);
+    assert_eq!(s.phase, Phase::Drained, "{:?}", s.pending);
+    assert_eq!(s.deadlines.jobs_by, Some(T0.plus(1800)), "set once");
+}
+
+#[tokio::test]
+async fn a_job_still_running_at_the_end_of_its_wait_is_evicted() {
+    let (f, _) = with_a_job();
+    let w = f.world();
+    let policy = serde_json::json!({"jobs": {"mode": "waitToFinish", "finishWithinSeconds": 600}});
+    let s = ok(taint(state_for(policy), &w, T0).await);
+    let s = ok(drain(s, &w, T0).await);
+    assert!(f.mutations().iter().all(|m| !m.contains("etl-x1")));
+    let _ = ok(drain(s, &w, T0.plus(600)).await);
+    assert!(
+        f.mutations()
+            .iter()
+            .any(|m| m == "evict_pod default/etl-x1"),
+        "{:?}",
+        f.mutations()
+    );
+}

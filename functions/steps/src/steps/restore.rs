@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use ngm_core::model::{NodeGroupKind, NodeView, Timestamp, WorkloadKind, WorkloadView};
 use ngm_core::plan::deadlines::HPAS_SETTLED_SECS;
-use ngm_core::plan::drain::{DrainOutcome, plan_drain};
+use ngm_core::plan::drain::{DrainClock, DrainOutcome, plan_drain};
 use ngm_core::plan::freeze::restore_hpa;
 use ngm_core::plan::nodes::plan_cut_traffic;
 use ngm_core::plan::restore::{OldGroup, RestoreInputs, hpas_settled, plan_restore, plan_rollback};
@@ -260,7 +260,13 @@ pub async fn rollback(
         // eviction first; the rollback waits for the budgets until its own deadline.
         let pods = pods_on(world, &new).await?;
         let sets = world.kube.list_workloads(WorkloadKind::StatefulSet).await?;
-        let round = plan_drain(&pods, &sets, &policy, None, now.plus(u64::MAX / 4), now);
+        // Its own deadline is the rollback's; Jobs' pods are not waited for here.
+        let clock = DrainClock {
+            drain_by: now.plus(u64::MAX / 4),
+            jobs_by: None,
+            now,
+        };
+        let round = plan_drain(&pods, &sets, &policy, None, clock);
         // IP targets: each pod leaves its target groups before it is evicted.
         let (actions, held) = super::iptargets::hold_back(world, &pods, &round.actions).await?;
         // Thousands of pods take several invocations (`continuation`), as Retire's marks do.

@@ -51,6 +51,7 @@ pub(super) fn spawn(
     }
     // As Lambda sets them, plus the app id (C6) that names the caller in the SDK's user agent.
     cmd.envs(&opts.env)
+        .envs(&spec.env)
         .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
         .env("AWS_LAMBDA_FUNCTION_NAME", &spec.name)
         .env("AWS_SDK_UA_APP_ID", format!("ngm-local-{}", spec.name))

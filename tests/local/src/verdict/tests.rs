@@ -53,6 +53,7 @@ fn report() -> Report {
         controller_lag_seconds: 0.0,
         cluster_autoscaler: Default::default(),
         node_groups: Vec::new(),
+        jobs: Vec::new(),
         requests: Requests::default(),
     }
 }
@@ -197,6 +198,7 @@ impl Case {
             cleanup: self.cleanup,
             wall: Duration::from_secs(1),
             simulated: Duration::from_secs(60),
+            executions: Vec::new(),
         })
     }
 }
@@ -432,6 +434,7 @@ fn inputs(c: &Case) -> Inputs<'_> {
         cleanup: c.cleanup.clone(),
         wall: Duration::from_secs(1),
         simulated: Duration::from_secs(1),
+        executions: Vec::new(),
     }
 }
 
@@ -669,4 +672,97 @@ fn twin_injected_answers_are_read_in_any_shape() {
     assert_eq!(twin_injected(&r), 0);
     r.requests.kubernetes_total = 1;
     assert_eq!(twin_injected(&r), 0);
+}
+
+fn watched(name: &str, source: &str, release: &str, status: &str) -> ExecutionRun {
+    ExecutionRun {
+        name: name.into(),
+        arn: format!("arn:{name}"),
+        release: release.into(),
+        target_release: Some(release.into()),
+        source: source.into(),
+        status: status.into(),
+        outcome: Outcome::of(status, None),
+        error: None,
+        cause: None,
+        transitions: 30,
+    }
+}
+
+// A run the AMI watcher drove: its migrations are counted and each gets a line; the group left
+// must be on the last release and still opted in, or the run fails.
+#[test]
+fn a_watcher_run_counts_its_migrations_and_judges_the_group_left() {
+    let mut c = Case::success().expect(json!({"outcome": "success", "figures": {
+        "migrationsStarted": 2, "migrationsSucceeded": 2
+    }}));
+    c.report.node_groups = vec![ngm_twin::report::GroupShape {
+        name: "new".into(),
+        release_version: "r2".into(),
+        tags: BTreeMap::from([("ngm.io/auto-update".into(), "true".into())]),
+        ..Default::default()
+    }];
+    let both = vec![
+        watched("ami-1", "old", "r1", "SUCCEEDED"),
+        watched("ami-2", "mid", "r2", "SUCCEEDED"),
+    ];
+    let v = Verdict::compile(Inputs {
+        executions: both.clone(),
+        ..inputs(&c)
+    });
+    assert!(v.passed(), "{}", v.summary());
+    assert!(
+        v.summary()
+            .contains("execution ami-2 (release r2, from group mid): success"),
+        "{}",
+        v.summary()
+    );
+    c.report.node_groups[0].tags.clear();
+    let v = Verdict::compile(Inputs {
+        executions: both.clone(),
+        ..inputs(&c)
+    });
+    assert!(!v.passed());
+    assert_eq!(broken(&v, "AMI watcher").len(), 1, "{}", v.summary());
+}
+
+// An earlier migration that did not succeed fails the run whatever the last one did; a last
+// one that failed is the outcome, and the figures say what the watcher got done.
+#[test]
+fn a_watcher_run_passes_only_when_every_migration_succeeded() {
+    let c = Case::success().expect(json!({"outcome": "success", "figures": {
+        "migrationsSucceeded": 2
+    }}));
+    let v = Verdict::compile(Inputs {
+        executions: vec![
+            watched("ami-1", "old", "r1", "FAILED"),
+            watched("ami-2", "old", "r2", "SUCCEEDED"),
+        ],
+        ..inputs(&c)
+    });
+    assert!(!v.passed());
+    assert!(broken(&v, "AMI watcher")[0].contains("ami-1 ended FAILED"));
+    let failed = Case::rolled_back().expect(json!({"outcome": "success"}));
+    let v = Verdict::compile(Inputs {
+        executions: vec![
+            watched("ami-1", "old", "r1", "SUCCEEDED"),
+            watched("ami-2", "mid", "r2", "FAILED"),
+        ],
+        ..inputs(&failed)
+    });
+    assert_eq!(v.outcome, Outcome::RolledBack);
+    assert!(!v.passed());
+    let named = v.figures.named();
+    assert_eq!(
+        (named["migrationsStarted"], named["migrationsSucceeded"]),
+        (2.0, 1.0)
+    );
+    // A run without the watcher does not measure them.
+    assert!(
+        !Case::success()
+            .verdict()
+            .figures
+            .named()
+            .contains_key("migrationsStarted")
+    );
 }

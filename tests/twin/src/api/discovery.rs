@@ -31,6 +31,7 @@ fn categories(r: Resource) -> Vec<&'static str> {
         | Resource::StatefulSet
         | Resource::ReplicaSet
         | Resource::DaemonSet
+        | Resource::Job
         | Resource::HorizontalPodAutoscaler => vec!["all"],
         _ => vec![],
     }

@@ -50,6 +50,59 @@ fn int_or_string(v: Option<&Value>) -> String {
     }
 }
 
+/// A Job's STATUS column (pkg/printers/internalversion/printers.go `printJob`): its
+/// terminal or interim condition, else Terminating or Running.
+fn job_status(o: &Value) -> &'static str {
+    let is = |kind: &str| {
+        o.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| str_at(c, "/type") == kind && str_at(c, "/status") == "True")
+            })
+    };
+    if is("Complete") {
+        "Complete"
+    } else if is("Failed") {
+        "Failed"
+    } else if o.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else if is("FailureTarget") {
+        "FailureTarget"
+    } else if is("Suspended") {
+        "Suspended"
+    } else if is("SuccessCriteriaMet") {
+        "SuccessCriteriaMet"
+    } else {
+        "Running"
+    }
+}
+
+/// COMPLETIONS: `succeeded/completions`, or `succeeded/1 of parallelism` for a work queue.
+fn job_completions(o: &Value) -> String {
+    let succeeded = int_at(o, "/status/succeeded");
+    match o.pointer("/spec/completions").and_then(Value::as_i64) {
+        Some(c) => format!("{succeeded}/{c}"),
+        None => match o.pointer("/spec/parallelism").and_then(Value::as_i64) {
+            Some(p) if p > 1 => format!("{succeeded}/1 of {p}"),
+            _ => format!("{succeeded}/1"),
+        },
+    }
+}
+
+/// DURATION: from `startTime` to `completionTime`, or to now while it runs.
+fn job_duration(o: &Value, now: DateTime<Utc>) -> String {
+    let Some(start) = o.pointer("/status/startTime").and_then(Value::as_str) else {
+        return String::new();
+    };
+    let end = o
+        .pointer("/status/completionTime")
+        .and_then(Value::as_str)
+        .and_then(parse_timestamp)
+        .unwrap_or(now);
+    age(Some(start), end)
+}
+
 fn columns(r: Resource) -> Vec<Value> {
     let mut c = vec![col("Name", "string", 0)];
     match r {
@@ -70,6 +123,12 @@ fn columns(r: Resource) -> Vec<Value> {
         Resource::Deployment | Resource::StatefulSet => {
             c.extend([col("Ready", "string", 0), col("Age", "string", 0)])
         }
+        Resource::Job => c.extend([
+            col("Status", "string", 0),
+            col("Completions", "string", 0),
+            col("Duration", "string", 0),
+            col("Age", "string", 0),
+        ]),
         Resource::PodDisruptionBudget => c.extend([
             col("Min Available", "string", 0),
             col("Max Unavailable", "string", 0),
@@ -143,6 +202,13 @@ fn cells(r: Resource, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 int_at(o, "/status/readyReplicas"),
                 int_at(o, "/spec/replicas")
             )),
+            age,
+        ],
+        Resource::Job => vec![
+            name,
+            json!(job_status(o)),
+            json!(job_completions(o)),
+            json!(job_duration(o, now)),
             age,
         ],
         Resource::PodDisruptionBudget => vec![

@@ -207,6 +207,7 @@ impl Eks {
             .map(|g| crate::report::GroupShape {
                 name: g.spec.name.clone(),
                 ami_type: g.spec.ami_type.clone(),
+                release_version: g.spec.release_version.clone(),
                 capacity_type: g.spec.capacity_type.clone(),
                 instance_types: g.spec.instance_types.clone(),
                 tags: g.spec.tags.clone(),

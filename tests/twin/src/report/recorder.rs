@@ -38,6 +38,8 @@ pub(crate) struct Tracker {
     /// PDBs currently below their desired healthy count.
     below: HashMap<(String, String), bool>,
     pub dips: Vec<BudgetDip>,
+    /// Jobs and their pods.
+    pub jobs: super::jobs::JobLog,
     /// The `resourceVersion` of the last event observed.
     pub seen_rv: u64,
 }
@@ -146,9 +148,11 @@ impl Recorder {
                     t.observe(EventKind::Added, r, &obj, now);
                 }
             }
+            t.jobs.seed(store);
         }
         let task = {
             let tracker = tracker.clone();
+            let events_store = store.clone();
             store.supervisor().spawn("report recorder", async move {
                 loop {
                     match rx.recv().await {
@@ -157,10 +161,12 @@ impl Recorder {
                             resource,
                             object,
                             resource_version,
-                            ..
+                            at,
                         }) => {
                             let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
                             t.observe(kind, resource, &object, clock.now());
+                            t.jobs
+                                .observe(kind, resource, &object, Some(at), &events_store);
                             t.seen_rv = t.seen_rv.max(resource_version);
                         }
                         Err(RecvError::Lagged(n)) => {

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
@@ -118,6 +119,9 @@ impl Scenario {
                 return bad(format!("node group {}: unknown instance type {t}", g.name));
             }
         }
+        for w in &self.workloads {
+            super::job::check_job_fields(w).map_err(ScenarioError::Invalid)?;
+        }
         for f in &self.faults {
             match f {
                 Fault::CrashLoop { workload, replicas } => {
@@ -131,6 +135,12 @@ impl Scenario {
                             "crashLoop {workload}: no such workload (expected namespace/name of a workload)"
                         ));
                     };
+                    if w.kind == WorkloadKind::Job {
+                        return bad(format!(
+                            "crashLoop {workload}: a Job's pods run under restartPolicy Never, \
+                             where a crash fails the pod; the twin does not model that"
+                        ));
+                    }
                     if w.kind != WorkloadKind::DaemonSet && *replicas as i32 > w.replicas {
                         return bad(format!(
                             "crashLoop {workload}: {replicas} replicas of {}",
@@ -218,16 +228,26 @@ impl Scenario {
                     ));
                 }
             }
-            if let Some(w) = &s.workload
-                && !self
+            if let Some(w) = &s.workload {
+                let Some(target) = self
                     .workloads
                     .iter()
-                    .any(|x| &x.name == w && x.namespace == s.namespace)
-            {
-                return bad(format!(
-                    "service {}/{} names unknown workload {w}",
-                    s.namespace, s.name
-                ));
+                    .find(|x| &x.name == w && x.namespace == s.namespace)
+                else {
+                    return bad(format!(
+                        "service {}/{} names unknown workload {w}",
+                        s.namespace, s.name
+                    ));
+                };
+                if target.kind == WorkloadKind::Job
+                    && (s.type_ != ServiceType::ClusterIP || s.load_balancer.is_some())
+                {
+                    return bad(format!(
+                        "service {}/{}: {w} is a Job, whose pods end; it goes behind no load \
+                         balancer (type ClusterIP at most)",
+                        s.namespace, s.name
+                    ));
+                }
             }
         }
         for t in &self.traffic {
@@ -541,6 +561,9 @@ impl Scenario {
                                 && st.observed_generation.is_some()
                         })
                     }),
+                WorkloadKind::Job => store
+                    .try_get_typed::<Job>(ns, &w.name)
+                    .is_some_and(|j| super::job::job_settled(&j)),
                 WorkloadKind::Pod => {
                     let pods: Vec<Pod> = (0..w.replicas)
                         .filter_map(|i| store.try_get_typed::<Pod>(ns, &format!("{}-{i}", w.name)))

@@ -3,8 +3,11 @@
 use serde_json::{Value, json};
 
 use super::model::{ServiceSpec, ServiceType, TrafficPolicy, Workload, WorkloadKind};
-use crate::sim::podutil::{SIGTERM_ANNOTATION, STARTUP_ANNOTATION};
+use crate::sim::podutil::{RUN_ANNOTATION, SIGTERM_ANNOTATION, STARTUP_ANNOTATION};
 use crate::store::Resource;
+
+/// A Job's `backoffLimit` when it names none (`SetDefaults_Job`).
+pub const DEFAULT_BACKOFF_LIMIT: i32 = 6;
 
 /// ngm's default opt-out annotation.
 pub const OPT_OUT_ANNOTATION: &str = "ngm.io/skip-migration";
@@ -13,6 +16,9 @@ fn pod_template(w: &Workload) -> Value {
     let mut annotations = w.annotations.clone();
     if let Some(s) = w.startup_seconds {
         annotations.insert(STARTUP_ANNOTATION.into(), s.to_string());
+    }
+    if let Some(s) = w.run_seconds {
+        annotations.insert(RUN_ANNOTATION.into(), s.to_string());
     }
     if w.opt_out {
         annotations.insert(OPT_OUT_ANNOTATION.into(), "true".into());
@@ -28,6 +34,11 @@ fn pod_template(w: &Workload) -> Value {
         container["lifecycle"] = json!({ "preStop": { "sleep": { "seconds": s } } });
     }
     let mut spec = json!({ "containers": [container] });
+    if w.kind == WorkloadKind::Job {
+        // The only policies a Job's template may have are Never and OnFailure; a pod that
+        // ends under Never stays ended, and the Job controller replaces it.
+        spec["restartPolicy"] = json!("Never");
+    }
     if let Some(g) = w.termination_grace_period_seconds {
         spec["terminationGracePeriodSeconds"] = json!(g);
     }
@@ -98,6 +109,19 @@ pub fn workload_objects(w: &Workload) -> Vec<(Resource, Value)> {
             Resource::DaemonSet,
             json!({ "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta, "spec": { "selector": selector, "template": template } }),
         )],
+        WorkloadKind::Job => {
+            // No selector: the API server generates it, with the pod labels that go with it.
+            let spec = json!({
+                "parallelism": w.replicas,
+                "completions": w.completions.unwrap_or(w.replicas),
+                "backoffLimit": w.backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT),
+                "template": template,
+            });
+            vec![(
+                Resource::Job,
+                json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec }),
+            )]
+        }
         WorkloadKind::Pod => (0..w.replicas.max(0))
             .map(|i| {
                 let mut pod = template.clone();

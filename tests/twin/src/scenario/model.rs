@@ -227,6 +227,9 @@ pub enum WorkloadKind {
     DaemonSet,
     /// Bare pods (no controller): `replicas` pods named `<name>-<i>`.
     Pod,
+    /// A `batch/v1` Job: `replicas` is its `parallelism`, and each pod works `runSeconds`,
+    /// then exits 0.
+    Job,
 }
 
 fn default_namespace() -> String {
@@ -270,7 +273,7 @@ impl Default for Requests {
     }
 }
 
-/// A Deployment, StatefulSet, DaemonSet or set of bare pods.
+/// A Deployment, StatefulSet, DaemonSet, Job or set of bare pods.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Workload {
@@ -278,8 +281,20 @@ pub struct Workload {
     pub name: String,
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// Replicas; a Job's `parallelism`.
     #[serde(default = "default_replicas")]
     pub replicas: i32,
+    /// A Job's `completions`: how many pods must succeed (default `replicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completions: Option<i32>,
+    /// A Job's work: seconds from each pod's container start to its exit 0. Required for a
+    /// Job, refused for any other kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_seconds: Option<f64>,
+    /// A Job's `backoffLimit`: the failed pods it takes beyond which the Job fails (default 6,
+    /// as the API server defaults it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_limit: Option<i32>,
     /// Pod labels (also the selector); `app: <name>` when empty.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -88,6 +90,16 @@ impl<T: DeserializeOwned> Kind<T> {
     }
 }
 
+/// Whether a pod's controller is a Job (the only reader of [`Cache::deleted_pods`]).
+fn job_controlled(pod: &Value) -> bool {
+    pod.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["controller"] == true && r["kind"] == "Job")
+        })
+}
+
 /// Typed copies of the kinds the controllers read.
 #[derive(Debug, Default)]
 pub struct Cache {
@@ -99,6 +111,12 @@ pub struct Cache {
     pub statefulsets: Kind<StatefulSet>,
     pub daemonsets: Kind<DaemonSet>,
     pub hpas: Kind<HorizontalPodAutoscaler>,
+    pub jobs: Kind<Job>,
+    /// Job pods deleted since the last pass, in their final state, as an informer's delete
+    /// handler gets them: the Job controller counts a pod by how it ended even when it never
+    /// saw that state in a pass. The runner takes it for every pass; a reload (after a lag)
+    /// loses it.
+    pub deleted_pods: Vec<Arc<Pod>>,
 }
 
 impl Cache {
@@ -121,7 +139,16 @@ impl Cache {
     fn apply_object(&mut self, resource: Resource, kind: EventKind, obj: &Value) {
         match resource {
             Resource::Node => self.nodes.apply(kind, obj),
-            Resource::Pod => self.pods.apply(kind, obj),
+            Resource::Pod => {
+                if kind == EventKind::Deleted
+                    && job_controlled(obj)
+                    && let Ok(pod) = Pod::deserialize(obj)
+                {
+                    self.deleted_pods.push(Arc::new(pod));
+                }
+                self.pods.apply(kind, obj)
+            }
+            Resource::Job => self.jobs.apply(kind, obj),
             Resource::Service => self.services.apply(kind, obj),
             Resource::Deployment => self.deployments.apply(kind, obj),
             Resource::ReplicaSet => self.replicasets.apply(kind, obj),

@@ -57,6 +57,21 @@ fn target_port(port: &ServicePort, pod: &Pod) -> i32 {
     }
 }
 
+/// A pod that ended for good is no endpoint (`ShouldPodBeInEndpoints`, k8s.io/endpointslice
+/// `utils.go`): Succeeded or Failed under `restartPolicy: Never`, Succeeded under `OnFailure`.
+fn finished(pod: &Pod) -> bool {
+    let restart = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    match restart {
+        "Never" => matches!(super::podutil::phase(pod), "Succeeded" | "Failed"),
+        "OnFailure" => super::podutil::phase(pod) == "Succeeded",
+        _ => false,
+    }
+}
+
 /// `(ip, ready, serving, terminating, pod)` for every selected pod with an IP, by name.
 fn endpoints_of<'a>(
     ctx: &'a Ctx<'_>,
@@ -70,7 +85,7 @@ fn endpoints_of<'a>(
         .range((ns.to_string(), String::new())..)
         .take_while(|((pns, _), _)| pns == ns)
         .map(|(_, p)| p)
-        .filter(|p| selects(selector, p) && pod_ip(p).is_some())
+        .filter(|p| selects(selector, p) && pod_ip(p).is_some() && !finished(p))
         .collect();
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     pods

@@ -36,6 +36,7 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
             .map(|d| d.metadata.uid.as_ref())
             .collect(),
     );
+    let jobs = uids(c.jobs.values().map(|d| d.metadata.uid.as_ref()).collect());
 
     for rs in c.replicasets.values() {
         if let Some(owner) = controller_of(&rs.metadata)
@@ -56,6 +57,7 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
             "ReplicaSet" => replicasets.contains(&owner.uid),
             "StatefulSet" => statefulsets.contains(&owner.uid),
             "DaemonSet" => daemonsets.contains(&owner.uid),
+            "Job" => jobs.contains(&owner.uid),
             _ => true,
         };
         if !alive {

@@ -13,6 +13,13 @@
 //!   start and is restarted after CrashLoopBackOff's back-off (10 s, doubling, at most 5 min:
 //!   pkg/kubelet/kubelet.go `backOffPeriod` and `MaxContainerBackOff`), so its
 //!   `restartCount` grows while it stays Running and not Ready.
+//! - A pod with a run time (a Job's, [`run_seconds`]) exits 0 that long after its container
+//!   started: with `restartPolicy: Never` the kubelet does not restart it and the pod's phase
+//!   becomes Succeeded (kubernetes.io, "Pod Lifecycle", pod phase: "All containers in the Pod
+//!   have terminated in success, and will not be restarted"; `pkg/kubelet/kubelet_pods.go`
+//!   `getPhase`), its container terminated with exit code 0 and reason Completed, Ready False
+//!   with reason PodCompleted (`pkg/kubelet/status/generate.go`). A pod being deleted does not
+//!   finish its work: it ends as any pod does, and its work is lost.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,7 +31,7 @@ use serde_json::json;
 use super::objects::set_condition;
 use super::podutil::{
     OnSigterm, from_time, grace_seconds, is_terminal, key, node_name, node_ready, node_taints,
-    phase, prestop_seconds, startup_seconds, tolerated, tolerations,
+    phase, prestop_seconds, run_seconds, started_at, startup_seconds, tolerated, tolerations,
 };
 use super::runner::Ctx;
 use crate::clock::secs_delta;
@@ -89,6 +96,15 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
         if is_terminal(&pod) {
             continue;
         }
+        if phase(&pod) == "Running"
+            && let Some(done) = work_done_at(&pod)
+        {
+            if ctx.now >= done {
+                complete(ctx, &pod, done);
+                continue;
+            }
+            ctx.wake_at(done);
+        }
         match phase(&pod) {
             "Pending" if node_ready(&n) => start(ctx, &pod, &n),
             "Running" if is_crash_looping(&pod) => crash_tick(ctx, &pod),
@@ -103,6 +119,74 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
             _ => {}
         }
     }
+}
+
+/// When a running pod with a run time has done its work: its start plus [`run_seconds`].
+/// Under `restartPolicy: Always` an exiting container is restarted and the pod never
+/// finishes (`getPhase`), so such a pod has no end.
+pub fn work_done_at(pod: &Pod) -> Option<chrono::DateTime<chrono::Utc>> {
+    let restart = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    if restart == "Always" {
+        return None;
+    }
+    Some(started_at(pod)? + secs_delta(run_seconds(pod)?))
+}
+
+/// The container exited 0 at `done` and, with `restartPolicy: Never` (a Job's), stays
+/// terminated: the pod is Succeeded and no longer Ready.
+fn complete(ctx: &mut Ctx<'_>, pod: &Pod, done: chrono::DateTime<chrono::Utc>) {
+    let (ns, name) = key(&pod.metadata);
+    let started = started_at(pod).map(timestamp).unwrap_or_default();
+    let finished = timestamp(done);
+    let statuses: Vec<serde_json::Value> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "image": c.image.clone().unwrap_or_default(),
+                "imageID": "",
+                "containerID": format!("containerd://{}", c.name),
+                "ready": false,
+                "started": false,
+                "restartCount": 0,
+                "state": { "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "startedAt": started,
+                    "finishedAt": finished,
+                    "containerID": format!("containerd://{}", c.name),
+                } },
+            })
+        })
+        .collect();
+    let _ = ctx.store.mutate(Resource::Pod, &ns, &name, |v| {
+        if v.pointer("/metadata/deletionTimestamp").is_some()
+            || v.pointer("/status/phase").and_then(|p| p.as_str()) != Some("Running")
+        {
+            return Ok(());
+        }
+        v["status"]["phase"] = json!("Succeeded");
+        v["status"]["containerStatuses"] = json!(statuses);
+        set_condition(v, "PodReadyToStartContainers", "False", None, None, done);
+        set_condition(
+            v,
+            "ContainersReady",
+            "False",
+            Some("PodCompleted"),
+            None,
+            done,
+        );
+        set_condition(v, "Ready", "False", Some("PodCompleted"), None, done);
+        Ok(())
+    });
 }
 
 fn next_pod_ip(ctx: &Ctx<'_>) -> String {

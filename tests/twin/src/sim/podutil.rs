@@ -194,6 +194,28 @@ pub fn startup_seconds(pod: &Pod) -> f64 {
         .unwrap_or(DEFAULT_STARTUP_SECONDS)
 }
 
+/// The annotation that gives a pod's container a finite piece of work (a Job's `runSeconds`):
+/// it exits 0 this many seconds after it started. The app's code decides that, so nothing in
+/// the pod spec says it.
+pub const RUN_ANNOTATION: &str = "twin.ngm.io/run-seconds";
+
+/// Seconds from container start to a successful exit, for a pod that carries
+/// [`RUN_ANNOTATION`]; `None` for a server that runs until it is stopped.
+pub fn run_seconds(pod: &Pod) -> Option<f64> {
+    annotation(pod, RUN_ANNOTATION)
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite())
+        .map(|s| s.max(0.0))
+}
+
+/// When the pod's containers started (the kubelet's `status.startTime`, set as they start).
+pub fn started_at(pod: &Pod) -> Option<DateTime<Utc>> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map(from_time)
+}
+
 /// The annotation a scenario uses to say how a pod's process behaves on SIGTERM
 /// ([`OnSigterm`]); the app's code decides that, so nothing in the pod spec says it.
 pub const SIGTERM_ANNOTATION: &str = "twin.ngm.io/on-sigterm";

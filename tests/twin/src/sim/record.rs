@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::store::{EvictionRecord, Resource, Store};
 
-/// The kinds whose desired state must survive a migration.
-pub const SNAPSHOT_KINDS: [Resource; 10] = [
+/// The kinds whose desired state must survive a migration. A Job's `status` and its pods
+/// (finished ones included) are the Job controller's, not desired state; its spec is.
+pub const SNAPSHOT_KINDS: [Resource; 11] = [
     Resource::Namespace,
     Resource::Node,
     Resource::Service,
@@ -21,6 +22,7 @@ pub const SNAPSHOT_KINDS: [Resource; 10] = [
     Resource::PodDisruptionBudget,
     Resource::Ingress,
     Resource::TargetGroupBinding,
+    Resource::Job,
 ];
 
 /// Annotations controllers and clients write as bookkeeping, not as desired state.

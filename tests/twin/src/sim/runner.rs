@@ -46,6 +46,8 @@ pub struct Ctx<'a> {
     pub pods_by_owner: HashMap<String, Vec<Arc<Pod>>>,
     /// Pods a `crashLoop` rule (by index) made crash in this pass, not yet in the cache.
     pub crash_started: HashMap<usize, usize>,
+    /// Pods deleted since the last pass, in their final state ([`Cache::deleted_pods`]).
+    pub deleted_pods: Vec<Arc<Pod>>,
     wake: Option<DateTime<Utc>>,
 }
 
@@ -156,6 +158,7 @@ struct Timers {
     hpa: Option<DateTime<Utc>>,
     hpa_memory: super::hpa::HpaMemory,
     pdb: Option<DateTime<Utc>>,
+    jobs: super::job::JobMemory,
 }
 
 async fn run(
@@ -182,6 +185,8 @@ async fn run(
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Lagged(_)) => {
+                    // Pods deleted in the gap are lost to the Job controller's count of how
+                    // they ended; it counts them by their last state it saw.
                     cache = Cache::load(&store);
                     pdb_dirty = true;
                 }
@@ -189,6 +194,7 @@ async fn run(
             }
         }
         let now = clock.now();
+        let deleted_pods = std::mem::take(&mut cache.deleted_pods);
         let mut ctx = Ctx {
             store: &store,
             cache: &cache,
@@ -199,6 +205,7 @@ async fn run(
             pod_ips: &pod_ips,
             pods_by_owner: index_by_owner(&cache),
             crash_started: HashMap::new(),
+            deleted_pods,
             wake: None,
         };
         pass(&mut ctx, &mut timers, &mut pdb_dirty);
@@ -268,6 +275,7 @@ fn pass(ctx: &mut Ctx<'_>, timers: &mut Timers, pdb_dirty: &mut bool) {
     super::replicaset::reconcile(ctx);
     super::statefulset::reconcile(ctx);
     super::daemonset::reconcile(ctx);
+    super::job::reconcile(ctx, &mut timers.jobs);
     super::scheduler::reconcile(ctx);
     super::nodelifecycle::reconcile(ctx);
     super::kubelet::reconcile(ctx);

@@ -51,6 +51,8 @@ pub fn reconcile(ctx: &mut Ctx<'_>) {
         .map(|(i, n)| (n.name.clone(), i))
         .collect();
     let mut siblings: HashMap<(String, String), usize> = HashMap::new();
+    // A finished pod holds nothing: the scheduler's pod informer "returns only non-terminal
+    // pods" (pkg/scheduler/scheduler.go `newPodInformer`).
     for p in ctx.cache.pods.values().filter(|p| !is_terminal(p)) {
         let Some(node) = node_name(p) else {
             continue;

@@ -20,6 +20,7 @@ mod error;
 mod evict;
 mod faults;
 pub mod instances;
+mod job_defaults;
 mod list;
 pub mod load;
 mod patch;

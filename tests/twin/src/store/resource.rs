@@ -25,11 +25,13 @@ pub enum Resource {
     PersistentVolume,
     /// Karpenter's custom resource (`karpenter.sh/v1`), served when a scenario installs it.
     NodePool,
+    /// `batch/v1` Jobs, run by [`crate::sim::job`].
+    Job,
 }
 
 impl Resource {
     /// Every resource, in discovery order.
-    pub const ALL: [Resource; 18] = [
+    pub const ALL: [Resource; 19] = [
         Resource::Namespace,
         Resource::Node,
         Resource::Pod,
@@ -48,6 +50,7 @@ impl Resource {
         Resource::PersistentVolumeClaim,
         Resource::PersistentVolume,
         Resource::NodePool,
+        Resource::Job,
     ];
 
     /// The API group ("" for core).
@@ -68,6 +71,7 @@ impl Resource {
             Self::Ingress => "networking.k8s.io",
             Self::TargetGroupBinding => "elbv2.k8s.aws",
             Self::NodePool => "karpenter.sh",
+            Self::Job => "batch",
         }
     }
 
@@ -90,6 +94,7 @@ impl Resource {
             Self::Ingress => "networking.k8s.io/v1",
             Self::TargetGroupBinding => "elbv2.k8s.aws/v1beta1",
             Self::NodePool => "karpenter.sh/v1",
+            Self::Job => "batch/v1",
             _ => "v1",
         }
     }
@@ -115,6 +120,7 @@ impl Resource {
             Self::PersistentVolumeClaim => "PersistentVolumeClaim",
             Self::PersistentVolume => "PersistentVolume",
             Self::NodePool => "NodePool",
+            Self::Job => "Job",
         }
     }
 
@@ -139,6 +145,7 @@ impl Resource {
             Self::PersistentVolumeClaim => "persistentvolumeclaims",
             Self::PersistentVolume => "persistentvolumes",
             Self::NodePool => "nodepools",
+            Self::Job => "jobs",
         }
     }
 
@@ -164,7 +171,7 @@ impl Resource {
             Self::PodDisruptionBudget => &["pdb"],
             Self::HorizontalPodAutoscaler => &["hpa"],
             Self::Ingress => &["ing"],
-            Self::TargetGroupBinding | Self::NodePool => &[],
+            Self::TargetGroupBinding | Self::NodePool | Self::Job => &[],
             Self::PersistentVolumeClaim => &["pvc"],
             Self::PersistentVolume => &["pv"],
         }

@@ -282,6 +282,7 @@ fn apply_defaults(resource: Resource, obj: &mut Value) {
                 spec.entry("replicas").or_insert(json!(1));
             }
         }
+        Resource::Job => super::job_defaults::default_job(map),
         // The namespace strategy's PrepareForCreate: the `kubernetes` finalizer, which the
         // namespace controller removes once a deleted namespace is empty.
         Resource::Namespace => {

@@ -826,3 +826,68 @@ fn karpenter_is_named_with_what_it_may_do() {
     let r = run(&w);
     assert!(kinds(&r, Severity::Warning).contains(&"karpenter".to_string()));
 }
+
+#[test]
+fn jobs_pods_are_named_with_what_the_drain_does_to_them() {
+    let mut w = world();
+    w.pods
+        .push(pod("a", "etl-x1", "etl", "old1").owned_by("Job", "etl"));
+    let mut finished = pod("a", "etl-x0", "etl", "old2").owned_by("Job", "etl");
+    finished.phase = crate::model::PodPhase::Succeeded;
+    w.pods.push(finished);
+    let of = |r: &PreflightReport| -> Vec<Finding> {
+        r.findings
+            .iter()
+            .filter(|f| f.kind == "long-job")
+            .cloned()
+            .collect()
+    };
+    // Evicted by default: a warning that their work is lost, naming the running pod only.
+    let r = run(&w);
+    let f = of(&r);
+    assert_eq!(f.len(), 1, "{:?}", r.findings);
+    assert_eq!(f[0].severity, Severity::Warning);
+    assert!(f[0].message.starts_with("1 pod(s)"), "{}", f[0].message);
+    assert!(f[0].message.contains("a/etl-x1") && !f[0].message.contains("a/etl-x0"));
+    assert!(f[0].message.contains("waitToFinish"));
+    assert!(r.ok());
+    // Left to finish: said, with the wait.
+    w.policy.jobs.mode = crate::request::JobMode::WaitToFinish;
+    w.policy.jobs.finish_within_seconds = 5400;
+    let f = of(&run(&w));
+    assert_eq!(f[0].severity, Severity::Info);
+    assert!(
+        f[0].message.contains("for up to 5400 s"),
+        "{}",
+        f[0].message
+    );
+    // No Job pod, no finding.
+    let mut w = world();
+    w.policy.jobs.mode = crate::request::JobMode::WaitToFinish;
+    assert!(of(&run(&w)).is_empty());
+}
+
+#[test]
+fn a_jobs_selector_that_takes_a_deployments_pods_is_refused() {
+    let mut w = world();
+    w.policy.jobs.mode = crate::request::JobMode::WaitToFinish;
+    w.policy.jobs.selector = Some(LabelSelector::eq([("app", "web")]));
+    let r = run(&w);
+    let refused: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == "jobs-selector")
+        .collect();
+    // One finding for the Deployment, not one per pod.
+    assert_eq!(refused.len(), 1, "{:?}", r.findings);
+    assert_eq!(refused[0].severity, Severity::Blocking);
+    assert!(
+        refused[0].message.contains("Deployment a/web"),
+        "{}",
+        refused[0].message
+    );
+    assert!(!r.ok());
+    // A selector for a batch system's own pods is fine.
+    w.policy.jobs.selector = Some(LabelSelector::eq([("app", "spark")]));
+    assert!(run(&w).ok());
+}
