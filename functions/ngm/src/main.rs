@@ -147,6 +147,22 @@ fn read_input(file: &str) -> Result<String, String> {
     }
 }
 
+/// Writes `text` and a newline to standard output. A reader that has gone (`ngm schema | head`)
+/// ends the command quietly with success, as it took what it wanted; any other write error is
+/// said on standard error, with exit code 2. `println!` would panic on either.
+pub(crate) fn emit(text: &str) -> Result<(), ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("ngm: cannot write to standard output: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Local { command } => local::main(command),
@@ -201,10 +217,7 @@ fn main() -> ExitCode {
         Command::Schema => {
             let schema = ngm_core::request::request_schema();
             match serde_json::to_string_pretty(&schema) {
-                Ok(s) => {
-                    println!("{s}");
-                    ExitCode::SUCCESS
-                }
+                Ok(s) => emit(&s).err().unwrap_or(ExitCode::SUCCESS),
                 Err(e) => {
                     eprintln!("ngm: cannot print the schema: {e}");
                     ExitCode::from(2)
@@ -220,13 +233,13 @@ fn main() -> ExitCode {
                 }
             };
             match ngm_core::request::check_request(&json) {
-                Ok(_) => {
-                    println!("ok");
-                    ExitCode::SUCCESS
-                }
+                Ok(_) => emit("ok").err().unwrap_or(ExitCode::SUCCESS),
                 Err(problems) => {
+                    // Rejected is the answer whether or not anyone reads the list to its end.
                     for p in problems {
-                        println!("{p}");
+                        if emit(&p.to_string()).is_err() {
+                            break;
+                        }
                     }
                     ExitCode::from(1)
                 }

@@ -218,10 +218,7 @@ pub fn main(op: Op) -> ExitCode {
         }
     });
     match result {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
+        Ok(out) => crate::emit(&out).err().unwrap_or(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("ngm: {e}");
             ExitCode::from(1)

@@ -128,3 +128,28 @@ fn validate_of_a_missing_file_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/request.json"));
 }
+
+/// `ngm schema | head` and `ngm validate bad.json | head`: the reader is gone before ngm
+/// writes. ngm ends quietly, with no panic and nothing on standard error: success for the
+/// schema, and still 1 (rejected) for a request with problems.
+#[test]
+fn a_reader_that_has_gone_ends_the_command_quietly() {
+    for (args, code) in [(vec!["schema"], 0), (vec!["validate", "-"], 1)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ngm"))
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ngm runs");
+        // Close the read end first: every write ngm makes meets a broken pipe.
+        drop(child.stdout.take());
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(b"{\"cluster\": {}}").unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+    }
+}
