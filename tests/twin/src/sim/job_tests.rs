@@ -47,6 +47,24 @@ fn job(store: &Store, yaml: &str) -> Workload {
     w
 }
 
+/// Returns once the controllers have run a whole pass after this call: a new Job `sentinel`
+/// has its pod, and the same pass reconciled every other Job. A check that something did NOT
+/// happen after the clock moved is only meaningful after such a pass.
+async fn after_a_pass(store: &Store, clock: &Clock) {
+    let w: Workload = serde_yaml::from_str("kind: Job\nname: sentinel\nrunSeconds: 3600\n")
+        .unwrap_or_else(|e| panic!("workload: {e}"));
+    for (r, obj) in workload_objects(&w) {
+        store.create(r, &w.namespace, obj).expect("created");
+    }
+    eventually(clock, 1, "the sentinel Job's pod", || {
+        store
+            .list_all(Resource::Pod, Some("default"))
+            .iter()
+            .any(|p| p["metadata"]["labels"][JOB_NAME_LABEL] == "sentinel")
+    })
+    .await;
+}
+
 async fn eventually(clock: &Clock, step_secs: u64, what: &str, cond: impl FnMut() -> bool) {
     let step = Duration::from_secs(step_secs);
     assert!(
@@ -220,7 +238,7 @@ async fn pods_that_finish_are_counted_and_replaced_only_while_completions_remain
     assert!(j["status"]["completionTime"].is_string());
     assert!(j["status"]["startTime"].is_string());
     clock.advance(Duration::from_secs(600));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    after_a_pass(&store, &clock).await;
     assert_eq!(job_pods(&store).len(), 3, "no pod beyond the completions");
     assert_eq!(in_phase(&store, "Succeeded"), 3);
     sim.stop().await;
@@ -394,8 +412,12 @@ async fn past_its_backoff_limit_a_job_fails_and_makes_no_more_pods() {
     ));
     assert!(!has_condition(&store, "Complete", "CompletionsReached"));
     clock.advance(Duration::from_secs(3600));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(job_pods(&store).len(), 0, "the deleted pods are gone");
+    eventually(&clock, 1, "the deleted pods gone", || {
+        job_pods(&store).is_empty()
+    })
+    .await;
+    after_a_pass(&store, &clock).await;
+    assert_eq!(job_pods(&store).len(), 0, "no new pod after the failure");
     assert_eq!(status(&store, "active"), 0);
     assert_eq!(status(&store, "failed"), 2);
     sim.stop().await;

@@ -49,8 +49,15 @@ fn world() -> World {
     }
 }
 
-fn run(w: &World) -> PreflightReport {
-    plan_preflight(PreflightInputs {
+/// The pre-flight's inputs from `w`, with `new` the new group's node when the target is known
+/// (else the old sizing, a 2-CPU 8-GiB node) and its scaling.
+fn inputs<'a>(
+    w: &'a World,
+    new: Option<&'a crate::plan::fit::NewNode>,
+    old_group_labels: &'a crate::model::Labels,
+    new_scaling: Scaling,
+) -> PreflightInputs<'a> {
+    PreflightInputs {
         policy: &w.policy,
         old_nodes: &w.nodes,
         old_pods: &w.pods,
@@ -61,17 +68,25 @@ fn run(w: &World) -> PreflightReport {
         load_balancers: &w.lbs,
         services: &w.services,
         ip_services: &w.ip_services,
-        new_node_allocatable: Resources {
-            cpu_millis: 2000,
-            memory_bytes: 8 << 30,
+        new_node_allocatable: if new.is_some() {
+            Resources::default()
+        } else {
+            Resources {
+                cpu_millis: 2000,
+                memory_bytes: 8 << 30,
+            }
         },
-        new_node: None,
-        old_group_labels: &crate::model::Labels::new(),
+        new_node: new,
+        old_group_labels,
         volumes: &w.volumes,
         node_pools: w.node_pools.as_deref(),
-        new_scaling: w.scaling,
+        new_scaling,
         new_zones: &w.zones,
-    })
+    }
+}
+
+fn run(w: &World) -> PreflightReport {
+    plan_preflight(inputs(w, None, &crate::model::Labels::new(), w.scaling))
 }
 
 fn kinds(r: &PreflightReport, s: Severity) -> Vec<String> {
@@ -593,25 +608,7 @@ fn pods_that_ask_not_to_be_disrupted_block_unless_the_request_accepts_it() {
 fn run_with_target(w: &World, target: &crate::model::NodeGroupSpec) -> PreflightReport {
     let new = crate::plan::fit::NewNode::of(target, &w.zones).expect("known instance type");
     let group_labels = crate::fixtures::labels(&[("team", "web")]);
-    plan_preflight(PreflightInputs {
-        policy: &w.policy,
-        old_nodes: &w.nodes,
-        old_pods: &w.pods,
-        replicasets: &w.rs,
-        workloads: &w.workloads,
-        daemonsets: &[],
-        pdbs: &w.pdbs,
-        load_balancers: &w.lbs,
-        services: &w.services,
-        ip_services: &w.ip_services,
-        new_node_allocatable: Resources::default(),
-        new_node: Some(&new),
-        old_group_labels: &group_labels,
-        volumes: &w.volumes,
-        node_pools: w.node_pools.as_deref(),
-        new_scaling: target.scaling,
-        new_zones: &w.zones,
-    })
+    plan_preflight(inputs(w, Some(&new), &group_labels, target.scaling))
 }
 
 fn new_target() -> crate::model::NodeGroupSpec {
