@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cleanup;
 mod local;
 mod ops;
@@ -91,6 +92,10 @@ enum Command {
         #[arg(long = "lock-table")]
         lock_table: Option<String>,
     },
+    /// Run ngm and what its users do today (the EKS managed update, a drain-based rotation,
+    /// a replacement), each on a fresh cluster twin of the same scenario, and print their
+    /// figures side by side against the critical path.
+    Bench(bench::BenchArgs),
     /// Runs on this machine, against the cluster twin.
     Local {
         #[command(subcommand)]
@@ -166,6 +171,7 @@ pub(crate) fn emit(text: &str) -> Result<(), ExitCode> {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Local { command } => local::main(command),
+        Command::Bench(args) => bench::main(args),
         Command::Start {
             file,
             machine,

@@ -4,6 +4,8 @@
 //! twin (Kubernetes and EKS) and moto (everything else), on the twin's scaled clock. At the end
 //! the run is judged: the scenario's expected outcome and invariants I1–I6.
 //!
+//! - [`bench`]: `ngm bench`, ngm beside the EKS managed update, a drain-based rotation and a
+//!   replacement, each on a fresh twin of the same scenario, against the critical path;
 //! - [`host`]: the Lambda Runtime API per function and the Invoke API, with injected faults
 //!   and each function's timeout;
 //! - [`interp`]: the interpreter process (stop, execution timeout);
@@ -16,6 +18,7 @@
 //!   printed and checked.
 
 pub mod aws_world;
+pub mod bench;
 pub mod campaign;
 pub mod expect;
 pub mod host;

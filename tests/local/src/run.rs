@@ -131,6 +131,8 @@ pub struct RunOutcome {
     pub cleanup_events: Vec<StateEvent>,
     /// moto's counts of the functions' calls, as it gave them (by caller when it can).
     pub aws_calls: Value,
+    /// Simulated seconds from the first migration's start to the last one's end.
+    pub execution_seconds: Option<f64>,
     pub work_dir: PathBuf,
 }
 
@@ -630,6 +632,11 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         }
     }
 
+    #[allow(clippy::cast_precision_loss)]
+    let execution_seconds = executions.span(
+        &account_sm("ngm-migration"),
+        started_sim.timestamp_millis() as f64 / 1000.0,
+    );
     let aws_calls = match twin.moto_url() {
         Some(url) => crate::support::moto_request_counts(url).await,
         None => Value::Null,
@@ -703,6 +710,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         events: ended.events,
         cleanup_events,
         aws_calls,
+        execution_seconds,
         work_dir,
     })
 }

@@ -84,6 +84,26 @@ impl Executions {
         }
     }
 
+    /// The simulated seconds from the first start to the last stop of the executions of
+    /// `state_machine_arn` that started at or after `since` (Unix seconds); `None` while one
+    /// has not ended or none started.
+    pub fn span(&self, state_machine_arn: &str, since: f64) -> Option<f64> {
+        let book = self.lock();
+        let runs: Vec<&ExecutionInfo> = book
+            .by_arn
+            .values()
+            .filter(|e| e.state_machine_arn == state_machine_arn && e.start >= since)
+            .collect();
+        let first = runs.iter().map(|e| e.start).reduce(f64::min)?;
+        let last = runs
+            .iter()
+            .map(|e| e.stop)
+            .collect::<Option<Vec<f64>>>()?
+            .into_iter()
+            .reduce(f64::max)?;
+        Some(last - first)
+    }
+
     /// Lets StartExecution start `state_machine_arn`, dating its starts by `clock`.
     pub fn accept_starts(&self, state_machine_arn: &str, clock: Clock) {
         let mut book = self.lock();

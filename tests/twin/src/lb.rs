@@ -181,6 +181,8 @@ pub struct LbInfo {
     /// The DNS name in the emulator, when mirrored.
     pub dns_name: Option<String>,
     pub targets: BTreeMap<String, TargetState>,
+    /// What the critical path counts of it.
+    pub phase: targets::LbPhase,
 }
 
 /// The running load balancers and probe. Dropping it leaves the task running; call
@@ -376,6 +378,7 @@ impl Balancers {
                 external_traffic_policy: if lb.local { "Local" } else { "Cluster" }.to_string(),
                 dns_name: self.aws(&lb.namespace, &lb.service).map(|a| a.dns_name),
                 targets: lb.group.states(),
+                phase: lb.group.phase().clone(),
             })
             .collect();
         out.sort_by(|a, b| a.service.cmp(&b.service));

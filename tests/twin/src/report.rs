@@ -8,6 +8,7 @@
 //! [`RunParts`] the other parts produced (the probe's figures, the load balancers, EKS).
 
 pub mod budgets;
+pub mod critical;
 pub mod jobs;
 pub mod recorder;
 
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub use budgets::{BudgetViolation, DrainCounts, EvictionCounts, ViolationKind};
+pub use critical::CriticalPath;
 pub use jobs::JobSummary;
 pub use recorder::{BudgetDip, Recorder};
 
@@ -42,6 +44,8 @@ pub struct RunParts {
     pub autoscaler: Vec<AutoscalerAction>,
     /// The managed node groups at the end ([`Eks::group_shapes`]).
     pub node_groups: Vec<GroupShape>,
+    /// When each managed group was created, became ACTIVE, was asked to go and went.
+    pub group_history: Vec<crate::eks::GroupEvent>,
     /// EKS requests by caller, then `eks:<Operation>`.
     pub eks_by_caller: BTreeMap<String, BTreeMap<String, u64>>,
     /// Answers EKS gave because of an injected fault.
@@ -61,6 +65,7 @@ impl RunParts {
         self.eks_drains = eks.drain_log();
         self.autoscaler = eks.autoscaler_log();
         self.node_groups = eks.group_shapes();
+        self.group_history = eks.group_history();
         self.eks_by_caller = eks.counters().by_caller();
         self.eks_injected = eks.faults().injected().snapshot();
         self
@@ -110,6 +115,8 @@ pub struct RequestCount {
 #[serde(rename_all = "camelCase")]
 pub struct Requests {
     pub kubernetes_total: u64,
+    /// Objects returned by get and list requests, by caller (watches not counted).
+    pub kubernetes_objects_read: BTreeMap<String, u64>,
     /// By verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`) and resource
     /// (`pods`, `pods/eviction`, `deployments/scale`...).
     pub kubernetes: Vec<RequestCount>,
@@ -190,6 +197,13 @@ pub struct Report {
     /// Every Job seen during the run: its counts at the end and the work its interrupted pods
     /// lost.
     pub jobs: Vec<JobSummary>,
+    /// The least time any migrator could take on this cluster, from this run's log.
+    pub critical_path: CriticalPath,
+    /// Pods (not DaemonSets', not finished) that went with their node instead of ending
+    /// gracefully: forced terminations, whoever caused them.
+    pub pods_lost_with_nodes: u64,
+    /// Every object in the cluster when the run began (what "objects read" is measured by).
+    pub cluster_objects: u64,
     pub requests: Requests,
 }
 
@@ -271,6 +285,7 @@ impl Recorder {
         answers.sort();
         let requests = Requests {
             kubernetes_total: kubernetes.iter().map(|r| r.count).sum(),
+            kubernetes_objects_read: self.store.requests().objects_read(),
             kubernetes,
             eks_total: parts.eks_requests.values().sum(),
             eks: parts.eks_requests,
@@ -286,6 +301,12 @@ impl Recorder {
         let templates = self.store.faults().changed_templates();
         let hpa_owned = replicas_left_to_hpas(&self.store);
         let traffic = parts.traffic.unwrap_or_default();
+        let critical_path = CriticalPath::compute(
+            &tracker.phases,
+            &parts.group_history,
+            &parts.load_balancers,
+            self.started_at,
+        );
         Report {
             scenario: self.scenario.clone(),
             started_at: self.started_at,
@@ -309,6 +330,9 @@ impl Recorder {
             cluster_autoscaler: AutoscalerSummary::of(&parts.autoscaler, self.started_at),
             node_groups: parts.node_groups.clone(),
             jobs: tracker.jobs.summaries(&self.store),
+            critical_path,
+            pods_lost_with_nodes: tracker.phases.lost_with_nodes,
+            cluster_objects: self.objects_at_start,
             requests,
         }
     }

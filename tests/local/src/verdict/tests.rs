@@ -54,6 +54,9 @@ fn report() -> Report {
         cluster_autoscaler: Default::default(),
         node_groups: Vec::new(),
         jobs: Vec::new(),
+        critical_path: Default::default(),
+        pods_lost_with_nodes: 0,
+        cluster_objects: 0,
         requests: Requests::default(),
     }
 }

@@ -305,6 +305,7 @@ async fn dispatch(ctx: Ctx, req: Request) -> Result<Response, Answer> {
         query: &q,
         headers: &parts.headers,
         body: &body,
+        caller: &caller,
     };
     let result = match (parts.method.clone(), verb) {
         (_, "watch") => watch::serve(&ctx.store, &target, &q),

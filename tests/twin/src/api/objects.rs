@@ -20,6 +20,8 @@ pub(super) struct Req<'a> {
     pub query: &'a HashMap<String, String>,
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
+    /// Who asked (`kubernetes_caller`), to count the objects each caller reads.
+    pub caller: &'a str,
 }
 
 impl Req<'_> {
@@ -99,6 +101,9 @@ pub(super) fn list(req: &Req) -> Result<Response, ApiError> {
         continue_token: req.query.get("continue").cloned(),
     };
     let page = req.store.list(req.target.resource, &params)?;
+    req.store
+        .requests()
+        .record_read(req.caller, page.items.len() as u64);
     if req.wants_table() {
         let t = table::list_table(req.target.resource, &page, req.store.clock().now());
         return Ok(value_response(StatusCode::OK, &t));
@@ -113,6 +118,7 @@ pub(super) fn get(req: &Req) -> Result<Response, ApiError> {
     req.refresh_pdbs();
     let t = req.target;
     let obj = req.store.get(t.resource, t.ns(), req.name()?)?;
+    req.store.requests().record_read(req.caller, 1);
     match t.sub.as_deref() {
         None | Some("status") => {
             if req.wants_table() && t.sub.is_none() {

@@ -19,7 +19,8 @@ pub(crate) fn client(cfg: &EksConfig) -> Client {
     Client::from_conf(conf)
 }
 
-fn aws_err(what: &str, e: impl std::fmt::Display) -> EksError {
+fn aws_err(what: &str, e: impl std::error::Error) -> EksError {
+    let e = aws_sdk_autoscaling::error::DisplayErrorContext(e);
     EksError::server(format!("{what} failed in the Auto Scaling backend: {e}"))
 }
 
@@ -133,8 +134,74 @@ pub(crate) async fn terminate(client: &Client, instance: &str) -> Result<(), Eks
     Ok(())
 }
 
-/// Deletes the group with its instances, then its launch configuration.
+/// Terminates one instance and keeps the desired capacity, so the group launches a
+/// replacement from its current launch configuration.
+pub(crate) async fn replace(client: &Client, instance: &str) -> Result<(), EksError> {
+    client
+        .terminate_instance_in_auto_scaling_group()
+        .instance_id(instance)
+        .should_decrement_desired_capacity(false)
+        .send()
+        .await
+        .map_err(|e| aws_err("TerminateInstanceInAutoScalingGroup", e))?;
+    Ok(())
+}
+
+/// Makes the group launch `image_id` from now on: a new launch configuration (moto's
+/// stand-in for a new launch template version), set on the group. Returns its name.
+pub(crate) async fn launch_image(
+    client: &Client,
+    group: &str,
+    image_id: &str,
+    instance_type: &str,
+) -> Result<String, EksError> {
+    let lc = format!("{group}-lc-{image_id}");
+    let previous = groups_named(client, &[group.to_string()])
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|g| g.launch_configuration)
+        .filter(|p| *p != lc);
+    let created = client
+        .create_launch_configuration()
+        .launch_configuration_name(&lc)
+        .image_id(image_id)
+        .instance_type(instance_type)
+        .send()
+        .await;
+    // A retried update finds the configuration made by the first attempt.
+    if let Err(e) = created
+        && !e.to_string().contains("AlreadyExists")
+        && !format!("{e:?}").contains("AlreadyExists")
+    {
+        return Err(aws_err("CreateLaunchConfiguration", e));
+    }
+    client
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(group)
+        .launch_configuration_name(&lc)
+        .send()
+        .await
+        .map_err(|e| aws_err("UpdateAutoScalingGroup", e))?;
+    // The configuration the group no longer uses (a launch template keeps its old versions;
+    // a launch configuration left behind would outlive the group).
+    if let Some(p) = previous {
+        let _ = client
+            .delete_launch_configuration()
+            .launch_configuration_name(p)
+            .send()
+            .await;
+    }
+    Ok(lc)
+}
+
+/// Deletes the group with its instances, then its launch configurations.
 pub(crate) async fn delete_group(client: &Client, name: &str) -> Result<(), EksError> {
+    let current = groups_named(client, &[name.to_string()])
+        .await
+        .ok()
+        .and_then(|g| g.into_iter().next())
+        .and_then(|g| g.launch_configuration);
     client
         .delete_auto_scaling_group()
         .auto_scaling_group_name(name)
@@ -143,11 +210,13 @@ pub(crate) async fn delete_group(client: &Client, name: &str) -> Result<(), EksE
         .await
         .map_err(|e| aws_err("DeleteAutoScalingGroup", e))?;
     // A missing launch configuration only means an earlier attempt already removed it.
-    let _ = client
-        .delete_launch_configuration()
-        .launch_configuration_name(format!("{name}-lc"))
-        .send()
-        .await;
+    for lc in std::iter::once(format!("{name}-lc")).chain(current) {
+        let _ = client
+            .delete_launch_configuration()
+            .launch_configuration_name(lc)
+            .send()
+            .await;
+    }
     Ok(())
 }
 

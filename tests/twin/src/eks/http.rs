@@ -36,6 +36,10 @@ pub fn router(eks: Eks) -> Router {
             "/clusters/{cluster}/node-groups/{nodegroup}/update-config",
             post(update_nodegroup_config),
         )
+        .route(
+            "/clusters/{cluster}/node-groups/{nodegroup}/update-version",
+            post(update_nodegroup_version),
+        )
         .route("/clusters/{cluster}/updates/{id}", get(describe_update))
         .route(
             "/tags/{arn}",
@@ -240,6 +244,17 @@ async fn update_nodegroup_config(
 ) -> Reply {
     eks.enter("UpdateNodegroupConfig", Some(&cluster), &headers)?;
     let update = eks.update_nodegroup_config(&nodegroup, &body_json(&body)?)?;
+    ok(json!({ "update": update.to_json() }))
+}
+
+async fn update_nodegroup_version(
+    State(eks): State<Eks>,
+    headers: HeaderMap,
+    Path((cluster, nodegroup)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
+    eks.enter("UpdateNodegroupVersion", Some(&cluster), &headers)?;
+    let update = eks.update_nodegroup_version(&nodegroup, &body_json(&body)?)?;
     ok(json!({ "update": update.to_json() }))
 }
 

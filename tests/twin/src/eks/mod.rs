@@ -154,6 +154,30 @@ pub(crate) struct State {
     pub rebalancing: std::collections::HashSet<String>,
     /// What the Cluster Autoscaler did, when one runs.
     pub autoscaler: Vec<AutoscalerAction>,
+    /// When each group was created, became ACTIVE, was asked to go, and went.
+    pub history: Vec<GroupEvent>,
+}
+
+/// A moment in a managed group's life, for the critical path (`report::critical`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupEvent {
+    pub group: String,
+    pub at: DateTime<Utc>,
+    pub kind: GroupEventKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupEventKind {
+    /// CreateNodegroup accepted.
+    Created,
+    /// CREATING → ACTIVE: every desired instance in service and its Node Ready.
+    Active,
+    /// DeleteNodegroup accepted.
+    DeleteRequested,
+    /// EKS's drain before the deletion ended (at once when the nodes were empty).
+    Drained,
+    /// The group is gone (DescribeNodegroup answers 404).
+    Gone,
 }
 
 pub(crate) struct Inner {
@@ -235,6 +259,20 @@ impl Eks {
     /// Every eviction, block and forced termination EKS's own drains made, in order.
     pub fn drain_log(&self) -> Vec<DrainRecord> {
         self.state().drains.clone()
+    }
+
+    /// When each managed group was created, became ACTIVE, was asked to go and went, in order.
+    pub fn group_history(&self) -> Vec<GroupEvent> {
+        self.state().history.clone()
+    }
+
+    pub(crate) fn log_group(&self, group: &str, kind: GroupEventKind) {
+        let at = self.inner.clock.now();
+        self.state().history.push(GroupEvent {
+            group: group.to_string(),
+            at,
+            kind,
+        });
     }
 
     /// Overrides the boot time of one group's nodes (managed node group name, or the Auto

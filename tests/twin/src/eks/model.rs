@@ -119,6 +119,47 @@ pub struct Nodegroup {
     pub backing_ready: bool,
     /// A scale-in or delete task is running; the reconciler must not settle the status.
     pub busy: bool,
+    /// The release new instances boot when it differs from `spec.release_version`: the
+    /// launch template version a version update switched the Auto Scaling group to.
+    pub launch_release: Option<String>,
+}
+
+impl Nodegroup {
+    /// How many of `nodes` nodes a version update takes down at once: `maxUnavailable`, or
+    /// `maxUnavailablePercentage` of them rounded down; at least one, at most 100 (the quota
+    /// in "Understand each phase of node updates", setup phase). One without an
+    /// `updateConfig` (the API's default).
+    pub fn max_unavailable(&self, nodes: usize) -> usize {
+        let cfg = self.spec.update_config.as_ref();
+        let get = |k: &str| {
+            cfg.and_then(|c| c.get(k))
+                .and_then(Value::as_u64)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
+        let n = match (get("maxUnavailable"), get("maxUnavailablePercentage")) {
+            (Some(n), _) => n,
+            (None, Some(p)) => nodes.saturating_mul(p) / 100,
+            (None, None) => 1,
+        };
+        n.clamp(1, 100)
+    }
+
+    /// `updateConfig.updateStrategy` is `MINIMAL`: no surge, old nodes are replaced in place.
+    pub fn minimal_strategy(&self) -> bool {
+        self.spec
+            .update_config
+            .as_ref()
+            .and_then(|c| c.get("updateStrategy"))
+            .and_then(Value::as_str)
+            == Some("MINIMAL")
+    }
+
+    /// The release the group's new instances boot.
+    pub fn launching_release(&self) -> &str {
+        self.launch_release
+            .as_deref()
+            .unwrap_or(&self.spec.release_version)
+    }
 }
 
 impl Nodegroup {
@@ -164,10 +205,12 @@ impl Nodegroup {
     }
 }
 
-/// An `Update` (only `ConfigUpdate`s are made here).
+/// An `Update`: a `ConfigUpdate` or a `VersionUpdate`.
 #[derive(Clone, Debug)]
 pub struct Update {
     pub id: String,
+    /// The update `type`.
+    pub kind: &'static str,
     pub nodegroup: String,
     pub status: &'static str,
     pub params: Vec<(&'static str, String)>,
@@ -192,7 +235,7 @@ impl Update {
         json!({
             "id": self.id,
             "status": self.status,
-            "type": "ConfigUpdate",
+            "type": self.kind,
             "params": params,
             "createdAt": epoch(self.created_at),
             "errors": errors,

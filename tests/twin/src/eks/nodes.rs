@@ -211,9 +211,9 @@ impl Eks {
                         template.ami_type.clone_from(&ng.spec.ami_type);
                         template.nodegroup = Some(ng.spec.name.clone());
                         template.capacity_type = ng.spec.capacity_type.clone();
-                        template.image_id =
-                            Some(image_id(&ng.spec.ami_type, &ng.spec.release_version));
-                        template.ami_release = Some(ng.spec.release_version.clone());
+                        let release = ng.launching_release();
+                        template.image_id = Some(image_id(&ng.spec.ami_type, release));
+                        template.ami_release = Some(release.to_string());
                         template.labels = ng.spec.labels.clone();
                         template.taints = ng
                             .spec
@@ -279,6 +279,13 @@ impl Eks {
                 if status == NodegroupStatus::Updating {
                     ng.active_update = None;
                 }
+            }
+            if status == NodegroupStatus::Creating && next == NodegroupStatus::Active {
+                st.history.push(super::GroupEvent {
+                    group: name.clone(),
+                    at: now,
+                    kind: super::GroupEventKind::Active,
+                });
             }
             if status == NodegroupStatus::Updating
                 && let Some(u) = update.and_then(|id| st.updates.get_mut(&id))

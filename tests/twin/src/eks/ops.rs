@@ -1,6 +1,7 @@
 //! CreateNodegroup and DeleteNodegroup: the records, and the background work behind them.
 
 mod update;
+mod version;
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use super::asg::{self, NewGroup};
 use super::error::EksError;
 use super::model::{Issue, Nodegroup, NodegroupSpec, NodegroupStatus, ScalingConfig, Taint};
 use super::nodes::image_id;
-use super::{Eks, validate};
+use super::{Eks, GroupEvent, GroupEventKind, validate};
 
 /// A short random hex id, as EKS appends to ARNs and Auto Scaling group names.
 pub(crate) fn short_id(len: usize) -> String {
@@ -50,6 +51,10 @@ fn parse_spec(eks: &Eks, body: &Value) -> Result<(NodegroupSpec, Option<String>)
             "instanceTypes must not be empty",
         ));
     }
+    let update_config = body.get("updateConfig").filter(|v| !v.is_null()).cloned();
+    if let Some(u) = &update_config {
+        validate::update_config(u)?;
+    }
     let spec = NodegroupSpec {
         name,
         scaling,
@@ -67,7 +72,7 @@ fn parse_spec(eks: &Eks, body: &Value) -> Result<(NodegroupSpec, Option<String>)
         taints,
         tags: validate::opt(body, "tags")?.unwrap_or_default(),
         launch_template: body.get("launchTemplate").cloned(),
-        update_config: body.get("updateConfig").cloned(),
+        update_config,
     };
     Ok((spec, validate::opt_str(body, "clientRequestToken")?))
 }
@@ -128,8 +133,14 @@ impl Eks {
                 active_update: None,
                 backing_ready: false,
                 busy: false,
+                launch_release: None,
             };
             st.groups.insert(group.spec.name.clone(), group.clone());
+            st.history.push(GroupEvent {
+                group: group.spec.name.clone(),
+                at: now,
+                kind: GroupEventKind::Created,
+            });
             group
         };
         let eks = self.clone();
@@ -243,7 +254,13 @@ impl Eks {
             ng.status = NodegroupStatus::Deleting;
             ng.modified_at = now;
             ng.busy = true;
-            ng.clone()
+            let group = ng.clone();
+            st.history.push(GroupEvent {
+                group: name.to_string(),
+                at: now,
+                kind: GroupEventKind::DeleteRequested,
+            });
+            group
         };
         let eks = self.clone();
         let name = name.to_string();
@@ -264,6 +281,7 @@ impl Eks {
             .filter_map(|n| n.pointer("/metadata/name")?.as_str().map(str::to_string))
             .collect();
         self.drain(&nodes).await;
+        self.log_group(name, GroupEventKind::Drained);
         // Re-read: the Auto Scaling group may have been created while the drain ran.
         if self.nodegroup(name).is_some_and(|g| g.backing_ready) {
             // Retry until the backend answers: a group left half-deleted would never go away.
@@ -275,10 +293,13 @@ impl Eks {
         for node in &nodes {
             self.terminate_node(node);
         }
-        let mut st = self.state();
-        st.instances.retain(|_, r| r.asg != g.asg_name);
-        st.groups.remove(name);
-        st.updates.retain(|_, u| u.nodegroup != name);
+        {
+            let mut st = self.state();
+            st.instances.retain(|_, r| r.asg != g.asg_name);
+            st.groups.remove(name);
+            st.updates.retain(|_, u| u.nodegroup != name);
+        }
+        self.log_group(name, GroupEventKind::Gone);
     }
 }
 

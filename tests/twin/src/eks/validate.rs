@@ -122,6 +122,39 @@ pub fn taints(taints: &[Taint]) -> Result<(), EksError> {
     Ok(())
 }
 
+/// `updateConfig`: one of `maxUnavailable` or `maxUnavailablePercentage`, each 1–100 (EKS API
+/// reference, `NodegroupUpdateConfig`: "This value or maxUnavailablePercentage is required to
+/// have a value", at most 100 nodes), and an `updateStrategy` of `DEFAULT` or `MINIMAL`.
+pub fn update_config(v: &Value) -> Result<(), EksError> {
+    let count = |key: &str| -> Result<Option<i64>, EksError> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(n) => match n.as_i64() {
+                Some(n) if (1..=100).contains(&n) => Ok(Some(n)),
+                _ => Err(EksError::invalid_parameter(format!(
+                    "{key} must be an integer between 1 and 100"
+                ))),
+            },
+        }
+    };
+    let nodes = count("maxUnavailable")?;
+    let percentage = count("maxUnavailablePercentage")?;
+    match (nodes, percentage) {
+        (Some(_), Some(_)) => Err(EksError::invalid_parameter(
+            "Only one of maxUnavailable or maxUnavailablePercentage can be specified",
+        )),
+        (None, None) => Err(EksError::invalid_parameter(
+            "updateConfig must specify maxUnavailable or maxUnavailablePercentage",
+        )),
+        _ => match v.get("updateStrategy").and_then(Value::as_str) {
+            None | Some("DEFAULT" | "MINIMAL") => Ok(()),
+            Some(other) => Err(EksError::invalid_parameter(format!(
+                "updateStrategy {other} is invalid: it must be DEFAULT or MINIMAL"
+            ))),
+        },
+    }
+}
+
 /// A string member, absent or string (anything else is a 400).
 pub fn opt_str(body: &Value, key: &str) -> Result<Option<String>, EksError> {
     match body.get(key) {

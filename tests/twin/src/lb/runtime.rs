@@ -236,6 +236,8 @@ impl State {
         for lb in self.balancers.values_mut() {
             let (ns, service) = (lb.namespace.as_str(), lb.service.as_str());
             lb.group
+                .note_drained(now, |node| self.probe.busy(ns, service, node));
+            lb.group
                 .finish_idle_drains(now, |node| self.probe.busy(ns, service, node));
         }
         let draining_over = self

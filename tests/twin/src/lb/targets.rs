@@ -32,6 +32,10 @@ use serde::Serialize;
 
 use super::settings::LbSettings;
 use crate::clock::secs_delta;
+
+fn secs_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_milliseconds() as f64 / 1000.0
+}
 use crate::scenario::LbKind;
 
 /// A target as `DescribeTargetHealth` would describe it.
@@ -54,6 +58,7 @@ struct Target {
     fail_run: u32,
     /// Health checks start only once the registration has propagated (NLB).
     checks_from: DateTime<Utc>,
+    registered_at: DateTime<Utc>,
 }
 
 /// A deregistered target while its deregistration delay runs.
@@ -64,6 +69,28 @@ struct Draining {
     until: DateTime<Utc>,
     /// New requests still reach it until then (NLB propagation).
     routed_until: DateTime<Utc>,
+    deregistered_at: DateTime<Utc>,
+    /// It was routed to when deregistered, and its drain is not logged yet.
+    to_log: bool,
+}
+
+/// How long one target took for what the critical path counts (`report::critical`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseSpan {
+    /// When it began: the registration, or the deregistration.
+    pub at: DateTime<Utc>,
+    pub seconds: f64,
+}
+
+/// A load balancer's part of the critical path: each target registered while the twin ran,
+/// registration to first healthy; each routed target deregistered, deregistration to the
+/// moment it got no new request and had none in flight (or its delay ended).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbPhase {
+    pub to_healthy: Vec<PhaseSpan>,
+    pub drained: Vec<PhaseSpan>,
 }
 
 /// A node entering or leaving the target set, for the AWS mirror.
@@ -100,6 +127,7 @@ pub struct TargetGroup {
     deregistrations: HashMap<String, Vec<DateTime<Utc>>>,
     next_check: Option<DateTime<Utc>>,
     cursor: usize,
+    phase: LbPhase,
 }
 
 impl TargetGroup {
@@ -111,6 +139,7 @@ impl TargetGroup {
             deregistrations: HashMap::new(),
             next_check: None,
             cursor: 0,
+            phase: LbPhase::default(),
         }
     }
 
@@ -146,7 +175,7 @@ impl TargetGroup {
                     .push((node.to_string(), instance.clone()));
             }
         }
-        self.draining.retain(|_, d| d.until > now);
+        self.expire_drains(now);
         changes
     }
 
@@ -175,6 +204,8 @@ impl TargetGroup {
                 instance_id: t.instance_id.clone(),
                 until,
                 routed_until,
+                deregistered_at: now,
+                to_log: t.healthy,
             },
         );
         Some(t.instance_id)
@@ -215,6 +246,7 @@ impl TargetGroup {
                 ok_run: 0,
                 fail_run: 0,
                 checks_from,
+                registered_at: now,
             },
         );
         true
@@ -222,7 +254,35 @@ impl TargetGroup {
 
     /// Ends the drains whose deregistration delay is over.
     pub fn expire_drains(&mut self, now: DateTime<Utc>) {
+        for d in self.draining.values_mut() {
+            if d.until <= now && d.to_log {
+                d.to_log = false;
+                self.phase.drained.push(PhaseSpan {
+                    at: d.deregistered_at,
+                    seconds: secs_between(d.deregistered_at, d.until),
+                });
+            }
+        }
         self.draining.retain(|_, d| d.until > now);
+    }
+
+    /// Logs the drains that no longer matter to traffic: no new request reaches the target
+    /// and none is in flight through it (`busy(node)`). Call before anything ends a drain.
+    pub fn note_drained(&mut self, now: DateTime<Utc>, busy: impl Fn(&str) -> bool) {
+        for (node, d) in &mut self.draining {
+            if d.to_log && now >= d.routed_until && now < d.until && !busy(node) {
+                d.to_log = false;
+                self.phase.drained.push(PhaseSpan {
+                    at: d.deregistered_at,
+                    seconds: secs_between(d.deregistered_at, now),
+                });
+            }
+        }
+    }
+
+    /// What the critical path counts of this load balancer so far.
+    pub fn phase(&self) -> &LbPhase {
+        &self.phase
     }
 
     /// The target registered, or draining, with this instance id (or IP).
@@ -298,6 +358,12 @@ impl TargetGroup {
                 t.ok_run = 0;
             }
             if !t.healthy && t.ok_run >= up {
+                if t.initial {
+                    self.phase.to_healthy.push(PhaseSpan {
+                        at: t.registered_at,
+                        seconds: secs_between(t.registered_at, now),
+                    });
+                }
                 t.healthy = true;
                 t.initial = false;
             } else if (t.healthy || t.initial) && t.fail_run >= down {
@@ -410,6 +476,10 @@ impl TargetGroup {
         self.draining.values().map(|d| d.until).max()
     }
 }
+
+#[cfg(test)]
+#[path = "phase_tests.rs"]
+mod phase_tests;
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,8 @@ pub(crate) struct Tracker {
     pub dips: Vec<BudgetDip>,
     /// Jobs and their pods.
     pub jobs: super::jobs::JobLog,
+    /// What the critical path needs.
+    pub(crate) phases: super::critical::PhaseLog,
     /// The `resourceVersion` of the last event observed.
     pub seen_rv: u64,
 }
@@ -50,6 +52,7 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
 
 impl Tracker {
     fn observe(&mut self, kind: EventKind, resource: Resource, obj: &Value, now: DateTime<Utc>) {
+        self.phases.observe(kind, resource, obj, now);
         let key = (
             s(obj, "/metadata/namespace").to_string(),
             s(obj, "/metadata/name").to_string(),
@@ -122,6 +125,8 @@ pub struct Recorder {
     pub(crate) before: Snapshot,
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) scenario: Option<String>,
+    /// Every object in the store when the run began, of every kind.
+    pub(crate) objects_at_start: u64,
     pub(crate) tracker: Arc<Mutex<Tracker>>,
     task: JoinHandle<()>,
 }
@@ -143,6 +148,9 @@ impl Recorder {
         {
             let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
             t.seen_rv = store.resource_version();
+            for pod in store.list_all(Resource::Pod, None) {
+                t.phases.seed(&pod);
+            }
             for r in [Resource::Pod, Resource::PodDisruptionBudget] {
                 for obj in store.list_all(r, None) {
                     t.observe(EventKind::Added, r, &obj, now);
@@ -180,6 +188,10 @@ impl Recorder {
         Self {
             store: store.clone(),
             before: Snapshot::take(store),
+            objects_at_start: Resource::ALL
+                .iter()
+                .map(|r| store.list_all(*r, None).len() as u64)
+                .sum(),
             started_at: now,
             scenario: None,
             tracker,

@@ -43,6 +43,8 @@ pub fn function_matches(function: Option<&str>, caller: &str) -> bool {
 pub struct RequestCounts {
     counts: Mutex<BTreeMap<(String, String), u64>>,
     by_caller: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+    /// Objects returned by get and list, by caller.
+    objects_read: Mutex<BTreeMap<String, u64>>,
 }
 
 impl RequestCounts {
@@ -64,6 +66,20 @@ impl RequestCounts {
             .or_default()
             .entry(format!("{verb} {resource}"))
             .or_default() += 1;
+    }
+
+    /// Counts `n` objects returned to `caller` by a get or a list.
+    pub fn record_read(&self, caller: &str, n: u64) {
+        let mut read = self.objects_read.lock().unwrap_or_else(|e| e.into_inner());
+        *read.entry(caller.to_string()).or_default() += n;
+    }
+
+    /// Objects returned by get and list, by caller.
+    pub fn objects_read(&self) -> BTreeMap<String, u64> {
+        self.objects_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How many requests of this verb and resource were served.

@@ -46,6 +46,10 @@ impl Eks {
         let taints: TaintsPayload = validate::opt(body, "taints")?.unwrap_or_default();
         let scaling: Option<PartialScaling> = validate::opt(body, "scalingConfig")?;
         let token = validate::opt_str(body, "clientRequestToken")?;
+        let update_config = body.get("updateConfig").filter(|v| !v.is_null()).cloned();
+        if let Some(u) = &update_config {
+            validate::update_config(u)?;
+        }
         validate::labels(&labels.add_or_update_labels)?;
         validate::taints(&taints.add_or_update_taints)?;
         let now = self.inner.clock.now();
@@ -119,6 +123,18 @@ impl Eks {
             params.push(("MaxSize", s.max_size.to_string()));
             params.push(("DesiredSize", s.desired_size.to_string()));
         }
+        if let Some(u) = &update_config {
+            for (key, param) in [
+                ("maxUnavailable", "MaxUnavailable"),
+                ("maxUnavailablePercentage", "MaxUnavailablePercentage"),
+                ("updateStrategy", "UpdateStrategy"),
+            ] {
+                if let Some(v) = u.get(key).filter(|v| !v.is_null()) {
+                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    params.push((param, v));
+                }
+            }
+        }
         if params.is_empty() {
             return Err(EksError::invalid_parameter(
                 "No changes needed: the update specifies nothing to change",
@@ -133,6 +149,7 @@ impl Eks {
                 short_id(4),
                 short_id(12)
             ),
+            kind: "ConfigUpdate",
             nodegroup: name.to_string(),
             status: "InProgress",
             params,
@@ -147,6 +164,9 @@ impl Eks {
             ng.spec.taints = new_taints;
             if let Some(s) = new {
                 ng.spec.scaling = s;
+            }
+            if update_config.is_some() {
+                ng.spec.update_config = update_config;
             }
             ng.status = NodegroupStatus::Updating;
             ng.modified_at = now;
@@ -178,7 +198,7 @@ impl Eks {
     /// Resizes the backing group. Scale-in picks its victims as the Auto Scaling default
     /// termination policy does (keep zones balanced, newest first among equals), drains them,
     /// and terminates them with the desired capacity lowered.
-    async fn resize(
+    pub(super) async fn resize(
         &self,
         asg_name: &str,
         old: ScalingConfig,
@@ -214,6 +234,11 @@ impl Eks {
         for (instance, _) in &victims {
             asg::terminate(client, instance).await?;
         }
+        // Forget them now, not at the reconciler's next pass: a resize right after this one
+        // must not pick an instance that is already gone.
+        self.state()
+            .instances
+            .retain(|id, _| !victims.iter().any(|(v, _)| v == id));
         asg::set_size(
             client,
             asg_name,
