@@ -118,15 +118,16 @@ fn every_function_is_cargo_lambda_built_for_arm64_al2023_with_json_logs() {
             "{id}"
         );
         assert_eq!(s(&prop(f, "LoggingConfig")["LogFormat"]), "JSON", "{id}");
-        // cargo lambda builds from the workspace root, where the Cargo.lock is.
+        // cargo lambda builds in the function's own package (so that Cargo resolves its
+        // features alone, not the whole workspace's), inside the workspace whose Cargo.lock
+        // pins the build.
         let code = prop(f, "CodeUri");
+        let bin = s(&f["Metadata"]["BuildProperties"]["Binary"]);
+        assert_eq!(s(&code), format!("../functions/{bin}"), "{id}: CodeUri");
+        let package = repo().join("infra").join(s(&code));
         assert!(
-            repo()
-                .join("infra")
-                .join(s(&code))
-                .join("Cargo.lock")
-                .is_file(),
-            "{id}: CodeUri {code:?} is not the workspace root"
+            package.join("Cargo.toml").is_file() && repo().join("Cargo.lock").is_file(),
+            "{id}: CodeUri {code:?} is not a package of the workspace"
         );
     }
 }

@@ -284,11 +284,14 @@ pub async fn bench_scale(
             ..opts.clone()
         })
         .await?;
-        points.push(scale::ScalePoint {
+        let point = scale::ScalePoint {
             nodes,
             pods: nodes * scale::PODS_PER_NODE,
             report,
-        });
+        };
+        // Each size as it ends: a long run that is stopped keeps what it measured.
+        eprint!("{}", scale::render(std::slice::from_ref(&point)));
+        points.push(point);
     }
     Ok(points)
 }

@@ -142,6 +142,9 @@ pub struct FunctionStats {
     pub restarts: u64,
     /// The processes' peak resident memory (VmHWM), in KiB.
     pub peak_rss_kib: Option<u64>,
+    /// The longest init of its processes: from the spawn to the first poll of the Runtime
+    /// API's `invocation/next`, in milliseconds (Lambda's init duration).
+    pub init_millis: Option<u64>,
 }
 
 /// An invocation that took more than a quarter of its function's timeout (I6).
@@ -635,6 +638,68 @@ mod tests {
             "freeze",
         );
         assert_eq!(plan.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    /// A function that takes `delay` seconds to start, then polls the Runtime API for its
+    /// first invocation and waits for it (bash's /dev/tcp: no HTTP client needed).
+    fn slow_starting_function(dir: &std::path::Path, delay: &str) -> PathBuf {
+        let path = dir.join("slow-start");
+        std::fs::write(
+            &path,
+            format!(
+                "#!/usr/bin/env bash\n\
+                 sleep {delay}\n\
+                 exec 3<>/dev/tcp/${{AWS_LAMBDA_RUNTIME_API%:*}}/${{AWS_LAMBDA_RUNTIME_API#*:}}\n\
+                 printf 'GET /2018-06-01/runtime/invocation/next HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3\n\
+                 cat <&3 >/dev/null\n"
+            ),
+        )
+        .unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&path, perms).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn init_is_timed_from_the_spawn_to_the_first_poll_for_an_invocation() {
+        let dir = std::env::temp_dir().join(format!("ngm-host-init-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = FunctionSpec {
+            name: "slow-start".into(),
+            binary: slow_starting_function(&dir, "0.3"),
+            timeout: Duration::from_secs(30),
+            env: BTreeMap::new(),
+        };
+        let host = LambdaHost::start(
+            &[spec],
+            HostOptions {
+                logs: dir.join("logs"),
+                ..HostOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            host.stats()["slow-start"].init_millis,
+            None,
+            "not polled yet"
+        );
+        let mut init = None;
+        for _ in 0..100 {
+            init = host.stats()["slow-start"].init_millis;
+            if init.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        host.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let init = init.expect("the process polled invocation/next within 5 s");
+        assert!(
+            (300..3000).contains(&init),
+            "init {init} ms: the process slept 300 ms before its first poll"
+        );
     }
 
     #[test]

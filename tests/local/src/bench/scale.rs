@@ -114,15 +114,17 @@ pub fn render(points: &[ScalePoint]) -> String {
                 .iter()
                 .map(|(name, s)| {
                     format!(
-                        "{name} {} ms {} MiB",
+                        "{name} {} ms {} MiB init {} ms",
                         s.max_millis,
-                        s.peak_rss_kib.map_or(0, |k| k / 1024)
+                        s.peak_rss_kib.map_or(0, |k| k / 1024),
+                        s.init_millis
+                            .map_or_else(|| "-".to_string(), |i| i.to_string())
                     )
                 })
                 .collect();
             let _ = writeln!(
                 out,
-                "       ngm functions (slowest, peak): {}",
+                "       ngm functions (slowest, peak, init): {}",
                 by.join(", ")
             );
         }

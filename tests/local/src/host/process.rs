@@ -8,6 +8,8 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -87,6 +89,25 @@ pub(super) fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// A process's start, as Lambda's init phase counts it: from the spawn to its first poll of
+/// `invocation/next` (the runtime is ready), whatever its handler later does.
+struct Init {
+    spawned: Instant,
+    polled: AtomicBool,
+}
+
+impl Init {
+    /// On the generation's first poll only: the longest init of the function's processes.
+    fn polled(&self, f: &Function) {
+        if self.polled.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let millis = u64::try_from(self.spawned.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut s = lock(&f.stats);
+        s.init_millis = Some(s.init_millis.unwrap_or(0).max(millis));
+    }
+}
+
 fn remember_peak(f: &Function) {
     if let Some(kib) = lock(&f.pid).and_then(peak_rss_kib) {
         let mut s = lock(&f.stats);
@@ -114,7 +135,11 @@ pub(super) async fn supervise(
                 return;
             }
         };
-        let server = serve(listener, runtime_api(f.clone(), generation));
+        let init = Arc::new(Init {
+            spawned: Instant::now(),
+            polled: AtomicBool::new(false),
+        });
+        let server = serve(listener, runtime_api(f.clone(), generation, init));
         let mut child = match spawn(&spec, &addr, &opts) {
             Ok(c) => c,
             Err(e) => {
@@ -161,7 +186,7 @@ pub(super) async fn supervise(
     }
 }
 
-fn runtime_api(f: Arc<Function>, generation: u64) -> Router {
+fn runtime_api(f: Arc<Function>, generation: u64, init: Arc<Init>) -> Router {
     Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
         .route(
@@ -173,10 +198,10 @@ fn runtime_api(f: Arc<Function>, generation: u64) -> Router {
             post(invocation_error),
         )
         .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state((f, generation))
+        .with_state((f, generation, init))
 }
 
-type Sandbox = State<(Arc<Function>, u64)>;
+type Sandbox = State<(Arc<Function>, u64, Arc<Init>)>;
 
 /// Resolves once `generation` is over.
 async fn ended(f: &Function, generation: u64) {
@@ -184,7 +209,8 @@ async fn ended(f: &Function, generation: u64) {
     let _ = rx.wait_for(|g| *g != generation).await;
 }
 
-async fn next_invocation(State((f, generation)): Sandbox) -> Response {
+async fn next_invocation(State((f, generation, init)): Sandbox) -> Response {
+    init.polled(&f);
     let inv = tokio::select! {
         inv = async {
             let mut next = f.next.lock().await;
@@ -229,7 +255,7 @@ async fn next_invocation(State((f, generation)): Sandbox) -> Response {
 }
 
 async fn invocation_response(
-    State((f, _)): Sandbox,
+    State((f, _, _)): Sandbox,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> StatusCode {
@@ -249,7 +275,7 @@ struct ErrorBody {
 }
 
 async fn invocation_error(
-    State((f, _)): Sandbox,
+    State((f, _, _)): Sandbox,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -276,7 +302,7 @@ async fn invocation_error(
     StatusCode::ACCEPTED
 }
 
-async fn init_error(State((f, _)): Sandbox, body: Bytes) -> StatusCode {
+async fn init_error(State((f, _, _)): Sandbox, body: Bytes) -> StatusCode {
     *lock(&f.exited) = Some(format!(
         "init error: {}",
         String::from_utf8_lossy(&body)
