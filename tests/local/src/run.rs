@@ -251,6 +251,11 @@ async fn drive(
     }
 }
 
+/// The most simulated time the world is given to settle after a run before it is judged:
+/// EKS's drain of a group deleted at the end (5 minutes at most), then the node lifecycle's
+/// removal of its Nodes and pods (about 95 s), with room to spare.
+pub const SETTLE_SECONDS: i64 = 600;
+
 /// The name the cleanup function has in the ASL (`${CleanupFunctionArn}`) and the host.
 pub const CLEANUP_FUNCTION: &str = "cleanup";
 
@@ -642,11 +647,10 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, LocalError> {
         None => Value::Null,
     };
     // Terminated instances' Nodes linger until the node lifecycle controllers delete them and
-    // the pod garbage collector takes their pods (about 95 s): the world is read after that.
-    let settle_by = twin.store().clock().now() + chrono::TimeDelta::seconds(300);
-    while !ngm_twin::sim::nodelifecycle::settled(twin.store())
-        && twin.store().clock().now() < settle_by
-    {
+    // the pod garbage collector takes their pods (about 95 s), and a group deleted at the end
+    // goes only after EKS's drain: the world is read after that.
+    let settle_by = twin.store().clock().now() + chrono::TimeDelta::seconds(SETTLE_SECONDS);
+    while !twin.settled() && twin.store().clock().now() < settle_by {
         twin.store()
             .clock()
             .sleep(std::time::Duration::from_secs(1))

@@ -423,6 +423,15 @@ impl Twin {
     }
 
     /// The EKS control plane, when the twin has moto.
+    /// Whether what a run set going has ended: no node group is still being deleted (EKS's
+    /// drain runs up to its timeout after DeleteNodegroup answers), and the node lifecycle
+    /// controllers and the pod garbage collector have removed every terminated instance's
+    /// Node and pods. The world is judged once this holds.
+    pub fn settled(&self) -> bool {
+        crate::sim::nodelifecycle::settled(&self.store)
+            && self.eks.as_ref().is_none_or(|e| !e.deleting())
+    }
+
     pub fn eks(&self) -> Option<&Eks> {
         self.eks.as_ref()
     }

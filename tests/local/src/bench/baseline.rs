@@ -182,8 +182,8 @@ pub(super) async fn run(
     };
     let duration_seconds = (twin.clock().now() - started).num_milliseconds() as f64 / 1000.0;
     // As `ngm local run` does: the world is judged once the node lifecycle has settled.
-    let settle_by = twin.clock().now() + chrono::TimeDelta::seconds(300);
-    while !ngm_twin::sim::nodelifecycle::settled(twin.store()) && twin.clock().now() < settle_by {
+    let settle_by = twin.clock().now() + chrono::TimeDelta::seconds(crate::run::SETTLE_SECONDS);
+    while !twin.settled() && twin.clock().now() < settle_by {
         twin.clock().sleep(Duration::from_secs(1)).await;
     }
     let aws_requests = match twin.moto_url() {

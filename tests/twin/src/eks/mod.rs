@@ -261,6 +261,14 @@ impl Eks {
         self.state().drains.clone()
     }
 
+    /// Whether a group is being deleted (EKS's drain, then its instances, still to come).
+    pub fn deleting(&self) -> bool {
+        self.state()
+            .groups
+            .values()
+            .any(|g| g.status == NodegroupStatus::Deleting)
+    }
+
     /// When each managed group was created, became ACTIVE, was asked to go and went, in order.
     pub fn group_history(&self) -> Vec<GroupEvent> {
         self.state().history.clone()
